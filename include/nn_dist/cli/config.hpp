@@ -1,0 +1,49 @@
+// Command-line and INI options (Boost.Program_options) parsed into one
+// validated Config that is passed down; no globals.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nn_dist/optim/optimizer.hpp"
+
+namespace nn_dist {
+
+struct Config {
+  // data
+  std::string data, val, x_dataset = "X", y_dataset = "y";
+  // model
+  std::string hidden = "128,64";
+  bool hidden_given = false;
+  std::string activation = "relu";
+  bool activation_given = false;
+  std::string loss = "auto";  // auto: softmax for integer labels, mse for float targets
+  // training
+  long batch_size = 32;         // per rank
+  long global_batch_size = 0;   // 0: use batch_size
+  long epochs = 10;
+  OptimizerOptions optimizer;
+  uint64_t seed = 1;
+  bool shuffle = true;
+  std::string init, resume, checkpoint, metrics;
+  long checkpoint_every = 1;
+  // performance
+  int threads = 1;
+  double bucket_mb = 1.0;
+  bool overlap = true;
+  long max_steps = 0;  // 0: no limit (benchmarks stop early)
+  bool profile = false;
+  long warmup_steps = 10;
+  bool quiet = false;
+  // the options as INI text, stored in checkpoints
+  std::string options_text;
+};
+
+enum class ParseResult { kRun, kHelp };
+
+// Parses argv (and --config FILE). Throws Error naming the flag or file at fault.
+// On kHelp, help_text holds the option list with defaults.
+ParseResult parse_config(int argc, const char* const* argv, Config* config, std::string* help_text);
+
+}  // namespace nn_dist

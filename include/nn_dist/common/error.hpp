@@ -1,0 +1,25 @@
+// The error types nn_dist's library code throws: a message meant for the
+// user, naming the file or flag at fault and what was expected.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace nn_dist {
+
+// Exit code for every user error (bad flag, bad data, bad checkpoint, divergence).
+constexpr int kUsageExitCode = 2;
+
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& message) : std::runtime_error(message) {}
+};
+
+// An Error that every rank throws at the same point, so the job can end
+// cleanly (MPI_Finalize) instead of aborting.
+class AgreedError : public Error {
+ public:
+  explicit AgreedError(const std::string& message) : Error(message) {}
+};
+
+}  // namespace nn_dist

@@ -1,0 +1,44 @@
+// Checkpoint files (HDF5). /model holds W1, b1, ... as float32 (d_{l+1}, d_l)
+// and (d_{l+1}) with attributes sizes, activation, loss; /optimizer and
+// /training hold what a bit-exact resume needs. Written atomically.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nn_dist/math/activation.hpp"
+#include "nn_dist/math/loss.hpp"
+#include "nn_dist/model/layout.hpp"
+#include "nn_dist/optim/optimizer.hpp"
+
+namespace nn_dist {
+
+struct TrainingState {
+  int64_t epoch = 0;        // completed epochs
+  int64_t global_step = 0;  // updates taken
+  uint64_t seed = 0;        // shuffles are a function of (seed, epoch, rank)
+  int64_t ranks = 1;
+  std::string options;      // the run's options, INI text
+};
+
+struct CheckpointModel {
+  std::vector<long> sizes;
+  std::string activation;
+  std::string loss;
+};
+
+// Writes the whole checkpoint to a temporary file beside path, flushes and
+// fsyncs it, then renames it over path: path is either the old or the new file.
+void write_checkpoint(const std::string& path, const Layout& layout, Activation hidden, Loss loss,
+                      const float* params, Optimizer& optimizer, const TrainingState& state);
+
+// Reads /model's attributes; throws Error naming `what` if path is not a checkpoint.
+CheckpointModel read_checkpoint_model(const std::string& path, const std::string& what);
+// Reads /model's tensors into params (layout.total() elements).
+void read_checkpoint_params(const std::string& path, const std::string& what, const Layout& layout, float* params);
+// Reads /optimizer and /training for --resume.
+TrainingState read_checkpoint_state(const std::string& path, const std::string& what, const Layout& layout,
+                                    Optimizer& optimizer);
+
+}  // namespace nn_dist

@@ -1,0 +1,65 @@
+// Reading one rank's contiguous shard of an HDF5 dataset through a hyperslab,
+// never the whole file. Knows nothing of MPI: the caller says which rows.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nn_dist/math/activation.hpp"
+#include "nn_dist/math/loss.hpp"
+
+namespace nn_dist {
+
+struct DatasetInfo {
+  std::string path;
+  std::string what;          // how errors name it, e.g. "--data train.h5"
+  std::string x_name, y_name;
+  long samples = 0;          // n
+  long features = 0;         // d
+  long target_width = 1;     // columns of y (1 for 1-D y)
+  bool integer_targets = false;
+};
+
+// Opens and checks shapes and types; throws Error naming `what`.
+DatasetInfo inspect_dataset(const std::string& path, const std::string& what, const std::string& x_name,
+                            const std::string& y_name);
+
+struct Shard {
+  long offset = 0;        // first row in the file
+  long count = 0;         // rows held here
+  Matrix<float> x;        // (features, count): file rows become columns
+  Matrix<double> y;       // (target_width, count), as stored
+};
+
+// Rows [offset, offset + count); checks X for NaN/Inf.
+Shard read_shard(const DatasetInfo& info, long offset, long count);
+
+// Rank r's share of n rows over p ranks: sizes differ by at most one.
+void shard_range(long n, int p, int r, long* offset, long* count);
+
+// Targets ready for the loss: labels for softmax, float values otherwise.
+struct Targets {
+  std::vector<int32_t> labels;  // (count), softmax
+  Matrix<float> values;         // (width, count), logistic and mse
+  long max_label = -1;          // largest label seen (softmax)
+};
+
+// Checks y fits the loss (integer labels >= 0 for softmax, 0/1 for logistic,
+// one column for both) and converts; throws Error naming info.what.
+Targets make_targets(const DatasetInfo& info, const Shard& shard, Loss loss);
+
+}  // namespace nn_dist
+
+namespace nn_dist {
+
+enum class StoredType { kFloat32, kFloat64, kInt32 };
+
+// Writes X (features, n) as an (n, features) dataset of the given type, and y
+// (width, n) as 1-D int64 labels (integer_labels, width 1) or float32 (n) /
+// (n, width) targets. Creates or truncates path.
+void write_dataset(const std::string& path, const Matrix<float>& x, const Matrix<double>& y, bool integer_labels,
+                   StoredType x_type = StoredType::kFloat32, const std::string& x_name = "X",
+                   const std::string& y_name = "y");
+
+}  // namespace nn_dist

@@ -1,0 +1,76 @@
+// The multilayer perceptron: forward pass, loss, and backpropagation over a
+// batch whose samples are columns, reading parameters from and writing
+// gradient sums to flat buffers laid out by Layout. Owns only its scratch
+// activations, sized once for the largest batch: a step allocates nothing.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "nn_dist/math/activation.hpp"
+#include "nn_dist/math/loss.hpp"
+#include "nn_dist/model/layout.hpp"
+
+namespace nn_dist {
+
+// A contiguous range [begin, end) of the flat gradient buffer that backward()
+// finishes in one go. Pieces are listed in the order backward() finishes them
+// (last layer first, each tensor from its end), so they tile the buffer from
+// the end down to offset 0.
+struct GradientPiece {
+  std::size_t begin;
+  std::size_t end;
+};
+
+// Told as soon as each piece is final, so its allreduce can start while
+// backprop continues.
+class BackwardObserver {
+ public:
+  virtual ~BackwardObserver() = default;
+  virtual void piece_done(std::size_t piece_index) = 0;
+};
+
+template <typename T>
+class Mlp {
+ public:
+  // piece_elements: the most elements one gradient piece may hold (weights
+  // are cut between columns; a column is never split).
+  Mlp(Layout layout, Activation hidden, Loss loss, long max_batch, std::size_t piece_elements = 1 << 16);
+
+  const Layout& layout() const { return layout_; }
+  Activation activation() const { return hidden_; }
+  Loss loss() const { return loss_; }
+  long max_batch() const { return max_batch_; }
+  const std::vector<GradientPiece>& pieces() const { return pieces_; }
+
+  // x: (d_1, n), column-major, n <= max_batch. Keeps every layer's output.
+  void forward(const T* params, const T* x, long n);
+  // Output h(x) of the last forward(): (d_L, n).
+  Eigen::Map<const Matrix<T>> output() const;
+
+  // After forward(): loss sums over the batch, and the output delta for backward().
+  // labels: (n) for softmax; values: (d_L, n) column-major for logistic and mse.
+  LossSums loss_and_delta(const int32_t* labels, const T* values);
+  LossSums loss_only(const int32_t* labels, const T* values) const;
+
+  // After loss_and_delta(): writes the gradient SUMS over the batch into grad
+  // (every parameter element; padding is left alone). x must be the forward input.
+  void backward(const T* params, const T* x, T* grad, BackwardObserver* observer = nullptr);
+
+ private:
+  void plan_pieces(std::size_t piece_elements);
+  Eigen::Map<const Matrix<T>> input_map(const T* x) const;
+
+  Layout layout_;
+  Activation hidden_;
+  Loss loss_;
+  long max_batch_;
+  long n_ = 0;
+  std::vector<Matrix<T>> outputs_;  // outputs_[l]: a_{l+2} (d_{l+2}, max_batch); last is z_L
+  Matrix<T> delta_, delta_next_;    // (max width, max_batch) each
+  std::vector<GradientPiece> pieces_;
+  // For each layer, the column cuts of its weight gradient, highest first.
+  std::vector<std::vector<long>> weight_cuts_;
+};
+
+}  // namespace nn_dist

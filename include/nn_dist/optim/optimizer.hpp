@@ -1,0 +1,53 @@
+// Optimizers over flat spans, following PyTorch's update rules exactly so a
+// run can be compared with torch.optim step for step:
+//   SGD:  g = grad + wd θ;  v = μ v + g (v = g on the first step);  θ -= η v
+//   Adam: g = grad + wd θ;  m = β1 m + (1-β1) g;  v = β2 v + (1-β2) g²;
+//         θ -= (η / (1-β1^t)) m / (sqrt(v) / sqrt(1-β2^t) + ε)
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nn_dist/model/layout.hpp"
+
+namespace nn_dist {
+
+enum class OptimizerKind { kSgd, kAdam };
+
+OptimizerKind parse_optimizer(const std::string& name);  // throws Error naming --optimizer
+std::string optimizer_name(OptimizerKind kind);
+
+struct OptimizerOptions {
+  OptimizerKind kind = OptimizerKind::kSgd;
+  double lr = 0.05;
+  double momentum = 0;
+  double weight_decay = 0;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+};
+
+class Optimizer {
+ public:
+  Optimizer(const OptimizerOptions& options, std::size_t size);
+
+  // One update of params[begin, end) from gradient sums scaled by grad_scale
+  // (1 / global sample count). Call for consecutive slices that cover the
+  // buffer, then finish_step() once.
+  void update(float* params, const float* grad_sums, float grad_scale, std::size_t begin, std::size_t end);
+  void finish_step() { ++step_; }
+
+  int64_t step() const { return step_; }  // updates taken so far
+  void set_step(int64_t step) { step_ = step; }
+  // State buffers with the parameter layout, and their checkpoint names.
+  std::vector<FlatBuffer*> state();
+  std::vector<std::string> state_names() const;
+  const OptimizerOptions& options() const { return options_; }
+
+ private:
+  OptimizerOptions options_;
+  int64_t step_ = 0;
+  FlatBuffer first_, second_;  // momentum_buffer, or Adam's exp_avg and exp_avg_sq
+};
+
+}  // namespace nn_dist

@@ -1,0 +1,49 @@
+// One rank's minibatches: a per-epoch shuffle of the in-memory shard from
+// (seed, epoch, rank), gathered into preallocated batch buffers.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "nn_dist/io/dataset.hpp"
+
+namespace nn_dist {
+
+class BatchSource {
+ public:
+  BatchSource(Matrix<float> x, Targets targets, long batch, bool shuffle, uint64_t seed, int rank);
+
+  long count() const { return x_.cols(); }
+  long batch() const { return batch_; }
+  long steps() const { return (count() + batch_ - 1) / batch_; }  // this rank's own; may be fewer than the job's
+
+  void set_seed(uint64_t seed) { seed_ = seed; }
+  // Orders the shard for this epoch (identity without shuffle).
+  void start_epoch(int64_t epoch);
+  // Loads batch `step` of the epoch; returns its size (0 past this rank's end).
+  // The pointers below are valid until the next load().
+  long load(long step);
+  const float* x() const { return x_batch_; }
+  const int32_t* labels() const { return labels_batch_; }
+  const float* values() const { return values_batch_; }
+  const std::vector<uint32_t>& order() const { return order_; }
+
+ private:
+  Matrix<float> x_;  // (features, count)
+  Targets targets_;
+  long batch_;
+  bool shuffle_;
+  uint64_t seed_;
+  int rank_;
+  std::vector<uint32_t> order_;
+  Matrix<float> x_buf_, values_buf_;  // (features, batch), (width, batch)
+  std::vector<int32_t> labels_buf_;
+  const float* x_batch_ = nullptr;
+  const int32_t* labels_batch_ = nullptr;
+  const float* values_batch_ = nullptr;
+};
+
+// The epoch's permutation of n local samples, a pure function of its arguments.
+std::vector<uint32_t> epoch_order(long n, uint64_t seed, int64_t epoch, int rank);
+
+}  // namespace nn_dist

@@ -1,0 +1,81 @@
+// The training loop: setup agreed across ranks (data, model, checkpoint),
+// then epochs of synchronous data-parallel SGD steps, validation, metrics
+// and checkpoints.
+#pragma once
+
+#include <cstdint>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "nn_dist/cli/config.hpp"
+#include "nn_dist/dist/comm.hpp"
+#include "nn_dist/io/dataset.hpp"
+#include "nn_dist/model/mlp.hpp"
+#include "nn_dist/optim/optimizer.hpp"
+#include "nn_dist/train/data.hpp"
+
+namespace nn_dist {
+
+struct EpochResult {
+  int64_t epoch = 0;  // 1-based
+  double train_loss = 0, train_accuracy = 0;
+  double val_loss = 0, val_accuracy = 0;
+  bool has_val = false;
+  double samples_per_sec = 0, seconds = 0;
+};
+
+// Seconds spent in each part of the step, summed over the steps measured.
+struct StepTimes {
+  double data = 0, forward = 0, backward = 0, sync_test = 0, sync_wait = 0, optimizer = 0, total = 0;
+  long steps = 0;
+  double samples = 0;  // over all ranks
+};
+
+class Trainer {
+ public:
+  // Every setup error is agreed: all ranks throw the same AgreedError.
+  Trainer(const Communicator& comm, const Config& config);
+  ~Trainer();
+
+  // Runs the remaining epochs (or --max-steps). Returns the last epoch's result.
+  EpochResult run();
+
+  const Layout& layout() const { return mlp_->layout(); }
+  const FlatBuffer& params() const { return params_; }
+  int64_t global_step() const { return global_step_; }
+  const StepTimes& times() const { return times_; }
+  long output_width() const { return layout().sizes().back(); }
+
+ private:
+  void load_data();
+  void build_model();
+  bool train_step(long step);  // false once --max-steps is reached
+  void evaluate(double* loss, double* accuracy);
+  void save_checkpoint(int64_t epochs_done);
+  void report(const EpochResult& r);
+  void print_profile() const;
+
+  const Communicator& comm_;
+  Config config_;
+  Activation activation_ = Activation::kRelu;
+  Loss loss_ = Loss::kSoftmax;
+  DatasetInfo train_info_;
+  std::unique_ptr<BatchSource> source_;
+  Matrix<float> val_x_;
+  Targets val_targets_;
+  bool has_val_ = false;
+  long classes_ = 0;
+  long steps_per_epoch_ = 0;
+  std::unique_ptr<Mlp<float>> mlp_;
+  FlatBuffer params_, grad_;
+  std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<GradientSync> sync_;
+  int64_t start_epoch_ = 0, global_step_ = 0;
+  double epoch_sums_[3] = {0, 0, 0};  // loss, correct, count over the epoch
+  StepTimes times_;
+  std::ofstream metrics_;
+};
+
+}  // namespace nn_dist

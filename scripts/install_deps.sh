@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what nn_dist needs from Debian's archive. Idempotent: when every
+# package is already present it does nothing (no apt-get update, no network).
+# Usage: scripts/install_deps.sh [--bench]   (--bench adds PyTorch, h5py, plotting tools)
+set -euo pipefail
+
+packages=(build-essential cmake openmpi-bin libopenmpi-dev libeigen3-dev libhdf5-dev hdf5-tools
+          libboost-program-options-dev libgtest-dev python3-h5py python3-numpy)
+if [[ "${1:-}" == "--bench" ]]; then
+  packages+=(python3-torch libopenblas0-pthread python3-matplotlib hyperfine)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  exit 0
+fi
+
+echo "install_deps: installing ${missing[*]}"
+sudo_cmd=()
+if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,158 @@
+// Boost.Program_options front end: flags, --config INI files (flags win),
+// defaults shown by --help, and validation with one clear message per error.
+#include "nn_dist/cli/config.hpp"
+
+#include <boost/program_options.hpp>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "nn_dist/common/error.hpp"
+
+namespace po = boost::program_options;
+
+namespace nn_dist {
+
+namespace {
+
+po::options_description describe(Config& c, std::string& optimizer, std::string& overlap, std::string& config_file,
+                                 long long& seed) {
+  po::options_description data("Data");
+  data.add_options()
+      ("data", po::value(&c.data), "training set (HDF5 with X: samples x features, y: labels or targets)")
+      ("val", po::value(&c.val), "validation set in the same format, evaluated after every epoch")
+      ("x-dataset", po::value(&c.x_dataset)->default_value(c.x_dataset), "name of the feature dataset")
+      ("y-dataset", po::value(&c.y_dataset)->default_value(c.y_dataset), "name of the label/target dataset");
+  po::options_description model("Model");
+  model.add_options()
+      ("hidden", po::value(&c.hidden)->default_value(c.hidden), "hidden widths, comma-separated; 'none' for no hidden layer")
+      ("activation", po::value(&c.activation)->default_value(c.activation), "hidden activation: relu|tanh|sigmoid|identity")
+      ("loss", po::value(&c.loss)->default_value(c.loss), "softmax|logistic|mse; auto: softmax for integer y, mse for float y")
+      ("init", po::value(&c.init), "start from the /model group of this checkpoint");
+  po::options_description train("Training");
+  train.add_options()
+      ("epochs", po::value(&c.epochs)->default_value(c.epochs), "total epochs (including resumed ones)")
+      ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size), "samples per rank per step")
+      ("global-batch-size", po::value(&c.global_batch_size)->default_value(0), "samples per step over all ranks (overrides --batch-size)")
+      ("optimizer", po::value(&optimizer)->default_value("sgd"), "sgd|adam")
+      ("lr", po::value(&c.optimizer.lr)->default_value(c.optimizer.lr), "learning rate")
+      ("momentum", po::value(&c.optimizer.momentum)->default_value(c.optimizer.momentum), "SGD momentum")
+      ("weight-decay", po::value(&c.optimizer.weight_decay)->default_value(c.optimizer.weight_decay), "L2 weight decay")
+      ("beta1", po::value(&c.optimizer.beta1)->default_value(c.optimizer.beta1), "Adam beta1")
+      ("beta2", po::value(&c.optimizer.beta2)->default_value(c.optimizer.beta2), "Adam beta2")
+      ("eps", po::value(&c.optimizer.eps)->default_value(c.optimizer.eps), "Adam epsilon")
+      ("seed", po::value(&seed)->default_value(1), "seed for initialisation and shuffling")
+      ("no-shuffle", po::bool_switch(&c.shuffle)->default_value(false), "keep file order (no per-epoch shuffle)");
+  po::options_description output("Checkpoints and output");
+  output.add_options()
+      ("checkpoint", po::value(&c.checkpoint), "checkpoint file written by rank 0 (atomically)")
+      ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(c.checkpoint_every), "epochs between checkpoints")
+      ("resume", po::value(&c.resume), "continue the run saved in this checkpoint")
+      ("metrics", po::value(&c.metrics), "write per-epoch metrics to this CSV file")
+      ("quiet", po::bool_switch(&c.quiet), "no per-epoch lines");
+  po::options_description perf("Performance");
+  perf.add_options()
+      ("threads", po::value(&c.threads)->default_value(c.threads), "threads per rank for the matrix products")
+      ("bucket-mb", po::value(&c.bucket_mb)->default_value(c.bucket_mb), "gradient allreduce bucket size in MB")
+      ("overlap", po::value(&overlap)->default_value("on"), "on: bucketed allreduce overlapping backprop; off: one blocking allreduce")
+      ("max-steps", po::value(&c.max_steps)->default_value(0), "stop after this many steps (0: no limit; for benchmarks)")
+      ("profile", po::bool_switch(&c.profile), "print the per-step time breakdown (table and JSON line)")
+      ("warmup-steps", po::value(&c.warmup_steps)->default_value(c.warmup_steps), "steps left out of --profile timings");
+  po::options_description general("General");
+  general.add_options()
+      ("help,h", "show this help")
+      ("config", po::value(&config_file), "read options from this INI file (command-line flags win)");
+  po::options_description all("nn_dist: data-parallel MLP training over MPI\n\n"
+                              "Usage: mpirun -np N nn_dist --data train.h5 [options]\n");
+  all.add(data).add(model).add(train).add(output).add(perf).add(general);
+  return all;
+}
+
+template <typename T>
+void require_positive(T value, const char* flag) {
+  if (!(value > 0)) {
+    std::ostringstream s;
+    s << "--" << flag << ": must be positive, got " << value;
+    throw Error(s.str());
+  }
+}
+
+void require_nonnegative(double value, const char* flag) {
+  if (!(value >= 0)) throw Error(std::string("--") + flag + ": must not be negative, got " + std::to_string(value));
+}
+
+std::string ini_text(const po::variables_map& vm) {
+  std::ostringstream out;
+  for (const auto& [name, value] : vm) {
+    if (name == "config" || name == "help") continue;
+    const boost::any& v = value.value();
+    out << name << " = ";
+    if (auto s = boost::any_cast<std::string>(&v)) out << *s;
+    else if (auto l = boost::any_cast<long>(&v)) out << *l;
+    else if (auto ll = boost::any_cast<long long>(&v)) out << *ll;
+    else if (auto i = boost::any_cast<int>(&v)) out << *i;
+    else if (auto d = boost::any_cast<double>(&v)) out << *d;
+    else if (auto b = boost::any_cast<bool>(&v)) out << (*b ? "true" : "false");
+    out << "\n";
+  }
+  return out.str();
+}
+
+}  // namespace
+
+ParseResult parse_config(int argc, const char* const* argv, Config* config, std::string* help_text) {
+  Config& c = *config;
+  std::string optimizer, overlap, config_file;
+  long long seed = 1;
+  const po::options_description options = describe(c, optimizer, overlap, config_file, seed);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
+    if (vm.count("help")) {
+      std::ostringstream s;
+      s << options;
+      *help_text = s.str();
+      return ParseResult::kHelp;
+    }
+    if (vm.count("config")) {
+      const std::string path = vm["config"].as<std::string>();
+      if (!std::filesystem::is_regular_file(path)) throw Error("--config " + path + ": file not found");
+      std::ifstream in(path);
+      try {
+        po::store(po::parse_config_file(in, options), vm);  // values already given on the command line stay
+      } catch (const po::error& e) {
+        throw Error("--config " + path + ": " + e.what());
+      }
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw Error(e.what());
+  }
+  if (c.data.empty()) throw Error("--data: required (the training set, an HDF5 file)");
+  c.hidden_given = !vm["hidden"].defaulted();
+  c.activation_given = !vm["activation"].defaulted();
+  c.overlap = overlap == "on";
+  if (overlap != "on" && overlap != "off") throw Error("--overlap: unknown value '" + overlap + "' (expected on or off)");
+  c.optimizer.kind = parse_optimizer(optimizer);
+  if (seed < 0) throw Error("--seed: must not be negative");
+  c.seed = static_cast<uint64_t>(seed);
+  require_positive(c.epochs, "epochs");
+  require_positive(c.batch_size, "batch-size");
+  require_nonnegative(static_cast<double>(c.global_batch_size), "global-batch-size");
+  require_positive(c.optimizer.lr, "lr");
+  require_nonnegative(c.optimizer.momentum, "momentum");
+  require_nonnegative(c.optimizer.weight_decay, "weight-decay");
+  if (!(c.optimizer.beta1 >= 0 && c.optimizer.beta1 < 1)) throw Error("--beta1: must be in [0, 1)");
+  if (!(c.optimizer.beta2 >= 0 && c.optimizer.beta2 < 1)) throw Error("--beta2: must be in [0, 1)");
+  require_positive(c.optimizer.eps, "eps");
+  require_positive(c.checkpoint_every, "checkpoint-every");
+  require_positive(c.threads, "threads");
+  require_positive(c.bucket_mb, "bucket-mb");
+  require_nonnegative(static_cast<double>(c.max_steps), "max-steps");
+  require_nonnegative(static_cast<double>(c.warmup_steps), "warmup-steps");
+  if (!c.init.empty() && !c.resume.empty()) throw Error("--init and --resume: give one, not both");
+  c.options_text = ini_text(vm);
+  return ParseResult::kRun;
+}
+
+}  // namespace nn_dist

@@ -1,0 +1,175 @@
+// HDF5 shard reader: shape and type checks, a row hyperslab per rank, and
+// conversion of X to float32 by the HDF5 library itself.
+#include "nn_dist/io/dataset.hpp"
+
+#include <cmath>
+
+#include "h5util.hpp"
+#include "nn_dist/common/error.hpp"
+
+namespace nn_dist {
+
+namespace {
+
+bool is_numeric(hid_t dataset) {
+  h5::Handle type(H5Dget_type(dataset), H5Tclose);
+  const H5T_class_t cls = H5Tget_class(type.get());
+  return cls == H5T_INTEGER || cls == H5T_FLOAT;
+}
+
+// Reads rows [offset, offset + count) of a 1-D or 2-D dataset as mem_type.
+void read_rows(hid_t dataset, hid_t mem_type, long offset, long count, long width, void* out,
+               const std::string& what, const std::string& name) {
+  const std::vector<hsize_t> shape = h5::dims(dataset);
+  h5::Handle file_space(H5Dget_space(dataset), H5Sclose);
+  std::vector<hsize_t> start(shape.size(), 0), extent(shape);
+  start[0] = static_cast<hsize_t>(offset);
+  extent[0] = static_cast<hsize_t>(count);
+  H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, extent.data(), nullptr);
+  const hsize_t mem_dims[2] = {static_cast<hsize_t>(count), static_cast<hsize_t>(width)};
+  h5::Handle mem_space(H5Screate_simple(2, mem_dims, nullptr), H5Sclose);
+  if (H5Dread(dataset, mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, out) < 0) {
+    throw Error(what + ": cannot read rows " + std::to_string(offset) + ".." + std::to_string(offset + count - 1) +
+                " of '" + name + "' (truncated or damaged file?)");
+  }
+}
+
+}  // namespace
+
+DatasetInfo inspect_dataset(const std::string& path, const std::string& what, const std::string& x_name,
+                            const std::string& y_name) {
+  DatasetInfo info;
+  info.path = path;
+  info.what = what;
+  info.x_name = x_name;
+  info.y_name = y_name;
+  h5::Handle file = h5::open_file(path, what);
+  h5::Handle x = h5::open_dataset(file.get(), x_name, what);
+  h5::Handle y = h5::open_dataset(file.get(), y_name, what);
+  const std::vector<hsize_t> xd = h5::dims(x.get()), yd = h5::dims(y.get());
+  if (xd.size() != 2) {
+    throw Error(what + ": '" + x_name + "' must be 2-D (samples x features), it has " + std::to_string(xd.size()) +
+                " dimension(s)");
+  }
+  if (!is_numeric(x.get())) throw Error(what + ": '" + x_name + "' is not numeric (expected float or integer)");
+  if (!is_numeric(y.get())) throw Error(what + ": '" + y_name + "' is not numeric (expected float or integer)");
+  if (yd.empty() || yd.size() > 2) {
+    throw Error(what + ": '" + y_name + "' must be 1-D (labels) or 2-D (samples x targets)");
+  }
+  info.samples = static_cast<long>(xd[0]);
+  info.features = static_cast<long>(xd[1]);
+  if (info.samples == 0 || info.features == 0) {
+    throw Error(what + ": '" + x_name + "' is empty (" + std::to_string(xd[0]) + " x " + std::to_string(xd[1]) + ")");
+  }
+  if (static_cast<long>(yd[0]) != info.samples) {
+    throw Error(what + ": '" + x_name + "' has " + std::to_string(info.samples) + " samples but '" + y_name +
+                "' has " + std::to_string(yd[0]));
+  }
+  info.target_width = yd.size() == 2 ? static_cast<long>(yd[1]) : 1;
+  if (info.target_width == 0) throw Error(what + ": '" + y_name + "' has no columns");
+  h5::Handle ytype(H5Dget_type(y.get()), H5Tclose);
+  info.integer_targets = H5Tget_class(ytype.get()) == H5T_INTEGER;
+  return info;
+}
+
+Shard read_shard(const DatasetInfo& info, long offset, long count) {
+  Shard shard;
+  shard.offset = offset;
+  shard.count = count;
+  h5::Handle file = h5::open_file(info.path, info.what);
+  h5::Handle x = h5::open_dataset(file.get(), info.x_name, info.what);
+  h5::Handle y = h5::open_dataset(file.get(), info.y_name, info.what);
+  shard.x.resize(info.features, count);
+  read_rows(x.get(), H5T_NATIVE_FLOAT, offset, count, info.features, shard.x.data(), info.what, info.x_name);
+  shard.y.resize(info.target_width, count);
+  read_rows(y.get(), H5T_NATIVE_DOUBLE, offset, count, info.target_width, shard.y.data(), info.what, info.y_name);
+  for (long j = 0; j < count; ++j) {
+    for (long i = 0; i < info.features; ++i) {
+      if (!std::isfinite(shard.x(i, j))) {
+        throw Error(info.what + ": '" + info.x_name + "' has a NaN or Inf value at sample " +
+                    std::to_string(offset + j) + ", feature " + std::to_string(i));
+      }
+    }
+  }
+  for (long j = 0; j < count; ++j) {
+    for (long i = 0; i < info.target_width; ++i) {
+      if (!std::isfinite(shard.y(i, j))) {
+        throw Error(info.what + ": '" + info.y_name + "' has a NaN or Inf value at sample " + std::to_string(offset + j));
+      }
+    }
+  }
+  return shard;
+}
+
+void shard_range(long n, int p, int r, long* offset, long* count) {
+  const long base = n / p, extra = n % p;
+  *count = base + (r < extra ? 1 : 0);
+  *offset = r * base + std::min<long>(r, extra);
+}
+
+Targets make_targets(const DatasetInfo& info, const Shard& shard, Loss loss) {
+  Targets t;
+  const std::string where = info.what + ": '" + info.y_name + "'";
+  if (loss == Loss::kSoftmax || loss == Loss::kLogistic) {
+    if (info.target_width != 1) {
+      throw Error(where + " has " + std::to_string(info.target_width) + " columns; --loss " + loss_name(loss) +
+                  " needs one label per sample");
+    }
+  }
+  if (loss == Loss::kSoftmax) {
+    t.labels.resize(shard.count);
+    for (long j = 0; j < shard.count; ++j) {
+      const double v = shard.y(0, j);
+      if (v < 0 || v != std::floor(v) || v > 1e9) {
+        throw Error(where + " has label " + std::to_string(v) + " at sample " + std::to_string(shard.offset + j) +
+                    "; softmax needs integer labels 0..K-1");
+      }
+      t.labels[j] = static_cast<int32_t>(v);
+      t.max_label = std::max<long>(t.max_label, t.labels[j]);
+    }
+    return t;
+  }
+  if (loss == Loss::kLogistic) {
+    for (long j = 0; j < shard.count; ++j) {
+      const double v = shard.y(0, j);
+      if (v != 0 && v != 1) {
+        throw Error(where + " has label " + std::to_string(v) + " at sample " + std::to_string(shard.offset + j) +
+                    "; logistic loss needs labels 0 or 1");
+      }
+    }
+  }
+  t.values = shard.y.cast<float>();
+  return t;
+}
+
+}  // namespace nn_dist
+
+namespace nn_dist {
+
+void write_dataset(const std::string& path, const Matrix<float>& x, const Matrix<double>& y, bool integer_labels,
+                   StoredType x_type, const std::string& x_name, const std::string& y_name) {
+  h5::quiet_errors();
+  h5::Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+  if (!file.valid()) throw Error(path + ": cannot create (folder missing or not writable?)");
+  const hsize_t xdims[2] = {static_cast<hsize_t>(x.cols()), static_cast<hsize_t>(x.rows())};
+  h5::Handle xspace(H5Screate_simple(2, xdims, nullptr), H5Sclose);
+  const hid_t file_type = x_type == StoredType::kFloat32   ? H5T_IEEE_F32LE
+                          : x_type == StoredType::kFloat64 ? H5T_IEEE_F64LE
+                                                           : H5T_STD_I32LE;
+  h5::Handle xs(H5Dcreate2(file.get(), x_name.c_str(), file_type, xspace.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                H5Dclose);
+  if (!xs.valid() || H5Dwrite(xs.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x.data()) < 0) {
+    throw Error(path + ": cannot write '" + x_name + "'");
+  }
+  const hsize_t ydims[2] = {static_cast<hsize_t>(y.cols()), static_cast<hsize_t>(y.rows())};
+  const int yrank = (integer_labels || y.rows() == 1) ? 1 : 2;
+  h5::Handle yspace(H5Screate_simple(yrank, ydims, nullptr), H5Sclose);
+  h5::Handle ys(H5Dcreate2(file.get(), y_name.c_str(), integer_labels ? H5T_STD_I64LE : H5T_IEEE_F32LE, yspace.get(),
+                           H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                H5Dclose);
+  if (!ys.valid() || H5Dwrite(ys.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, y.data()) < 0) {
+    throw Error(path + ": cannot write '" + y_name + "'");
+  }
+}
+
+}  // namespace nn_dist

@@ -1,0 +1,131 @@
+// Thin owning wrappers over the HDF5 C API.
+#include "h5util.hpp"
+
+#include <filesystem>
+
+#include "nn_dist/common/error.hpp"
+
+namespace nn_dist::h5 {
+
+Handle& Handle::operator=(Handle&& other) noexcept {
+  if (this != &other) {
+    reset();
+    id_ = other.id_;
+    closer_ = other.closer_;
+    other.id_ = -1;
+  }
+  return *this;
+}
+
+void Handle::reset() {
+  if (id_ >= 0 && closer_) closer_(id_);
+  id_ = -1;
+}
+
+void quiet_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+
+Handle open_file(const std::string& path, const std::string& what) {
+  quiet_errors();
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw Error(what + ": file not found");
+  if (fs::is_directory(path, ec)) throw Error(what + ": is a directory, not an HDF5 file");
+  if (H5Fis_hdf5(path.c_str()) <= 0) throw Error(what + ": not an HDF5 file");
+  hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (file < 0) throw Error(what + ": cannot be opened as HDF5 (damaged or truncated?)");
+  return Handle(file, H5Fclose);
+}
+
+bool exists(hid_t loc, const std::string& name) {
+  return H5Lexists(loc, name.c_str(), H5P_DEFAULT) > 0 && H5Oexists_by_name(loc, name.c_str(), H5P_DEFAULT) > 0;
+}
+
+Handle open_dataset(hid_t loc, const std::string& name, const std::string& what) {
+  if (!exists(loc, name)) throw Error(what + ": has no dataset '" + name + "'");
+  hid_t ds = H5Dopen2(loc, name.c_str(), H5P_DEFAULT);
+  if (ds < 0) throw Error(what + ": '" + name + "' is not a dataset");
+  return Handle(ds, H5Dclose);
+}
+
+std::vector<hsize_t> dims(hid_t dataset) {
+  Handle space(H5Dget_space(dataset), H5Sclose);
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  std::vector<hsize_t> out(rank > 0 ? rank : 0);
+  if (rank > 0) H5Sget_simple_extent_dims(space.get(), out.data(), nullptr);
+  return out;
+}
+
+void write_floats(hid_t loc, const std::string& name, const std::vector<hsize_t>& shape, const float* data) {
+  Handle space(H5Screate_simple(static_cast<int>(shape.size()), shape.data(), nullptr), H5Sclose);
+  Handle ds(H5Dcreate2(loc, name.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+            H5Dclose);
+  if (!ds.valid() || H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+    throw Error("cannot write dataset '" + name + "'");
+  }
+}
+
+std::vector<float> read_floats(hid_t loc, const std::string& name, const std::string& what) {
+  Handle ds = open_dataset(loc, name, what);
+  hsize_t count = 1;
+  for (hsize_t d : dims(ds.get())) count *= d;
+  std::vector<float> out(count);
+  if (H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0) {
+    throw Error(what + ": cannot read '" + name + "' (damaged file?)");
+  }
+  return out;
+}
+
+void write_attr_string(hid_t loc, const std::string& name, const std::string& value) {
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(type.get(), value.empty() ? 1 : value.size());
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle attr(H5Acreate2(loc, name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  if (!attr.valid() || H5Awrite(attr.get(), type.get(), value.empty() ? "" : value.data()) < 0) {
+    throw Error("cannot write attribute '" + name + "'");
+  }
+}
+
+void write_attr_ints(hid_t loc, const std::string& name, const std::vector<long long>& values) {
+  const hsize_t n = values.size();
+  Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  Handle attr(H5Acreate2(loc, name.c_str(), H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  if (!attr.valid() || H5Awrite(attr.get(), H5T_NATIVE_LLONG, values.data()) < 0) {
+    throw Error("cannot write attribute '" + name + "'");
+  }
+}
+
+std::string read_attr_string(hid_t loc, const std::string& name, const std::string& what) {
+  if (H5Aexists(loc, name.c_str()) <= 0) throw Error(what + ": attribute '" + name + "' is missing");
+  Handle attr(H5Aopen(loc, name.c_str(), H5P_DEFAULT), H5Aclose);
+  Handle type(H5Aget_type(attr.get()), H5Tclose);
+  if (H5Tget_class(type.get()) != H5T_STRING) throw Error(what + ": attribute '" + name + "' is not a string");
+  std::string out;
+  if (H5Tis_variable_str(type.get()) > 0) {
+    char* text = nullptr;
+    Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(mem.get(), H5T_VARIABLE);
+    if (H5Aread(attr.get(), mem.get(), &text) < 0) throw Error(what + ": cannot read attribute '" + name + "'");
+    out = text ? text : "";
+    H5free_memory(text);
+  } else {
+    const std::size_t size = H5Tget_size(type.get());
+    std::vector<char> buf(size + 1, '\0');
+    if (H5Aread(attr.get(), type.get(), buf.data()) < 0) throw Error(what + ": cannot read attribute '" + name + "'");
+    out = buf.data();
+  }
+  return out;
+}
+
+std::vector<long long> read_attr_ints(hid_t loc, const std::string& name, const std::string& what) {
+  if (H5Aexists(loc, name.c_str()) <= 0) throw Error(what + ": attribute '" + name + "' is missing");
+  Handle attr(H5Aopen(loc, name.c_str(), H5P_DEFAULT), H5Aclose);
+  Handle space(H5Aget_space(attr.get()), H5Sclose);
+  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  std::vector<long long> out(n > 0 ? n : 0);
+  if (n > 0 && H5Aread(attr.get(), H5T_NATIVE_LLONG, out.data()) < 0) {
+    throw Error(what + ": cannot read attribute '" + name + "'");
+  }
+  return out;
+}
+
+}  // namespace nn_dist::h5

@@ -1,0 +1,50 @@
+// Private helpers for the HDF5 C API: owning handles and small typed reads
+// and writes. Errors become nn_dist::Error naming the file.
+#pragma once
+
+#include <hdf5.h>
+
+#include <string>
+#include <vector>
+
+namespace nn_dist::h5 {
+
+// Owns one hid_t and closes it with the matching H5*close.
+class Handle {
+ public:
+  using Closer = herr_t (*)(hid_t);
+  Handle() = default;
+  Handle(hid_t id, Closer closer) : id_(id), closer_(closer) {}
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  Handle(Handle&& other) noexcept : id_(other.id_), closer_(other.closer_) { other.id_ = -1; }
+  Handle& operator=(Handle&& other) noexcept;
+  ~Handle() { reset(); }
+  hid_t get() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+  void reset();
+
+ private:
+  hid_t id_ = -1;
+  Closer closer_ = nullptr;
+};
+
+// Silences HDF5's own error printing once; nn_dist reports errors itself.
+void quiet_errors();
+
+// Opens an existing HDF5 file read-only; `what` prefixes error messages
+// (e.g. "--data train.h5").
+Handle open_file(const std::string& path, const std::string& what);
+bool exists(hid_t loc, const std::string& name);
+Handle open_dataset(hid_t loc, const std::string& name, const std::string& what);
+std::vector<hsize_t> dims(hid_t dataset);
+
+// Whole-dataset reads and writes of row-major data.
+void write_floats(hid_t loc, const std::string& name, const std::vector<hsize_t>& shape, const float* data);
+std::vector<float> read_floats(hid_t loc, const std::string& name, const std::string& what);
+void write_attr_string(hid_t loc, const std::string& name, const std::string& value);
+void write_attr_ints(hid_t loc, const std::string& name, const std::vector<long long>& values);
+std::string read_attr_string(hid_t loc, const std::string& name, const std::string& what);
+std::vector<long long> read_attr_ints(hid_t loc, const std::string& name, const std::string& what);
+
+}  // namespace nn_dist::h5

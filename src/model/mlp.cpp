@@ -1,0 +1,132 @@
+// Batched forward and backward passes of the seed's backprop:
+//   Z = W A + b 1^T, A' = f(Z);  dW = Delta A^T, db = Delta 1, Delta_prev = f'(Z) ∘ (W^T Delta).
+#include "nn_dist/model/mlp.hpp"
+
+#include <algorithm>
+
+#include "nn_dist/common/error.hpp"
+
+namespace nn_dist {
+
+template <typename T>
+Mlp<T>::Mlp(Layout layout, Activation hidden, Loss loss, long max_batch, std::size_t piece_elements)
+    : layout_(std::move(layout)), hidden_(hidden), loss_(loss), max_batch_(max_batch) {
+  if (max_batch_ <= 0) throw Error("batch size must be positive");
+  const int num = layout_.num_layers();
+  for (int l = 0; l < num; ++l) outputs_.emplace_back(layout_.sizes()[l + 1], max_batch_);
+  delta_.resize(layout_.max_width(), max_batch_);
+  delta_next_.resize(layout_.max_width(), max_batch_);
+  plan_pieces(std::max<std::size_t>(piece_elements, 1));
+}
+
+template <typename T>
+void Mlp<T>::plan_pieces(std::size_t piece_elements) {
+  const int num = layout_.num_layers();
+  weight_cuts_.assign(num, {});
+  std::size_t end = layout_.total();
+  for (int l = num - 1; l >= 0; --l) {
+    const TensorSlot& w = layout_.weight(l);
+    const TensorSlot& b = layout_.bias(l);
+    pieces_.push_back({b.offset, end});
+    end = b.offset;
+    const long cols_per_piece = std::max<long>(1, static_cast<long>(piece_elements) / w.rows);
+    std::vector<long>& cuts = weight_cuts_[l];
+    for (long c = w.cols; c > 0; c -= cols_per_piece) cuts.push_back(c);
+    cuts.push_back(0);  // cuts: cols, ..., 0; piece i covers [cuts[i+1], cuts[i])
+    for (std::size_t i = 0; i + 1 < cuts.size(); ++i) {
+      const std::size_t begin = w.offset + static_cast<std::size_t>(cuts[i + 1] * w.rows);
+      pieces_.push_back({begin, end});
+      end = begin;
+    }
+  }
+}
+
+template <typename T>
+Eigen::Map<const Matrix<T>> Mlp<T>::input_map(const T* x) const {
+  return Eigen::Map<const Matrix<T>>(x, layout_.sizes()[0], n_);
+}
+
+template <typename T>
+void Mlp<T>::forward(const T* params, const T* x, long n) {
+  eigen_assert(n > 0 && n <= max_batch_);
+  n_ = n;
+  const int num = layout_.num_layers();
+  for (int l = 0; l < num; ++l) {
+    const TensorSlot& ws = layout_.weight(l);
+    Eigen::Map<const Matrix<T>, Eigen::Aligned64> w(params + ws.offset, ws.rows, ws.cols);  // (d_out, d_in)
+    Eigen::Map<const Vector<T>, Eigen::Aligned64> b(params + layout_.bias(l).offset, ws.rows);
+    Eigen::Map<Matrix<T>, Eigen::Aligned64> z(outputs_[l].data(), ws.rows, n);                // (d_out, n)
+    if (l == 0) {
+      z.noalias() = w * input_map(x);
+    } else {
+      z.noalias() = w * Eigen::Map<const Matrix<T>, Eigen::Aligned64>(outputs_[l - 1].data(), ws.cols, n);
+    }
+    bias_activate<T>(l + 1 < num ? hidden_ : Activation::kIdentity, z, b);
+  }
+}
+
+template <typename T>
+Eigen::Map<const Matrix<T>> Mlp<T>::output() const {
+  return Eigen::Map<const Matrix<T>>(outputs_.back().data(), layout_.sizes().back(), n_);
+}
+
+template <typename T>
+LossSums Mlp<T>::loss_and_delta(const int32_t* labels, const T* values) {
+  const long k = layout_.sizes().back();
+  Eigen::Map<Matrix<T>> delta(delta_.data(), k, n_);
+  Eigen::Map<const Matrix<T>> targets(values, values ? k : 0, values ? n_ : 0);
+  return nn_dist::loss_and_delta<T>(loss_, output(), labels, targets, delta);
+}
+
+template <typename T>
+LossSums Mlp<T>::loss_only(const int32_t* labels, const T* values) const {
+  const long k = layout_.sizes().back();
+  Eigen::Map<const Matrix<T>> targets(values, values ? k : 0, values ? n_ : 0);
+  return nn_dist::loss_only<T>(loss_, output(), labels, targets);
+}
+
+template <typename T>
+void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* observer) {
+  const long n = n_;
+  std::size_t piece = 0;
+  auto finished = [&] {
+    if (observer) observer->piece_done(piece);
+    ++piece;
+  };
+  T* delta_data = delta_.data();
+  T* next_data = delta_next_.data();
+  for (int l = layout_.num_layers() - 1; l >= 0; --l) {
+    const TensorSlot& ws = layout_.weight(l);
+    const long d_out = ws.rows, d_in = ws.cols;
+    Eigen::Map<const Matrix<T>> delta(delta_data, d_out, n);  // (d_out, n)
+    Eigen::Map<const Matrix<T>> a = (l == 0)
+        ? input_map(x)
+        : Eigen::Map<const Matrix<T>>(outputs_[l - 1].data(), d_in, n);  // (d_in, n)
+
+    Eigen::Map<Vector<T>, Eigen::Aligned64> db(grad + layout_.bias(l).offset, d_out);
+    db.noalias() = delta.rowwise().sum();
+    finished();
+
+    Eigen::Map<Matrix<T>, Eigen::Aligned64> dw(grad + ws.offset, d_out, d_in);  // (d_out, d_in)
+    const std::vector<long>& cuts = weight_cuts_[l];
+    for (std::size_t i = 0; i + 1 < cuts.size(); ++i) {
+      const long c0 = cuts[i + 1], width = cuts[i] - cuts[i + 1];
+      dw.middleCols(c0, width).noalias() = delta * a.middleRows(c0, width).transpose();
+      finished();
+    }
+
+    if (l > 0) {
+      Eigen::Map<const Matrix<T>, Eigen::Aligned64> w(params + ws.offset, d_out, d_in);
+      Eigen::Map<Matrix<T>> g(next_data, d_in, n);  // (d_in, n)
+      g.noalias() = w.transpose() * delta;
+      multiply_derivative<T>(hidden_, a, g);
+      std::swap(delta_data, next_data);
+    }
+  }
+  eigen_assert(piece == pieces_.size());
+}
+
+template class Mlp<float>;
+template class Mlp<double>;
+
+}  // namespace nn_dist

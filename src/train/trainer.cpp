@@ -1,0 +1,400 @@
+// Synchronous data-parallel SGD: each step every rank runs forward/backward
+// on its own minibatch, the gradient SUMS and (loss, correct, count) are
+// summed over the ranks, and every rank applies the same update scaled by
+// 1 / (global sample count), so uneven and short batches are weighted exactly.
+#include "nn_dist/train/trainer.hpp"
+
+#include <Eigen/Core>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "nn_dist/io/checkpoint.hpp"
+#include "nn_dist/model/init.hpp"
+
+namespace nn_dist {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+std::string fmt(const char* format, double value) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, format, value);
+  return buf;
+}
+
+// Agreed, broadcast description of a checkpoint's model (read on rank 0).
+struct SavedModel {
+  int64_t present = 0;
+  int64_t activation = 0, loss = 0;
+  std::vector<long> sizes;
+};
+
+}  // namespace
+
+Trainer::Trainer(const Communicator& comm, const Config& config) : comm_(comm), config_(config) {
+  Eigen::setNbThreads(config_.threads);
+  load_data();
+  build_model();
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::load_data() {
+  const int p = comm_.size(), r = comm_.rank();
+  Shard shard;
+  Targets targets;
+  comm_.agreed([&] {
+    activation_ = parse_activation(config_.activation);
+    parse_hidden(config_.hidden);
+    train_info_ = inspect_dataset(config_.data, "--data " + config_.data, config_.x_dataset, config_.y_dataset);
+    if (train_info_.samples < p) {
+      throw Error("--data " + config_.data + ": " + std::to_string(train_info_.samples) +
+                  " samples cannot be split over " + std::to_string(p) + " ranks (need at least one per rank)");
+    }
+    if (config_.loss == "auto") {
+      loss_ = train_info_.integer_targets ? Loss::kSoftmax : Loss::kMse;
+    } else {
+      loss_ = parse_loss(config_.loss);
+    }
+    if (config_.global_batch_size > 0 && config_.global_batch_size < p) {
+      throw Error("--global-batch-size " + std::to_string(config_.global_batch_size) + ": must be at least the " +
+                  std::to_string(p) + " ranks");
+    }
+  });
+  comm_.agreed([&] {
+    long offset = 0, count = 0;
+    shard_range(train_info_.samples, p, r, &offset, &count);
+    shard = read_shard(train_info_, offset, count);
+    targets = make_targets(train_info_, shard, loss_);
+  });
+  classes_ = comm_.max(targets.max_label) + 1;
+
+  if (!config_.val.empty()) {
+    Shard vshard;
+    comm_.agreed([&] {
+      const std::string what = "--val " + config_.val;
+      DatasetInfo info = inspect_dataset(config_.val, what, config_.x_dataset, config_.y_dataset);
+      if (info.features != train_info_.features) {
+        throw Error(what + ": has " + std::to_string(info.features) + " features but the training data has " +
+                    std::to_string(train_info_.features));
+      }
+      if (loss_ == Loss::kMse && info.target_width != train_info_.target_width) {
+        throw Error(what + ": has " + std::to_string(info.target_width) + " target columns but the training data has " +
+                    std::to_string(train_info_.target_width));
+      }
+      long offset = 0, count = 0;
+      shard_range(info.samples, p, r, &offset, &count);
+      vshard = read_shard(info, offset, count);
+      val_targets_ = make_targets(info, vshard, loss_);
+      if (loss_ == Loss::kSoftmax && val_targets_.max_label >= classes_) {
+        throw Error(what + ": label " + std::to_string(val_targets_.max_label) +
+                    " is not a class of the training data (0.." + std::to_string(classes_ - 1) + ")");
+      }
+    });
+    val_x_ = std::move(vshard.x);
+    has_val_ = true;
+  }
+
+  const long g = config_.global_batch_size;
+  const long batch = g > 0 ? g / p + (r < g % p ? 1 : 0) : config_.batch_size;
+  source_ = std::make_unique<BatchSource>(std::move(shard.x), std::move(targets), batch, config_.shuffle,
+                                          config_.seed, r);
+  steps_per_epoch_ = comm_.max(source_->steps());
+}
+
+void Trainer::build_model() {
+  long outputs = 0;
+  switch (loss_) {
+    case Loss::kSoftmax: outputs = classes_; break;
+    case Loss::kLogistic: outputs = 1; break;
+    case Loss::kMse: outputs = train_info_.target_width; break;
+  }
+  std::vector<long> sizes{train_info_.features};
+  for (long h : parse_hidden(config_.hidden)) sizes.push_back(h);
+  sizes.push_back(outputs);
+
+  // --init / --resume: rank 0 reads the checkpoint, every rank agrees on its
+  // errors, and the architecture and parameters are broadcast.
+  const std::string ckpt = !config_.resume.empty() ? config_.resume : config_.init;
+  const std::string flag = !config_.resume.empty() ? "--resume " : "--init ";
+  SavedModel saved;
+  if (!ckpt.empty()) {
+    comm_.agreed([&] {
+      if (!comm_.root()) return;
+      const std::string what = flag + ckpt;
+      CheckpointModel m = read_checkpoint_model(ckpt, what);
+      const Activation act = parse_activation(m.activation);
+      const Loss loss = parse_loss(m.loss);
+      if (m.sizes.front() != sizes.front()) {
+        throw Error(what + ": the checkpoint's input width " + std::to_string(m.sizes.front()) +
+                    " does not fit the data's " + std::to_string(sizes.front()) + " features");
+      }
+      if (m.sizes.back() != outputs) {
+        throw Error(what + ": the checkpoint's output width " + std::to_string(m.sizes.back()) +
+                    " does not fit the data's " + std::to_string(outputs) + " outputs");
+      }
+      if (config_.hidden_given && m.sizes != sizes) {
+        throw Error(what + ": the checkpoint's layers " + sizes_string(m.sizes) + " differ from --hidden (" +
+                    sizes_string(sizes) + ")");
+      }
+      if (config_.activation_given && act != activation_) {
+        throw Error(what + ": the checkpoint uses activation " + m.activation + ", not --activation " +
+                    config_.activation);
+      }
+      if (loss != loss_) {
+        throw Error(what + ": the checkpoint was trained with loss " + m.loss + ", this data and --loss give " +
+                    loss_name(loss_));
+      }
+      saved.present = 1;
+      saved.activation = static_cast<int64_t>(act);
+      saved.sizes = m.sizes;
+    });
+    int64_t header[2] = {static_cast<int64_t>(saved.sizes.size()), saved.activation};
+    comm_.broadcast(header, 2);
+    std::vector<int64_t> widths(saved.sizes.begin(), saved.sizes.end());
+    widths.resize(header[0]);
+    comm_.broadcast(widths.data(), static_cast<int>(header[0]));
+    sizes.assign(widths.begin(), widths.end());
+    activation_ = static_cast<Activation>(header[1]);
+  }
+
+  const long eval_batch = std::max<long>(source_->batch(), 256);
+  mlp_ = std::make_unique<Mlp<float>>(Layout(sizes), activation_, loss_, std::max(source_->batch(), eval_batch));
+  const Layout& layout = mlp_->layout();
+  params_.assign(layout.total(), 0.0f);
+  grad_.assign(layout.total(), 0.0f);
+  optimizer_ = std::make_unique<Optimizer>(config_.optimizer, layout.total());
+
+  int64_t progress[3] = {0, 0, static_cast<int64_t>(config_.seed)};  // epoch, step, seed
+  if (!ckpt.empty()) {
+    comm_.agreed([&] {
+      if (!comm_.root()) return;
+      read_checkpoint_params(ckpt, flag + ckpt, layout, params_.data());
+      if (!config_.resume.empty()) {
+        TrainingState state = read_checkpoint_state(ckpt, flag + ckpt, layout, *optimizer_);
+        progress[0] = state.epoch;
+        progress[1] = state.global_step;
+        progress[2] = static_cast<int64_t>(state.seed);
+        if (state.ranks != comm_.size()) {
+          std::printf("note: resuming on %d ranks a run saved on %lld: shuffles differ from an uninterrupted run\n",
+                      comm_.size(), static_cast<long long>(state.ranks));
+        }
+      }
+    });
+  } else if (comm_.root()) {
+    init_parameters(layout, activation_, config_.seed, params_.data());
+  }
+  comm_.broadcast(params_.data(), params_.size());
+  comm_.broadcast(progress, 3);
+  for (FlatBuffer* state : optimizer_->state()) comm_.broadcast(state->data(), state->size());
+  int64_t opt_step = optimizer_->step();
+  comm_.broadcast(&opt_step, 1);
+  optimizer_->set_step(opt_step);
+  start_epoch_ = progress[0];
+  global_step_ = progress[1];
+  if (!config_.resume.empty()) config_.seed = static_cast<uint64_t>(progress[2]);
+  source_->set_seed(config_.seed);  // a resumed run keeps its shuffle stream
+
+  sync_ = std::make_unique<GradientSync>(comm_, grad_.data(), grad_.size(), mlp_->pieces(),
+                                         static_cast<std::size_t>(config_.bucket_mb * 1024 * 1024), config_.overlap);
+
+  comm_.agreed([&] {
+    if (!comm_.root() || config_.metrics.empty()) return;
+    const bool append = !config_.resume.empty() && std::filesystem::exists(config_.metrics);
+    metrics_.open(config_.metrics, append ? std::ios::app : std::ios::trunc);
+    if (!metrics_) throw Error("--metrics " + config_.metrics + ": cannot open for writing");
+    if (!append) {
+      metrics_ << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,samples_per_sec,epoch_seconds\n";
+    }
+  });
+  if (comm_.root() && !config_.quiet) {
+    std::printf("nn_dist: %d rank(s), %ld samples x %ld features, layers %s, %s hidden, %s loss, batch %ld/rank, "
+                "%ld steps/epoch, %zu parameters\n",
+                comm_.size(), train_info_.samples, train_info_.features, sizes_string(sizes).c_str(),
+                activation_name(activation_).c_str(), loss_name(loss_).c_str(), source_->batch(), steps_per_epoch_,
+                layout.num_parameters());
+    std::fflush(stdout);
+  }
+}
+
+bool Trainer::train_step(long step) {
+  if (config_.max_steps > 0 && global_step_ >= config_.max_steps) return false;
+  const auto t0 = Clock::now();
+  const long n = source_->load(step);
+  const auto t1 = Clock::now();
+  if (n > 0) {
+    mlp_->forward(params_.data(), source_->x(), n);
+    const LossSums sums = mlp_->loss_and_delta(source_->labels(), source_->values());
+    sync_->start_stats(sums.loss, sums.correct, static_cast<double>(n));
+  } else {
+    sync_->start_stats(0, 0, 0);
+  }
+  const auto t2 = Clock::now();
+  sync_->reset_test_seconds();
+  if (n > 0) {
+    mlp_->backward(params_.data(), source_->x(), grad_.data(), sync_.get());
+  } else {
+    std::fill(grad_.begin(), grad_.end(), 0.0f);
+    sync_->all_pieces_done();
+  }
+  const auto t3 = Clock::now();
+  const double* stats = sync_->wait_stats();
+  const double count = stats[2];
+  const bool finite = std::isfinite(stats[0]);
+  double optimizer_seconds = 0;
+  sync_->wait([&](std::size_t begin, std::size_t end) {
+    if (!finite) return;
+    const auto u0 = Clock::now();
+    optimizer_->update(params_.data(), grad_.data(), static_cast<float>(1.0 / count), begin, end);
+    optimizer_seconds += seconds_between(u0, Clock::now());
+  });
+  if (!finite) {
+    throw AgreedError("training diverged: the loss is " + fmt("%g", stats[0]) + " at step " +
+                      std::to_string(global_step_ + 1) + " (try a smaller --lr)" +
+                      (config_.checkpoint.empty() ? "" : "; the last checkpoint " + config_.checkpoint + " is unchanged"));
+  }
+  optimizer_->finish_step();
+  ++global_step_;
+  epoch_sums_[0] += stats[0];
+  epoch_sums_[1] += stats[1];
+  epoch_sums_[2] += count;
+  const auto t4 = Clock::now();
+  if (global_step_ > config_.warmup_steps) {
+    times_.data += seconds_between(t0, t1);
+    times_.forward += seconds_between(t1, t2);
+    times_.backward += seconds_between(t2, t3) - sync_->test_seconds();
+    times_.sync_test += sync_->test_seconds();
+    times_.sync_wait += seconds_between(t3, t4) - optimizer_seconds;
+    times_.optimizer += optimizer_seconds;
+    times_.total += seconds_between(t0, t4);
+    times_.steps += 1;
+    times_.samples += count;
+  }
+  return true;
+}
+
+void Trainer::evaluate(double* loss, double* accuracy) {
+  double sums[3] = {0, 0, 0};
+  const long n = val_x_.cols(), batch = mlp_->max_batch();
+  for (long begin = 0; begin < n; begin += batch) {
+    const long m = std::min(batch, n - begin);
+    mlp_->forward(params_.data(), val_x_.data() + begin * val_x_.rows(), m);
+    const LossSums s = mlp_->loss_only(
+        val_targets_.labels.empty() ? nullptr : val_targets_.labels.data() + begin,
+        val_targets_.labels.empty() ? val_targets_.values.data() + begin * val_targets_.values.rows() : nullptr);
+    sums[0] += s.loss;
+    sums[1] += s.correct;
+    sums[2] += static_cast<double>(m);
+  }
+  comm_.sum(sums, 3);
+  *loss = sums[0] / sums[2];
+  *accuracy = sums[1] / sums[2];
+}
+
+void Trainer::save_checkpoint(int64_t epochs_done) {
+  comm_.agreed([&] {
+    if (!comm_.root()) return;
+    TrainingState state;
+    state.epoch = epochs_done;
+    state.global_step = global_step_;
+    state.seed = config_.seed;
+    state.ranks = comm_.size();
+    state.options = config_.options_text;
+    write_checkpoint(config_.checkpoint, mlp_->layout(), activation_, loss_, params_.data(), *optimizer_, state);
+  });
+}
+
+void Trainer::report(const EpochResult& r) {
+  if (!comm_.root()) return;
+  const bool classify = is_classification(loss_);
+  if (!config_.quiet) {
+    std::string line = "epoch " + std::to_string(r.epoch) + "/" + std::to_string(config_.epochs) + "  loss " +
+                       fmt("%.5f", r.train_loss);
+    if (classify) line += "  acc " + fmt("%.4f", r.train_accuracy);
+    if (r.has_val) {
+      line += "  val_loss " + fmt("%.5f", r.val_loss);
+      if (classify) line += "  val_acc " + fmt("%.4f", r.val_accuracy);
+    }
+    line += "  " + fmt("%.0f", r.samples_per_sec) + " samples/s  " + fmt("%.2f", r.seconds) + " s";
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+  }
+  if (metrics_.is_open()) {
+    metrics_ << r.epoch << ',' << fmt("%.8g", r.train_loss) << ',' << (classify ? fmt("%.6f", r.train_accuracy) : "")
+             << ',' << (r.has_val ? fmt("%.8g", r.val_loss) : "") << ','
+             << (r.has_val && classify ? fmt("%.6f", r.val_accuracy) : "") << ',' << fmt("%.1f", r.samples_per_sec)
+             << ',' << fmt("%.4f", r.seconds) << '\n';
+    metrics_.flush();
+  }
+}
+
+EpochResult Trainer::run() {
+  EpochResult result;
+  if (start_epoch_ >= config_.epochs && comm_.root()) {
+    std::printf("nothing to do: the checkpoint has completed %lld of --epochs %ld\n",
+                static_cast<long long>(start_epoch_), config_.epochs);
+  }
+  for (int64_t epoch = start_epoch_; epoch < config_.epochs; ++epoch) {
+    const auto t0 = Clock::now();
+    source_->start_epoch(epoch);
+    epoch_sums_[0] = epoch_sums_[1] = epoch_sums_[2] = 0;
+    bool complete = true;
+    for (long s = 0; s < steps_per_epoch_; ++s) {
+      if (!train_step(s)) {
+        complete = false;
+        break;
+      }
+    }
+    const double seconds = seconds_between(t0, Clock::now());
+    if (epoch_sums_[2] == 0) break;  // --max-steps reached before this epoch
+    result.epoch = epoch + 1;
+    result.train_loss = epoch_sums_[0] / epoch_sums_[2];
+    result.train_accuracy = epoch_sums_[1] / epoch_sums_[2];
+    result.samples_per_sec = epoch_sums_[2] / seconds;
+    result.seconds = seconds;
+    result.has_val = has_val_;
+    if (has_val_) evaluate(&result.val_loss, &result.val_accuracy);
+    report(result);
+    if (!complete) break;
+    const int64_t done = epoch + 1;
+    if (!config_.checkpoint.empty() && (done % config_.checkpoint_every == 0 || done == config_.epochs)) {
+      save_checkpoint(done);
+    }
+  }
+  if (config_.profile) print_profile();
+  return result;
+}
+
+void Trainer::print_profile() const {
+  if (!comm_.root()) return;
+  const StepTimes& t = times_;
+  if (t.steps == 0) {
+    std::printf("profile: no steps measured (raise --max-steps above --warmup-steps %ld)\n", config_.warmup_steps);
+    return;
+  }
+  const double ms = 1000.0 / static_cast<double>(t.steps);
+  const double sps = t.samples / t.total;
+  std::printf("\nper-step time over %ld steps (ms, mean)\n", t.steps);
+  const std::pair<const char*, double> rows[] = {{"data", t.data},           {"forward", t.forward},
+                                                 {"backward", t.backward},   {"sync (test)", t.sync_test},
+                                                 {"sync (wait)", t.sync_wait}, {"optimizer", t.optimizer},
+                                                 {"step", t.total}};
+  for (const auto& [name, v] : rows) std::printf("  %-12s %9.4f  %5.1f%%\n", name, v * ms, 100 * v / t.total);
+  std::printf("  samples/s    %9.0f\n", sps);
+  std::printf(
+      "BENCH_JSON {\"ranks\":%d,\"threads\":%d,\"batch_per_rank\":%ld,\"overlap\":%s,\"buckets\":%zu,\"steps\":%ld,"
+      "\"samples_per_sec\":%.1f,\"step_ms\":%.4f,\"data_ms\":%.4f,\"forward_ms\":%.4f,\"backward_ms\":%.4f,"
+      "\"sync_test_ms\":%.4f,\"sync_wait_ms\":%.4f,\"optimizer_ms\":%.4f}\n",
+      comm_.size(), config_.threads, source_->batch(), config_.overlap ? "true" : "false", sync_->num_buckets(),
+      t.steps, sps, t.total * ms, t.data * ms, t.forward * ms, t.backward * ms, t.sync_test * ms, t.sync_wait * ms,
+      t.optimizer * ms);
+  std::fflush(stdout);
+}
+
+}  // namespace nn_dist
