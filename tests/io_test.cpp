@@ -1,1 +1,171 @@
+// HDF5 shards (ranges, hyperslab reads, type conversion, bad files) and
+// checkpoint round trips, including that a failed write keeps the old file.
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "nn_dist/common/error.hpp"
+#include "nn_dist/io/checkpoint.hpp"
+#include "nn_dist/io/dataset.hpp"
+#include "test_util.hpp"
+
+namespace nn_dist {
+namespace {
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST(ShardTest, RangesCoverAllRowsAndDifferByAtMostOne) {
+  for (long n : {1L, 7L, 10L, 1001L}) {
+    for (int p = 1; p <= 5 && p <= n; ++p) {
+      long next = 0, smallest = n, largest = 0;
+      for (int r = 0; r < p; ++r) {
+        long offset = 0, count = 0;
+        shard_range(n, p, r, &offset, &count);
+        EXPECT_EQ(offset, next);
+        next = offset + count;
+        smallest = std::min(smallest, count);
+        largest = std::max(largest, count);
+      }
+      EXPECT_EQ(next, n);
+      EXPECT_LE(largest - smallest, 1);
+    }
+  }
+}
+
+TEST(ShardTest, HyperslabReadReturnsTheRightRows) {
+  const std::string dir = testing::temp_dir("io");
+  const long n = 11, d = 3;
+  Matrix<float> x(d, n);
+  Matrix<double> y(1, n);
+  for (long j = 0; j < n; ++j) {
+    for (long i = 0; i < d; ++i) x(i, j) = static_cast<float>(100 * j + i);
+    y(0, j) = static_cast<double>(j % 4);
+  }
+  for (StoredType type : {StoredType::kFloat32, StoredType::kFloat64, StoredType::kInt32}) {
+    const std::string path = dir + "/d.h5";
+    write_dataset(path, x, y, true, type);
+    const DatasetInfo info = inspect_dataset(path, "--data d.h5", "X", "y");
+    EXPECT_EQ(info.samples, n);
+    EXPECT_EQ(info.features, d);
+    EXPECT_TRUE(info.integer_targets);
+    const Shard shard = read_shard(info, 4, 5);
+    ASSERT_EQ(shard.x.cols(), 5);
+    for (long j = 0; j < 5; ++j) {
+      for (long i = 0; i < d; ++i) EXPECT_EQ(shard.x(i, j), static_cast<float>(100 * (j + 4) + i));
+      EXPECT_EQ(shard.y(0, j), static_cast<double>((j + 4) % 4));
+    }
+    const Targets t = make_targets(info, shard, Loss::kSoftmax);
+    EXPECT_EQ(t.max_label, 3);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ShardTest, BadFilesGiveErrorsNamingTheFile) {
+  const std::string dir = testing::temp_dir("io_bad");
+  EXPECT_THROW(inspect_dataset(dir + "/missing.h5", "--data missing.h5", "X", "y"), Error);
+  EXPECT_THROW(inspect_dataset(dir, "--data dir", "X", "y"), Error);
+  std::ofstream(dir + "/text.h5") << "not hdf5\n";
+  try {
+    inspect_dataset(dir + "/text.h5", "--data text.h5", "X", "y");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--data text.h5: not an HDF5 file"), std::string::npos) << e.what();
+  }
+  Matrix<float> x(2, 3);
+  x.setZero();
+  Matrix<double> y(1, 3);
+  y << 0, -1, 2;
+  write_dataset(dir + "/neg.h5", x, y, true);
+  const DatasetInfo info = inspect_dataset(dir + "/neg.h5", "--data neg.h5", "X", "y");
+  EXPECT_THROW(make_targets(info, read_shard(info, 0, 3), Loss::kSoftmax), Error);
+  x(1, 2) = std::numeric_limits<float>::quiet_NaN();
+  y << 0, 1, 2;
+  write_dataset(dir + "/nan.h5", x, y, true);
+  const DatasetInfo nan_info = inspect_dataset(dir + "/nan.h5", "--data nan.h5", "X", "y");
+  EXPECT_NO_THROW(read_shard(nan_info, 0, 2));  // the NaN is outside this shard
+  EXPECT_THROW(read_shard(nan_info, 2, 1), Error);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CheckpointTest, RoundTripRestoresEverything) {
+  const std::string dir = testing::temp_dir("ckpt");
+  const Layout layout({5, 4, 3});
+  FlatBuffer params;
+  testing::random_params(layout, 4, 1.0, params);
+  OptimizerOptions options;
+  options.kind = OptimizerKind::kAdam;
+  Optimizer opt(options, layout.total());
+  for (FlatBuffer* s : opt.state()) testing::random_params(layout, 5, 1.0, *s);
+  opt.set_step(17);
+  TrainingState state;
+  state.epoch = 3;
+  state.global_step = 17;
+  state.seed = 99;
+  state.ranks = 2;
+  state.options = "lr = 0.1\n";
+  const std::string path = dir + "/ck.h5";
+  write_checkpoint(path, layout, Activation::kTanh, Loss::kSoftmax, params.data(), opt, state);
+
+  const CheckpointModel m = read_checkpoint_model(path, "--init ck.h5");
+  EXPECT_EQ(m.sizes, (std::vector<long>{5, 4, 3}));
+  EXPECT_EQ(m.activation, "tanh");
+  EXPECT_EQ(m.loss, "softmax");
+  FlatBuffer back(layout.total());
+  read_checkpoint_params(path, "--init ck.h5", layout, back.data());
+  EXPECT_EQ(back, params);
+  Optimizer opt2(options, layout.total());
+  const TrainingState s2 = read_checkpoint_state(path, "--resume ck.h5", layout, opt2);
+  EXPECT_EQ(s2.epoch, 3);
+  EXPECT_EQ(s2.global_step, 17);
+  EXPECT_EQ(s2.seed, 99u);
+  EXPECT_EQ(s2.options, "lr = 0.1\n");
+  EXPECT_EQ(opt2.step(), 17);
+  for (std::size_t i = 0; i < 2; ++i) EXPECT_EQ(*opt2.state()[i], *opt.state()[i]);
+  // No temporary file is left beside it.
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 1);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CheckpointTest, FailedWriteLeavesTheOldCheckpoint) {
+  const std::string dir = testing::temp_dir("ckpt_fail");
+  const Layout layout({2, 2});
+  FlatBuffer params(layout.total(), 1.0f);
+  Optimizer opt(OptimizerOptions{}, layout.total());
+  const std::string path = dir + "/ck.h5";
+  write_checkpoint(path, layout, Activation::kRelu, Loss::kMse, params.data(), opt, TrainingState{});
+  const std::string before = file_bytes(path);
+  // The target is now a directory's child that cannot be created: rename must fail.
+  std::filesystem::create_directory(dir + "/blocker");
+  std::ofstream(dir + "/blocker/x") << "x";
+  EXPECT_THROW(write_checkpoint(dir + "/blocker", layout, Activation::kRelu, Loss::kMse, params.data(), opt,
+                                TrainingState{}),
+               Error);
+  EXPECT_THROW(write_checkpoint(dir + "/no_such_dir/ck.h5", layout, Activation::kRelu, Loss::kMse, params.data(),
+                                opt, TrainingState{}),
+               Error);
+  EXPECT_EQ(file_bytes(path), before);
+  EXPECT_TRUE(std::filesystem::exists(dir + "/blocker/x"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CheckpointTest, DatasetFileIsNotACheckpoint) {
+  const std::string dir = testing::temp_dir("ckpt_not");
+  Matrix<float> x = Matrix<float>::Zero(2, 3);
+  Matrix<double> y = Matrix<double>::Zero(1, 3);
+  write_dataset(dir + "/d.h5", x, y, true);
+  try {
+    read_checkpoint_model(dir + "/d.h5", "--init d.h5");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not an nn_dist checkpoint"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace nn_dist

@@ -1,1 +1,55 @@
+// The flat parameter layout, the gradient pieces backprop finishes, and
+// --hidden parsing.
 #include <gtest/gtest.h>
+
+#include "nn_dist/common/error.hpp"
+#include "nn_dist/model/mlp.hpp"
+
+namespace nn_dist {
+namespace {
+
+TEST(LayoutTest, TensorsAreAlignedAndDisjoint) {
+  const Layout layout({784, 512, 256, 10});
+  EXPECT_EQ(layout.num_layers(), 3);
+  EXPECT_EQ(layout.num_parameters(), 784u * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10);
+  std::size_t end = 0;
+  for (int l = 0; l < 3; ++l) {
+    for (const TensorSlot& t : {layout.weight(l), layout.bias(l)}) {
+      EXPECT_EQ(t.offset % kTensorAlign, 0u);
+      EXPECT_GE(t.offset, end);
+      end = t.offset + t.size();
+    }
+  }
+  EXPECT_LE(end, layout.total());
+  EXPECT_EQ(layout.weight(1).rows, 256);
+  EXPECT_EQ(layout.weight(1).cols, 512);
+}
+
+TEST(LayoutTest, PiecesTileTheBufferFromTheEnd) {
+  const Layout layout({30, 20, 7});
+  Mlp<float> mlp(layout, Activation::kRelu, Loss::kSoftmax, 4, /*piece_elements=*/100);
+  const auto& pieces = mlp.pieces();
+  ASSERT_FALSE(pieces.empty());
+  EXPECT_EQ(pieces.front().end, layout.total());
+  EXPECT_EQ(pieces.back().begin, 0u);
+  for (std::size_t i = 0; i + 1 < pieces.size(); ++i) {
+    EXPECT_EQ(pieces[i + 1].end, pieces[i].begin);
+    EXPECT_LT(pieces[i].begin, pieces[i].end);
+  }
+  // W1 is 20 x 30: 100 elements hold 5 columns, so it is cut into 6 pieces.
+  std::size_t w1_pieces = 0;
+  for (const auto& p : pieces) w1_pieces += p.end <= layout.bias(0).offset ? 1 : 0;
+  EXPECT_EQ(w1_pieces, 6u);
+}
+
+TEST(LayoutTest, ParseHidden) {
+  EXPECT_EQ(parse_hidden("128,64"), (std::vector<long>{128, 64}));
+  EXPECT_TRUE(parse_hidden("none").empty());
+  EXPECT_TRUE(parse_hidden("").empty());
+  for (const char* bad : {"0", "-3", "abc", "8,,4", "12x", "4,"}) {
+    EXPECT_THROW(parse_hidden(bad), Error) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace nn_dist

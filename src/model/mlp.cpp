@@ -86,7 +86,7 @@ LossSums Mlp<T>::loss_only(const int32_t* labels, const T* values) const {
 }
 
 template <typename T>
-void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* observer) {
+void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* observer, T* input_grad) {
   const long n = n_;
   std::size_t piece = 0;
   auto finished = [&] {
@@ -121,6 +121,9 @@ void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* ob
       g.noalias() = w.transpose() * delta;
       multiply_derivative<T>(hidden_, a, g);
       std::swap(delta_data, next_data);
+    } else if (input_grad) {
+      Eigen::Map<const Matrix<T>, Eigen::Aligned64> w(params + ws.offset, d_out, d_in);
+      Eigen::Map<Matrix<T>>(input_grad, d_in, n).noalias() = w.transpose() * delta;
     }
   }
   eigen_assert(piece == pieces_.size());

@@ -334,6 +334,11 @@ void Trainer::report(const EpochResult& r) {
   }
 }
 
+void Trainer::start_epoch(int64_t epoch) {
+  source_->start_epoch(epoch);
+  epoch_sums_[0] = epoch_sums_[1] = epoch_sums_[2] = 0;
+}
+
 EpochResult Trainer::run() {
   EpochResult result;
   if (start_epoch_ >= config_.epochs && comm_.root()) {
@@ -342,8 +347,7 @@ EpochResult Trainer::run() {
   }
   for (int64_t epoch = start_epoch_; epoch < config_.epochs; ++epoch) {
     const auto t0 = Clock::now();
-    source_->start_epoch(epoch);
-    epoch_sums_[0] = epoch_sums_[1] = epoch_sums_[2] = 0;
+    start_epoch(epoch);
     bool complete = true;
     for (long s = 0; s < steps_per_epoch_; ++s) {
       if (!train_step(s)) {

@@ -55,7 +55,9 @@ class Mlp {
 
   // After loss_and_delta(): writes the gradient SUMS over the batch into grad
   // (every parameter element; padding is left alone). x must be the forward input.
-  void backward(const T* params, const T* x, T* grad, BackwardObserver* observer = nullptr);
+  // input_grad, if given, receives d(loss sum)/dx: (d_1, n).
+  void backward(const T* params, const T* x, T* grad, BackwardObserver* observer = nullptr,
+                T* input_grad = nullptr);
 
  private:
   void plan_pieces(std::size_t piece_elements);

@@ -42,6 +42,12 @@ class Trainer {
   // Runs the remaining epochs (or --max-steps). Returns the last epoch's result.
   EpochResult run();
 
+  // One epoch by hand (tests): start_epoch, then train_step for 0..steps_per_epoch()-1.
+  void start_epoch(int64_t epoch);
+  // One synchronous step on batch `step` of the epoch; false once --max-steps is reached.
+  bool train_step(long step);
+  long steps_per_epoch() const { return steps_per_epoch_; }
+
   const Layout& layout() const { return mlp_->layout(); }
   const FlatBuffer& params() const { return params_; }
   int64_t global_step() const { return global_step_; }
@@ -51,7 +57,6 @@ class Trainer {
  private:
   void load_data();
   void build_model();
-  bool train_step(long step);  // false once --max-steps is reached
   void evaluate(double* loss, double* accuracy);
   void save_checkpoint(int64_t epochs_done);
   void report(const EpochResult& r);

@@ -1,0 +1,33 @@
+// Shared helpers for the tests: random parameters and data for small nets.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "nn_dist/model/init.hpp"
+#include "nn_dist/model/layout.hpp"
+
+namespace nn_dist::testing {
+
+// Fills a flat buffer's tensors with N(0, scale^2) values (padding stays 0).
+template <typename Buffer>
+void random_params(const Layout& layout, uint64_t seed, double scale, Buffer& params) {
+  params.assign(layout.total(), 0);
+  Rng rng(seed);
+  for (int l = 0; l < layout.num_layers(); ++l) {
+    for (const TensorSlot& t : {layout.weight(l), layout.bias(l)}) {
+      for (std::size_t i = 0; i < t.size(); ++i) params[t.offset + i] = static_cast<typename Buffer::value_type>(scale * rng.normal());
+    }
+  }
+}
+
+// A fresh folder under the system temp dir.
+inline std::string temp_dir(const std::string& tag) {
+  std::string pattern = (std::filesystem::temp_directory_path() / ("nn_dist_" + tag + "_XXXXXX")).string();
+  std::vector<char> buf(pattern.begin(), pattern.end());
+  buf.push_back('\0');
+  return mkdtemp(buf.data());
+}
+
+}  // namespace nn_dist::testing
