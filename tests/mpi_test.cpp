@@ -1,1 +1,299 @@
+// Distributed correctness at any rank count: the allreduced gradient is the
+// single-process gradient of the union of the shards, N-rank training equals
+// single-process training on the same global batches, ranks stay bit-identical,
+// uneven shards finish, errors stop every rank, checkpoints and resume are exact,
+// and the distributed step allocates nothing.
 #include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "alloc_counter.hpp"
+#include "nn_dist/dist/comm.hpp"
+#include "nn_dist/io/checkpoint.hpp"
+#include "nn_dist/io/dataset.hpp"
+#include "nn_dist/train/trainer.hpp"
+#include "test_util.hpp"
+
+namespace nn_dist {
+namespace {
+
+const Communicator& comm() {
+  static const Communicator c;
+  return c;
+}
+
+// A folder every rank sees (made by rank 0), removed at the end of the test.
+class SharedDir {
+ public:
+  explicit SharedDir(const std::string& tag) {
+    if (comm().root()) path_ = testing::temp_dir(tag);
+    comm().broadcast(&path_);
+  }
+  ~SharedDir() {
+    comm().barrier();
+    if (comm().root()) std::filesystem::remove_all(path_);
+  }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+struct Data {
+  Matrix<float> x;   // (d, n)
+  Matrix<double> y;  // (1, n) labels
+};
+
+Data make_data(long n, long d, long classes, uint64_t seed) {
+  Rng rng(seed);
+  Data data;
+  data.x.resize(d, n);
+  data.y.resize(1, n);
+  for (long j = 0; j < n; ++j) {
+    for (long i = 0; i < d; ++i) data.x(i, j) = static_cast<float>(rng.normal());
+    data.y(0, j) = static_cast<double>((data.x(0, j) > 0) + (data.x(1, j) > 0.5 ? 1 : 0)) ;
+  }
+  (void)classes;
+  return data;
+}
+
+// Rank 0 writes the file; every rank returns once it exists.
+Data write_data(const std::string& path, long n, long d, uint64_t seed) {
+  Data data = make_data(n, d, 3, seed);
+  if (comm().root()) write_dataset(path, data.x, data.y, true);
+  comm().barrier();
+  return data;
+}
+
+Config base_config(const std::string& data) {
+  Config c;
+  c.data = data;
+  c.hidden = "8,6";
+  c.epochs = 3;
+  c.batch_size = 4;
+  c.optimizer.lr = 0.1;
+  c.quiet = true;
+  return c;
+}
+
+bool same_on_all_ranks(const FlatBuffer& params) {
+  const std::vector<float> all = comm().allgather(params.data(), static_cast<int>(params.size()));
+  bool same = true;
+  for (int r = 1; r < comm().size(); ++r) {
+    same = same && std::memcmp(all.data(), all.data() + r * params.size(), params.size() * sizeof(float)) == 0;
+  }
+  return same;
+}
+
+TEST(MpiGradientTest, AllreducedGradientEqualsUnionGradient) {
+  const long n = 23, d = 5;
+  const Data data = make_data(n, d, 3, 42);
+  const Layout layout({d, 7, 3});
+  FlatBuffer params;
+  testing::random_params(layout, 8, 0.5, params);
+  std::vector<int32_t> labels(n);
+  for (long j = 0; j < n; ++j) labels[j] = static_cast<int32_t>(data.y(0, j));
+
+  // Single-process gradient of all n samples, in double.
+  Mlp<double> whole(layout, Activation::kTanh, Loss::kSoftmax, n);
+  std::vector<double> params_d(params.begin(), params.end()), grad_d(layout.total(), 0.0);
+  const Matrix<double> xd = data.x.cast<double>();
+  whole.forward(params_d.data(), xd.data(), n);
+  const double loss = whole.loss_and_delta(labels.data(), nullptr).loss;
+  whole.backward(params_d.data(), xd.data(), grad_d.data());
+
+  for (bool overlap : {true, false}) {
+    long offset = 0, count = 0;
+    shard_range(n, comm().size(), comm().rank(), &offset, &count);
+    Mlp<float> local(layout, Activation::kTanh, Loss::kSoftmax, count, /*piece_elements=*/9);
+    FlatBuffer grad(layout.total(), 0.0f);
+    GradientSync sync(comm(), grad.data(), grad.size(), local.pieces(), /*bucket_bytes=*/64, overlap);
+    local.forward(params.data(), data.x.data() + offset * d, count);
+    const LossSums s = local.loss_and_delta(labels.data() + offset, nullptr);
+    sync.start_stats(s.loss, s.correct, static_cast<double>(count));
+    local.backward(params.data(), data.x.data() + offset * d, grad.data(), &sync);
+    const double* stats = sync.wait_stats();
+    std::size_t covered = 0;
+    sync.wait([&](std::size_t begin, std::size_t end) { covered += end - begin; });
+    EXPECT_EQ(covered, layout.total());
+    EXPECT_EQ(stats[2], static_cast<double>(n));
+    EXPECT_NEAR(stats[0], loss, 1e-4);
+    for (std::size_t i = 0; i < layout.total(); ++i) {
+      EXPECT_NEAR(grad[i], grad_d[i], 1e-4 * std::max(1.0, std::abs(grad_d[i]))) << "element " << i;
+    }
+    if (overlap) EXPECT_GT(sync.num_buckets(), 2u);
+  }
+}
+
+TEST(MpiTrainingTest, NRanksEqualSingleProcessOnTheSameGlobalBatches) {
+  SharedDir dir("equiv");
+  const long n = 37, d = 4, b = 3, steps = 5;
+  const Data data = write_data(dir.file("d.h5"), n, d, 7);
+  Config c = base_config(dir.file("d.h5"));
+  c.shuffle = false;
+  c.batch_size = b;
+  c.max_steps = steps;
+  c.epochs = 1;
+  c.optimizer.momentum = 0.9;
+  c.optimizer.weight_decay = 0.01;
+  Trainer trainer(comm(), c);
+  trainer.run();
+  ASSERT_EQ(trainer.global_step(), steps);
+
+  // Reference on one process: each global batch is the union of the ranks' local batches.
+  const Layout& layout = trainer.layout();
+  FlatBuffer ref(layout.total());
+  init_parameters(layout, Activation::kRelu, c.seed, ref.data());
+  Optimizer sgd(c.optimizer, layout.total());
+  Mlp<float> mlp(layout, Activation::kRelu, Loss::kSoftmax, n);
+  FlatBuffer grad(layout.total(), 0.0f);
+  for (long s = 0; s < steps; ++s) {
+    Matrix<float> xb(d, 0);
+    std::vector<int32_t> yb;
+    for (int r = 0; r < comm().size(); ++r) {
+      long offset = 0, count = 0;
+      shard_range(n, comm().size(), r, &offset, &count);
+      for (long j = offset + s * b; j < offset + std::min(count, (s + 1) * b); ++j) {
+        xb.conservativeResize(Eigen::NoChange, xb.cols() + 1);
+        xb.col(xb.cols() - 1) = data.x.col(j);
+        yb.push_back(static_cast<int32_t>(data.y(0, j)));
+      }
+    }
+    mlp.forward(ref.data(), xb.data(), xb.cols());
+    mlp.loss_and_delta(yb.data(), nullptr);
+    mlp.backward(ref.data(), xb.data(), grad.data());
+    sgd.update(ref.data(), grad.data(), 1.0f / xb.cols(), 0, layout.total());
+    sgd.finish_step();
+  }
+  for (std::size_t i = 0; i < layout.total(); ++i) {
+    EXPECT_NEAR(trainer.params()[i], ref[i], 2e-5 * std::max(1.0f, std::abs(ref[i]))) << "element " << i;
+  }
+}
+
+TEST(MpiTrainingTest, ParametersAreBitIdenticalOnAllRanksAndAcrossRuns) {
+  SharedDir dir("bitwise");
+  write_data(dir.file("d.h5"), 101, 6, 3);
+  Config c = base_config(dir.file("d.h5"));
+  c.optimizer.kind = OptimizerKind::kAdam;
+  c.optimizer.lr = 0.01;
+  c.bucket_mb = 0.0005;  // several buckets
+  Trainer first(comm(), c);
+  first.run();
+  EXPECT_TRUE(same_on_all_ranks(first.params()));
+  Trainer second(comm(), c);
+  second.run();
+  EXPECT_EQ(first.params(), second.params()) << "same seed and ranks must repeat bit for bit";
+
+  // Another bucket layout, or one blocking allreduce: equal within float tolerance.
+  for (bool overlap : {true, false}) {
+    Config other = c;
+    other.bucket_mb = 1;
+    other.overlap = overlap;
+    Trainer t(comm(), other);
+    t.run();
+    EXPECT_TRUE(same_on_all_ranks(t.params()));
+    for (std::size_t i = 0; i < t.params().size(); ++i) {
+      EXPECT_NEAR(t.params()[i], first.params()[i], 1e-4 * std::max(1.0f, std::abs(first.params()[i])));
+    }
+  }
+}
+
+TEST(MpiTrainingTest, UnevenShardsFinishWithEqualStepCounts) {
+  SharedDir dir("uneven");
+  const long n = 3 * comm().size() + 1;  // one rank holds one sample more
+  write_data(dir.file("d.h5"), n, 3, 5);
+  Config c = base_config(dir.file("d.h5"));
+  c.batch_size = 2;
+  c.epochs = 2;
+  Trainer trainer(comm(), c);
+  trainer.run();
+  EXPECT_EQ(comm().min(static_cast<long>(trainer.global_step())), comm().max(static_cast<long>(trainer.global_step())));
+  EXPECT_EQ(trainer.global_step(), 2 * ((n / comm().size() + (n % comm().size() ? 1 : 0) + 1) / 2));
+  EXPECT_TRUE(same_on_all_ranks(trainer.params()));
+}
+
+TEST(MpiErrorTest, AnErrorOnOneRankStopsEveryRank) {
+  const int last = comm().size() - 1;
+  try {
+    comm().agreed([&] {
+      if (comm().rank() == last) throw Error("seen by rank " + std::to_string(last) + " only");
+    });
+    FAIL() << "no error";
+  } catch (const AgreedError& e) {
+    EXPECT_EQ(std::string(e.what()), "seen by rank " + std::to_string(last) + " only");
+  }
+
+  // A NaN in the last sample is in the last rank's shard only.
+  SharedDir dir("nan");
+  Data data = make_data(10, 3, 3, 1);
+  data.x(2, 9) = std::numeric_limits<float>::infinity();
+  if (comm().root()) write_dataset(dir.file("d.h5"), data.x, data.y, true);
+  comm().barrier();
+  try {
+    Trainer trainer(comm(), base_config(dir.file("d.h5")));
+    FAIL() << "no error";
+  } catch (const AgreedError& e) {
+    EXPECT_NE(std::string(e.what()).find("NaN or Inf value at sample 9"), std::string::npos) << e.what();
+  }
+}
+
+TEST(MpiCheckpointTest, RoundTripAndBitwiseResume) {
+  SharedDir dir("resume");
+  write_data(dir.file("d.h5"), 57, 5, 11);
+  for (OptimizerKind kind : {OptimizerKind::kSgd, OptimizerKind::kAdam}) {
+    Config c = base_config(dir.file("d.h5"));
+    c.optimizer.kind = kind;
+    c.optimizer.momentum = 0.9;
+    c.optimizer.lr = kind == OptimizerKind::kAdam ? 0.01 : 0.05;
+    c.epochs = 4;
+    c.checkpoint = dir.file("straight.h5");
+    Trainer straight(comm(), c);
+    straight.run();
+
+    // The checkpoint holds exactly the final parameters.
+    FlatBuffer saved(straight.layout().total());
+    read_checkpoint_params(c.checkpoint, "ck", straight.layout(), saved.data());
+    EXPECT_EQ(saved, straight.params());
+
+    Config part = c;
+    part.epochs = 2;
+    part.checkpoint = dir.file("part.h5");
+    Trainer first(comm(), part);
+    first.run();
+    Config rest = part;
+    rest.epochs = 4;
+    rest.resume = part.checkpoint;
+    rest.seed = 12345;  // ignored on resume: the shuffle stream comes from the checkpoint
+    Trainer second(comm(), rest);
+    second.run();
+    EXPECT_EQ(second.global_step(), straight.global_step());
+    EXPECT_EQ(second.params(), straight.params()) << optimizer_name(kind) << ": 2 + 2 epochs differ from 4";
+  }
+}
+
+TEST(MpiAllocationTest, DistributedStepAllocatesNothing) {
+  SharedDir dir("alloc");
+  write_data(dir.file("d.h5"), 400, 20, 2);
+  for (bool overlap : {true, false}) {
+    Config c = base_config(dir.file("d.h5"));
+    c.hidden = "64,32";
+    c.batch_size = 16;
+    c.optimizer.momentum = 0.9;
+    c.bucket_mb = 0.002;
+    c.overlap = overlap;
+    Trainer trainer(comm(), c);
+    trainer.start_epoch(0);
+    for (long s = 0; s < 3; ++s) trainer.train_step(s);
+    long allocations = 0;
+    {
+      testing::AllocationCounter counter;
+      for (long s = 3; s < trainer.steps_per_epoch(); ++s) trainer.train_step(s);
+      allocations = static_cast<long>(counter.count());
+    }
+    EXPECT_EQ(allocations, 0) << "overlap " << overlap << " on rank " << comm().rank();
+  }
+}
+
+}  // namespace
+}  // namespace nn_dist

@@ -29,10 +29,8 @@ void Communicator::agree(const std::string& local_error) const {
   int first = size_;
   MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
   if (first == size_) return;
-  int length = rank_ == first ? static_cast<int>(local_error.size()) : 0;
-  MPI_Bcast(&length, 1, MPI_INT, first, MPI_COMM_WORLD);
-  std::string message = rank_ == first ? local_error : std::string(length, ' ');
-  MPI_Bcast(message.data(), length, MPI_CHAR, first, MPI_COMM_WORLD);
+  std::string message = local_error;
+  broadcast(&message, first);
   throw AgreedError(message);
 }
 
@@ -62,6 +60,13 @@ void Communicator::broadcast(float* data, std::size_t count, int root) const {
 
 void Communicator::broadcast(int64_t* data, int count, int root) const {
   MPI_Bcast(data, count, MPI_INT64_T, root, MPI_COMM_WORLD);
+}
+
+void Communicator::broadcast(std::string* text, int root) const {
+  int length = static_cast<int>(text->size());
+  MPI_Bcast(&length, 1, MPI_INT, root, MPI_COMM_WORLD);
+  text->resize(length);
+  MPI_Bcast(text->data(), length, MPI_CHAR, root, MPI_COMM_WORLD);
 }
 
 std::vector<float> Communicator::allgather(const float* data, int count) const {
