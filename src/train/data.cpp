@@ -9,12 +9,12 @@
 
 namespace nn_dist {
 
-std::vector<uint32_t> epoch_order(long n, uint64_t seed, int64_t epoch, int rank) {
-  std::vector<uint32_t> order(n);
-  std::iota(order.begin(), order.end(), 0u);
+void epoch_order(uint64_t seed, int64_t epoch, int rank, std::vector<uint32_t>* order) {
+  std::iota(order->begin(), order->end(), 0u);
   Rng rng(mix_seed(seed, static_cast<uint64_t>(epoch) + 1, static_cast<uint64_t>(rank) + 0x51));
-  for (long i = n - 1; i > 0; --i) std::swap(order[i], order[rng.below(static_cast<uint64_t>(i) + 1)]);
-  return order;
+  for (std::size_t i = order->size() - 1; i > 0 && i < order->size(); --i) {
+    std::swap((*order)[i], (*order)[rng.below(static_cast<uint64_t>(i) + 1)]);
+  }
 }
 
 BatchSource::BatchSource(Matrix<float> x, Targets targets, long batch, bool shuffle, uint64_t seed, int rank)
@@ -29,7 +29,7 @@ BatchSource::BatchSource(Matrix<float> x, Targets targets, long batch, bool shuf
 }
 
 void BatchSource::start_epoch(int64_t epoch) {
-  if (shuffle_) order_ = epoch_order(count(), seed_, epoch, rank_);
+  if (shuffle_) epoch_order(seed_, epoch, rank_, &order_);
 }
 
 long BatchSource::load(long step) {

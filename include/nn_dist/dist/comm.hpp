@@ -63,7 +63,9 @@ class Communicator {
 
 // Sums the flat gradient buffer over the ranks in buckets: contiguous slices
 // of whole gradient pieces, last layer first, each started as soon as
-// backprop has finished it. Also sums the step's (loss, correct, count).
+// backprop has finished it and moved on between later pieces. Also sums the
+// step's (loss, correct, count). Without overlap: one bucket, summed after
+// backprop.
 class GradientSync : public BackwardObserver {
  public:
   // pieces: Mlp::pieces(); bucket_bytes: the least a bucket holds (the last
@@ -101,10 +103,8 @@ class GradientSync : public BackwardObserver {
   struct Bucket {
     std::size_t begin, end;  // element range of grad
     std::size_t last_piece;  // the bucket may start once this piece is done
-    bool active;
   };
-  struct Requests;  // the MPI_Request handles, kept out of this header
-  void start_bucket(std::size_t b);
+  struct Rings;  // the allreduce state machines, kept out of this header
   void wait_bucket(std::size_t b);
   void progress();
 
@@ -114,8 +114,7 @@ class GradientSync : public BackwardObserver {
   std::vector<Bucket> buckets_;
   std::size_t next_bucket_ = 0;  // buckets start in order
   double stats_[3] = {0, 0, 0};
-  bool stats_active_ = false;
-  std::unique_ptr<Requests> requests_;
+  std::unique_ptr<Rings> rings_;
   double test_seconds_ = 0;
 };
 

@@ -43,7 +43,8 @@ class BatchSource {
   const float* values_batch_ = nullptr;
 };
 
-// The epoch's permutation of n local samples, a pure function of its arguments.
-std::vector<uint32_t> epoch_order(long n, uint64_t seed, int64_t epoch, int rank);
+// Fills order (n local samples) with the epoch's permutation, a pure function
+// of (seed, epoch, rank): a Fisher-Yates shuffle from a portable generator.
+void epoch_order(uint64_t seed, int64_t epoch, int rank, std::vector<uint32_t>* order);
 
 }  // namespace nn_dist
