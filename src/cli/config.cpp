@@ -16,7 +16,7 @@ namespace nn_dist {
 namespace {
 
 po::options_description describe(Config& c, std::string& optimizer, std::string& overlap, std::string& config_file,
-                                 long long& seed) {
+                                 long long& seed, bool& no_shuffle) {
   po::options_description data("Data");
   data.add_options()
       ("data", po::value(&c.data), "training set (HDF5 with X: samples x features, y: labels or targets)")
@@ -42,7 +42,7 @@ po::options_description describe(Config& c, std::string& optimizer, std::string&
       ("beta2", po::value(&c.optimizer.beta2)->default_value(c.optimizer.beta2), "Adam beta2")
       ("eps", po::value(&c.optimizer.eps)->default_value(c.optimizer.eps), "Adam epsilon")
       ("seed", po::value(&seed)->default_value(1), "seed for initialisation and shuffling")
-      ("no-shuffle", po::bool_switch(&c.shuffle)->default_value(false), "keep file order (no per-epoch shuffle)");
+      ("no-shuffle", po::bool_switch(&no_shuffle), "keep file order (no per-epoch shuffle)");
   po::options_description output("Checkpoints and output");
   output.add_options()
       ("checkpoint", po::value(&c.checkpoint), "checkpoint file written by rank 0 (atomically)")
@@ -104,7 +104,8 @@ ParseResult parse_config(int argc, const char* const* argv, Config* config, std:
   Config& c = *config;
   std::string optimizer, overlap, config_file;
   long long seed = 1;
-  const po::options_description options = describe(c, optimizer, overlap, config_file, seed);
+  bool no_shuffle = false;
+  const po::options_description options = describe(c, optimizer, overlap, config_file, seed, no_shuffle);
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
@@ -129,6 +130,7 @@ ParseResult parse_config(int argc, const char* const* argv, Config* config, std:
     throw Error(e.what());
   }
   if (c.data.empty()) throw Error("--data: required (the training set, an HDF5 file)");
+  c.shuffle = !no_shuffle;
   c.hidden_given = !vm["hidden"].defaulted();
   c.activation_given = !vm["activation"].defaulted();
   c.overlap = overlap == "on";
