@@ -103,16 +103,22 @@ TEST(MpiGradientTest, AllreducedGradientEqualsUnionGradient) {
   const double loss = whole.loss_and_delta(labels.data(), nullptr).loss;
   whole.backward(params_d.data(), xd.data(), grad_d.data());
 
-  for (bool overlap : {true, false}) {
+  struct Variant {
+    AllreduceMode mode;
+    bool overlap;
+  };
+  for (const Variant v : {Variant{AllreduceMode::kShared, true}, Variant{AllreduceMode::kRing, true},
+                          Variant{AllreduceMode::kRing, false}, Variant{AllreduceMode::kMpi, false}}) {
+    SCOPED_TRACE(allreduce_mode_name(v.mode) + (v.overlap ? " overlap" : ""));
     long offset = 0, count = 0;
     shard_range(n, comm().size(), comm().rank(), &offset, &count);
     Mlp<float> local(layout, Activation::kTanh, Loss::kSoftmax, count, /*piece_elements=*/9);
     FlatBuffer grad(layout.total(), 0.0f);
-    GradientSync sync(comm(), grad.data(), grad.size(), local.pieces(), /*bucket_bytes=*/64, overlap);
+    GradientSync sync(comm(), grad.data(), grad.size(), local.pieces(), /*bucket_bytes=*/64, v.overlap, v.mode);
     local.forward(params.data(), data.x.data() + offset * d, count);
     const LossSums s = local.loss_and_delta(labels.data() + offset, nullptr);
     sync.start_stats(s.loss, s.correct, static_cast<double>(count));
-    local.backward(params.data(), data.x.data() + offset * d, grad.data(), &sync);
+    local.backward(params.data(), data.x.data() + offset * d, sync.backward_buffer(), &sync);
     const double* stats = sync.wait_stats();
     std::size_t covered = 0;
     sync.wait([&](std::size_t begin, std::size_t end) { covered += end - begin; });
@@ -122,7 +128,7 @@ TEST(MpiGradientTest, AllreducedGradientEqualsUnionGradient) {
     for (std::size_t i = 0; i < layout.total(); ++i) {
       EXPECT_NEAR(grad[i], grad_d[i], 1e-4 * std::max(1.0, std::abs(grad_d[i]))) << "element " << i;
     }
-    if (overlap) EXPECT_GT(sync.num_buckets(), 2u);
+    if (v.mode == AllreduceMode::kRing && v.overlap) EXPECT_GT(sync.num_buckets(), 2u);
   }
 }
 
@@ -178,6 +184,7 @@ TEST(MpiTrainingTest, ParametersAreBitIdenticalOnAllRanksAndAcrossRuns) {
   c.optimizer.kind = OptimizerKind::kAdam;
   c.optimizer.lr = 0.01;
   c.bucket_mb = 0.0005;  // several buckets
+  c.allreduce = AllreduceMode::kRing;
   Trainer first(comm(), c);
   first.run();
   EXPECT_TRUE(same_on_all_ranks(first.params()));
@@ -185,11 +192,20 @@ TEST(MpiTrainingTest, ParametersAreBitIdenticalOnAllRanksAndAcrossRuns) {
   second.run();
   EXPECT_EQ(first.params(), second.params()) << "same seed and ranks must repeat bit for bit";
 
-  // Another bucket layout, or one blocking allreduce: equal within float tolerance.
-  for (bool overlap : {true, false}) {
+  // Other ways of summing (another bucket layout, one bucket, shared memory,
+  // Open MPI's allreduce): the same on every rank, and equal within float tolerance.
+  struct Variant {
+    AllreduceMode mode;
+    bool overlap;
+    double bucket_mb;
+  };
+  for (const Variant v : {Variant{AllreduceMode::kRing, true, 1}, Variant{AllreduceMode::kRing, false, 1},
+                          Variant{AllreduceMode::kShared, true, 1}, Variant{AllreduceMode::kMpi, true, 1}}) {
+    SCOPED_TRACE(allreduce_mode_name(v.mode) + (v.overlap ? " overlap" : ""));
     Config other = c;
-    other.bucket_mb = 1;
-    other.overlap = overlap;
+    other.bucket_mb = v.bucket_mb;
+    other.overlap = v.overlap;
+    other.allreduce = v.mode;
     Trainer t(comm(), other);
     t.run();
     EXPECT_TRUE(same_on_all_ranks(t.params()));
@@ -275,13 +291,19 @@ TEST(MpiCheckpointTest, RoundTripAndBitwiseResume) {
 TEST(MpiAllocationTest, DistributedStepAllocatesNothing) {
   SharedDir dir("alloc");
   write_data(dir.file("d.h5"), 400, 20, 2);
-  for (bool overlap : {true, false}) {
+  struct Variant {
+    AllreduceMode mode;
+    bool overlap;
+  };
+  for (const Variant v : {Variant{AllreduceMode::kShared, true}, Variant{AllreduceMode::kRing, true},
+                          Variant{AllreduceMode::kRing, false}}) {
     Config c = base_config(dir.file("d.h5"));
+    c.allreduce = v.mode;
     c.hidden = "64,32";
     c.batch_size = 16;
     c.optimizer.momentum = 0.9;
     c.bucket_mb = 0.002;
-    c.overlap = overlap;
+    c.overlap = v.overlap;
     Trainer trainer(comm(), c);
     auto epoch = [&](int64_t e) {
       trainer.start_epoch(e);
@@ -294,7 +316,8 @@ TEST(MpiAllocationTest, DistributedStepAllocatesNothing) {
       for (int64_t e = 1; e <= 3; ++e) epoch(e);
       allocations = static_cast<long>(counter.count());
     }
-    EXPECT_EQ(allocations, 0) << "overlap " << overlap << " on rank " << comm().rank();
+    EXPECT_EQ(allocations, 0) << allreduce_mode_name(v.mode) << " overlap " << v.overlap << " on rank "
+                              << comm().rank();
   }
 }
 

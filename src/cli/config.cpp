@@ -15,8 +15,13 @@ namespace nn_dist {
 
 namespace {
 
-po::options_description describe(Config& c, std::string& optimizer, std::string& overlap, std::string& config_file,
-                                 long long& seed, bool& no_shuffle) {
+struct Choices {  // options parsed as text, then validated
+  std::string optimizer, overlap, allreduce, config_file;
+  long long seed = 1;
+  bool no_shuffle = false;
+};
+
+po::options_description describe(Config& c, Choices& k) {
   po::options_description data("Data");
   data.add_options()
       ("data", po::value(&c.data), "training set (HDF5 with X: samples x features, y: labels or targets)")
@@ -34,15 +39,15 @@ po::options_description describe(Config& c, std::string& optimizer, std::string&
       ("epochs", po::value(&c.epochs)->default_value(c.epochs), "total epochs (including resumed ones)")
       ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size), "samples per rank per step")
       ("global-batch-size", po::value(&c.global_batch_size)->default_value(0), "samples per step over all ranks (overrides --batch-size)")
-      ("optimizer", po::value(&optimizer)->default_value("sgd"), "sgd|adam")
+      ("optimizer", po::value(&k.optimizer)->default_value("sgd"), "sgd|adam")
       ("lr", po::value(&c.optimizer.lr)->default_value(c.optimizer.lr), "learning rate")
       ("momentum", po::value(&c.optimizer.momentum)->default_value(c.optimizer.momentum), "SGD momentum")
       ("weight-decay", po::value(&c.optimizer.weight_decay)->default_value(c.optimizer.weight_decay), "L2 weight decay")
       ("beta1", po::value(&c.optimizer.beta1)->default_value(c.optimizer.beta1), "Adam beta1")
       ("beta2", po::value(&c.optimizer.beta2)->default_value(c.optimizer.beta2), "Adam beta2")
       ("eps", po::value(&c.optimizer.eps)->default_value(c.optimizer.eps), "Adam epsilon")
-      ("seed", po::value(&seed)->default_value(1), "seed for initialisation and shuffling")
-      ("no-shuffle", po::bool_switch(&no_shuffle), "keep file order (no per-epoch shuffle)");
+      ("seed", po::value(&k.seed)->default_value(1), "seed for initialisation and shuffling")
+      ("no-shuffle", po::bool_switch(&k.no_shuffle), "keep file order (no per-epoch shuffle)");
   po::options_description output("Checkpoints and output");
   output.add_options()
       ("checkpoint", po::value(&c.checkpoint), "checkpoint file written by rank 0 (atomically)")
@@ -54,14 +59,16 @@ po::options_description describe(Config& c, std::string& optimizer, std::string&
   perf.add_options()
       ("threads", po::value(&c.threads)->default_value(c.threads), "threads per rank for the matrix products")
       ("bucket-mb", po::value(&c.bucket_mb)->default_value(c.bucket_mb), "gradient allreduce bucket size in MB")
-      ("overlap", po::value(&overlap)->default_value("on"), "on: bucketed allreduce overlapping backprop; off: one blocking allreduce")
+      ("overlap", po::value(&k.overlap)->default_value("on"), "on: bucketed allreduce overlapping backprop; off: one blocking allreduce")
+      ("allreduce", po::value(&k.allreduce)->default_value("auto"),
+       "gradient sum: auto|shared|ring|mpi (auto: shared memory on one node, else ring)")
       ("max-steps", po::value(&c.max_steps)->default_value(0), "stop after this many steps (0: no limit; for benchmarks)")
       ("profile", po::bool_switch(&c.profile), "print the per-step time breakdown (table and JSON line)")
       ("warmup-steps", po::value(&c.warmup_steps)->default_value(c.warmup_steps), "steps left out of --profile timings");
   po::options_description general("General");
   general.add_options()
       ("help,h", "show this help")
-      ("config", po::value(&config_file), "read options from this INI file (command-line flags win)");
+      ("config", po::value(&k.config_file), "read options from this INI file (command-line flags win)");
   po::options_description all("nn_dist: data-parallel MLP training over MPI\n\n"
                               "Usage: mpirun -np N nn_dist --data train.h5 [options]\n");
   all.add(data).add(model).add(train).add(output).add(perf).add(general);
@@ -102,10 +109,8 @@ std::string ini_text(const po::variables_map& vm) {
 
 ParseResult parse_config(int argc, const char* const* argv, Config* config, std::string* help_text) {
   Config& c = *config;
-  std::string optimizer, overlap, config_file;
-  long long seed = 1;
-  bool no_shuffle = false;
-  const po::options_description options = describe(c, optimizer, overlap, config_file, seed, no_shuffle);
+  Choices k;
+  const po::options_description options = describe(c, k);
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
@@ -130,14 +135,17 @@ ParseResult parse_config(int argc, const char* const* argv, Config* config, std:
     throw Error(e.what());
   }
   if (c.data.empty()) throw Error("--data: required (the training set, an HDF5 file)");
-  c.shuffle = !no_shuffle;
+  c.shuffle = !k.no_shuffle;
   c.hidden_given = !vm["hidden"].defaulted();
   c.activation_given = !vm["activation"].defaulted();
-  c.overlap = overlap == "on";
-  if (overlap != "on" && overlap != "off") throw Error("--overlap: unknown value '" + overlap + "' (expected on or off)");
-  c.optimizer.kind = parse_optimizer(optimizer);
-  if (seed < 0) throw Error("--seed: must not be negative");
-  c.seed = static_cast<uint64_t>(seed);
+  c.overlap = k.overlap == "on";
+  if (k.overlap != "on" && k.overlap != "off") {
+    throw Error("--overlap: unknown value '" + k.overlap + "' (expected on or off)");
+  }
+  c.allreduce = parse_allreduce_mode(k.allreduce);
+  c.optimizer.kind = parse_optimizer(k.optimizer);
+  if (k.seed < 0) throw Error("--seed: must not be negative");
+  c.seed = static_cast<uint64_t>(k.seed);
   require_positive(c.epochs, "epochs");
   require_positive(c.batch_size, "batch-size");
   require_nonnegative(static_cast<double>(c.global_batch_size), "global-batch-size");

@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdint>
 #include <type_traits>
+
+#include <sched.h>
 
 namespace nn_dist {
 
@@ -200,10 +203,103 @@ struct GradientSync::Rings {
   std::unique_ptr<Ring<double>> stats;
 };
 
-GradientSync::GradientSync(const Communicator& comm, float* grad, std::size_t grad_size,
-                           const std::vector<GradientPiece>& pieces, std::size_t bucket_bytes, bool overlap)
-    : comm_(comm), grad_(grad), overlap_(overlap), rings_(std::make_unique<Rings>()) {
-  if (overlap_) {
+// Each rank's segment of the shared window: a step counter it publishes,
+// then, for each step parity, its (loss, correct, count) and its gradient.
+// Gradients alternate between two buffers by step parity, so a rank may start
+// the next backprop while a slower peer still reads the last gradient: the
+// peer must have finished that reading before it can publish the step after.
+struct GradientSync::Shared {
+  static constexpr std::size_t kHeader = 64;  // bytes: the published step counter, alone on its cache line
+  MPI_Comm node = MPI_COMM_NULL;
+  MPI_Win window = MPI_WIN_NULL;
+  std::size_t grad_size = 0;
+  std::vector<char*> segments;  // every rank's segment, as mapped here
+  int rank = 0;
+
+  static std::size_t padded(std::size_t elements) { return (elements + 15) / 16 * 16; }
+  std::size_t segment_bytes() const { return kHeader + 2 * 64 + 2 * padded(grad_size) * sizeof(float); }
+  // Segments are allocated 64 bytes larger and used from their first 64-byte
+  // boundary (the same offset in every process: mappings are page-aligned).
+  static char* aligned(char* base) {
+    return reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(base) + 63) / 64 * 64);
+  }
+  int64_t* published(int r) const { return reinterpret_cast<int64_t*>(segments[r]); }
+  double* stats(int r, int64_t step) const {
+    return reinterpret_cast<double*>(segments[r] + kHeader + 64 * (step & 1));
+  }
+  float* grad(int r, int64_t step) const {
+    return reinterpret_cast<float*>(segments[r] + kHeader + 2 * 64) + padded(grad_size) * (step & 1);
+  }
+  // Spins until every rank has published `step`; yields so oversubscribed ranks progress.
+  void wait_for(int64_t step) const {
+    for (std::size_t r = 0; r < segments.size(); ++r) {
+      for (int spins = 0; __atomic_load_n(published(r), __ATOMIC_ACQUIRE) < step; ++spins) {
+        if (spins > 64) sched_yield();
+      }
+    }
+  }
+};
+
+AllreduceMode parse_allreduce_mode(const std::string& name) {
+  if (name == "auto") return AllreduceMode::kAuto;
+  if (name == "shared") return AllreduceMode::kShared;
+  if (name == "ring") return AllreduceMode::kRing;
+  if (name == "mpi") return AllreduceMode::kMpi;
+  throw Error("--allreduce: unknown value '" + name + "' (expected auto, shared, ring or mpi)");
+}
+
+std::string allreduce_mode_name(AllreduceMode mode) {
+  switch (mode) {
+    case AllreduceMode::kAuto: return "auto";
+    case AllreduceMode::kShared: return "shared";
+    case AllreduceMode::kRing: return "ring";
+    case AllreduceMode::kMpi: return "mpi";
+  }
+  return "?";
+}
+
+GradientSync::GradientSync(const Communicator& comm, float* sums, std::size_t grad_size,
+                           const std::vector<GradientPiece>& pieces, std::size_t bucket_bytes, bool overlap,
+                           AllreduceMode mode)
+    : comm_(comm), sums_(sums), size_(grad_size), overlap_(overlap), mode_(mode), backward_buffer_(sums) {
+  // Shared memory needs every rank on this node.
+  MPI_Comm node = MPI_COMM_NULL;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, comm.rank(), MPI_INFO_NULL, &node);
+  int node_size = 0;
+  MPI_Comm_size(node, &node_size);
+  const bool one_node = node_size == comm.size();
+  if (mode_ == AllreduceMode::kAuto) mode_ = one_node ? AllreduceMode::kShared : AllreduceMode::kRing;
+  // Shared memory across nodes is impossible; on one rank the ring does nothing at all.
+  if (mode_ == AllreduceMode::kShared && (!one_node || comm.size() == 1)) mode_ = AllreduceMode::kRing;
+
+  if (mode_ == AllreduceMode::kShared) {
+    shared_ = std::make_unique<Shared>();
+    shared_->node = node;
+    shared_->grad_size = grad_size;
+    MPI_Comm_rank(node, &shared_->rank);
+    MPI_Info info;
+    MPI_Info_create(&info);
+    MPI_Info_set(info, "alloc_shared_noncontig", "true");  // each segment in its owner's memory
+    char* mine = nullptr;
+    MPI_Win_allocate_shared(static_cast<MPI_Aint>(shared_->segment_bytes() + 64), 1, info, node, &mine,
+                            &shared_->window);
+    MPI_Info_free(&info);
+    std::fill(mine, mine + shared_->segment_bytes() + 64, 0);
+    for (int r = 0; r < node_size; ++r) {
+      MPI_Aint bytes = 0;
+      int unit = 0;
+      char* base = nullptr;
+      MPI_Win_shared_query(shared_->window, r, &bytes, &unit, &base);
+      shared_->segments.push_back(Shared::aligned(base));
+    }
+    MPI_Win_lock_all(MPI_MODE_NOCHECK, shared_->window);
+    MPI_Barrier(node);  // every segment zeroed before anyone reads one
+    backward_buffer_ = shared_->grad(shared_->rank, 0);
+    buckets_.push_back({0, grad_size, pieces.size() - 1});
+    return;
+  }
+  MPI_Comm_free(&node);
+  if (mode_ == AllreduceMode::kRing && overlap_) {
     const std::size_t bucket_elements = std::max<std::size_t>(1, bucket_bytes / sizeof(float));
     std::size_t end = grad_size;
     for (std::size_t i = 0; i < pieces.size(); ++i) {
@@ -215,10 +311,12 @@ GradientSync::GradientSync(const Communicator& comm, float* grad, std::size_t gr
   } else {
     buckets_.push_back({0, grad_size, pieces.size() - 1});
   }
+  if (mode_ == AllreduceMode::kMpi) return;
+  rings_ = std::make_unique<Rings>();
   MPI_Comm_dup(MPI_COMM_WORLD, &rings_->comm);
   rings_->buckets.reserve(buckets_.size());
   for (std::size_t b = 0; b < buckets_.size(); ++b) {
-    rings_->buckets.emplace_back(rings_->comm, grad_ + buckets_[b].begin, buckets_[b].end - buckets_[b].begin,
+    rings_->buckets.emplace_back(rings_->comm, sums_ + buckets_[b].begin, buckets_[b].end - buckets_[b].begin,
                                  static_cast<int>(b));
     rings_->buckets.back().post_receives();
   }
@@ -227,16 +325,23 @@ GradientSync::GradientSync(const Communicator& comm, float* grad, std::size_t gr
 }
 
 GradientSync::~GradientSync() {
-  for (Ring<float>& ring : rings_->buckets) ring.cancel_receives();
-  rings_->stats->cancel_receives();
-  MPI_Comm_free(&rings_->comm);
+  if (rings_) {
+    for (Ring<float>& ring : rings_->buckets) ring.cancel_receives();
+    rings_->stats->cancel_receives();
+    MPI_Comm_free(&rings_->comm);
+  }
+  if (shared_) {
+    MPI_Win_unlock_all(shared_->window);
+    MPI_Win_free(&shared_->window);
+    MPI_Comm_free(&shared_->node);
+  }
 }
 
 void GradientSync::start_stats(double loss, double correct, double count) {
   stats_[0] = loss;
   stats_[1] = correct;
   stats_[2] = count;
-  rings_->stats->start();
+  if (rings_) rings_->stats->start();
 }
 
 void GradientSync::progress() {
@@ -248,6 +353,7 @@ void GradientSync::progress() {
 }
 
 void GradientSync::piece_done(std::size_t piece_index) {
+  if (!rings_) return;
   if (next_bucket_ < buckets_.size() && buckets_[next_bucket_].last_piece == piece_index) {
     rings_->buckets[next_bucket_++].start();
   }
@@ -255,20 +361,78 @@ void GradientSync::piece_done(std::size_t piece_index) {
 }
 
 void GradientSync::all_pieces_done() {
+  if (!rings_) return;
   while (next_bucket_ < buckets_.size()) rings_->buckets[next_bucket_++].start();
 }
 
-void GradientSync::wait_bucket(std::size_t b) {
-  // Later buckets move on while this one is waited for.
-  while (rings_->buckets[b].active()) {
-    rings_->buckets[b].progress();
-    for (std::size_t later = b + 1; later < next_bucket_; ++later) rings_->buckets[later].progress();
+const double* GradientSync::wait_stats() {
+  switch (mode_) {
+    case AllreduceMode::kShared: {
+      std::copy(stats_, stats_ + 3, shared_->stats(shared_->rank, step_));
+      __atomic_store_n(shared_->published(shared_->rank), step_ + 1, __ATOMIC_RELEASE);
+      shared_->wait_for(step_ + 1);
+      stats_[0] = stats_[1] = stats_[2] = 0;
+      for (std::size_t r = 0; r < shared_->segments.size(); ++r) {
+        const double* peer = shared_->stats(static_cast<int>(r), step_);
+        for (int i = 0; i < 3; ++i) stats_[i] += peer[i];
+      }
+      break;
+    }
+    case AllreduceMode::kMpi:
+      MPI_Allreduce(MPI_IN_PLACE, stats_, 3, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+      break;
+    default:
+      rings_->stats->wait();
+  }
+  return stats_;
+}
+
+// Shared memory: slices small enough that the P sources and the sum stay in cache
+// while the optimizer reads them.
+constexpr std::size_t kSharedSlice = 8192;
+
+std::size_t GradientSync::num_slices() const {
+  if (mode_ == AllreduceMode::kShared) return (size_ + kSharedSlice - 1) / kSharedSlice;
+  return buckets_.size();
+}
+
+void GradientSync::finish_slice(std::size_t i, std::size_t* begin, std::size_t* end) {
+  switch (mode_) {
+    case AllreduceMode::kShared: {
+      *begin = i * kSharedSlice;
+      *end = std::min(size_, *begin + kSharedSlice);
+      const std::size_t n = *end - *begin;
+      float* __restrict out = sums_ + *begin;
+      const float* __restrict first = shared_->grad(0, step_) + *begin;
+      std::copy(first, first + n, out);
+      for (std::size_t r = 1; r < shared_->segments.size(); ++r) {  // rank order: the same bits everywhere
+        const float* __restrict in = shared_->grad(static_cast<int>(r), step_) + *begin;
+        for (std::size_t j = 0; j < n; ++j) out[j] += in[j];
+      }
+      return;
+    }
+    case AllreduceMode::kMpi:
+      *begin = 0;
+      *end = size_;
+      MPI_Allreduce(MPI_IN_PLACE, sums_, static_cast<int>(size_), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+      return;
+    default: {
+      // Later buckets move on while this one is waited for.
+      Ring<float>& ring = rings_->buckets[i];
+      while (ring.active()) {
+        ring.progress();
+        for (std::size_t later = i + 1; later < next_bucket_; ++later) rings_->buckets[later].progress();
+      }
+      *begin = buckets_[i].begin;
+      *end = buckets_[i].end;
+    }
   }
 }
 
-const double* GradientSync::wait_stats() {
-  rings_->stats->wait();
-  return stats_;
+void GradientSync::end_step() {
+  next_bucket_ = 0;
+  ++step_;
+  if (shared_) backward_buffer_ = shared_->grad(shared_->rank, step_);
 }
 
 }  // namespace nn_dist

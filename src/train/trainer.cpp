@@ -202,7 +202,8 @@ void Trainer::build_model() {
   source_->set_seed(config_.seed);  // a resumed run keeps its shuffle stream
 
   sync_ = std::make_unique<GradientSync>(comm_, grad_.data(), grad_.size(), mlp_->pieces(),
-                                         static_cast<std::size_t>(config_.bucket_mb * 1024 * 1024), config_.overlap);
+                                         static_cast<std::size_t>(config_.bucket_mb * 1024 * 1024), config_.overlap,
+                                         config_.allreduce);
 
   comm_.agreed([&] {
     if (!comm_.root() || config_.metrics.empty()) return;
@@ -237,10 +238,11 @@ bool Trainer::train_step(long step) {
   }
   const auto t2 = Clock::now();
   sync_->reset_test_seconds();
+  float* local_grad = sync_->backward_buffer();
   if (n > 0) {
-    mlp_->backward(params_.data(), source_->x(), grad_.data(), sync_.get());
+    mlp_->backward(params_.data(), source_->x(), local_grad, sync_.get());
   } else {
-    std::fill(grad_.begin(), grad_.end(), 0.0f);
+    std::fill(local_grad, local_grad + grad_.size(), 0.0f);
     sync_->all_pieces_done();
   }
   const auto t3 = Clock::now();
@@ -392,10 +394,12 @@ void Trainer::print_profile() const {
   for (const auto& [name, v] : rows) std::printf("  %-12s %9.4f  %5.1f%%\n", name, v * ms, 100 * v / t.total);
   std::printf("  samples/s    %9.0f\n", sps);
   std::printf(
-      "BENCH_JSON {\"ranks\":%d,\"threads\":%d,\"batch_per_rank\":%ld,\"overlap\":%s,\"buckets\":%zu,\"steps\":%ld,"
+      "BENCH_JSON {\"ranks\":%d,\"threads\":%d,\"batch_per_rank\":%ld,\"allreduce\":\"%s\",\"overlap\":%s,"
+      "\"buckets\":%zu,\"steps\":%ld,"
       "\"samples_per_sec\":%.1f,\"step_ms\":%.4f,\"data_ms\":%.4f,\"forward_ms\":%.4f,\"backward_ms\":%.4f,"
       "\"sync_test_ms\":%.4f,\"sync_wait_ms\":%.4f,\"optimizer_ms\":%.4f}\n",
-      comm_.size(), config_.threads, source_->batch(), config_.overlap ? "true" : "false", sync_->num_buckets(),
+      comm_.size(), config_.threads, source_->batch(), allreduce_mode_name(sync_->mode()).c_str(),
+      config_.overlap ? "true" : "false", sync_->num_buckets(),
       t.steps, sps, t.total * ms, t.data * ms, t.forward * ms, t.backward * ms, t.sync_test * ms, t.sync_wait * ms,
       t.optimizer * ms);
   std::fflush(stdout);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "nn_dist/dist/comm.hpp"
 #include "nn_dist/optim/optimizer.hpp"
 
 namespace nn_dist {
@@ -32,6 +33,7 @@ struct Config {
   int threads = 1;
   double bucket_mb = 1.0;
   bool overlap = true;
+  AllreduceMode allreduce = AllreduceMode::kAuto;
   long max_steps = 0;  // 0: no limit (benchmarks stop early)
   bool profile = false;
   long warmup_steps = 10;

@@ -61,60 +61,86 @@ class Communicator {
   int rank_ = 0, size_ = 1;
 };
 
-// Sums the flat gradient buffer over the ranks in buckets: contiguous slices
-// of whole gradient pieces, last layer first, each started as soon as
-// backprop has finished it and moved on between later pieces. Also sums the
-// step's (loss, correct, count). Without overlap: one bucket, summed after
-// backprop.
+// How the gradient is summed over the ranks.
+// - kShared: all ranks on one node; each publishes its gradient in MPI shared
+//   memory and every rank adds them up (in rank order) slice by slice, right
+//   before the optimizer reads the slice: no messages, no extra copies.
+// - kRing: nn_dist's ring allreduce in buckets, overlapping backprop (any
+//   number of nodes).
+// - kMpi: one blocking MPI_Allreduce of the whole buffer (Open MPI's own;
+//   for comparison: it allocates on every call).
+// - kAuto: kShared when every rank shares one node, else kRing.
+enum class AllreduceMode { kAuto, kShared, kRing, kMpi };
+AllreduceMode parse_allreduce_mode(const std::string& name);  // throws Error naming --allreduce
+std::string allreduce_mode_name(AllreduceMode mode);
+
+// Sums the step's gradient and (loss, correct, count) over the ranks.
+// A step: start_stats(); backward() into backward_buffer() with this object
+// as observer (or all_pieces_done() for a rank without samples);
+// wait_stats(); wait(update) -- update(begin, end) is called for consecutive
+// slices whose sums are final in the sum buffer.
 class GradientSync : public BackwardObserver {
  public:
-  // pieces: Mlp::pieces(); bucket_bytes: the least a bucket holds (the last
-  // may be smaller); overlap false: one blocking allreduce after backprop.
-  GradientSync(const Communicator& comm, float* grad, std::size_t grad_size, const std::vector<GradientPiece>& pieces,
-               std::size_t bucket_bytes, bool overlap);
+  // sums: the gradient-sum buffer (grad_size elements) the optimizer reads.
+  // pieces: Mlp::pieces(); bucket_bytes: the least a ring bucket holds (the
+  // last may be smaller); overlap false: the ring sums one bucket after backprop.
+  GradientSync(const Communicator& comm, float* sums, std::size_t grad_size, const std::vector<GradientPiece>& pieces,
+               std::size_t bucket_bytes, bool overlap, AllreduceMode mode = AllreduceMode::kAuto);
   ~GradientSync() override;
   GradientSync(const GradientSync&) = delete;
   GradientSync& operator=(const GradientSync&) = delete;
 
-  // Starts summing the step's statistics (copied in; read them after wait()).
+  AllreduceMode mode() const { return mode_; }
+  // Where this step's local gradient goes (the sum buffer itself, or this
+  // rank's shared-memory buffer).
+  float* backward_buffer() const { return backward_buffer_; }
+  // Starts summing the step's statistics.
   void start_stats(double loss, double correct, double count);
   void piece_done(std::size_t piece_index) override;
   // For a rank with no samples in this step: its zero gradient is final at once.
   void all_pieces_done();
   // Waits for the step's (loss, correct, count) sums: call before wait().
   const double* wait_stats();
-  // Waits for every bucket in turn and hands its slice [begin, end) of the
-  // summed gradient to on_bucket, so the optimizer updates a slice as soon as
-  // it is summed while later buckets are still on the wire.
+  // Hands the summed gradient to update(begin, end) slice by slice, as soon
+  // as each slice is final (ring buckets in the order they were started).
   template <typename F>
-  void wait(F&& on_bucket) {
-    for (std::size_t b = 0; b < buckets_.size(); ++b) {
-      wait_bucket(b);
-      on_bucket(buckets_[b].begin, buckets_[b].end);
+  void wait(F&& update) {
+    const std::size_t slices = num_slices();
+    for (std::size_t i = 0; i < slices; ++i) {
+      std::size_t begin = 0, end = 0;
+      finish_slice(i, &begin, &end);
+      update(begin, end);
     }
-    next_bucket_ = 0;
+    end_step();
   }
-  const double* stats() const { return stats_; }
   std::size_t num_buckets() const { return buckets_.size(); }
-  double test_seconds() const { return test_seconds_; }  // time spent in MPI_Test during backprop
+  double test_seconds() const { return test_seconds_; }  // time spent moving the ring on during backprop
   void reset_test_seconds() { test_seconds_ = 0; }
 
  private:
   struct Bucket {
-    std::size_t begin, end;  // element range of grad
+    std::size_t begin, end;  // element range of the gradient
     std::size_t last_piece;  // the bucket may start once this piece is done
   };
-  struct Rings;  // the allreduce state machines, kept out of this header
-  void wait_bucket(std::size_t b);
+  struct Rings;   // ring allreduce state machines, kept out of this header
+  struct Shared;  // shared-memory window and peer pointers
+  std::size_t num_slices() const;
+  void finish_slice(std::size_t i, std::size_t* begin, std::size_t* end);
+  void end_step();
   void progress();
 
   const Communicator& comm_;
-  float* grad_;
+  float* sums_;
+  std::size_t size_;
   bool overlap_;
+  AllreduceMode mode_;
+  float* backward_buffer_;
   std::vector<Bucket> buckets_;
   std::size_t next_bucket_ = 0;  // buckets start in order
   double stats_[3] = {0, 0, 0};
+  int64_t step_ = 0;
   std::unique_ptr<Rings> rings_;
+  std::unique_ptr<Shared> shared_;
   double test_seconds_ = 0;
 };
 
