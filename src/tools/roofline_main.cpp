@@ -1,0 +1,79 @@
+// nn_roofline: times the matrix products of one training step alone, with
+// the step's shapes and Eigen, and prints the samples/s they allow -- the
+// ceiling a step of nn_dist can reach on this core.
+#include <Eigen/Core>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "nn_dist/common/error.hpp"
+#include "nn_dist/model/layout.hpp"
+
+using Matrix = Eigen::MatrixXf;
+using Clock = std::chrono::steady_clock;
+
+int main(int argc, char** argv) {
+  long features = 784, classes = 10, batch = 128, repeats = 200;
+  std::string hidden = "512,256";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    const std::string value = argv[i + 1];
+    if (flag == "--features") features = std::stol(value);
+    else if (flag == "--classes") classes = std::stol(value);
+    else if (flag == "--batch-size") batch = std::stol(value);
+    else if (flag == "--hidden") hidden = value;
+    else if (flag == "--repeats") repeats = std::stol(value);
+    else {
+      std::fprintf(stderr, "nn_roofline: error: unknown option %s\n", flag.c_str());
+      return nn_dist::kUsageExitCode;
+    }
+  }
+  Eigen::setNbThreads(1);
+  std::vector<long> sizes{features};
+  try {
+    for (long h : nn_dist::parse_hidden(hidden)) sizes.push_back(h);
+  } catch (const nn_dist::Error& e) {
+    std::fprintf(stderr, "nn_roofline: error: %s\n", e.what());
+    return nn_dist::kUsageExitCode;
+  }
+  sizes.push_back(classes);
+  const std::size_t layers = sizes.size() - 1;
+  std::vector<Matrix> w, dw, a, delta;
+  for (std::size_t l = 0; l < layers; ++l) {
+    w.push_back(Matrix::Random(sizes[l + 1], sizes[l]));
+    dw.push_back(Matrix::Zero(sizes[l + 1], sizes[l]));
+  }
+  for (long d : sizes) {
+    a.push_back(Matrix::Random(d, batch));
+    delta.push_back(Matrix::Random(d, batch));
+  }
+  double flops = 0;
+  auto products = [&] {
+    for (std::size_t l = 0; l < layers; ++l) a[l + 1].noalias() = w[l] * a[l];             // forward
+    for (std::size_t l = layers; l-- > 0;) {
+      dw[l].noalias() = delta[l + 1] * a[l].transpose();                                  // weight gradient
+      if (l > 0) delta[l].noalias() = w[l].transpose() * delta[l + 1];                    // input gradient
+    }
+  };
+  for (std::size_t l = 0; l < layers; ++l) {
+    flops += 2.0 * sizes[l + 1] * sizes[l] * batch * (l > 0 ? 3 : 2);
+  }
+  for (int i = 0; i < 20; ++i) products();  // warm-up
+  std::vector<double> times;
+  for (long r = 0; r < repeats; ++r) {
+    const auto t0 = Clock::now();
+    products();
+    times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  std::sort(times.begin(), times.end());
+  const double median = times[times.size() / 2];
+  std::printf("GEMM roofline, layers %s, batch %ld, 1 thread: median %.4f ms per step (min %.4f), %.1f GFLOP/s, "
+              "%.0f samples/s\n",
+              nn_dist::sizes_string(sizes).c_str(), batch, median * 1e3, times.front() * 1e3, flops / median * 1e-9,
+              batch / median);
+  std::printf("ROOFLINE_JSON {\"batch\":%ld,\"gemm_ms\":%.4f,\"gflops\":%.1f,\"samples_per_sec\":%.1f}\n", batch,
+              median * 1e3, flops / median * 1e-9, batch / median);
+  return 0;
+}
