@@ -22,40 +22,40 @@ struct Choices {  // options parsed as text, then validated
 };
 
 po::options_description describe(Config& c, Choices& k) {
-  po::options_description data("Data");
+  po::options_description data("Data", 100);
   data.add_options()
       ("data", po::value(&c.data), "training set (HDF5 with X: samples x features, y: labels or targets)")
       ("val", po::value(&c.val), "validation set in the same format, evaluated after every epoch")
       ("x-dataset", po::value(&c.x_dataset)->default_value(c.x_dataset), "name of the feature dataset")
       ("y-dataset", po::value(&c.y_dataset)->default_value(c.y_dataset), "name of the label/target dataset");
-  po::options_description model("Model");
+  po::options_description model("Model", 100);
   model.add_options()
       ("hidden", po::value(&c.hidden)->default_value(c.hidden), "hidden widths, comma-separated; 'none' for no hidden layer")
       ("activation", po::value(&c.activation)->default_value(c.activation), "hidden activation: relu|tanh|sigmoid|identity")
       ("loss", po::value(&c.loss)->default_value(c.loss), "softmax|logistic|mse; auto: softmax for integer y, mse for float y")
       ("init", po::value(&c.init), "start from the /model group of this checkpoint");
-  po::options_description train("Training");
+  po::options_description train("Training", 100);
   train.add_options()
       ("epochs", po::value(&c.epochs)->default_value(c.epochs), "total epochs (including resumed ones)")
       ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size), "samples per rank per step")
       ("global-batch-size", po::value(&c.global_batch_size)->default_value(0), "samples per step over all ranks (overrides --batch-size)")
       ("optimizer", po::value(&k.optimizer)->default_value("sgd"), "sgd|adam")
-      ("lr", po::value(&c.optimizer.lr)->default_value(c.optimizer.lr), "learning rate")
+      ("lr", po::value(&c.optimizer.lr)->default_value(c.optimizer.lr, "0.05"), "learning rate")
       ("momentum", po::value(&c.optimizer.momentum)->default_value(c.optimizer.momentum), "SGD momentum")
       ("weight-decay", po::value(&c.optimizer.weight_decay)->default_value(c.optimizer.weight_decay), "L2 weight decay")
-      ("beta1", po::value(&c.optimizer.beta1)->default_value(c.optimizer.beta1), "Adam beta1")
+      ("beta1", po::value(&c.optimizer.beta1)->default_value(c.optimizer.beta1, "0.9"), "Adam beta1")
       ("beta2", po::value(&c.optimizer.beta2)->default_value(c.optimizer.beta2), "Adam beta2")
       ("eps", po::value(&c.optimizer.eps)->default_value(c.optimizer.eps), "Adam epsilon")
       ("seed", po::value(&k.seed)->default_value(1), "seed for initialisation and shuffling")
       ("no-shuffle", po::bool_switch(&k.no_shuffle), "keep file order (no per-epoch shuffle)");
-  po::options_description output("Checkpoints and output");
+  po::options_description output("Checkpoints and output", 100);
   output.add_options()
       ("checkpoint", po::value(&c.checkpoint), "checkpoint file written by rank 0 (atomically)")
       ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(c.checkpoint_every), "epochs between checkpoints")
       ("resume", po::value(&c.resume), "continue the run saved in this checkpoint")
       ("metrics", po::value(&c.metrics), "write per-epoch metrics to this CSV file")
       ("quiet", po::bool_switch(&c.quiet), "no per-epoch lines");
-  po::options_description perf("Performance");
+  po::options_description perf("Performance", 100);
   perf.add_options()
       ("threads", po::value(&c.threads)->default_value(c.threads), "threads per rank for the matrix products")
       ("bucket-mb", po::value(&c.bucket_mb)->default_value(c.bucket_mb), "gradient allreduce bucket size in MB")
@@ -65,12 +65,11 @@ po::options_description describe(Config& c, Choices& k) {
       ("max-steps", po::value(&c.max_steps)->default_value(0), "stop after this many steps (0: no limit; for benchmarks)")
       ("profile", po::bool_switch(&c.profile), "print the per-step time breakdown (table and JSON line)")
       ("warmup-steps", po::value(&c.warmup_steps)->default_value(c.warmup_steps), "steps left out of --profile timings");
-  po::options_description general("General");
+  po::options_description general("General", 100);
   general.add_options()
       ("help,h", "show this help")
       ("config", po::value(&k.config_file), "read options from this INI file (command-line flags win)");
-  po::options_description all("nn_dist: data-parallel MLP training over MPI\n\n"
-                              "Usage: mpirun -np N nn_dist --data train.h5 [options]\n");
+  po::options_description all(100);
   all.add(data).add(model).add(train).add(output).add(perf).add(general);
   return all;
 }
@@ -116,7 +115,9 @@ ParseResult parse_config(int argc, const char* const* argv, Config* config, std:
     po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
     if (vm.count("help")) {
       std::ostringstream s;
-      s << options;
+      s << "nn_dist: data-parallel MLP training over MPI\n\n"
+        << "Usage: mpirun -np N nn_dist --data train.h5 [options]\n"
+        << options;
       *help_text = s.str();
       return ParseResult::kHelp;
     }
