@@ -1,5 +1,6 @@
 // Minibatch gathering: without shuffle a batch is a view into the shard (no
-// copy); with shuffle its columns are gathered into buffers sized once.
+// copy); with shuffle its columns are gathered into two buffers sized once,
+// so the next batch can be gathered while the current one is still in use.
 #include "nn_dist/train/data.hpp"
 
 #include <algorithm>
@@ -22,39 +23,62 @@ BatchSource::BatchSource(Matrix<float> x, Targets targets, long batch, bool shuf
   order_.resize(count());
   std::iota(order_.begin(), order_.end(), 0u);
   if (shuffle_) {
-    x_buf_.resize(x_.rows(), batch_);
-    if (!targets_.labels.empty()) labels_buf_.resize(batch_);
-    if (targets_.values.size()) values_buf_.resize(targets_.values.rows(), batch_);
+    for (Slot& slot : slots_) {
+      slot.x.resize(x_.rows(), batch_);
+      if (!targets_.labels.empty()) slot.labels.resize(batch_);
+      if (targets_.values.size()) slot.values.resize(targets_.values.rows(), batch_);
+    }
   }
 }
 
 void BatchSource::start_epoch(int64_t epoch) {
   if (shuffle_) epoch_order(seed_, epoch, rank_, &order_);
+  prefetched_ = -1;
+}
+
+long BatchSource::size_of(long step) const { return std::clamp(count() - step * batch_, 0L, batch_); }
+
+void BatchSource::gather(long step, Slot& slot) const {
+  const long begin = step * batch_, n = size_of(step);
+  const bool has_labels = !targets_.labels.empty();
+  for (long j = 0; j < n; ++j) {
+    const uint32_t src = order_[begin + j];
+    slot.x.col(j) = x_.col(src);
+    if (has_labels) {
+      slot.labels[j] = targets_.labels[src];
+    } else {
+      slot.values.col(j) = targets_.values.col(src);
+    }
+  }
+}
+
+void BatchSource::prefetch(long step) {
+  if (!shuffle_ || size_of(step) == 0) return;
+  gather(step, slots_[1 - current_]);
+  prefetched_ = step;
 }
 
 long BatchSource::load(long step) {
-  const long begin = step * batch_;
-  const long n = std::clamp(count() - begin, 0L, batch_);
+  const long n = size_of(step);
   if (n == 0) return 0;
   const bool has_labels = !targets_.labels.empty();
-  if (!shuffle_) {
+  if (!shuffle_) {  // a view into the shard: no copy
+    const long begin = step * batch_;
     x_batch_ = x_.data() + begin * x_.rows();
     labels_batch_ = has_labels ? targets_.labels.data() + begin : nullptr;
     values_batch_ = has_labels ? nullptr : targets_.values.data() + begin * targets_.values.rows();
     return n;
   }
-  for (long j = 0; j < n; ++j) {
-    const uint32_t src = order_[begin + j];
-    x_buf_.col(j) = x_.col(src);
-    if (has_labels) {
-      labels_buf_[j] = targets_.labels[src];
-    } else {
-      values_buf_.col(j) = targets_.values.col(src);
-    }
+  if (prefetched_ == step) {
+    current_ = 1 - current_;
+  } else {
+    gather(step, slots_[current_]);
   }
-  x_batch_ = x_buf_.data();
-  labels_batch_ = has_labels ? labels_buf_.data() : nullptr;
-  values_batch_ = has_labels ? nullptr : values_buf_.data();
+  prefetched_ = -1;
+  const Slot& slot = slots_[current_];
+  x_batch_ = slot.x.data();
+  labels_batch_ = has_labels ? slot.labels.data() : nullptr;
+  values_batch_ = has_labels ? nullptr : slot.values.data();
   return n;
 }
 

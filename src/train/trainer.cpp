@@ -245,7 +245,10 @@ bool Trainer::train_step(long step) {
     std::fill(local_grad, local_grad + grad_.size(), 0.0f);
     sync_->all_pieces_done();
   }
+  // The next batch is gathered now, while slower ranks may still be in backprop.
   const auto t3 = Clock::now();
+  if (step + 1 < steps_per_epoch_) source_->prefetch(step + 1);
+  const auto t3b = Clock::now();
   const double* stats = sync_->wait_stats();
   const double count = stats[2];
   const bool finite = std::isfinite(stats[0]);
@@ -268,11 +271,11 @@ bool Trainer::train_step(long step) {
   epoch_sums_[2] += count;
   const auto t4 = Clock::now();
   if (global_step_ > config_.warmup_steps) {
-    times_.data += seconds_between(t0, t1);
+    times_.data += seconds_between(t0, t1) + seconds_between(t3, t3b);
     times_.forward += seconds_between(t1, t2);
     times_.backward += seconds_between(t2, t3) - sync_->test_seconds();
     times_.sync_test += sync_->test_seconds();
-    times_.sync_wait += seconds_between(t3, t4) - optimizer_seconds;
+    times_.sync_wait += seconds_between(t3b, t4) - optimizer_seconds;
     times_.optimizer += optimizer_seconds;
     times_.total += seconds_between(t0, t4);
     times_.steps += 1;

@@ -23,6 +23,9 @@ class BatchSource {
   // Loads batch `step` of the epoch; returns its size (0 past this rank's end).
   // The pointers below are valid until the next load().
   long load(long step);
+  // Gathers batch `step` ahead of its load(), into the buffer not in use, so
+  // the gather can fill time the rank would otherwise spend waiting.
+  void prefetch(long step);
   const float* x() const { return x_batch_; }
   const int32_t* labels() const { return labels_batch_; }
   const float* values() const { return values_batch_; }
@@ -35,9 +38,18 @@ class BatchSource {
   bool shuffle_;
   uint64_t seed_;
   int rank_;
+  struct Slot {
+    Matrix<float> x;               // (features, batch)
+    std::vector<int32_t> labels;   // (batch)
+    Matrix<float> values;          // (width, batch)
+  };
+  long size_of(long step) const;
+  void gather(long step, Slot& slot) const;
+
   std::vector<uint32_t> order_;
-  Matrix<float> x_buf_, values_buf_;  // (features, batch), (width, batch)
-  std::vector<int32_t> labels_buf_;
+  Slot slots_[2];
+  int current_ = 0;
+  long prefetched_ = -1;  // the step waiting in the other slot, or -1
   const float* x_batch_ = nullptr;
   const int32_t* labels_batch_ = nullptr;
   const float* values_batch_ = nullptr;
