@@ -132,13 +132,17 @@ TEST(MpiGradientTest, AllreducedGradientEqualsUnionGradient) {
   }
 }
 
-TEST(MpiTrainingTest, NRanksEqualSingleProcessOnTheSameGlobalBatches) {
+// Trains `steps` steps on `ranks` ranks without shuffling, with per-rank batch
+// b(r), and checks the parameters against one process stepping through the
+// same global batches: the union of the ranks' local batches.
+void check_against_single_process(long global_batch) {
   SharedDir dir("equiv");
-  const long n = 61, d = 4, b = 3, steps = 5;  // 5 steps fit in one epoch at up to 4 ranks
+  const long n = 61, d = 4, steps = 5;  // 5 steps fit in one epoch at up to 4 ranks
   const Data data = write_data(dir.file("d.h5"), n, d, 7);
   Config c = base_config(dir.file("d.h5"));
   c.shuffle = false;
-  c.batch_size = b;
+  c.batch_size = 3;
+  c.global_batch_size = global_batch;
   c.max_steps = steps;
   c.epochs = 1;
   c.optimizer.momentum = 0.9;
@@ -147,7 +151,8 @@ TEST(MpiTrainingTest, NRanksEqualSingleProcessOnTheSameGlobalBatches) {
   trainer.run();
   ASSERT_EQ(trainer.global_step(), steps);
 
-  // Reference on one process: each global batch is the union of the ranks' local batches.
+  const int p = comm().size();
+  auto batch_of = [&](int r) { return global_batch > 0 ? global_batch / p + (r < global_batch % p ? 1 : 0) : 3L; };
   const Layout& layout = trainer.layout();
   FlatBuffer ref(layout.total());
   init_parameters(layout, Activation::kRelu, c.seed, ref.data());
@@ -157,15 +162,17 @@ TEST(MpiTrainingTest, NRanksEqualSingleProcessOnTheSameGlobalBatches) {
   for (long s = 0; s < steps; ++s) {
     Matrix<float> xb(d, 0);
     std::vector<int32_t> yb;
-    for (int r = 0; r < comm().size(); ++r) {
+    for (int r = 0; r < p; ++r) {
       long offset = 0, count = 0;
-      shard_range(n, comm().size(), r, &offset, &count);
+      shard_range(n, p, r, &offset, &count);
+      const long b = batch_of(r);
       for (long j = offset + s * b; j < offset + std::min(count, (s + 1) * b); ++j) {
         xb.conservativeResize(Eigen::NoChange, xb.cols() + 1);
         xb.col(xb.cols() - 1) = data.x.col(j);
         yb.push_back(static_cast<int32_t>(data.y(0, j)));
       }
     }
+    if (global_batch > 0) ASSERT_EQ(xb.cols(), global_batch);
     mlp.forward(ref.data(), xb.data(), xb.cols());
     mlp.loss_and_delta(yb.data(), nullptr);
     mlp.backward(ref.data(), xb.data(), grad.data());
@@ -176,6 +183,10 @@ TEST(MpiTrainingTest, NRanksEqualSingleProcessOnTheSameGlobalBatches) {
     EXPECT_NEAR(trainer.params()[i], ref[i], 2e-5 * std::max(1.0f, std::abs(ref[i]))) << "element " << i;
   }
 }
+
+TEST(MpiTrainingTest, NRanksEqualSingleProcessOnTheSameGlobalBatches) { check_against_single_process(0); }
+
+TEST(MpiTrainingTest, GlobalBatchSizeIsSplitOverTheRanks) { check_against_single_process(7); }
 
 TEST(MpiTrainingTest, ParametersAreBitIdenticalOnAllRanksAndAcrossRuns) {
   SharedDir dir("bitwise");
