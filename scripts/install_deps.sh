@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what nn_dist needs from Debian's archive. Idempotent: when every
 # package is already present it does nothing (no apt-get update, no network).
-# Usage: scripts/install_deps.sh [--bench]   (--bench adds PyTorch, h5py, plotting tools)
+# Usage: scripts/install_deps.sh [--bench]   (--bench adds plotting and timing tools)
+# PyTorch and h5py are always installed: a test compares nn_dist with PyTorch step for step.
 set -euo pipefail
 
 packages=(build-essential cmake openmpi-bin libopenmpi-dev libeigen3-dev libhdf5-dev hdf5-tools
-          libboost-program-options-dev libgtest-dev python3-h5py python3-numpy)
+          libboost-program-options-dev libgtest-dev python3-h5py python3-numpy python3-torch
+          libopenblas0-pthread)
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(python3-torch libopenblas0-pthread python3-matplotlib hyperfine)
+  packages+=(python3-matplotlib hyperfine)
 fi
 
 missing=()

@@ -1,0 +1,136 @@
+#!/usr/bin/python3
+"""nn_dist against PyTorch, step for step.
+
+Starts nn_dist (under mpirun) and a torch.nn model from the same initial
+weights (a checkpoint this script writes), trains both on the same global
+batches without shuffling, and compares the final weights. Checks the
+forward/backward math, the losses' means over the global batch, and that
+SGD (momentum, weight decay) and Adam follow torch.optim's rules.
+Usage: torch_parity.py NN_DIST NN_DATAGEN MPIEXEC
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+import torch
+
+NN_DIST, NN_DATAGEN, MPIEXEC = sys.argv[1:4]
+ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid,
+               "identity": torch.nn.Identity}
+
+CASES = [
+    # ranks, per-rank batch, kind, loss, activation, hidden, optimizer flags
+    dict(ranks=2, batch=8, kind="teacher", loss="softmax", act="relu", hidden=[12, 7],
+         opt=dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.01)),
+    dict(ranks=1, batch=16, kind="teacher", loss="softmax", act="tanh", hidden=[9],
+         opt=dict(name="adam", lr=0.01, weight_decay=0.001)),
+    dict(ranks=3, batch=5, kind="regression", loss="mse", act="sigmoid", hidden=[10, 6],
+         opt=dict(name="sgd", lr=0.05, momentum=0.0, weight_decay=0.0)),
+    dict(ranks=2, batch=8, kind="xor", loss="logistic", act="tanh", hidden=[8],
+         opt=dict(name="adam", lr=0.02, weight_decay=0.0)),
+]
+
+
+def shards(n, p):
+    base, extra = divmod(n, p)
+    out, offset = [], 0
+    for r in range(p):
+        count = base + (1 if r < extra else 0)
+        out.append((offset, count))
+        offset += count
+    return out
+
+
+def run_case(case, tmp, epochs=2):
+    data = os.path.join(tmp, "data.h5")
+    subprocess.run([NN_DATAGEN, "--kind", case["kind"], "--samples", "203", "--features", "5",
+                    "--classes", "3", "--targets", "2", "--seed", "3", "--out", data],
+                   check=True, capture_output=True)
+    with h5py.File(data) as f:
+        x = torch.from_numpy(f["X"][:].astype(np.float32))
+        y_raw = f["y"][:]
+    outputs = {"softmax": 3, "logistic": 1, "mse": y_raw.shape[1] if y_raw.ndim == 2 else 1}[case["loss"]]
+    sizes = [x.shape[1]] + case["hidden"] + [outputs]
+
+    torch.manual_seed(0)
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+        if i + 2 < len(sizes):
+            layers.append(ACTIVATIONS[case["act"]]())
+    model = torch.nn.Sequential(*layers)
+    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+
+    init = os.path.join(tmp, "init.h5")
+    with h5py.File(init, "w") as f:
+        g = f.create_group("model")
+        for l, lin in enumerate(linears, start=1):
+            g[f"W{l}"] = lin.weight.detach().numpy()
+            g[f"b{l}"] = lin.bias.detach().numpy()
+        g.attrs["sizes"] = np.array(sizes, dtype=np.int64)
+        g.attrs["activation"] = np.bytes_(case["act"])
+        g.attrs["loss"] = np.bytes_(case["loss"])
+
+    o = case["opt"]
+    out = os.path.join(tmp, "out.h5")
+    cmd = [MPIEXEC, "-np", str(case["ranks"]), "--oversubscribe", "--mca", "mpi_yield_when_idle", "1",
+           NN_DIST, "--data", data, "--init", init, "--loss", case["loss"], "--no-shuffle",
+           "--batch-size", str(case["batch"]), "--epochs", str(epochs), "--optimizer", o["name"],
+           "--lr", str(o["lr"]), "--weight-decay", str(o["weight_decay"]), "--checkpoint", out, "--quiet"]
+    if o["name"] == "sgd":
+        cmd += ["--momentum", str(o["momentum"])]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+
+    if o["name"] == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"],
+                              weight_decay=o["weight_decay"])
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=o["lr"], weight_decay=o["weight_decay"])
+    if case["loss"] == "softmax":
+        target = torch.from_numpy(y_raw.astype(np.int64))
+        loss_fn = torch.nn.CrossEntropyLoss()
+    elif case["loss"] == "logistic":
+        target = torch.from_numpy(y_raw.astype(np.float32)).reshape(-1, 1)
+        loss_fn = torch.nn.BCEWithLogitsLoss()  # mean of log(1 + exp(z)) - y z
+    else:
+        target = torch.from_numpy(y_raw.astype(np.float32)).reshape(len(y_raw), -1)
+        mse = torch.nn.MSELoss(reduction="sum")
+        loss_fn = lambda z, t: 0.5 * mse(z, t) / len(t)  # 1/(2n) sum ||h(x) - y||^2
+    parts = shards(len(x), case["ranks"])
+    steps = max((count + case["batch"] - 1) // case["batch"] for _, count in parts)
+    for _ in range(epochs):
+        for s in range(steps):
+            rows = [i for offset, count in parts
+                    for i in range(offset + s * case["batch"], offset + min(count, (s + 1) * case["batch"]))]
+            opt.zero_grad()
+            loss_fn(model(x[rows]), target[rows]).backward()
+            opt.step()
+
+    worst = 0.0
+    with h5py.File(out) as f:
+        for l, lin in enumerate(linears, start=1):
+            for name, mine in (("W", lin.weight), ("b", lin.bias)):
+                theirs = f[f"model/{name}{l}"][:]
+                diff = np.abs(theirs - mine.detach().numpy()).max()
+                worst = max(worst, diff / max(1.0, np.abs(theirs).max()))
+    return worst
+
+
+def main():
+    failed = 0
+    for case in CASES:
+        with tempfile.TemporaryDirectory() as tmp:
+            worst = run_case(case, tmp)
+        ok = worst < 2e-5
+        failed += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {case['ranks']} rank(s), {case['loss']}/{case['act']}/"
+              f"{case['opt']['name']}: largest relative weight difference {worst:.2e} (tolerance 2e-5)")
+    print(f"{len(CASES) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
