@@ -163,12 +163,12 @@ TrainingState read_checkpoint_state(const std::string& path, const std::string& 
     h5::Handle g = open_group(opt.get(), names[i], what);
     read_tensors(g.get(), what, "/optimizer/" + names[i], layout, buffers[i]->data());
   }
-  optimizer.set_step(h5::read_attr_ints(opt.get(), "step", what).at(0));
+  optimizer.set_step(h5::read_attr_int(opt.get(), "step", what));
   TrainingState state;
-  state.epoch = h5::read_attr_ints(training.get(), "epoch", what).at(0);
-  state.global_step = h5::read_attr_ints(training.get(), "global_step", what).at(0);
-  state.seed = static_cast<uint64_t>(h5::read_attr_ints(training.get(), "seed", what).at(0));
-  state.ranks = h5::read_attr_ints(training.get(), "ranks", what).at(0);
+  state.epoch = h5::read_attr_int(training.get(), "epoch", what);
+  state.global_step = h5::read_attr_int(training.get(), "global_step", what);
+  state.seed = static_cast<uint64_t>(h5::read_attr_int(training.get(), "seed", what));
+  state.ranks = h5::read_attr_int(training.get(), "ranks", what);
   state.options = h5::read_attr_string(training.get(), "options", what);
   return state;
 }

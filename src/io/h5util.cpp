@@ -128,4 +128,10 @@ std::vector<long long> read_attr_ints(hid_t loc, const std::string& name, const 
   return out;
 }
 
+long long read_attr_int(hid_t loc, const std::string& name, const std::string& what) {
+  const std::vector<long long> values = read_attr_ints(loc, name, what);
+  if (values.size() != 1) throw Error(what + ": attribute '" + name + "' should hold one integer");
+  return values[0];
+}
+
 }  // namespace nn_dist::h5

@@ -46,5 +46,6 @@ void write_attr_string(hid_t loc, const std::string& name, const std::string& va
 void write_attr_ints(hid_t loc, const std::string& name, const std::vector<long long>& values);
 std::string read_attr_string(hid_t loc, const std::string& name, const std::string& what);
 std::vector<long long> read_attr_ints(hid_t loc, const std::string& name, const std::string& what);
+long long read_attr_int(hid_t loc, const std::string& name, const std::string& what);  // exactly one value
 
 }  // namespace nn_dist::h5

@@ -62,6 +62,17 @@ void Trainer::load_data() {
     } else {
       loss_ = parse_loss(config_.loss);
     }
+    if (!config_.checkpoint.empty()) {  // fail now, not after the first epoch
+      namespace fs = std::filesystem;
+      const fs::path dir = fs::path(config_.checkpoint).has_parent_path() ? fs::path(config_.checkpoint).parent_path()
+                                                                           : fs::path(".");
+      if (!fs::is_directory(dir)) {
+        throw Error("--checkpoint " + config_.checkpoint + ": folder '" + dir.string() + "' does not exist");
+      }
+      if (fs::is_directory(config_.checkpoint)) {
+        throw Error("--checkpoint " + config_.checkpoint + ": is a directory");
+      }
+    }
     if (config_.global_batch_size > 0 && config_.global_batch_size < p) {
       throw Error("--global-batch-size " + std::to_string(config_.global_batch_size) + ": must be at least the " +
                   std::to_string(p) + " ranks");
