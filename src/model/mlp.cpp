@@ -3,6 +3,7 @@
 #include "nn_dist/model/mlp.hpp"
 
 #include <algorithm>
+#include <type_traits>
 
 #include "nn_dist/common/error.hpp"
 
@@ -42,6 +43,19 @@ void Mlp<T>::plan_pieces(std::size_t piece_elements) {
 }
 
 template <typename T>
+void Mlp<T>::multiply(long m, long n, long k, const T* a, long lda, bool trans_a, const T* b, long ldb, bool trans_b,
+                      T* c, long ldc) {
+  if constexpr (std::is_same_v<T, float>) {
+    // With more than one thread per rank, Eigen's threaded product does the work.
+    if (gemm_kernel_available() && Eigen::nbThreads() == 1) {
+      gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, gemm_workspace_);
+      return;
+    }
+  }
+  eigen_gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc);
+}
+
+template <typename T>
 Eigen::Map<const Matrix<T>> Mlp<T>::input_map(const T* x) const {
   return Eigen::Map<const Matrix<T>>(x, layout_.sizes()[0], n_);
 }
@@ -56,11 +70,8 @@ void Mlp<T>::forward(const T* params, const T* x, long n) {
     Eigen::Map<const Matrix<T>, Eigen::Aligned64> w(params + ws.offset, ws.rows, ws.cols);  // (d_out, d_in)
     Eigen::Map<const Vector<T>, Eigen::Aligned64> b(params + layout_.bias(l).offset, ws.rows);
     Eigen::Map<Matrix<T>, Eigen::Aligned64> z(outputs_[l].data(), ws.rows, n);                // (d_out, n)
-    if (l == 0) {
-      z.noalias() = w * input_map(x);
-    } else {
-      z.noalias() = w * Eigen::Map<const Matrix<T>, Eigen::Aligned64>(outputs_[l - 1].data(), ws.cols, n);
-    }
+    const T* in = l == 0 ? x : outputs_[l - 1].data();                                          // (d_in, n)
+    multiply(ws.rows, n, ws.cols, w.data(), ws.rows, false, in, ws.cols, false, z.data(), ws.rows);
     bias_activate<T>(l + 1 < num ? hidden_ : Activation::kIdentity, z, b);
   }
 }
@@ -111,19 +122,19 @@ void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* ob
     const std::vector<long>& cuts = weight_cuts_[l];
     for (std::size_t i = 0; i + 1 < cuts.size(); ++i) {
       const long c0 = cuts[i + 1], width = cuts[i] - cuts[i + 1];
-      dw.middleCols(c0, width).noalias() = delta * a.middleRows(c0, width).transpose();
+      // dW[:, c0 .. c0+width) = Delta A[c0 .. c0+width, :]^T
+      multiply(d_out, width, n, delta.data(), d_out, false, a.data() + c0, d_in, true, dw.data() + c0 * d_out, d_out);
       finished();
     }
 
-    if (l > 0) {
-      Eigen::Map<const Matrix<T>, Eigen::Aligned64> w(params + ws.offset, d_out, d_in);
-      Eigen::Map<Matrix<T>> g(next_data, d_in, n);  // (d_in, n)
-      g.noalias() = w.transpose() * delta;
-      multiply_derivative<T>(hidden_, a, g);
-      std::swap(delta_data, next_data);
-    } else if (input_grad) {
-      Eigen::Map<const Matrix<T>, Eigen::Aligned64> w(params + ws.offset, d_out, d_in);
-      Eigen::Map<Matrix<T>>(input_grad, d_in, n).noalias() = w.transpose() * delta;
+    if (l > 0 || input_grad) {
+      // W^T Delta: (d_in, n)
+      T* g = l > 0 ? next_data : input_grad;
+      multiply(d_in, n, d_out, params + ws.offset, d_out, true, delta.data(), d_out, false, g, d_in);
+      if (l > 0) {
+        multiply_derivative<T>(hidden_, a, Eigen::Map<Matrix<T>>(g, d_in, n));
+        std::swap(delta_data, next_data);
+      }
     }
   }
   eigen_assert(piece == pieces_.size());

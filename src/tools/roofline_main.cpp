@@ -1,6 +1,7 @@
 // nn_roofline: times the matrix products of one training step alone, with
-// the step's shapes and Eigen, and prints the samples/s they allow -- the
-// ceiling a step of nn_dist can reach on this core.
+// the step's shapes, through nn_dist's product (and Eigen's, for reference),
+// and prints the samples/s they allow -- the ceiling a step of nn_dist can
+// reach on this core.
 #include <Eigen/Core>
 #include <algorithm>
 #include <chrono>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "nn_dist/common/error.hpp"
+#include "nn_dist/model/gemm.hpp"
 #include "nn_dist/model/layout.hpp"
 
 using Matrix = Eigen::MatrixXf;
@@ -50,30 +52,50 @@ int main(int argc, char** argv) {
     delta.push_back(Matrix::Random(d, batch));
   }
   double flops = 0;
-  auto products = [&] {
-    for (std::size_t l = 0; l < layers; ++l) a[l + 1].noalias() = w[l] * a[l];             // forward
-    for (std::size_t l = layers; l-- > 0;) {
-      dw[l].noalias() = delta[l + 1] * a[l].transpose();                                  // weight gradient
-      if (l > 0) delta[l].noalias() = w[l].transpose() * delta[l + 1];                    // input gradient
-    }
-  };
   for (std::size_t l = 0; l < layers; ++l) {
     flops += 2.0 * sizes[l + 1] * sizes[l] * batch * (l > 0 ? 3 : 2);
   }
-  for (int i = 0; i < 20; ++i) products();  // warm-up
-  std::vector<double> times;
-  for (long r = 0; r < repeats; ++r) {
-    const auto t0 = Clock::now();
-    products();
-    times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  nn_dist::GemmWorkspace workspace;
+  // The products of one step: forward W a, weight gradient Delta a^T, input gradient W^T Delta.
+  auto products = [&](bool eigen) {
+    auto mul = [&](long m, long n, long k, const float* a, long lda, bool ta, const float* b, long ldb, bool tb,
+                   float* c) {
+      if (eigen) {
+        nn_dist::eigen_gemm(m, n, k, a, lda, ta, b, ldb, tb, c, m);
+      } else {
+        nn_dist::gemm(m, n, k, a, lda, ta, b, ldb, tb, c, m, workspace);
+      }
+    };
+    for (std::size_t l = 0; l < layers; ++l) {
+      mul(sizes[l + 1], batch, sizes[l], w[l].data(), sizes[l + 1], false, a[l].data(), sizes[l], false, a[l + 1].data());
+    }
+    for (std::size_t l = layers; l-- > 0;) {
+      mul(sizes[l + 1], sizes[l], batch, delta[l + 1].data(), sizes[l + 1], false, a[l].data(), sizes[l], true,
+          dw[l].data());
+      if (l > 0) {
+        mul(sizes[l], batch, sizes[l + 1], w[l].data(), sizes[l + 1], true, delta[l + 1].data(), sizes[l + 1], false,
+            delta[l].data());
+      }
+    }
+  };
+  for (bool eigen : {false, true}) {
+    for (int i = 0; i < 20; ++i) products(eigen);  // warm-up
+    std::vector<double> times;
+    for (long r = 0; r < repeats; ++r) {
+      const auto t0 = Clock::now();
+      products(eigen);
+      times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+    }
+    std::sort(times.begin(), times.end());
+    const double median = times[times.size() / 2];
+    const char* name = eigen ? "eigen" : "nn_dist";
+    std::printf("GEMM roofline (%s products), layers %s, batch %ld, 1 thread: median %.4f ms per step (min %.4f), "
+                "%.1f GFLOP/s, %.0f samples/s\n",
+                name, nn_dist::sizes_string(sizes).c_str(), batch, median * 1e3, times.front() * 1e3,
+                flops / median * 1e-9, batch / median);
+    std::printf("ROOFLINE_JSON {\"products\":\"%s\",\"batch\":%ld,\"gemm_ms\":%.4f,\"gflops\":%.1f,"
+                "\"samples_per_sec\":%.1f}\n",
+                name, batch, median * 1e3, flops / median * 1e-9, batch / median);
   }
-  std::sort(times.begin(), times.end());
-  const double median = times[times.size() / 2];
-  std::printf("GEMM roofline, layers %s, batch %ld, 1 thread: median %.4f ms per step (min %.4f), %.1f GFLOP/s, "
-              "%.0f samples/s\n",
-              nn_dist::sizes_string(sizes).c_str(), batch, median * 1e3, times.front() * 1e3, flops / median * 1e-9,
-              batch / median);
-  std::printf("ROOFLINE_JSON {\"batch\":%ld,\"gemm_ms\":%.4f,\"gflops\":%.1f,\"samples_per_sec\":%.1f}\n", batch,
-              median * 1e3, flops / median * 1e-9, batch / median);
   return 0;
 }

@@ -9,6 +9,7 @@
 
 #include "nn_dist/math/activation.hpp"
 #include "nn_dist/math/loss.hpp"
+#include "nn_dist/model/gemm.hpp"
 #include "nn_dist/model/layout.hpp"
 
 namespace nn_dist {
@@ -62,6 +63,9 @@ class Mlp {
  private:
   void plan_pieces(std::size_t piece_elements);
   Eigen::Map<const Matrix<T>> input_map(const T* x) const;
+  // c (m x n) = op(a) op(b): nn_dist's kernel for float on one thread, else Eigen.
+  void multiply(long m, long n, long k, const T* a, long lda, bool trans_a, const T* b, long ldb, bool trans_b, T* c,
+                long ldc);
 
   Layout layout_;
   Activation hidden_;
@@ -73,6 +77,7 @@ class Mlp {
   std::vector<GradientPiece> pieces_;
   // For each layer, the column cuts of its weight gradient, highest first.
   std::vector<std::vector<long>> weight_cuts_;
+  GemmWorkspace gemm_workspace_;
 };
 
 }  // namespace nn_dist
