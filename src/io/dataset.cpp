@@ -3,6 +3,7 @@
 #include "nn_dist/io/dataset.hpp"
 
 #include <cmath>
+#include <cstdio>
 
 #include "h5util.hpp"
 #include "nn_dist/common/error.hpp"
@@ -10,6 +11,12 @@
 namespace nn_dist {
 
 namespace {
+
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
 
 bool is_numeric(hid_t dataset) {
   h5::Handle type(H5Dget_type(dataset), H5Tclose);
@@ -121,7 +128,7 @@ Targets make_targets(const DatasetInfo& info, const Shard& shard, Loss loss) {
     for (long j = 0; j < shard.count; ++j) {
       const double v = shard.y(0, j);
       if (v < 0 || v != std::floor(v) || v > 1e9) {
-        throw Error(where + " has label " + std::to_string(v) + " at sample " + std::to_string(shard.offset + j) +
+        throw Error(where + " has label " + number(v) + " at sample " + std::to_string(shard.offset + j) +
                     "; softmax needs integer labels 0..K-1");
       }
       t.labels[j] = static_cast<int32_t>(v);
@@ -133,7 +140,7 @@ Targets make_targets(const DatasetInfo& info, const Shard& shard, Loss loss) {
     for (long j = 0; j < shard.count; ++j) {
       const double v = shard.y(0, j);
       if (v != 0 && v != 1) {
-        throw Error(where + " has label " + std::to_string(v) + " at sample " + std::to_string(shard.offset + j) +
+        throw Error(where + " has label " + number(v) + " at sample " + std::to_string(shard.offset + j) +
                     "; logistic loss needs labels 0 or 1");
       }
     }

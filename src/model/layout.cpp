@@ -47,9 +47,9 @@ std::vector<long> parse_hidden(const std::string& text) {
       used = 0;
     }
     if (used == 0 || used != item.size()) {
-      throw Error("--hidden: '" + item + "' is not a whole number (expected e.g. --hidden 128,64 or --hidden none)");
+      throw Error("--hidden " + text + ": '" + item + "' is not a whole number (expected e.g. --hidden 128,64 or --hidden none)");
     }
-    if (width <= 0) throw Error("--hidden: width " + item + " must be positive");
+    if (width <= 0) throw Error("--hidden " + text + ": width " + item + " must be positive");
     widths.push_back(width);
   }
   if (!text.empty() && text.back() == ',') throw Error("--hidden: '" + text + "' ends with a comma");

@@ -55,7 +55,7 @@ void Trainer::load_data() {
     train_info_ = inspect_dataset(config_.data, "--data " + config_.data, config_.x_dataset, config_.y_dataset);
     if (train_info_.samples < p) {
       throw Error("--data " + config_.data + ": " + std::to_string(train_info_.samples) +
-                  " samples cannot be split over " + std::to_string(p) + " ranks (need at least one per rank)");
+                  " sample(s) cannot be split over " + std::to_string(p) + " ranks (need at least one per rank)");
     }
     if (config_.loss == "auto") {
       loss_ = train_info_.integer_targets ? Loss::kSoftmax : Loss::kMse;
