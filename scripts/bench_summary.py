@@ -1,0 +1,122 @@
+#!/usr/bin/python3
+"""Helpers for scripts/compare_torch.sh.
+
+  bench_summary.py record OUT.jsonl CONFIG REPEAT SIDE WALL_S LOG [key=value ...]
+      Find the last 'BENCH_JSON {...}' line in LOG and append one JSON line
+      {"config","repeat","side","wall_s",...extra, "bench": {...}} to OUT.jsonl
+      (with "error" instead of "bench" when the run printed none). Exit 1 then.
+
+  bench_summary.py table OUT.jsonl
+      For each comparison row: median samples/s (min-max) of side A and of
+      side B, and the median (min-max) of the per-repeat ratios A/B, where a
+      pair is the two runs of the same config and repeat.
+"""
+
+import json
+import statistics
+import sys
+
+# (row label, config, side A, side B); rows whose config is absent are skipped.
+ROWS = [
+    ("(a) 1 rank, batch 128: nn_dist vs torch [OpenBLAS default]", "a_1rank_b128", "nn_dist", "torch_default"),
+    ("(a) 1 rank, batch 128: nn_dist vs torch [SkylakeX]", "a_1rank_b128", "nn_dist", "torch_skylakex"),
+    ("(b) 1 rank, batch 32: nn_dist vs torch [OpenBLAS default]", "b_1rank_b32", "nn_dist", "torch_default"),
+    ("(b) 1 rank, batch 32: nn_dist vs torch [SkylakeX]", "b_1rank_b32", "nn_dist", "torch_skylakex"),
+    ("(c) 2 ranks, batch 128/rank: nn_dist vs torch DDP [OpenBLAS default]", "c_2rank_b128", "nn_dist", "torch_default"),
+    ("(c) 2 ranks, batch 128/rank: nn_dist vs torch DDP [SkylakeX]", "c_2rank_b128", "nn_dist", "torch_skylakex"),
+    ("(d) nn_dist scaling: 2 ranks vs 1 rank, batch 128/rank", "d_scaling_b128", "nn_dist_2rank", "nn_dist_1rank"),
+    ("(d) nn_dist 2 ranks, batch 128/rank: --overlap on vs off [--allreduce auto]", "d_overlap_b128",
+     "overlap_on", "overlap_off"),
+    ("(d) nn_dist 2 ranks, batch 128/rank: --overlap on vs off [--allreduce ring]", "d_overlap_ring_b128",
+     "overlap_on", "overlap_off"),
+]
+
+
+def record(argv):
+    out, config, repeat, side, wall, log = argv[:6]
+    rec = {"config": config, "repeat": int(repeat), "side": side, "wall_s": round(float(wall), 2)}
+    for kv in argv[6:]:
+        k, _, v = kv.partition("=")
+        rec[k] = v
+    bench = None
+    try:
+        with open(log, errors="replace") as f:
+            for line in f:
+                if line.startswith("BENCH_JSON "):
+                    bench = json.loads(line[len("BENCH_JSON "):])
+    except (OSError, ValueError) as e:
+        rec["error"] = f"{type(e).__name__}: {e}"
+    if bench is None:
+        rec.setdefault("error", "no BENCH_JSON line in the output")
+        with open(log, errors="replace") as f:
+            rec["log_tail"] = f.read()[-600:]
+    else:
+        rec["bench"] = bench
+    with open(out, "a") as f:
+        f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+    if bench is None:
+        print(f"  {config} #{repeat} {side}: FAILED ({rec['error']})", file=sys.stderr)
+        return 1
+    extra = f"  [{bench['blas_core']}]" if "blas_core" in bench else ""
+    if "allreduce" in bench:
+        extra = f"  [allreduce {bench['allreduce']}, overlap {str(bench.get('overlap')).lower()}]"
+    print(f"  {config} #{repeat} {side:15s} {bench['samples_per_sec']:10.0f} samples/s  "
+          f"step {bench['step_ms']:.3f} ms  ({rec['wall_s']:.1f} s){extra}", flush=True)
+    return 0
+
+
+def fmt_range(values):
+    return f"{statistics.median(values):8.0f} ({min(values):.0f}-{max(values):.0f})"
+
+
+def table(argv):
+    runs = {}
+    cores = {}
+    with open(argv[0]) as f:
+        for line in f:
+            rec = json.loads(line)
+            if "bench" not in rec:
+                continue
+            b = rec["bench"]
+            runs[(rec["config"], rec["side"], rec["repeat"])] = b["samples_per_sec"]
+            if "blas_core" in b:
+                cores.setdefault(rec["side"], set()).add(b["blas_core"])
+    header = ("config", "A samples/s median (min-max)", "B samples/s median (min-max)", "A/B median (min-max)", "n")
+    rows = []
+    for label, config, a, b in ROWS:
+        reps = sorted({r for (c, s, r) in runs if c == config and s in (a, b)})
+        av = [runs[(config, a, r)] for r in reps if (config, a, r) in runs]
+        bv = [runs[(config, b, r)] for r in reps if (config, b, r) in runs]
+        ratios = [runs[(config, a, r)] / runs[(config, b, r)] for r in reps
+                  if (config, a, r) in runs and (config, b, r) in runs]
+        if not av and not bv:
+            continue
+        rows.append((label,
+                     fmt_range(av) if av else "-",
+                     fmt_range(bv) if bv else "-",
+                     f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})" if ratios else "-",
+                     str(len(ratios))))
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    def line(r):
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    print(line(header))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print(line(r))
+    if cores:
+        print("OpenBLAS core used by torch: " +
+              ", ".join(f"{side}={'/'.join(sorted(c))}" for side, c in sorted(cores.items())))
+    return 0
+
+
+def main():
+    if len(sys.argv) >= 8 and sys.argv[1] == "record":
+        return record(sys.argv[2:])
+    if len(sys.argv) == 3 and sys.argv[1] == "table":
+        return table(sys.argv[2:])
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# nn_dist vs PyTorch (CPU, 1 thread per process) on the same MLP and data.
+#
+#   scripts/compare_torch.sh [--workdir DIR] [--out FILE] [--repeats R] [--no-build]
+#                            [--steps-a N] [--steps-b N] [--steps-c N] [--steps-d N] [--warmup W]
+#
+# Generates the standard data once (teacher, 60000 x 784, 10 classes) in
+# --workdir (default build/bench), then for each configuration runs the sides
+# interleaved, R times (A B B' A B B' ...):
+#   (a) 1 rank, batch 128      nn_dist | torch [OpenBLAS default] | torch [OPENBLAS_CORETYPE=SkylakeX]
+#   (b) 1 rank, batch 32       same three
+#   (c) 2 ranks, batch 128/rank nn_dist (mpirun -np 2) | torch DDP, 2 processes, gloo (both variants)
+#   (d) nn_dist 2 ranks vs 1 rank (batch 128/rank), and 2 ranks --overlap on vs off
+#       (with --allreduce auto, and with --allreduce ring)
+# Model 784-512-256-10 relu, softmax, SGD lr 0.05; every run measures --max-steps
+# steps minus --warmup-steps. "OpenBLAS default" unsets OPENBLAS_CORETYPE and
+# OPENBLAS_L2_SIZE for that command only; "SkylakeX" sets OPENBLAS_CORETYPE=SkylakeX
+# and unsets OPENBLAS_L2_SIZE. Raw results: one JSON line per run in --out
+# (default build/bench/compare.jsonl); at the end a table of median samples/s
+# (min-max) per side and the median of the per-pair ratios A/B.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+
+PY=/usr/bin/python3
+WORKDIR="$NN_BUILD/bench"
+OUT=""
+REPEATS=5
+BUILD=1
+STEPS_A=2500   # 1 rank, batch 128   (~2 ms/step)
+STEPS_B=8000   # 1 rank, batch 32    (~0.6-0.9 ms/step)
+STEPS_C=1200   # 2 ranks, batch 128  (torch DDP ~8 ms/step)
+STEPS_D=2500   # nn_dist scaling and overlap
+WARMUP=50
+
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+while (($#)); do
+  case $1 in
+    --workdir) WORKDIR=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    --repeats) REPEATS=$2; shift 2 ;;
+    --steps-a) STEPS_A=$2; shift 2 ;;
+    --steps-b) STEPS_B=$2; shift 2 ;;
+    --steps-c) STEPS_C=$2; shift 2 ;;
+    --steps-d) STEPS_D=$2; shift 2 ;;
+    --warmup) WARMUP=$2; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "compare_torch.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+done
+OUT=${OUT:-$WORKDIR/compare.jsonl}
+mkdir -p "$WORKDIR" "$(dirname "$OUT")"
+WORKDIR=$(cd "$WORKDIR" && pwd)
+DATA="$WORKDIR/train.h5"
+LOG="$WORKDIR/last_run.log"
+SUMMARY="$NN_ROOT/scripts/bench_summary.py"
+TORCH_REF="$NN_ROOT/scripts/torch_reference.py"
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+if ((BUILD)); then nn_build --target nn_dist nn_datagen >/dev/null; fi
+if [[ ! -s $DATA ]]; then
+  "$NN_BUILD/nn_datagen" --out "$DATA" --kind teacher --samples 60000 --features 784 --classes 10 --seed 1
+fi
+
+MODEL=(--data "$DATA" --hidden 512,256 --activation relu --loss softmax --lr 0.05 --epochs 1000
+       --warmup-steps "$WARMUP" --quiet)
+
+# The environment for one PyTorch variant, for that command only.
+torch_env() {
+  case $1 in
+    default) ENV_CMD=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE) ;;
+    skylakex) ENV_CMD=(env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=SkylakeX) ;;
+  esac
+}
+
+FAILED=0
+# run CONFIG REPEAT SIDE command...: run it, and append its BENCH_JSON to $OUT.
+run() {
+  local config=$1 repeat=$2 side=$3; shift 3
+  local t0 t1 rc=0
+  t0=$(date +%s%N)
+  "$@" >"$LOG" 2>&1 || rc=$?
+  t1=$(date +%s%N)
+  local ms=$(((t1 - t0) / 1000000))
+  "$PY" "$SUMMARY" record "$OUT" "$config" "$repeat" "$side" "$((ms / 1000)).$(printf %03d $((ms % 1000)))" "$LOG" \
+    "exit_code=$rc" "cmd=$*" || FAILED=$((FAILED + 1))
+}
+
+nn_dist_run() {  # ranks batch steps [extra flags]
+  local ranks=$1 batch=$2 steps=$3; shift 3
+  NN_CMD=(mpirun -np "$ranks" --bind-to core --mca mpi_yield_when_idle 1 "$NN_BUILD/nn_dist" "${MODEL[@]}"
+          --batch-size "$batch" --max-steps "$steps" --profile "$@")
+}
+torch_run() {  # variant ranks batch steps
+  local variant=$1 ranks=$2 batch=$3 steps=$4
+  torch_env "$variant"
+  TORCH_CMD=("${ENV_CMD[@]}" "$PY" "$TORCH_REF" "${MODEL[@]}" --batch-size "$batch" --max-steps "$steps"
+             --threads 1 --bind-to-core)
+  if ((ranks > 1)); then TORCH_CMD+=(--ddp --world-size "$ranks"); fi
+}
+
+: >"$OUT"
+"$PY" - "$OUT" <<EOF
+import json, os, platform, subprocess, sys
+def sh(c):
+    try: return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
+    except Exception: return ""
+meta = {"config": "meta", "date": sh("date -Is"), "git": sh("git -C '$NN_ROOT' rev-parse --short HEAD"),
+        "cpu": sh("lscpu | sed -n 's/^Model name: *//p'"), "nproc": os.cpu_count(),
+        "loadavg": os.getloadavg(), "env_OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", ""),
+        "env_OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE", ""),
+        "repeats": $REPEATS, "steps": {"a": $STEPS_A, "b": $STEPS_B, "c": $STEPS_C, "d": $STEPS_D}, "warmup": $WARMUP}
+open(sys.argv[1], "a").write(json.dumps(meta) + "\n")
+EOF
+
+echo "OpenBLAS kernels picked by PyTorch's OpenBLAS (OPENBLAS_VERBOSE=2):"
+for v in default skylakex; do
+  torch_env "$v"
+  core=$("${ENV_CMD[@]}" OPENBLAS_VERBOSE=2 "$PY" -c "import torch" 2>&1 | grep -m1 -o 'Core: .*' || echo 'Core: ?')
+  printf '  %-9s %s\n' "$v" "$core"
+done
+echo "results: $OUT   (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+
+start=$SECONDS
+echo "(a) 1 rank, batch 128, $STEPS_A steps"
+for ((r = 1; r <= REPEATS; r++)); do
+  nn_dist_run 1 128 "$STEPS_A"; run a_1rank_b128 "$r" nn_dist "${NN_CMD[@]}"
+  torch_run default 1 128 "$STEPS_A"; run a_1rank_b128 "$r" torch_default "${TORCH_CMD[@]}"
+  torch_run skylakex 1 128 "$STEPS_A"; run a_1rank_b128 "$r" torch_skylakex "${TORCH_CMD[@]}"
+done
+echo "(b) 1 rank, batch 32, $STEPS_B steps"
+for ((r = 1; r <= REPEATS; r++)); do
+  nn_dist_run 1 32 "$STEPS_B"; run b_1rank_b32 "$r" nn_dist "${NN_CMD[@]}"
+  torch_run default 1 32 "$STEPS_B"; run b_1rank_b32 "$r" torch_default "${TORCH_CMD[@]}"
+  torch_run skylakex 1 32 "$STEPS_B"; run b_1rank_b32 "$r" torch_skylakex "${TORCH_CMD[@]}"
+done
+echo "(c) 2 ranks, batch 128 per rank, $STEPS_C steps (torch: DDP, gloo)"
+for ((r = 1; r <= REPEATS; r++)); do
+  nn_dist_run 2 128 "$STEPS_C"; run c_2rank_b128 "$r" nn_dist "${NN_CMD[@]}"
+  torch_run default 2 128 "$STEPS_C"; run c_2rank_b128 "$r" torch_default "${TORCH_CMD[@]}"
+  torch_run skylakex 2 128 "$STEPS_C"; run c_2rank_b128 "$r" torch_skylakex "${TORCH_CMD[@]}"
+done
+echo "(d) nn_dist 2 ranks vs 1 rank, and --overlap on vs off, batch 128 per rank, $STEPS_D steps"
+for ((r = 1; r <= REPEATS; r++)); do
+  nn_dist_run 2 128 "$STEPS_D"; run d_scaling_b128 "$r" nn_dist_2rank "${NN_CMD[@]}"
+  nn_dist_run 1 128 "$STEPS_D"; run d_scaling_b128 "$r" nn_dist_1rank "${NN_CMD[@]}"
+done
+for ((r = 1; r <= REPEATS; r++)); do
+  nn_dist_run 2 128 "$STEPS_D" --overlap on; run d_overlap_b128 "$r" overlap_on "${NN_CMD[@]}"
+  nn_dist_run 2 128 "$STEPS_D" --overlap off; run d_overlap_b128 "$r" overlap_off "${NN_CMD[@]}"
+done
+# --allreduce auto picks the shared-memory sum on one node, where --overlap has
+# no effect; the ring allreduce is the mode that overlaps backprop.
+for ((r = 1; r <= REPEATS; r++)); do
+  nn_dist_run 2 128 "$STEPS_D" --allreduce ring --overlap on; run d_overlap_ring_b128 "$r" overlap_on "${NN_CMD[@]}"
+  nn_dist_run 2 128 "$STEPS_D" --allreduce ring --overlap off; run d_overlap_ring_b128 "$r" overlap_off "${NN_CMD[@]}"
+done
+
+echo
+echo "samples/s over all ranks, median (min-max) of $REPEATS interleaved pairs; ratio = A/B per pair"
+"$PY" "$SUMMARY" table "$OUT"
+echo "total $((SECONDS - start)) s; load average now $(cut -d' ' -f1-3 /proc/loadavg); raw results: $OUT"
+if ((FAILED)); then
+  echo "compare_torch.sh: $FAILED run(s) failed; see 'error' in $OUT" >&2
+  exit 1
+fi
