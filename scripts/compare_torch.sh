@@ -123,24 +123,21 @@ done
 echo "results: $OUT   (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
 
 start=$SECONDS
+# One interleaved nn_dist / PyTorch (two OpenBLAS picks) comparison: config, ranks, batch, steps.
+versus_torch() {
+  local config=$1 ranks=$2 batch=$3 steps=$4 r
+  for ((r = 1; r <= REPEATS; r++)); do
+    nn_dist_run "$ranks" "$batch" "$steps"; run "$config" "$r" nn_dist "${NN_CMD[@]}"
+    torch_run default "$ranks" "$batch" "$steps"; run "$config" "$r" torch_default "${TORCH_CMD[@]}"
+    torch_run skylakex "$ranks" "$batch" "$steps"; run "$config" "$r" torch_skylakex "${TORCH_CMD[@]}"
+  done
+}
 echo "(a) 1 rank, batch 128, $STEPS_A steps"
-for ((r = 1; r <= REPEATS; r++)); do
-  nn_dist_run 1 128 "$STEPS_A"; run a_1rank_b128 "$r" nn_dist "${NN_CMD[@]}"
-  torch_run default 1 128 "$STEPS_A"; run a_1rank_b128 "$r" torch_default "${TORCH_CMD[@]}"
-  torch_run skylakex 1 128 "$STEPS_A"; run a_1rank_b128 "$r" torch_skylakex "${TORCH_CMD[@]}"
-done
+versus_torch a_1rank_b128 1 128 "$STEPS_A"
 echo "(b) 1 rank, batch 32, $STEPS_B steps"
-for ((r = 1; r <= REPEATS; r++)); do
-  nn_dist_run 1 32 "$STEPS_B"; run b_1rank_b32 "$r" nn_dist "${NN_CMD[@]}"
-  torch_run default 1 32 "$STEPS_B"; run b_1rank_b32 "$r" torch_default "${TORCH_CMD[@]}"
-  torch_run skylakex 1 32 "$STEPS_B"; run b_1rank_b32 "$r" torch_skylakex "${TORCH_CMD[@]}"
-done
+versus_torch b_1rank_b32 1 32 "$STEPS_B"
 echo "(c) 2 ranks, batch 128 per rank, $STEPS_C steps (torch: DDP, gloo)"
-for ((r = 1; r <= REPEATS; r++)); do
-  nn_dist_run 2 128 "$STEPS_C"; run c_2rank_b128 "$r" nn_dist "${NN_CMD[@]}"
-  torch_run default 2 128 "$STEPS_C"; run c_2rank_b128 "$r" torch_default "${TORCH_CMD[@]}"
-  torch_run skylakex 2 128 "$STEPS_C"; run c_2rank_b128 "$r" torch_skylakex "${TORCH_CMD[@]}"
-done
+versus_torch c_2rank_b128 2 128 "$STEPS_C"
 echo "(d) nn_dist 2 ranks vs 1 rank, and --overlap on vs off, batch 128 per rank, $STEPS_D steps"
 for ((r = 1; r <= REPEATS; r++)); do
   nn_dist_run 2 128 "$STEPS_D"; run d_scaling_b128 "$r" nn_dist_2rank "${NN_CMD[@]}"

@@ -80,7 +80,6 @@ void Communicator::barrier() const { MPI_Barrier(MPI_COMM_WORLD); }
 
 void Communicator::abort(int code) const { MPI_Abort(MPI_COMM_WORLD, code); std::abort(); }
 
-double Communicator::time() { return MPI_Wtime(); }
 
 // A ring allreduce (reduce-scatter, then allgather) over one slice, driven
 // step by step from progress() so it advances between backprop pieces.

@@ -55,7 +55,6 @@ class Communicator {
   std::vector<float> allgather(const float* data, int count) const;
   void barrier() const;
   [[noreturn]] void abort(int code) const;
-  static double time();
 
  private:
   int rank_ = 0, size_ = 1;

@@ -6,7 +6,6 @@
 #include <cstdint>
 #include <fstream>
 #include <memory>
-#include <optional>
 #include <string>
 
 #include "nn_dist/cli/config.hpp"
