@@ -1,6 +1,6 @@
 // Single-precision matrix product C = op(A) op(B) for the step's shapes: a
 // packed, cache-blocked product around an AVX-512 register-blocked kernel
-// (32 x 12 block of C in 24 registers). Column-major throughout. Falls back
+// (32 x 8 block of C in 16 registers). Column-major throughout. Falls back
 // to Eigen on CPUs without AVX-512. Allocates nothing: the caller owns the
 // packing space (GemmWorkspace).
 #pragma once
