@@ -106,26 +106,40 @@ TEST(MpiGradientTest, AllreducedGradientEqualsUnionGradient) {
   struct Variant {
     AllreduceMode mode;
     bool overlap;
+    std::size_t shared_buffers;
   };
-  for (const Variant v : {Variant{AllreduceMode::kShared, true}, Variant{AllreduceMode::kRing, true},
-                          Variant{AllreduceMode::kRing, false}, Variant{AllreduceMode::kMpi, false}}) {
-    SCOPED_TRACE(allreduce_mode_name(v.mode) + (v.overlap ? " overlap" : ""));
+  for (const Variant v : {Variant{AllreduceMode::kShared, true, 0}, Variant{AllreduceMode::kShared, true, 2},
+                          Variant{AllreduceMode::kRing, true, 0}, Variant{AllreduceMode::kRing, false, 0},
+                          Variant{AllreduceMode::kMpi, false, 0}}) {
+    SCOPED_TRACE(allreduce_mode_name(v.mode) + (v.overlap ? " overlap" : "") + " buffers " +
+                 std::to_string(v.shared_buffers));
     long offset = 0, count = 0;
     shard_range(n, comm().size(), comm().rank(), &offset, &count);
     Mlp<float> local(layout, Activation::kTanh, Loss::kSoftmax, count, /*piece_elements=*/9);
     FlatBuffer grad(layout.total(), 0.0f);
-    GradientSync sync(comm(), grad.data(), grad.size(), local.pieces(), /*bucket_bytes=*/64, v.overlap, v.mode);
+    GradientSync sync(comm(), grad.data(), grad.size(), local.pieces(), /*bucket_bytes=*/64, v.overlap, v.mode,
+                      v.shared_buffers);
+    const bool partial = sync.shared_buffer(0) != nullptr;  // each rank sums only its own part
+    EXPECT_EQ(partial, v.shared_buffers > 0 && comm().size() > 1);
+    const std::size_t own_begin = sync.own_begin(), own_end = sync.own_end();
+    if (partial) EXPECT_EQ(own_begin % 16, 0u) << "parts start on a cache line";
     local.forward(params.data(), data.x.data() + offset * d, count);
     const LossSums s = local.loss_and_delta(labels.data() + offset, nullptr);
     sync.start_stats(s.loss, s.correct, static_cast<double>(count));
     local.backward(params.data(), data.x.data() + offset * d, sync.backward_buffer(), &sync);
     const double* stats = sync.wait_stats();
     std::size_t covered = 0;
-    sync.wait([&](std::size_t begin, std::size_t end) { covered += end - begin; });
-    EXPECT_EQ(covered, layout.total());
+    sync.wait([&](std::size_t begin, std::size_t end) {
+      EXPECT_TRUE(begin >= own_begin && end <= own_end);
+      covered += end - begin;
+    });
+    EXPECT_EQ(covered, own_end - own_begin);
+    double parts = static_cast<double>(covered);
+    comm().sum(&parts, 1);
+    EXPECT_EQ(parts, static_cast<double>(layout.total() * (partial ? 1 : comm().size())));
     EXPECT_EQ(stats[2], static_cast<double>(n));
     EXPECT_NEAR(stats[0], loss, 1e-4);
-    for (std::size_t i = 0; i < layout.total(); ++i) {
+    for (std::size_t i = own_begin; i < own_end; ++i) {
       EXPECT_NEAR(grad[i], grad_d[i], 1e-4 * std::max(1.0, std::abs(grad_d[i]))) << "element " << i;
     }
     if (v.mode == AllreduceMode::kRing && v.overlap) EXPECT_GT(sync.num_buckets(), 2u);
@@ -179,8 +193,9 @@ void check_against_single_process(long global_batch) {
     sgd.update(ref.data(), grad.data(), 1.0f / xb.cols(), 0, layout.total());
     sgd.finish_step();
   }
+  const FlatBuffer params = trainer.params();
   for (std::size_t i = 0; i < layout.total(); ++i) {
-    EXPECT_NEAR(trainer.params()[i], ref[i], 2e-5 * std::max(1.0f, std::abs(ref[i]))) << "element " << i;
+    EXPECT_NEAR(params[i], ref[i], 2e-5 * std::max(1.0f, std::abs(ref[i]))) << "element " << i;
   }
 }
 
@@ -219,9 +234,10 @@ TEST(MpiTrainingTest, ParametersAreBitIdenticalOnAllRanksAndAcrossRuns) {
     other.allreduce = v.mode;
     Trainer t(comm(), other);
     t.run();
-    EXPECT_TRUE(same_on_all_ranks(t.params()));
-    for (std::size_t i = 0; i < t.params().size(); ++i) {
-      EXPECT_NEAR(t.params()[i], first.params()[i], 1e-4 * std::max(1.0f, std::abs(first.params()[i])));
+    const FlatBuffer params = t.params(), reference = first.params();
+    EXPECT_TRUE(same_on_all_ranks(params));
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      EXPECT_NEAR(params[i], reference[i], 1e-4 * std::max(1.0f, std::abs(reference[i])));
     }
   }
 }

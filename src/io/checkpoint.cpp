@@ -94,10 +94,10 @@ void write_checkpoint(const std::string& path, const Layout& layout, Activation 
       h5::write_attr_string(opt.get(), "name", optimizer_name(optimizer.options().kind));
       h5::write_attr_ints(opt.get(), "step", {optimizer.step()});
       const std::vector<std::string> names = optimizer.state_names();
-      const std::vector<FlatBuffer*> buffers = optimizer.state();
+      const std::vector<float*> buffers = optimizer.state();
       for (std::size_t i = 0; i < names.size(); ++i) {
         h5::Handle g = create_group(opt.get(), names[i]);
-        write_tensors(g.get(), layout, buffers[i]->data());
+        write_tensors(g.get(), layout, buffers[i]);
       }
 
       h5::Handle training = create_group(file.get(), "training");
@@ -155,13 +155,13 @@ TrainingState read_checkpoint_state(const std::string& path, const std::string& 
                 optimizer_name(optimizer.options().kind));
   }
   const std::vector<std::string> names = optimizer.state_names();
-  const std::vector<FlatBuffer*> buffers = optimizer.state();
+  const std::vector<float*> buffers = optimizer.state();
   for (std::size_t i = 0; i < names.size(); ++i) {
     if (!h5::exists(opt.get(), names[i])) {
       throw Error(what + ": has no /optimizer/" + names[i] + " (was it written with other --momentum?)");
     }
     h5::Handle g = open_group(opt.get(), names[i], what);
-    read_tensors(g.get(), what, "/optimizer/" + names[i], layout, buffers[i]->data());
+    read_tensors(g.get(), what, "/optimizer/" + names[i], layout, buffers[i]);
   }
   optimizer.set_step(h5::read_attr_int(opt.get(), "step", what));
   TrainingState state;

@@ -1,6 +1,7 @@
 // SGD with momentum and Adam as single fused loops over a slice of the flat buffers.
 #include "nn_dist/optim/optimizer.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "nn_dist/common/error.hpp"
@@ -15,12 +16,15 @@ OptimizerKind parse_optimizer(const std::string& name) {
 
 std::string optimizer_name(OptimizerKind kind) { return kind == OptimizerKind::kSgd ? "sgd" : "adam"; }
 
-Optimizer::Optimizer(const OptimizerOptions& options, std::size_t size) : options_(options) {
+Optimizer::Optimizer(const OptimizerOptions& options, std::size_t size) : options_(options), size_(size) {
   if (options_.kind == OptimizerKind::kAdam) {
     first_.assign(size, 0.0f);
     second_.assign(size, 0.0f);
+    first_data_ = first_.data();
+    second_data_ = second_.data();
   } else if (options_.momentum != 0) {
     first_.assign(size, 0.0f);
+    first_data_ = first_.data();
   }
 }
 
@@ -31,12 +35,12 @@ void Optimizer::update(float* params, const float* grad_sums, float grad_scale, 
   float* __restrict p = params;
   const float* __restrict g_sum = grad_sums;
   if (options_.kind == OptimizerKind::kSgd) {
-    if (first_.empty()) {
+    if (first_data_ == nullptr) {
       for (std::size_t i = begin; i < end; ++i) p[i] -= lr * (g_sum[i] * grad_scale + wd * p[i]);
       return;
     }
     const float mu = static_cast<float>(options_.momentum);
-    float* __restrict v = first_.data();
+    float* __restrict v = first_data_;
     if (step_ == 0) {  // PyTorch starts the buffer at the first gradient
       for (std::size_t i = begin; i < end; ++i) {
         v[i] = g_sum[i] * grad_scale + wd * p[i];
@@ -55,8 +59,8 @@ void Optimizer::update(float* params, const float* grad_sums, float grad_scale, 
   const float step_size = static_cast<float>(options_.lr / (1 - std::pow(options_.beta1, t)));
   const float bias2_sqrt = static_cast<float>(std::sqrt(1 - std::pow(options_.beta2, t)));
   const float eps = static_cast<float>(options_.eps);
-  float* __restrict m = first_.data();
-  float* __restrict v = second_.data();
+  float* __restrict m = first_data_;
+  float* __restrict v = second_data_;
   for (std::size_t i = begin; i < end; ++i) {
     const float g = g_sum[i] * grad_scale + wd * p[i];
     m[i] = b1 * m[i] + (1 - b1) * g;
@@ -65,16 +69,28 @@ void Optimizer::update(float* params, const float* grad_sums, float grad_scale, 
   }
 }
 
-std::vector<FlatBuffer*> Optimizer::state() {
-  std::vector<FlatBuffer*> out;
-  if (!first_.empty()) out.push_back(&first_);
-  if (!second_.empty()) out.push_back(&second_);
+std::vector<float*> Optimizer::state() const {
+  std::vector<float*> out;
+  if (first_data_ != nullptr) out.push_back(first_data_);
+  if (second_data_ != nullptr) out.push_back(second_data_);
   return out;
+}
+
+void Optimizer::place_state(const std::vector<float*>& places, bool copy) {
+  const std::vector<float*> current = state();
+  if (places.size() != current.size()) throw Error("optimizer state: wrong number of places");
+  for (std::size_t i = 0; i < places.size(); ++i) {
+    if (copy) std::copy(current[i], current[i] + size_, places[i]);
+  }
+  if (!places.empty()) first_data_ = places[0];
+  if (places.size() > 1) second_data_ = places[1];
+  FlatBuffer().swap(first_);  // the old storage is no longer used
+  FlatBuffer().swap(second_);
 }
 
 std::vector<std::string> Optimizer::state_names() const {
   if (options_.kind == OptimizerKind::kAdam) return {"exp_avg", "exp_avg_sq"};
-  if (!first_.empty()) return {"momentum_buffer"};
+  if (first_data_ != nullptr) return {"momentum_buffer"};
   return {};
 }
 

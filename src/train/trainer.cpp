@@ -203,7 +203,7 @@ void Trainer::build_model() {
   }
   comm_.broadcast(params_.data(), params_.size());
   comm_.broadcast(progress, 3);
-  for (FlatBuffer* state : optimizer_->state()) comm_.broadcast(state->data(), state->size());
+  for (float* state : optimizer_->state()) comm_.broadcast(state, optimizer_->size());
   int64_t opt_step = optimizer_->step();
   comm_.broadcast(&opt_step, 1);
   optimizer_->set_step(opt_step);
@@ -212,9 +212,22 @@ void Trainer::build_model() {
   if (!config_.resume.empty()) config_.seed = static_cast<uint64_t>(progress[2]);
   source_->set_seed(config_.seed);  // a resumed run keeps its shuffle stream
 
+  const std::size_t state_buffers = optimizer_->state().size();
   sync_ = std::make_unique<GradientSync>(comm_, grad_.data(), grad_.size(), mlp_->pieces(),
                                          static_cast<std::size_t>(config_.bucket_mb * 1024 * 1024), config_.overlap,
-                                         config_.allreduce);
+                                         config_.allreduce, 1 + state_buffers);
+  params_data_ = params_.data();
+  if (float* shared = sync_->shared_buffer(0)) {
+    // One copy of the parameters and optimizer state for the whole node, in
+    // shared memory: each rank updates its own part of it, once for all.
+    if (comm_.root()) std::copy(params_.begin(), params_.end(), shared);
+    std::vector<float*> places;
+    for (std::size_t i = 1; i <= state_buffers; ++i) places.push_back(sync_->shared_buffer(i));
+    optimizer_->place_state(places, comm_.root());
+    comm_.barrier();
+    params_data_ = shared;
+    FlatBuffer().swap(params_);
+  }
 
   comm_.agreed([&] {
     if (!comm_.root() || config_.metrics.empty()) return;
@@ -241,7 +254,7 @@ bool Trainer::train_step(long step) {
   const long n = source_->load(step);
   const auto t1 = Clock::now();
   if (n > 0) {
-    mlp_->forward(params_.data(), source_->x(), n);
+    mlp_->forward(params_data_, source_->x(), n);
     const LossSums sums = mlp_->loss_and_delta(source_->labels(), source_->values());
     sync_->start_stats(sums.loss, sums.correct, static_cast<double>(n));
   } else {
@@ -251,7 +264,7 @@ bool Trainer::train_step(long step) {
   sync_->reset_test_seconds();
   float* local_grad = sync_->backward_buffer();
   if (n > 0) {
-    mlp_->backward(params_.data(), source_->x(), local_grad, sync_.get());
+    mlp_->backward(params_data_, source_->x(), local_grad, sync_.get());
   } else {
     std::fill(local_grad, local_grad + grad_.size(), 0.0f);
     sync_->all_pieces_done();
@@ -267,7 +280,7 @@ bool Trainer::train_step(long step) {
   sync_->wait([&](std::size_t begin, std::size_t end) {
     if (!finite) return;
     const auto u0 = Clock::now();
-    optimizer_->update(params_.data(), grad_.data(), static_cast<float>(1.0 / count), begin, end);
+    optimizer_->update(params_data_, grad_.data(), static_cast<float>(1.0 / count), begin, end);
     optimizer_seconds += seconds_between(u0, Clock::now());
   });
   if (!finite) {
@@ -300,7 +313,7 @@ void Trainer::evaluate(double* loss, double* accuracy) {
   const long n = val_x_.cols(), batch = mlp_->max_batch();
   for (long begin = 0; begin < n; begin += batch) {
     const long m = std::min(batch, n - begin);
-    mlp_->forward(params_.data(), val_x_.data() + begin * val_x_.rows(), m);
+    mlp_->forward(params_data_, val_x_.data() + begin * val_x_.rows(), m);
     const LossSums s = mlp_->loss_only(
         val_targets_.labels.empty() ? nullptr : val_targets_.labels.data() + begin,
         val_targets_.labels.empty() ? val_targets_.values.data() + begin * val_targets_.values.rows() : nullptr);
@@ -322,7 +335,7 @@ void Trainer::save_checkpoint(int64_t epochs_done) {
     state.seed = config_.seed;
     state.ranks = comm_.size();
     state.options = config_.options_text;
-    write_checkpoint(config_.checkpoint, mlp_->layout(), activation_, loss_, params_.data(), *optimizer_, state);
+    write_checkpoint(config_.checkpoint, mlp_->layout(), activation_, loss_, params_data_, *optimizer_, state);
   });
 }
 

@@ -62,8 +62,10 @@ class Communicator {
 
 // How the gradient is summed over the ranks.
 // - kShared: all ranks on one node; each publishes its gradient in MPI shared
-//   memory and every rank adds them up (in rank order) slice by slice, right
-//   before the optimizer reads the slice: no messages, no extra copies.
+//   memory and the ranks add them up (in rank order) slice by slice, right
+//   before the optimizer reads the slice: no messages, no extra copies. With
+//   shared buffers (the parameters and optimizer state, in the same window),
+//   each rank sums and updates only its own 1/P of them, once for everyone.
 // - kRing: nn_dist's ring allreduce in buckets, overlapping backprop (any
 //   number of nodes).
 // - kMpi: one blocking MPI_Allreduce of the whole buffer (Open MPI's own;
@@ -83,13 +85,23 @@ class GradientSync : public BackwardObserver {
   // sums: the gradient-sum buffer (grad_size elements) the optimizer reads.
   // pieces: Mlp::pieces(); bucket_bytes: the least a ring bucket holds (the
   // last may be smaller); overlap false: the ring sums one bucket after backprop.
+  // shared_buffers: in kShared mode, how many grad_size buffers to place in
+  // node-shared memory (see shared_buffer()).
   GradientSync(const Communicator& comm, float* sums, std::size_t grad_size, const std::vector<GradientPiece>& pieces,
-               std::size_t bucket_bytes, bool overlap, AllreduceMode mode = AllreduceMode::kAuto);
+               std::size_t bucket_bytes, bool overlap, AllreduceMode mode = AllreduceMode::kAuto,
+               std::size_t shared_buffers = 0);
   ~GradientSync() override;
   GradientSync(const GradientSync&) = delete;
   GradientSync& operator=(const GradientSync&) = delete;
 
   AllreduceMode mode() const { return mode_; }
+  // The i-th shared buffer (one memory for all ranks of the node), or nullptr
+  // when this mode has none. When there are shared buffers, wait() hands this
+  // rank only its own part [own_begin(), own_end()) of the sum, and returns once
+  // every rank has updated its part.
+  float* shared_buffer(std::size_t i) const;
+  std::size_t own_begin() const { return own_begin_; }
+  std::size_t own_end() const { return own_end_; }
   // Where this step's local gradient goes (the sum buffer itself, or this
   // rank's shared-memory buffer).
   float* backward_buffer() const { return backward_buffer_; }
@@ -134,6 +146,7 @@ class GradientSync : public BackwardObserver {
   bool overlap_;
   AllreduceMode mode_;
   float* backward_buffer_;
+  std::size_t own_begin_ = 0, own_end_;  // the part of the sum this rank hands to update()
   std::vector<Bucket> buckets_;
   std::size_t next_bucket_ = 0;  // buckets start in order
   double stats_[3] = {0, 0, 0};

@@ -39,15 +39,22 @@ class Optimizer {
 
   int64_t step() const { return step_; }  // updates taken so far
   void set_step(int64_t step) { step_ = step; }
-  // State buffers with the parameter layout, and their checkpoint names.
-  std::vector<FlatBuffer*> state();
+  // State buffers (each size() elements, the parameter layout), and their checkpoint names.
+  std::vector<float*> state() const;
   std::vector<std::string> state_names() const;
+  std::size_t size() const { return size_; }
+  // Moves the state into caller-owned memory (e.g. node-shared), one place per
+  // state() buffer, copying the current values there when copy is true.
+  void place_state(const std::vector<float*>& places, bool copy);
   const OptimizerOptions& options() const { return options_; }
 
  private:
   OptimizerOptions options_;
   int64_t step_ = 0;
+  std::size_t size_;
   FlatBuffer first_, second_;  // momentum_buffer, or Adam's exp_avg and exp_avg_sq
+  float* first_data_ = nullptr;  // where the state lives: first_/second_, or placed elsewhere
+  float* second_data_ = nullptr;
 };
 
 }  // namespace nn_dist

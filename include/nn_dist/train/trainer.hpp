@@ -48,7 +48,8 @@ class Trainer {
   long steps_per_epoch() const { return steps_per_epoch_; }
 
   const Layout& layout() const { return mlp_->layout(); }
-  const FlatBuffer& params() const { return params_; }
+  // A copy of the current parameters.
+  FlatBuffer params() const { return FlatBuffer(params_data_, params_data_ + layout().total()); }
   int64_t global_step() const { return global_step_; }
   const StepTimes& times() const { return times_; }
   long output_width() const { return layout().sizes().back(); }
@@ -74,6 +75,7 @@ class Trainer {
   long steps_per_epoch_ = 0;
   std::unique_ptr<Mlp<float>> mlp_;
   FlatBuffer params_, grad_;
+  float* params_data_ = nullptr;  // params_, or the node's shared copy (see GradientSync::shared_buffer)
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<GradientSync> sync_;
   int64_t start_epoch_ = 0, global_step_ = 0;
