@@ -391,11 +391,17 @@ void GradientSync::all_pieces_done() {
   while (next_bucket_ < buckets_.size()) rings_->buckets[next_bucket_++].start();
 }
 
+void GradientSync::publish() {
+  if (!shared_ || published_) return;
+  std::copy(stats_, stats_ + 3, shared_->stats(shared_->rank, step_));
+  __atomic_store_n(shared_->published(shared_->rank), step_ + 1, __ATOMIC_RELEASE);
+  published_ = true;
+}
+
 const double* GradientSync::wait_stats() {
   switch (mode_) {
     case AllreduceMode::kShared: {
-      std::copy(stats_, stats_ + 3, shared_->stats(shared_->rank, step_));
-      __atomic_store_n(shared_->published(shared_->rank), step_ + 1, __ATOMIC_RELEASE);
+      publish();
       shared_->wait_for(step_ + 1);
       stats_[0] = stats_[1] = stats_[2] = 0;
       for (std::size_t r = 0; r < shared_->segments.size(); ++r) {
@@ -461,6 +467,7 @@ void GradientSync::finish_slice(std::size_t i, std::size_t* begin, std::size_t* 
 
 void GradientSync::end_step() {
   next_bucket_ = 0;
+  published_ = false;
   if (shared_ && shared_->buffers > 0) {  // every part updated before anyone reads the parameters
     __atomic_store_n(shared_->updated(shared_->rank), step_ + 1, __ATOMIC_RELEASE);
     shared_->wait_for(step_ + 1, &Shared::updated);

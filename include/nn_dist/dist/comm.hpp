@@ -77,8 +77,8 @@ std::string allreduce_mode_name(AllreduceMode mode);
 
 // Sums the step's gradient and (loss, correct, count) over the ranks.
 // A step: start_stats(); backward() into backward_buffer() with this object
-// as observer (or all_pieces_done() for a rank without samples);
-// wait_stats(); wait(update) -- update(begin, end) is called for consecutive
+// as observer (or all_pieces_done() for a rank without samples); optionally
+// publish() and other work; wait_stats(); wait(update) -- update(begin, end) is called for consecutive
 // slices whose sums are final in the sum buffer.
 class GradientSync : public BackwardObserver {
  public:
@@ -110,6 +110,10 @@ class GradientSync : public BackwardObserver {
   void piece_done(std::size_t piece_index) override;
   // For a rank with no samples in this step: its zero gradient is final at once.
   void all_pieces_done();
+  // Shared memory: tells the peers this rank's gradient and statistics are
+  // complete, so they can go on while this rank does other work (e.g. gathers
+  // its next batch). wait_stats() publishes if this was not called.
+  void publish();
   // Waits for the step's (loss, correct, count) sums: call before wait().
   const double* wait_stats();
   // Hands the summed gradient to update(begin, end) slice by slice, as soon
@@ -151,6 +155,7 @@ class GradientSync : public BackwardObserver {
   std::size_t next_bucket_ = 0;  // buckets start in order
   double stats_[3] = {0, 0, 0};
   int64_t step_ = 0;
+  bool published_ = false;  // publish() done for this step
   std::unique_ptr<Rings> rings_;
   std::unique_ptr<Shared> shared_;
   double test_seconds_ = 0;
