@@ -2,7 +2,8 @@
 """Helpers for scripts/compare_torch.sh.
 
   bench_summary.py record OUT.jsonl CONFIG REPEAT SIDE WALL_S LOG [key=value ...]
-      Find the last 'BENCH_JSON {...}' line in LOG and append one JSON line
+      Find the last 'BENCH_JSON {...}' line in LOG (or, for nn_roofline, the
+      'ROOFLINE_JSON {...}' line of nn_dist's products) and append one JSON line
       {"config","repeat","side","wall_s",...extra, "bench": {...}} to OUT.jsonl
       (with "error" instead of "bench" when the run printed none). Exit 1 then.
 
@@ -20,8 +21,10 @@ import sys
 ROWS = [
     ("(a) 1 rank, batch 128: nn_dist vs torch [OpenBLAS default]", "a_1rank_b128", "nn_dist", "torch_default"),
     ("(a) 1 rank, batch 128: nn_dist vs torch [SkylakeX]", "a_1rank_b128", "nn_dist", "torch_skylakex"),
+    ("(a) 1 rank, batch 128: nn_dist vs its GEMM roofline (nn_roofline)", "a_1rank_b128", "nn_dist", "roofline"),
     ("(b) 1 rank, batch 32: nn_dist vs torch [OpenBLAS default]", "b_1rank_b32", "nn_dist", "torch_default"),
     ("(b) 1 rank, batch 32: nn_dist vs torch [SkylakeX]", "b_1rank_b32", "nn_dist", "torch_skylakex"),
+    ("(b) 1 rank, batch 32: nn_dist vs its GEMM roofline (nn_roofline)", "b_1rank_b32", "nn_dist", "roofline"),
     ("(c) 2 ranks, batch 128/rank: nn_dist vs torch DDP [OpenBLAS default]", "c_2rank_b128", "nn_dist", "torch_default"),
     ("(c) 2 ranks, batch 128/rank: nn_dist vs torch DDP [SkylakeX]", "c_2rank_b128", "nn_dist", "torch_skylakex"),
     ("(d) nn_dist scaling: 2 ranks vs 1 rank, batch 128/rank", "d_scaling_b128", "nn_dist_2rank", "nn_dist_1rank"),
@@ -44,6 +47,10 @@ def record(argv):
             for line in f:
                 if line.startswith("BENCH_JSON "):
                     bench = json.loads(line[len("BENCH_JSON "):])
+                elif line.startswith("ROOFLINE_JSON "):
+                    roof = json.loads(line[len("ROOFLINE_JSON "):])
+                    if roof.get("products") == "nn_dist":
+                        bench = dict(roof, step_ms=roof["gemm_ms"])
     except (OSError, ValueError) as e:
         rec["error"] = f"{type(e).__name__}: {e}"
     if bench is None:

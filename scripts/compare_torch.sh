@@ -8,7 +8,8 @@
 # --workdir (default build/bench), then for each configuration runs the sides
 # interleaved, R times (A B B' A B B' ...):
 #   (a) 1 rank, batch 128      nn_dist | torch [OpenBLAS default] | torch [OPENBLAS_CORETYPE=SkylakeX]
-#   (b) 1 rank, batch 32       same three
+#                              | nn_roofline (the step's matrix products alone)
+#   (b) 1 rank, batch 32       same four
 #   (c) 2 ranks, batch 128/rank nn_dist (mpirun -np 2) | torch DDP, 2 processes, gloo (both variants)
 #   (d) nn_dist 2 ranks vs 1 rank (batch 128/rank), and 2 ranks --overlap on vs off
 #       (with --allreduce auto, and with --allreduce ring)
@@ -58,7 +59,7 @@ TORCH_REF="$NN_ROOT/scripts/torch_reference.py"
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
-if ((BUILD)); then nn_build --target nn_dist nn_datagen >/dev/null; fi
+if ((BUILD)); then nn_build --target nn_dist nn_datagen nn_roofline >/dev/null; fi
 if [[ ! -s $DATA ]]; then
   "$NN_BUILD/nn_datagen" --out "$DATA" --kind teacher --samples 60000 --features 784 --classes 10 --seed 1
 fi
@@ -123,13 +124,17 @@ done
 echo "results: $OUT   (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
 
 start=$SECONDS
-# One interleaved nn_dist / PyTorch (two OpenBLAS picks) comparison: config, ranks, batch, steps.
+# One interleaved nn_dist / PyTorch (two OpenBLAS picks) comparison: config, ranks, batch, steps;
+# at 1 rank also the GEMM roofline of the same shapes.
 versus_torch() {
   local config=$1 ranks=$2 batch=$3 steps=$4 r
   for ((r = 1; r <= REPEATS; r++)); do
     nn_dist_run "$ranks" "$batch" "$steps"; run "$config" "$r" nn_dist "${NN_CMD[@]}"
     torch_run default "$ranks" "$batch" "$steps"; run "$config" "$r" torch_default "${TORCH_CMD[@]}"
     torch_run skylakex "$ranks" "$batch" "$steps"; run "$config" "$r" torch_skylakex "${TORCH_CMD[@]}"
+    if ((ranks == 1)); then
+      run "$config" "$r" roofline taskset -c 0 "$NN_BUILD/nn_roofline" --batch-size "$batch"
+    fi
   done
 }
 echo "(a) 1 rank, batch 128, $STEPS_A steps"

@@ -122,7 +122,9 @@ TEST(MpiGradientTest, AllreducedGradientEqualsUnionGradient) {
     const bool partial = sync.shared_buffer(0) != nullptr;  // each rank sums only its own part
     EXPECT_EQ(partial, v.shared_buffers > 0 && comm().size() > 1);
     const std::size_t own_begin = sync.own_begin(), own_end = sync.own_end();
-    if (partial) EXPECT_EQ(own_begin % 16, 0u) << "parts start on a cache line";
+    if (partial) {
+      EXPECT_EQ(own_begin % 16, 0u) << "parts start on a cache line";
+    }
     local.forward(params.data(), data.x.data() + offset * d, count);
     const LossSums s = local.loss_and_delta(labels.data() + offset, nullptr);
     sync.start_stats(s.loss, s.correct, static_cast<double>(count));
@@ -142,7 +144,9 @@ TEST(MpiGradientTest, AllreducedGradientEqualsUnionGradient) {
     for (std::size_t i = own_begin; i < own_end; ++i) {
       EXPECT_NEAR(grad[i], grad_d[i], 1e-4 * std::max(1.0, std::abs(grad_d[i]))) << "element " << i;
     }
-    if (v.mode == AllreduceMode::kRing && v.overlap) EXPECT_GT(sync.num_buckets(), 2u);
+    if (v.mode == AllreduceMode::kRing && v.overlap) {
+      EXPECT_GT(sync.num_buckets(), 2u);
+    }
   }
 }
 
@@ -186,7 +190,9 @@ void check_against_single_process(long global_batch) {
         yb.push_back(static_cast<int32_t>(data.y(0, j)));
       }
     }
-    if (global_batch > 0) ASSERT_EQ(xb.cols(), global_batch);
+    if (global_batch > 0) {
+      ASSERT_EQ(xb.cols(), global_batch);
+    }
     mlp.forward(ref.data(), xb.data(), xb.cols());
     mlp.loss_and_delta(yb.data(), nullptr);
     mlp.backward(ref.data(), xb.data(), grad.data());
