@@ -67,6 +67,8 @@ def record(argv):
     extra = f"  [{bench['blas_core']}]" if "blas_core" in bench else ""
     if "allreduce" in bench:
         extra = f"  [allreduce {bench['allreduce']}, overlap {str(bench.get('overlap')).lower()}]"
+    if rec.get("core_rtt_ns"):
+        extra += f"  [cores {float(rec['core_rtt_ns']):.0f} ns]"
     print(f"  {config} #{repeat} {side:15s} {bench['samples_per_sec']:10.0f} samples/s  "
           f"step {bench['step_ms']:.3f} ms  ({rec['wall_s']:.1f} s){extra}", flush=True)
     return 0
@@ -79,6 +81,7 @@ def fmt_range(values):
 def table(argv):
     runs = {}
     cores = {}
+    rtts = {}
     with open(argv[0]) as f:
         for line in f:
             rec = json.loads(line)
@@ -86,6 +89,8 @@ def table(argv):
                 continue
             b = rec["bench"]
             runs[(rec["config"], rec["side"], rec["repeat"])] = b["samples_per_sec"]
+            if rec.get("core_rtt_ns") and rec["side"].startswith("nn_dist") and b.get("ranks", 1) > 1:
+                rtts.setdefault(rec["config"], []).append(f"{float(rec['core_rtt_ns']):.0f}")
             if "blas_core" in b:
                 cores.setdefault(rec["side"], set()).add(b["blas_core"])
     header = ("config", "A samples/s median (min-max)", "B samples/s median (min-max)", "A/B median (min-max)", "n")
@@ -110,6 +115,8 @@ def table(argv):
     print("  ".join("-" * w for w in widths))
     for r in rows:
         print(line(r))
+    for config, values in sorted(rtts.items()):
+        print(f"cross-core round trip (ns) before each nn_dist 2-rank run of {config}: {' '.join(values)}")
     if cores:
         print("OpenBLAS core used by torch: " +
               ", ".join(f"{side}={'/'.join(sorted(c))}" for side, c in sorted(cores.items())))

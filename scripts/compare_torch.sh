@@ -17,8 +17,10 @@
 # steps minus --warmup-steps. "OpenBLAS default" unsets OPENBLAS_CORETYPE and
 # OPENBLAS_L2_SIZE for that command only; "SkylakeX" sets OPENBLAS_CORETYPE=SkylakeX
 # and unsets OPENBLAS_L2_SIZE. Raw results: one JSON line per run in --out
-# (default build/bench/compare.jsonl); at the end a table of median samples/s
-# (min-max) per side and the median of the per-pair ratios A/B.
+# (default build/bench/compare.jsonl), with the cross-core round trip measured
+# (nn_corelat) just before each run of (a)-(c) and of the scaling pairs; at the
+# end a table of median samples/s (min-max) per side and the median of the
+# per-pair ratios A/B.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -59,7 +61,7 @@ TORCH_REF="$NN_ROOT/scripts/torch_reference.py"
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
-if ((BUILD)); then nn_build --target nn_dist nn_datagen nn_roofline >/dev/null; fi
+if ((BUILD)); then nn_build --target nn_dist nn_datagen nn_roofline nn_corelat >/dev/null; fi
 if [[ ! -s $DATA ]]; then
   "$NN_BUILD/nn_datagen" --out "$DATA" --kind teacher --samples 60000 --features 784 --classes 10 --seed 1
 fi
@@ -85,7 +87,15 @@ run() {
   t1=$(date +%s%N)
   local ms=$(((t1 - t0) / 1000000))
   "$PY" "$SUMMARY" record "$OUT" "$config" "$repeat" "$side" "$((ms / 1000)).$(printf %03d $((ms % 1000)))" "$LOG" \
-    "exit_code=$rc" "cmd=$*" || FAILED=$((FAILED + 1))
+    "exit_code=$rc" "core_rtt_ns=${CORE_RTT:-}" "cmd=$*" || FAILED=$((FAILED + 1))
+  CORE_RTT=
+}
+
+# Before a 2-process run: the cross-core round trip now (ns), recorded with the run.
+# On a VM it can jump (e.g. ~100 -> ~400 ns) while the host moves the vCPUs, and
+# everything that moves data between the ranks slows down with it.
+core_rtt() {
+  CORE_RTT=$("$NN_BUILD/nn_corelat" | sed -n 's/.*"round_trip_ns":\([0-9.]*\).*/\1/p')
 }
 
 nn_dist_run() {  # ranks batch steps [extra flags]
@@ -129,9 +139,9 @@ start=$SECONDS
 versus_torch() {
   local config=$1 ranks=$2 batch=$3 steps=$4 r
   for ((r = 1; r <= REPEATS; r++)); do
-    nn_dist_run "$ranks" "$batch" "$steps"; run "$config" "$r" nn_dist "${NN_CMD[@]}"
-    torch_run default "$ranks" "$batch" "$steps"; run "$config" "$r" torch_default "${TORCH_CMD[@]}"
-    torch_run skylakex "$ranks" "$batch" "$steps"; run "$config" "$r" torch_skylakex "${TORCH_CMD[@]}"
+    core_rtt; nn_dist_run "$ranks" "$batch" "$steps"; run "$config" "$r" nn_dist "${NN_CMD[@]}"
+    core_rtt; torch_run default "$ranks" "$batch" "$steps"; run "$config" "$r" torch_default "${TORCH_CMD[@]}"
+    core_rtt; torch_run skylakex "$ranks" "$batch" "$steps"; run "$config" "$r" torch_skylakex "${TORCH_CMD[@]}"
     if ((ranks == 1)); then
       run "$config" "$r" roofline taskset -c 0 "$NN_BUILD/nn_roofline" --batch-size "$batch"
     fi
@@ -145,8 +155,8 @@ echo "(c) 2 ranks, batch 128 per rank, $STEPS_C steps (torch: DDP, gloo)"
 versus_torch c_2rank_b128 2 128 "$STEPS_C"
 echo "(d) nn_dist 2 ranks vs 1 rank, and --overlap on vs off, batch 128 per rank, $STEPS_D steps"
 for ((r = 1; r <= REPEATS; r++)); do
-  nn_dist_run 2 128 "$STEPS_D"; run d_scaling_b128 "$r" nn_dist_2rank "${NN_CMD[@]}"
-  nn_dist_run 1 128 "$STEPS_D"; run d_scaling_b128 "$r" nn_dist_1rank "${NN_CMD[@]}"
+  core_rtt; nn_dist_run 2 128 "$STEPS_D"; run d_scaling_b128 "$r" nn_dist_2rank "${NN_CMD[@]}"
+  core_rtt; nn_dist_run 1 128 "$STEPS_D"; run d_scaling_b128 "$r" nn_dist_1rank "${NN_CMD[@]}"
 done
 for ((r = 1; r <= REPEATS; r++)); do
   nn_dist_run 2 128 "$STEPS_D" --overlap on; run d_overlap_b128 "$r" overlap_on "${NN_CMD[@]}"

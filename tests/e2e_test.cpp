@@ -16,6 +16,7 @@
 #include <limits>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "nn_dist/io/dataset.hpp"
@@ -608,6 +609,36 @@ TEST_F(E2eTest, HelpExitsZeroAndListsEveryOptionWithItsDefault) {
   EXPECT_TRUE(contains(r.out, "--hidden arg (=128,64)")) << r.out;
   EXPECT_TRUE(contains(r.out, "--epochs arg (=10)")) << r.out;
   EXPECT_TRUE(contains(r.out, "--optimizer arg (=sgd)")) << r.out;
+}
+
+// The value of "key": in the JSON line that follows `tag` in text, or -1.
+double json_number(const std::string& text, const std::string& tag, const std::string& key) {
+  const std::size_t line = text.find(tag + " {");
+  if (line == std::string::npos) return -1;
+  const std::size_t at = text.find("\"" + key + "\":", line);
+  if (at == std::string::npos || at > text.find('\n', line)) return -1;
+  return std::atof(text.c_str() + at + key.size() + 3);
+}
+
+TEST_F(E2eTest, BenchmarkToolsReportAndRejectBadFlags) {
+  const RunResult roof = run_shell(dir_, quote(NN_ROOFLINE_BIN) + " --batch-size 16 --hidden 32 --repeats 3");
+  ASSERT_EQ(roof.code, 0) << describe(roof);
+  EXPECT_GT(json_number(roof.out, "ROOFLINE_JSON", "samples_per_sec"), 0) << describe(roof);
+  EXPECT_GT(json_number(roof.out, "ROOFLINE_JSON", "gflops"), 0) << describe(roof);
+  for (const char* bad : {"--hidden 0,x", "--batch-size x", "--repeats", "--fast 1"}) {
+    const RunResult r = run_shell(dir_, quote(NN_ROOFLINE_BIN) + " " + std::string(bad));
+    EXPECT_EQ(r.code, 2) << describe(r);
+    EXPECT_EQ(lines_containing(r.err, "error").size(), 1u) << describe(r);
+  }
+
+  const RunResult bad_cpus = run_shell(dir_, quote(NN_CORELAT_BIN) + " --cpus 0,100000");
+  EXPECT_EQ(bad_cpus.code, 2) << describe(bad_cpus);
+  EXPECT_TRUE(contains(bad_cpus.err, "--cpus 0,100000")) << describe(bad_cpus);
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "nn_corelat needs two CPUs";
+  const RunResult lat = run_shell(dir_, quote(NN_CORELAT_BIN));
+  ASSERT_EQ(lat.code, 0) << describe(lat);
+  EXPECT_GT(json_number(lat.out, "CORELAT_JSON", "round_trip_ns"), 0) << describe(lat);
+  EXPECT_GT(json_number(lat.out, "CORELAT_JSON", "remote_read_2mb_us"), 0) << describe(lat);
 }
 
 TEST_F(E2eTest, ConfigFileIsReadAndTheCommandLineWins) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -19,17 +20,31 @@ using Clock = std::chrono::steady_clock;
 int main(int argc, char** argv) {
   long features = 784, classes = 10, batch = 128, repeats = 200;
   std::string hidden = "512,256";
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = 1; i < argc; i += 2) {
     const std::string flag = argv[i];
-    const std::string value = argv[i + 1];
-    if (flag == "--features") features = std::stol(value);
-    else if (flag == "--classes") classes = std::stol(value);
-    else if (flag == "--batch-size") batch = std::stol(value);
-    else if (flag == "--hidden") hidden = value;
-    else if (flag == "--repeats") repeats = std::stol(value);
-    else {
-      std::fprintf(stderr, "nn_roofline: error: unknown option %s\n", flag.c_str());
+    if (i + 1 == argc) {
+      std::fprintf(stderr, "nn_roofline: error: %s needs a value\n", flag.c_str());
       return nn_dist::kUsageExitCode;
+    }
+    const std::string value = argv[i + 1];
+    long* number = flag == "--features"     ? &features
+                   : flag == "--classes"    ? &classes
+                   : flag == "--batch-size" ? &batch
+                   : flag == "--repeats"    ? &repeats
+                                            : nullptr;
+    if (flag == "--hidden") {
+      hidden = value;
+    } else if (number == nullptr) {
+      std::fprintf(stderr, "nn_roofline: error: unknown option %s (options: --features --classes --batch-size "
+                   "--hidden --repeats)\n", flag.c_str());
+      return nn_dist::kUsageExitCode;
+    } else {
+      char* end = nullptr;
+      *number = std::strtol(value.c_str(), &end, 10);
+      if (value.empty() || *end != '\0' || *number < 1) {
+        std::fprintf(stderr, "nn_roofline: error: %s %s: expected a positive integer\n", flag.c_str(), value.c_str());
+        return nn_dist::kUsageExitCode;
+      }
     }
   }
   Eigen::setNbThreads(1);
