@@ -2,7 +2,10 @@
 // conversion of X to float32 by the HDF5 library itself.
 #include "nn_dist/io/dataset.hpp"
 
+#include <sys/mman.h>
+
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 
 #include "h5util.hpp"
@@ -79,6 +82,17 @@ DatasetInfo inspect_dataset(const std::string& path, const std::string& what, co
   return info;
 }
 
+// Minibatches gather columns from all over the shard. On 4 KB pages nearly
+// every column costs a TLB miss and the hardware prefetcher stops at each
+// page boundary; asking for 2 MB pages before the shard is first written
+// makes the gather cheaper. Only a hint: where the kernel says no, nothing changes.
+void advise_huge_pages(void* data, std::size_t bytes) {
+  constexpr std::uintptr_t kHuge = 2 << 20;
+  const std::uintptr_t begin = (reinterpret_cast<std::uintptr_t>(data) + kHuge - 1) / kHuge * kHuge;
+  const std::uintptr_t end = (reinterpret_cast<std::uintptr_t>(data) + bytes) / kHuge * kHuge;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+}
+
 Shard read_shard(const DatasetInfo& info, long offset, long count) {
   Shard shard;
   shard.offset = offset;
@@ -87,6 +101,7 @@ Shard read_shard(const DatasetInfo& info, long offset, long count) {
   h5::Handle x = h5::open_dataset(file.get(), info.x_name, info.what);
   h5::Handle y = h5::open_dataset(file.get(), info.y_name, info.what);
   shard.x.resize(info.features, count);
+  advise_huge_pages(shard.x.data(), static_cast<std::size_t>(shard.x.size()) * sizeof(float));
   read_rows(x.get(), H5T_NATIVE_FLOAT, offset, count, info.features, shard.x.data(), info.what, info.x_name);
   shard.y.resize(info.target_width, count);
   read_rows(y.get(), H5T_NATIVE_DOUBLE, offset, count, info.target_width, shard.y.data(), info.what, info.y_name);
