@@ -78,8 +78,8 @@ std::string allreduce_mode_name(AllreduceMode mode);
 // Sums the step's gradient and (loss, correct, count) over the ranks.
 // A step: start_stats(); backward() into backward_buffer() with this object
 // as observer (or all_pieces_done() for a rank without samples); optionally
-// publish() and other work; wait_stats(); wait(update) -- update(begin, end) is called for consecutive
-// slices whose sums are final in the sum buffer.
+// publish() and other work; wait_stats(); wait(update) -- update(begin, end)
+// is called for consecutive slices whose sums are final in the sum buffer.
 class GradientSync : public BackwardObserver {
  public:
   // sums: the gradient-sum buffer (grad_size elements) the optimizer reads.
