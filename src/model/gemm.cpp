@@ -140,9 +140,12 @@ void pack_b(const float* b, long ldb, bool trans, long k0, long kc, long j0, lon
 // c[0..rows, 0..cols) (+)= a_sliver (32 x kc, column k at a + k * a_stride) * b_sliver (kc x 8), where
 // element (i, j) of c is c[i * row_stride + j * col_stride]: row_stride 1 is
 // the usual column-major block, anything else a transposed (scattered) store.
-void kernel(long kc, const float* a, long a_stride, const float* b, float* c, long row_stride, long col_stride, long rows, long cols,
-            bool accumulate) {
+// Every loop over j is unrolled with constant bounds so that acc stays in
+// registers (an index known only at run time would put it on the stack).
+void kernel(long kc, const float* a, long a_stride, const float* b, float* c, long row_stride, long col_stride,
+            long rows, long cols, bool accumulate) {
   __m512 acc[kNr][2];
+#pragma GCC unroll 8
   for (long j = 0; j < kNr; ++j) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
   for (long k = 0; k < kc; ++k) {
     const __m512 a0 = _mm512_loadu_ps(a + k * a_stride);
@@ -157,6 +160,7 @@ void kernel(long kc, const float* a, long a_stride, const float* b, float* c, lo
   }
   if (row_stride != 1) {
     alignas(64) float tile[kNr][kMr];
+#pragma GCC unroll 8
     for (long j = 0; j < kNr; ++j) {
       _mm512_store_ps(tile[j], acc[j][0]);
       _mm512_store_ps(tile[j] + 16, acc[j][1]);
@@ -171,7 +175,9 @@ void kernel(long kc, const float* a, long a_stride, const float* b, float* c, lo
   }
   const __mmask16 low = rows >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << rows) - 1);
   const __mmask16 high = rows >= 32 ? 0xFFFF : rows <= 16 ? 0 : static_cast<__mmask16>((1u << (rows - 16)) - 1);
-  for (long j = 0; j < cols; ++j) {
+#pragma GCC unroll 8
+  for (long j = 0; j < kNr; ++j) {
+    if (j >= cols) break;
     float* cj = c + j * col_stride;
     if (accumulate) {
       acc[j][0] = _mm512_add_ps(acc[j][0], _mm512_maskz_loadu_ps(low, cj));
