@@ -222,7 +222,8 @@ struct GradientSync::Shared {
   int rank = 0;
 
   static std::size_t padded(std::size_t elements) { return (elements + 15) / 16 * 16; }
-  std::size_t own_bytes() const { return kHeader + 2 * 64 + 2 * padded(grad_size) * sizeof(float); }
+  std::size_t grad_buffers() const { return buffers > 0 ? 1 : 2; }  // see above
+  std::size_t own_bytes() const { return kHeader + 2 * 64 + grad_buffers() * padded(grad_size) * sizeof(float); }
   std::size_t segment_bytes() const {
     return own_bytes() + (rank == 0 ? buffers * padded(grad_size) * sizeof(float) : 0);
   }
@@ -240,7 +241,7 @@ struct GradientSync::Shared {
     return reinterpret_cast<double*>(segments[r] + kHeader + 64 * (step & 1));
   }
   float* grad(int r, int64_t step) const {
-    return reinterpret_cast<float*>(segments[r] + kHeader + 2 * 64) + padded(grad_size) * (buffers > 0 ? 0 : step & 1);
+    return reinterpret_cast<float*>(segments[r] + kHeader + 2 * 64) + padded(grad_size) * (static_cast<std::size_t>(step) % grad_buffers());
   }
   // Spins until every rank's counter (published or updated) has reached
   // `step`; yields so oversubscribed ranks progress.

@@ -82,6 +82,8 @@ DatasetInfo inspect_dataset(const std::string& path, const std::string& what, co
   return info;
 }
 
+namespace {
+
 // Minibatches gather columns from all over the shard. On 4 KB pages nearly
 // every column costs a TLB miss and the hardware prefetcher stops at each
 // page boundary; asking for 2 MB pages before the shard is first written
@@ -92,6 +94,8 @@ void advise_huge_pages(void* data, std::size_t bytes) {
   const std::uintptr_t end = (reinterpret_cast<std::uintptr_t>(data) + bytes) / kHuge * kHuge;
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
 }
+
+}  // namespace
 
 Shard read_shard(const DatasetInfo& info, long offset, long count) {
   Shard shard;

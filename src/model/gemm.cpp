@@ -137,8 +137,8 @@ void pack_b(const float* b, long ldb, bool trans, long k0, long kc, long j0, lon
   }
 }
 
-// c[0..rows, 0..cols) (+)= a_sliver (32 x kc, column k at a + k * a_stride) * b_sliver (kc x 8), where
-// element (i, j) of c is c[i * row_stride + j * col_stride]: row_stride 1 is
+// c[0..rows, 0..cols) (+)= a_sliver (32 x kc, column k at a + k * a_stride)
+// * b_sliver (kc x 8), where element (i, j) of c is c[i * row_stride + j * col_stride]: row_stride 1 is
 // the usual column-major block, anything else a transposed (scattered) store.
 // Every loop over j is unrolled with constant bounds so that acc stays in
 // registers (an index known only at run time would put it on the stack).
@@ -209,8 +209,10 @@ void blocked_product(long m, long n, long k, const float* a, long lda, bool tran
         if (!direct_a) pack_a(a, lda, trans_a, i0, mc, k0, kc, packed_a);
         for (long jr = 0; jr < nc; jr += kNr) {
           for (long ir = 0; ir < mc; ir += kMr) {
-            kernel(kc, direct_a ? a + k0 * lda + i0 + ir : packed_a + ir * kc, direct_a ? lda : kMr, packed_b + jr * kc, c + (j0 + jr) * col_stride + (i0 + ir) * row_stride,
-                   row_stride, col_stride, std::min(kMr, mc - ir), std::min(kNr, nc - jr), k0 > 0);
+            const float* a_sliver = direct_a ? a + k0 * lda + i0 + ir : packed_a + ir * kc;
+            kernel(kc, a_sliver, direct_a ? lda : kMr, packed_b + jr * kc,
+                   c + (j0 + jr) * col_stride + (i0 + ir) * row_stride, row_stride, col_stride,
+                   std::min(kMr, mc - ir), std::min(kNr, nc - jr), k0 > 0);
           }
         }
       }

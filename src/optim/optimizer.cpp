@@ -79,8 +79,8 @@ std::vector<float*> Optimizer::state() const {
 void Optimizer::place_state(const std::vector<float*>& places, bool copy) {
   const std::vector<float*> current = state();
   if (places.size() != current.size()) throw Error("optimizer state: wrong number of places");
-  for (std::size_t i = 0; i < places.size(); ++i) {
-    if (copy) std::copy(current[i], current[i] + size_, places[i]);
+  if (copy) {
+    for (std::size_t i = 0; i < places.size(); ++i) std::copy(current[i], current[i] + size_, places[i]);
   }
   if (!places.empty()) first_data_ = places[0];
   if (places.size() > 1) second_data_ = places[1];

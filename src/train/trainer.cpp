@@ -269,8 +269,8 @@ bool Trainer::train_step(long step) {
     std::fill(local_grad, local_grad + grad_.size(), 0.0f);
     sync_->all_pieces_done();
   }
-  // The next batch is gathered now, while slower ranks may still be in backprop.
   sync_->publish();
+  // The next batch is gathered now, while slower ranks may still be in backprop.
   const auto t3 = Clock::now();
   if (step + 1 < steps_per_epoch_) source_->prefetch(step + 1);
   const auto t3b = Clock::now();
