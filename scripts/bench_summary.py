@@ -28,6 +28,8 @@ ROWS = [
     ("(c) 2 ranks, batch 128/rank: nn_dist vs torch DDP [OpenBLAS default]", "c_2rank_b128", "nn_dist", "torch_default"),
     ("(c) 2 ranks, batch 128/rank: nn_dist vs torch DDP [SkylakeX]", "c_2rank_b128", "nn_dist", "torch_skylakex"),
     ("(d) nn_dist scaling: 2 ranks vs 1 rank, batch 128/rank", "d_scaling_b128", "nn_dist_2rank", "nn_dist_1rank"),
+    ("(d) ceiling: 2 ranks with no gradient sum (--allreduce none) vs 1 rank", "d_scaling_b128",
+     "nn_dist_2rank_none", "nn_dist_1rank"),
     ("(d) nn_dist 2 ranks, batch 128/rank: --overlap on vs off [--allreduce auto]", "d_overlap_b128",
      "overlap_on", "overlap_off"),
     ("(d) nn_dist 2 ranks, batch 128/rank: --overlap on vs off [--allreduce ring]", "d_overlap_ring_b128",
@@ -90,7 +92,7 @@ def table(argv):
             b = rec["bench"]
             runs[(rec["config"], rec["side"], rec["repeat"])] = b["samples_per_sec"]
             if rec.get("core_rtt_ns") and rec["side"].startswith("nn_dist") and b.get("ranks", 1) > 1:
-                rtts.setdefault(rec["config"], []).append(f"{float(rec['core_rtt_ns']):.0f}")
+                rtts.setdefault((rec["config"], rec["side"]), []).append(f"{float(rec['core_rtt_ns']):.0f}")
             if "blas_core" in b:
                 cores.setdefault(rec["side"], set()).add(b["blas_core"])
     header = ("config", "A samples/s median (min-max)", "B samples/s median (min-max)", "A/B median (min-max)", "n")
@@ -115,8 +117,8 @@ def table(argv):
     print("  ".join("-" * w for w in widths))
     for r in rows:
         print(line(r))
-    for config, values in sorted(rtts.items()):
-        print(f"cross-core round trip (ns) before each nn_dist 2-rank run of {config}: {' '.join(values)}")
+    for (config, side), values in sorted(rtts.items()):
+        print(f"cross-core round trip (ns) before each run of {config} {side}: {' '.join(values)}")
     if cores:
         print("OpenBLAS core used by torch: " +
               ", ".join(f"{side}={'/'.join(sorted(c))}" for side, c in sorted(cores.items())))

@@ -11,8 +11,9 @@
 #                              | nn_roofline (the step's matrix products alone)
 #   (b) 1 rank, batch 32       same four
 #   (c) 2 ranks, batch 128/rank nn_dist (mpirun -np 2) | torch DDP, 2 processes, gloo (both variants)
-#   (d) nn_dist 2 ranks vs 1 rank (batch 128/rank), and 2 ranks --overlap on vs off
-#       (with --allreduce auto, and with --allreduce ring)
+#   (d) nn_dist 2 ranks vs 1 rank (batch 128/rank), and the same 2 ranks with
+#       --allreduce none (no gradient sum: the ceiling of the scaling on this machine);
+#       2 ranks --overlap on vs off (with --allreduce auto, and with --allreduce ring)
 # Model 784-512-256-10 relu, softmax, SGD lr 0.05; every run measures --max-steps
 # steps minus --warmup-steps. "OpenBLAS default" unsets OPENBLAS_CORETYPE and
 # OPENBLAS_L2_SIZE for that command only; "SkylakeX" sets OPENBLAS_CORETYPE=SkylakeX
@@ -153,10 +154,12 @@ echo "(b) 1 rank, batch 32, $STEPS_B steps"
 versus_torch b_1rank_b32 1 32 "$STEPS_B"
 echo "(c) 2 ranks, batch 128 per rank, $STEPS_C steps (torch: DDP, gloo)"
 versus_torch c_2rank_b128 2 128 "$STEPS_C"
-echo "(d) nn_dist 2 ranks vs 1 rank, and --overlap on vs off, batch 128 per rank, $STEPS_D steps"
+echo "(d) nn_dist 2 ranks vs 1 rank (and with --allreduce none), --overlap on vs off, batch 128 per rank, $STEPS_D steps"
 for ((r = 1; r <= REPEATS; r++)); do
   core_rtt; nn_dist_run 2 128 "$STEPS_D"; run d_scaling_b128 "$r" nn_dist_2rank "${NN_CMD[@]}"
   core_rtt; nn_dist_run 1 128 "$STEPS_D"; run d_scaling_b128 "$r" nn_dist_1rank "${NN_CMD[@]}"
+  # The ceiling: 2 ranks that skip the gradient sum (each trains its own model).
+  core_rtt; nn_dist_run 2 128 "$STEPS_D" --allreduce none; run d_scaling_b128 "$r" nn_dist_2rank_none "${NN_CMD[@]}"
 done
 for ((r = 1; r <= REPEATS; r++)); do
   nn_dist_run 2 128 "$STEPS_D" --overlap on; run d_overlap_b128 "$r" overlap_on "${NN_CMD[@]}"

@@ -476,6 +476,9 @@ std::vector<BadCase> bad_cases() {
       flag_case("UnknownLoss", {"--loss", "hinge"}, {"--loss", "hinge"}),
       flag_case("UnknownOptimizer", {"--optimizer", "rmsprop"}, {"--optimizer", "rmsprop"}),
       flag_case("UnknownOverlap", {"--overlap", "maybe"}, {"--overlap", "maybe"}),
+      flag_case("UnknownAllreduce", {"--allreduce", "fast"}, {"--allreduce", "fast"}),
+      // Every case runs with --checkpoint: the benchmark mode refuses it.
+      flag_case("AllreduceNoneWithCheckpoint", {"--allreduce", "none"}, {"--allreduce none", "--checkpoint"}),
   };
   for (const std::string flag : {"--init", "--resume"}) {
     const std::string tag = flag == "--init" ? "Init" : "Resume";

@@ -86,14 +86,27 @@ bool same_on_all_ranks(const FlatBuffer& params) {
   return same;
 }
 
-TEST(MpiGradientTest, AllreducedGradientEqualsUnionGradient) {
-  const long n = 23, d = 5;
-  const Data data = make_data(n, d, 3, 42);
-  const Layout layout({d, 7, 3});
+// A small softmax problem for the gradient-sum tests: n samples of d features,
+// layers d-7-3, random parameters.
+struct GradientCase {
+  static constexpr long n = 23, d = 5;
+  Data data;
+  Layout layout{{d, 7, 3}};
   FlatBuffer params;
-  testing::random_params(layout, 8, 0.5, params);
-  std::vector<int32_t> labels(n);
-  for (long j = 0; j < n; ++j) labels[j] = static_cast<int32_t>(data.y(0, j));
+  std::vector<int32_t> labels;
+  explicit GradientCase(uint64_t seed) : data(make_data(n, d, 3, seed)), labels(n) {
+    testing::random_params(layout, seed, 0.5, params);
+    for (long j = 0; j < n; ++j) labels[j] = static_cast<int32_t>(data.y(0, j));
+  }
+};
+
+TEST(MpiGradientTest, AllreducedGradientEqualsUnionGradient) {
+  const GradientCase g(8);
+  const long n = g.n, d = g.d;
+  const Data& data = g.data;
+  const Layout& layout = g.layout;
+  const FlatBuffer& params = g.params;
+  const std::vector<int32_t>& labels = g.labels;
 
   // Single-process gradient of all n samples, in double.
   Mlp<double> whole(layout, Activation::kTanh, Loss::kSoftmax, n);
@@ -148,6 +161,38 @@ TEST(MpiGradientTest, AllreducedGradientEqualsUnionGradient) {
       EXPECT_GT(sync.num_buckets(), 2u);
     }
   }
+}
+
+// --allreduce none (a benchmark of the scaling ceiling): the optimizer gets
+// this rank's own gradient, bit for bit, while the loss sums still cover all ranks.
+TEST(MpiGradientTest, NoneModeKeepsEachRanksOwnGradient) {
+  const GradientCase g(9);
+  const Layout& layout = g.layout;
+  const FlatBuffer& params = g.params;
+  long offset = 0, count = 0;
+  shard_range(g.n, comm().size(), comm().rank(), &offset, &count);
+  const float* x = g.data.x.data() + offset * g.d;
+  const int32_t* labels = g.labels.data() + offset;
+
+  Mlp<float> alone(layout, Activation::kTanh, Loss::kSoftmax, count);
+  FlatBuffer own(layout.total(), 0.0f);
+  alone.forward(params.data(), x, count);
+  alone.loss_and_delta(labels, nullptr);
+  alone.backward(params.data(), x, own.data());
+
+  Mlp<float> local(layout, Activation::kTanh, Loss::kSoftmax, count);
+  FlatBuffer grad(layout.total(), 0.0f);
+  GradientSync sync(comm(), grad.data(), grad.size(), local.pieces(), 64, true, AllreduceMode::kNone);
+  EXPECT_EQ(sync.mode(), AllreduceMode::kNone);
+  local.forward(params.data(), x, count);
+  const LossSums s = local.loss_and_delta(labels, nullptr);
+  sync.start_stats(s.loss, s.correct, static_cast<double>(count));
+  local.backward(params.data(), x, sync.backward_buffer(), &sync);
+  EXPECT_EQ(sync.wait_stats()[2], static_cast<double>(g.n));
+  std::size_t covered = 0;
+  sync.wait([&](std::size_t begin, std::size_t end) { covered += end - begin; });
+  EXPECT_EQ(covered, layout.total());
+  EXPECT_EQ(std::memcmp(grad.data(), own.data(), grad.size() * sizeof(float)), 0);
 }
 
 // Trains `steps` steps on `ranks` ranks without shuffling, with per-rank batch

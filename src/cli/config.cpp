@@ -61,7 +61,8 @@ po::options_description describe(Config& c, Choices& k) {
       ("bucket-mb", po::value(&c.bucket_mb)->default_value(c.bucket_mb), "gradient allreduce bucket size in MB")
       ("overlap", po::value(&k.overlap)->default_value("on"), "on: bucketed allreduce overlapping backprop; off: one blocking allreduce")
       ("allreduce", po::value(&k.allreduce)->default_value("auto"),
-       "gradient sum: auto|shared|ring|mpi (auto: shared memory on one node, else ring)")
+       "gradient sum: auto|shared|ring|mpi (auto: shared memory on one node, else ring); "
+       "none: no sum, every rank trains its own model (a benchmark of the scaling ceiling)")
       ("max-steps", po::value(&c.max_steps)->default_value(0), "stop after this many steps (0: no limit; for benchmarks)")
       ("profile", po::bool_switch(&c.profile), "print the per-step time breakdown (table and JSON line)")
       ("warmup-steps", po::value(&c.warmup_steps)->default_value(c.warmup_steps), "steps left out of --profile timings");
@@ -162,6 +163,10 @@ ParseResult parse_config(int argc, const char* const* argv, Config* config, std:
   require_nonnegative(static_cast<double>(c.max_steps), "max-steps");
   require_nonnegative(static_cast<double>(c.warmup_steps), "warmup-steps");
   if (!c.init.empty() && !c.resume.empty()) throw Error("--init and --resume: give one, not both");
+  if (c.allreduce == AllreduceMode::kNone && !c.checkpoint.empty()) {
+    throw Error("--allreduce none: the ranks train separate models (a benchmark), so there is no model for "
+                "--checkpoint to save");
+  }
   c.options_text = ini_text(vm);
   return ParseResult::kRun;
 }

@@ -259,7 +259,8 @@ AllreduceMode parse_allreduce_mode(const std::string& name) {
   if (name == "shared") return AllreduceMode::kShared;
   if (name == "ring") return AllreduceMode::kRing;
   if (name == "mpi") return AllreduceMode::kMpi;
-  throw Error("--allreduce: unknown value '" + name + "' (expected auto, shared, ring or mpi)");
+  if (name == "none") return AllreduceMode::kNone;
+  throw Error("--allreduce: unknown value '" + name + "' (expected auto, shared, ring, mpi or none)");
 }
 
 std::string allreduce_mode_name(AllreduceMode mode) {
@@ -268,6 +269,7 @@ std::string allreduce_mode_name(AllreduceMode mode) {
     case AllreduceMode::kShared: return "shared";
     case AllreduceMode::kRing: return "ring";
     case AllreduceMode::kMpi: return "mpi";
+    case AllreduceMode::kNone: return "none";
   }
   return "?";
 }
@@ -338,7 +340,7 @@ GradientSync::GradientSync(const Communicator& comm, float* sums, std::size_t gr
   } else {
     buckets_.push_back({0, grad_size, pieces.size() - 1});
   }
-  if (mode_ == AllreduceMode::kMpi) return;
+  if (mode_ == AllreduceMode::kMpi || mode_ == AllreduceMode::kNone) return;
   rings_ = std::make_unique<Rings>();
   MPI_Comm_dup(MPI_COMM_WORLD, &rings_->comm);
   rings_->buckets.reserve(buckets_.size());
@@ -412,6 +414,7 @@ const double* GradientSync::wait_stats() {
       break;
     }
     case AllreduceMode::kMpi:
+    case AllreduceMode::kNone:
       MPI_Allreduce(MPI_IN_PLACE, stats_, 3, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
       break;
     default:
@@ -452,6 +455,10 @@ void GradientSync::finish_slice(std::size_t i, std::size_t* begin, std::size_t* 
       *begin = 0;
       *end = size_;
       MPI_Allreduce(MPI_IN_PLACE, sums_, static_cast<int>(size_), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+      return;
+    case AllreduceMode::kNone:  // this rank's own gradient is the "sum"
+      *begin = 0;
+      *end = size_;
       return;
     default: {
       // Later buckets move on while this one is waited for.

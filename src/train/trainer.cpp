@@ -238,6 +238,10 @@ void Trainer::build_model() {
       metrics_ << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,samples_per_sec,epoch_seconds\n";
     }
   });
+  if (comm_.root() && sync_->mode() == AllreduceMode::kNone && comm_.size() > 1) {
+    std::fprintf(stderr, "note: --allreduce none: the ranks do not sum their gradients; each trains its own model "
+                         "(a benchmark of the scaling ceiling, not data-parallel training)\n");
+  }
   if (comm_.root() && !config_.quiet) {
     std::printf("nn_dist: %d rank(s), %ld samples x %ld features, layers %s, %s hidden, %s loss, batch %ld/rank, "
                 "%ld steps/epoch, %zu parameters\n",

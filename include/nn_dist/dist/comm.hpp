@@ -70,8 +70,11 @@ class Communicator {
 //   number of nodes).
 // - kMpi: one blocking MPI_Allreduce of the whole buffer (Open MPI's own;
 //   for comparison: it allocates on every call).
+// - kNone: no gradient sum at all: each rank updates its own model from its
+//   own gradient (the losses are still summed). Not data-parallel training: a
+//   benchmark of the most that P ranks could do with free communication.
 // - kAuto: kShared when every rank shares one node, else kRing.
-enum class AllreduceMode { kAuto, kShared, kRing, kMpi };
+enum class AllreduceMode { kAuto, kShared, kRing, kMpi, kNone };
 AllreduceMode parse_allreduce_mode(const std::string& name);  // throws Error naming --allreduce
 std::string allreduce_mode_name(AllreduceMode mode);
 
