@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "nn_dist/optim/optimizer.hpp"
 
@@ -90,6 +91,39 @@ TEST(OptimizerTest, AdamFollowsPyTorch) {
   }
   for (std::size_t i = 0; i < kSize; ++i) EXPECT_NEAR(r.params[i], r.p[i], 1e-5) << i;
   EXPECT_EQ(opt.state_names(), (std::vector<std::string>{"exp_avg", "exp_avg_sq"}));
+}
+
+// Shared memory hands the optimizer two ranks' gradients to add while it
+// updates: the result must be the same bits as updating from their sum.
+TEST(OptimizerTest, TwoPartSumsGiveTheBitsOfTheirSum) {
+  const std::size_t n = 1000;  // vector loops and a tail
+  OptimizerOptions plain, momentum, adam;
+  momentum.momentum = 0.9;
+  momentum.weight_decay = 0.01;
+  adam.kind = OptimizerKind::kAdam;
+  adam.weight_decay = 0.001;
+  for (const OptimizerOptions& o : {plain, momentum, adam}) {
+    SCOPED_TRACE(optimizer_name(o.kind) + " momentum " + std::to_string(o.momentum));
+    Optimizer summed(o, n), parts(o, n);
+    FlatBuffer p1(n), p2(n), a(n), b(n), sums(n);
+    for (std::size_t i = 0; i < n; ++i) p1[i] = p2[i] = std::sin(0.01f * i);
+    for (int step = 0; step < 3; ++step) {
+      for (std::size_t i = 0; i < n; ++i) {
+        a[i] = std::cos(0.37f * i + step);
+        b[i] = 1e-3f * std::sin(1.3f * i - step);
+        sums[i] = a[i] + b[i];
+      }
+      summed.update(p1.data(), sums.data(), 0.125f, 0, n);
+      parts.update(p2.data(), a.data(), b.data(), 0.125f, 0, 600);
+      parts.update(p2.data(), a.data(), b.data(), 0.125f, 600, n);
+      summed.finish_step();
+      parts.finish_step();
+    }
+    EXPECT_EQ(std::memcmp(p1.data(), p2.data(), n * sizeof(float)), 0);
+    for (std::size_t k = 0; k < summed.state().size(); ++k) {
+      EXPECT_EQ(std::memcmp(summed.state()[k], parts.state()[k], n * sizeof(float)), 0) << "state " << k;
+    }
+  }
 }
 
 }  // namespace

@@ -423,8 +423,8 @@ const double* GradientSync::wait_stats() {
   return stats_;
 }
 
-// Shared memory: slices small enough that the P sources and the sum stay in cache
-// while the optimizer reads them.
+// Shared memory: slices small enough that the partial sum of 3 or more ranks
+// stays in cache until the optimizer reads it.
 constexpr std::size_t kSharedSlice = 8192;
 
 std::size_t GradientSync::num_slices() const {
@@ -436,30 +436,37 @@ float* GradientSync::shared_buffer(std::size_t i) const {
   return shared_ && i < shared_->buffers ? shared_->buffer(i) : nullptr;
 }
 
-void GradientSync::finish_slice(std::size_t i, std::size_t* begin, std::size_t* end) {
+const float* GradientSync::finish_slice(std::size_t i, std::size_t* begin, std::size_t* end,
+                                       const float** second) {
+  *second = nullptr;
   switch (mode_) {
     case AllreduceMode::kShared: {
+      // Rank order, the same bits everywhere: ((g0 + g1) + g2) + ... The last
+      // addition is the optimizer's; with 3 or more ranks the others are summed here.
       *begin = own_begin_ + i * kSharedSlice;
       *end = std::min(own_end_, *begin + kSharedSlice);
+      const int last = static_cast<int>(shared_->segments.size()) - 1;
+      *second = shared_->grad(last, step_);
+      if (last == 1) return shared_->grad(0, step_);
       const std::size_t n = *end - *begin;
       float* __restrict out = sums_ + *begin;
       const float* __restrict first = shared_->grad(0, step_) + *begin;
       std::copy(first, first + n, out);
-      for (std::size_t r = 1; r < shared_->segments.size(); ++r) {  // rank order: the same bits everywhere
-        const float* __restrict in = shared_->grad(static_cast<int>(r), step_) + *begin;
+      for (int r = 1; r < last; ++r) {
+        const float* __restrict in = shared_->grad(r, step_) + *begin;
         for (std::size_t j = 0; j < n; ++j) out[j] += in[j];
       }
-      return;
+      return sums_;
     }
     case AllreduceMode::kMpi:
       *begin = 0;
       *end = size_;
       MPI_Allreduce(MPI_IN_PLACE, sums_, static_cast<int>(size_), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-      return;
+      return sums_;
     case AllreduceMode::kNone:  // this rank's own gradient is the "sum"
       *begin = 0;
       *end = size_;
-      return;
+      return sums_;
     default: {
       // Later buckets move on while this one is waited for.
       Ring<float>& ring = rings_->buckets[i];
@@ -469,6 +476,7 @@ void GradientSync::finish_slice(std::size_t i, std::size_t* begin, std::size_t* 
       }
       *begin = buckets_[i].begin;
       *end = buckets_[i].end;
+      return sums_;
     }
   }
 }

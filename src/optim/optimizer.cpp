@@ -28,27 +28,51 @@ Optimizer::Optimizer(const OptimizerOptions& options, std::size_t size) : option
   }
 }
 
-void Optimizer::update(float* params, const float* grad_sums, float grad_scale, std::size_t begin,
-                       std::size_t end) {
+namespace {
+
+// The gradient sums as the update loops read them: already summed, or in two
+// parts added in order (the same bits as adding them first).
+struct OnePart {
+  const float* __restrict sums;
+  float operator()(std::size_t i) const { return sums[i]; }
+};
+struct TwoParts {
+  const float* __restrict first;
+  const float* __restrict second;
+  float operator()(std::size_t i) const { return first[i] + second[i]; }
+};
+
+}  // namespace
+
+void Optimizer::update(float* params, const float* first, const float* second, float grad_scale,
+                       std::size_t begin, std::size_t end) {
+  if (second == nullptr) {
+    apply(params, OnePart{first}, grad_scale, begin, end);
+  } else {
+    apply(params, TwoParts{first, second}, grad_scale, begin, end);
+  }
+}
+
+template <typename Sums>
+void Optimizer::apply(float* params, Sums g_sum, float grad_scale, std::size_t begin, std::size_t end) {
   const float lr = static_cast<float>(options_.lr);
   const float wd = static_cast<float>(options_.weight_decay);
   float* __restrict p = params;
-  const float* __restrict g_sum = grad_sums;
   if (options_.kind == OptimizerKind::kSgd) {
     if (first_data_ == nullptr) {
-      for (std::size_t i = begin; i < end; ++i) p[i] -= lr * (g_sum[i] * grad_scale + wd * p[i]);
+      for (std::size_t i = begin; i < end; ++i) p[i] -= lr * (g_sum(i) * grad_scale + wd * p[i]);
       return;
     }
     const float mu = static_cast<float>(options_.momentum);
     float* __restrict v = first_data_;
     if (step_ == 0) {  // PyTorch starts the buffer at the first gradient
       for (std::size_t i = begin; i < end; ++i) {
-        v[i] = g_sum[i] * grad_scale + wd * p[i];
+        v[i] = g_sum(i) * grad_scale + wd * p[i];
         p[i] -= lr * v[i];
       }
     } else {
       for (std::size_t i = begin; i < end; ++i) {
-        v[i] = mu * v[i] + (g_sum[i] * grad_scale + wd * p[i]);
+        v[i] = mu * v[i] + (g_sum(i) * grad_scale + wd * p[i]);
         p[i] -= lr * v[i];
       }
     }
@@ -62,7 +86,7 @@ void Optimizer::update(float* params, const float* grad_sums, float grad_scale, 
   float* __restrict m = first_data_;
   float* __restrict v = second_data_;
   for (std::size_t i = begin; i < end; ++i) {
-    const float g = g_sum[i] * grad_scale + wd * p[i];
+    const float g = g_sum(i) * grad_scale + wd * p[i];
     m[i] = b1 * m[i] + (1 - b1) * g;
     v[i] = b2 * v[i] + (1 - b2) * g * g;
     p[i] -= step_size * (m[i] / (std::sqrt(v[i]) / bias2_sqrt + eps));

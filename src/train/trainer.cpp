@@ -282,10 +282,10 @@ bool Trainer::train_step(long step) {
   const double count = stats[2];
   const bool finite = std::isfinite(stats[0]);
   double optimizer_seconds = 0;
-  sync_->wait([&](std::size_t begin, std::size_t end) {
+  sync_->wait([&](std::size_t begin, std::size_t end, const float* first, const float* second) {
     if (!finite) return;
     const auto u0 = Clock::now();
-    optimizer_->update(params_data_, grad_.data(), static_cast<float>(1.0 / count), begin, end);
+    optimizer_->update(params_data_, first, second, static_cast<float>(1.0 / count), begin, end);
     optimizer_seconds += seconds_between(u0, Clock::now());
   });
   if (!finite) {

@@ -81,11 +81,14 @@ std::string allreduce_mode_name(AllreduceMode mode);
 // Sums the step's gradient and (loss, correct, count) over the ranks.
 // A step: start_stats(); backward() into backward_buffer() with this object
 // as observer (or all_pieces_done() for a rank without samples); optionally
-// publish() and other work; wait_stats(); wait(update) -- update(begin, end)
-// is called for consecutive slices whose sums are final in the sum buffer.
+// publish() and other work; wait_stats(); wait(update) -- update(begin, end,
+// first, second) is called for consecutive slices whose sums are final: the sum
+// of element i is first[i], or first[i] + second[i] (added in that order) when
+// second is not null. first and second are indexed like the whole gradient.
 class GradientSync : public BackwardObserver {
  public:
-  // sums: the gradient-sum buffer (grad_size elements) the optimizer reads.
+  // sums: the gradient-sum buffer (grad_size elements) the optimizer reads
+  // (in kShared mode, scratch space for the sums of 3 or more ranks).
   // pieces: Mlp::pieces(); bucket_bytes: the least a ring bucket holds (the
   // last may be smaller); overlap false: the ring sums one bucket after backprop.
   // shared_buffers: in kShared mode, how many grad_size buffers to place in
@@ -119,15 +122,18 @@ class GradientSync : public BackwardObserver {
   void publish();
   // Waits for the step's (loss, correct, count) sums: call before wait().
   const double* wait_stats();
-  // Hands the summed gradient to update(begin, end) slice by slice, as soon
-  // as each slice is final (ring buckets in the order they were started).
+  // Hands the summed gradient to update(begin, end, first, second) slice by
+  // slice, as soon as each slice is final (ring buckets in the order they were
+  // started). Shared memory leaves the last addition to update(), which reads
+  // the last rank's gradient in the same pass as the parameters.
   template <typename F>
   void wait(F&& update) {
     const std::size_t slices = num_slices();
     for (std::size_t i = 0; i < slices; ++i) {
       std::size_t begin = 0, end = 0;
-      finish_slice(i, &begin, &end);
-      update(begin, end);
+      const float* second = nullptr;
+      const float* first = finish_slice(i, &begin, &end, &second);
+      update(begin, end, first, second);
     }
     end_step();
   }
@@ -143,7 +149,8 @@ class GradientSync : public BackwardObserver {
   struct Rings;   // ring allreduce state machines, kept out of this header
   struct Shared;  // shared-memory window and peer pointers
   std::size_t num_slices() const;
-  void finish_slice(std::size_t i, std::size_t* begin, std::size_t* end);
+  // Returns the first part of the slice's sums, and sets *second (see wait()).
+  const float* finish_slice(std::size_t i, std::size_t* begin, std::size_t* end, const float** second);
   void end_step();
   void progress();
 

@@ -34,7 +34,14 @@ class Optimizer {
   // One update of params[begin, end) from gradient sums scaled by grad_scale
   // (1 / global sample count). Call for consecutive slices that cover the
   // buffer, then finish_step() once.
-  void update(float* params, const float* grad_sums, float grad_scale, std::size_t begin, std::size_t end);
+  void update(float* params, const float* grad_sums, float grad_scale, std::size_t begin, std::size_t end) {
+    update(params, grad_sums, nullptr, grad_scale, begin, end);
+  }
+  // The same, with the sums still in two parts: sums[i] = first[i] + second[i],
+  // added in that order while updating (one pass over memory instead of two).
+  // second may be nullptr: then the sums are first[i].
+  void update(float* params, const float* first, const float* second, float grad_scale, std::size_t begin,
+              std::size_t end);
   void finish_step() { ++step_; }
 
   int64_t step() const { return step_; }  // updates taken so far
@@ -49,6 +56,9 @@ class Optimizer {
   const OptimizerOptions& options() const { return options_; }
 
  private:
+  template <typename Sums>
+  void apply(float* params, Sums sums, float grad_scale, std::size_t begin, std::size_t end);
+
   OptimizerOptions options_;
   int64_t step_ = 0;
   std::size_t size_;
