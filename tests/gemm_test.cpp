@@ -5,8 +5,12 @@
 // matrix.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "nn_dist/model/gemm.hpp"
 #include "nn_dist/model/init.hpp"
+#include "nn_dist/model/mlp.hpp"
+#include "test_util.hpp"
 
 namespace nn_dist {
 namespace {
@@ -40,6 +44,45 @@ TEST(GemmTest, MatchesReferenceOnEdgeShapes) {
         }
       }
       EXPECT_LT(worst, 1e-5) << s.m << "x" << s.n << "x" << s.k << " trans " << ta << tb;
+    }
+  }
+}
+
+// With node-shared parameters, backward() claims this rank's part for writing
+// while its products run. The claim must change no value, and on the standard
+// model it must cover a 2-rank part before backprop ends, at any batch size.
+TEST(GemmTest, BackwardClaimsTheUpdatePartAndChangesNothing) {
+  if (!gemm_kernel_available()) GTEST_SKIP() << "no AVX-512 on this CPU: no claims";
+  Eigen::setNbThreads(1);  // as nn_dist runs by default: its own product, not Eigen's threads
+  const Layout layout({784, 512, 256, 10});
+  FlatBuffer params;
+  testing::random_params(layout, 3, 0.05, params);
+  for (const long batch : {32L, 128L}) {
+    std::vector<float> x(784 * batch);
+    std::vector<int32_t> labels(batch);
+    Rng rng(batch);
+    for (float& v : x) v = static_cast<float>(rng.normal());
+    for (long j = 0; j < batch; ++j) labels[j] = static_cast<int32_t>(j % 10);
+    FlatBuffer plain_grad(layout.total(), 0.0f);
+    Mlp<float> plain(layout, Activation::kRelu, Loss::kSoftmax, batch);
+    plain.forward(params.data(), x.data(), batch);
+    plain.loss_and_delta(labels.data(), nullptr);
+    plain.backward(params.data(), x.data(), plain_grad.data());
+    const std::size_t lines = (layout.total() + 15) / 16;  // cut as shared-memory mode cuts the parts
+    for (std::size_t rank = 0; rank < 2; ++rank) {
+      SCOPED_TRACE("batch " + std::to_string(batch) + " part " + std::to_string(rank));
+      const std::size_t begin = std::min(layout.total(), lines * rank / 2 * 16);
+      const std::size_t end = std::min(layout.total(), lines * (rank + 1) / 2 * 16);
+      Mlp<float> claiming(layout, Activation::kRelu, Loss::kSoftmax, batch);
+      claiming.set_update_range(begin, end);
+      FlatBuffer grad(layout.total(), 0.0f);
+      const FlatBuffer before = params;
+      claiming.forward(params.data(), x.data(), batch);
+      claiming.loss_and_delta(labels.data(), nullptr);
+      claiming.backward(params.data(), x.data(), grad.data());
+      EXPECT_EQ(claiming.unclaimed_bytes(), 0u);
+      EXPECT_EQ(std::memcmp(grad.data(), plain_grad.data(), grad.size() * sizeof(float)), 0);
+      EXPECT_EQ(std::memcmp(params.data(), before.data(), params.size() * sizeof(float)), 0);
     }
   }
 }

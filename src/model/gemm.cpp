@@ -213,6 +213,7 @@ void blocked_product(long m, long n, long k, const float* a, long lda, bool tran
             kernel(kc, a_sliver, direct_a ? lda : kMr, packed_b + jr * kc,
                    c + (j0 + jr) * col_stride + (i0 + ir) * row_stride, row_stride, col_stride,
                    std::min(kMr, mc - ir), std::min(kNr, nc - jr), k0 > 0);
+            workspace.claim_some();
           }
         }
       }

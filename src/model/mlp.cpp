@@ -106,7 +106,19 @@ void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* ob
   };
   T* delta_data = delta_.data();
   T* next_data = delta_next_.data();
+  // Backprop reads W_l (l > 1) for the last time at the end of layer l's
+  // turn, and never reads W_1 (unless it computes input_grad), so the update
+  // range's share of W_1 can be claimed from the start and the rest once
+  // layer 1's turn begins. Parts are whole cache lines, so no claim reaches
+  // into another rank's part.
+  const bool claim = update_end_ > update_begin_ && input_grad == nullptr;
+  if (claim) {
+    const TensorSlot& w1 = layout_.weight(0);
+    const std::size_t w1_end = std::clamp(w1.offset + w1.size(), update_begin_, update_end_);
+    gemm_workspace_.start_claim(params + update_begin_, params + w1_end);
+  }
   for (int l = layout_.num_layers() - 1; l >= 0; --l) {
+    if (l == 0 && claim) gemm_workspace_.extend_claim(params + update_end_);
     const TensorSlot& ws = layout_.weight(l);
     const long d_out = ws.rows, d_in = ws.cols;
     Eigen::Map<const Matrix<T>> delta(delta_data, d_out, n);  // (d_out, n)
@@ -138,6 +150,8 @@ void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* ob
     }
   }
   eigen_assert(piece == pieces_.size());
+  unclaimed_ = claim ? gemm_workspace_.claim_remaining() : 0;
+  gemm_workspace_.stop_claim();
 }
 
 template class Mlp<float>;

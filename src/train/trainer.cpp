@@ -227,6 +227,7 @@ void Trainer::build_model() {
     comm_.barrier();
     params_data_ = shared;
     FlatBuffer().swap(params_);
+    mlp_->set_update_range(sync_->own_begin(), sync_->own_end());
   }
 
   comm_.agreed([&] {

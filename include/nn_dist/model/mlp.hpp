@@ -60,6 +60,18 @@ class Mlp {
   void backward(const T* params, const T* x, T* grad, BackwardObserver* observer = nullptr,
                 T* input_grad = nullptr);
 
+  // The part [begin, end) of the parameters this process updates after each
+  // backward() while other processes read them (node-shared parameters).
+  // backward() claims those cache lines for writing while its products run,
+  // each tensor once backprop has read it for the last time, so the update
+  // does not stall while other cores give the lines up. A hint only.
+  void set_update_range(std::size_t begin, std::size_t end) {
+    update_begin_ = begin;
+    update_end_ = end;
+  }
+  // Bytes of that range backward() could not claim before it ended (for tests).
+  std::size_t unclaimed_bytes() const { return unclaimed_; }
+
  private:
   void plan_pieces(std::size_t piece_elements);
   Eigen::Map<const Matrix<T>> input_map(const T* x) const;
@@ -78,6 +90,7 @@ class Mlp {
   // For each layer, the column cuts of its weight gradient, highest first.
   std::vector<std::vector<long>> weight_cuts_;
   GemmWorkspace gemm_workspace_;
+  std::size_t update_begin_ = 0, update_end_ = 0, unclaimed_ = 0;
 };
 
 }  // namespace nn_dist
