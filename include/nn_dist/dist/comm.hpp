@@ -62,10 +62,11 @@ class Communicator {
 
 // How the gradient is summed over the ranks.
 // - kShared: all ranks on one node; each publishes its gradient in MPI shared
-//   memory and the ranks add them up (in rank order) slice by slice, right
-//   before the optimizer reads the slice: no messages, no extra copies. With
+//   memory and the ranks add them up (in rank order) slice by slice, the last
+//   addition inside the optimizer's pass: no messages, no extra copies. With
 //   shared buffers (the parameters and optimizer state, in the same window),
-//   each rank sums and updates only its own 1/P of them, once for everyone.
+//   each rank sums and updates only its own 1/P of them, once for everyone
+//   (and its backprop claims that part's cache lines: Mlp::set_update_range).
 // - kRing: nn_dist's ring allreduce in buckets, overlapping backprop (any
 //   number of nodes).
 // - kMpi: one blocking MPI_Allreduce of the whole buffer (Open MPI's own;
