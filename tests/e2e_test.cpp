@@ -634,6 +634,12 @@ TEST_F(E2eTest, BenchmarkToolsReportAndRejectBadFlags) {
     EXPECT_EQ(lines_containing(r.err, "error").size(), 1u) << describe(r);
   }
 
+  for (const std::string tool : {NN_ROOFLINE_BIN, NN_CORELAT_BIN}) {
+    const RunResult help = run_shell(dir_, quote(tool) + " --help");
+    EXPECT_EQ(help.code, 0) << describe(help);
+    EXPECT_TRUE(contains(help.out, "usage: ")) << describe(help);
+  }
+
   const RunResult bad_cpus = run_shell(dir_, quote(NN_CORELAT_BIN) + " --cpus 0,100000");
   EXPECT_EQ(bad_cpus.code, 2) << describe(bad_cpus);
   EXPECT_TRUE(contains(bad_cpus.err, "--cpus 0,100000")) << describe(bad_cpus);

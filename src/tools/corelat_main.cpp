@@ -91,6 +91,12 @@ int main(int argc, char** argv) {
   int cpu_a = 0, cpu_b = 1;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
+    if (flag == "-h" || flag == "--help") {
+      std::printf("usage: nn_corelat [--cpus A,B]   (default 0,1)\n"
+                  "Prints the round trip of a cache line between CPUs A and B, and the time A takes to read\n"
+                  "2 MB that B has just written, as text and as one CORELAT_JSON line.\n");
+      return 0;
+    }
     if (flag == "--cpus" && i + 1 < argc) {
       if (std::sscanf(argv[++i], "%d,%d", &cpu_a, &cpu_b) != 2) {
         std::fprintf(stderr, "nn_corelat: error: --cpus wants two CPU numbers, like 0,1\n");
