@@ -68,11 +68,10 @@ TEST(GemmTest, BackwardClaimsTheUpdatePartAndChangesNothing) {
     plain.forward(params.data(), x.data(), batch);
     plain.loss_and_delta(labels.data(), nullptr);
     plain.backward(params.data(), x.data(), plain_grad.data());
-    const std::size_t lines = (layout.total() + 15) / 16;  // cut as shared-memory mode cuts the parts
     for (std::size_t rank = 0; rank < 2; ++rank) {
       SCOPED_TRACE("batch " + std::to_string(batch) + " part " + std::to_string(rank));
-      const std::size_t begin = std::min(layout.total(), lines * rank / 2 * 16);
-      const std::size_t end = std::min(layout.total(), lines * (rank + 1) / 2 * 16);
+      std::size_t begin = 0, end = 0;
+      line_part(layout.total(), rank, 2, &begin, &end);  // as shared-memory mode cuts the parts
       Mlp<float> claiming(layout, Activation::kRelu, Loss::kSoftmax, batch);
       claiming.set_update_range(begin, end);
       FlatBuffer grad(layout.total(), 0.0f);

@@ -1,8 +1,8 @@
 // HDF5 shards (ranges, hyperslab reads, type conversion, bad files) and
 // checkpoint round trips, including that a failed write keeps the old file.
-#include <algorithm>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>

@@ -51,5 +51,22 @@ TEST(LayoutTest, ParseHidden) {
   }
 }
 
+TEST(LayoutTest, LinePartsTileTheBufferOnCacheLines) {
+  for (const std::size_t total : {std::size_t{1}, std::size_t{16}, std::size_t{100}, std::size_t{535818}}) {
+    for (std::size_t parts = 1; parts <= 5; ++parts) {
+      std::size_t expected_begin = 0;
+      for (std::size_t part = 0; part < parts; ++part) {
+        std::size_t begin = 0, end = 0;
+        line_part(total, part, parts, &begin, &end);
+        EXPECT_EQ(begin, expected_begin) << total << " " << part << "/" << parts;
+        EXPECT_EQ(begin % kTensorAlign, 0u);
+        EXPECT_LE(begin, end);
+        expected_begin = end;
+      }
+      EXPECT_EQ(expected_begin, total) << total << " in " << parts;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace nn_dist

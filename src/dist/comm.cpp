@@ -301,10 +301,8 @@ GradientSync::GradientSync(const Communicator& comm, float* sums, std::size_t gr
     shared_->buffers = shared_buffers;
     MPI_Comm_rank(node, &shared_->rank);
     if (shared_buffers > 0) {  // this rank sums and updates its own part: whole cache lines
-      const std::size_t lines = Shared::padded(grad_size) / 16, p = static_cast<std::size_t>(node_size);
-      const std::size_t r = static_cast<std::size_t>(shared_->rank);
-      own_begin_ = std::min(grad_size, lines * r / p * 16);
-      own_end_ = std::min(grad_size, lines * (r + 1) / p * 16);
+      line_part(grad_size, static_cast<std::size_t>(shared_->rank), static_cast<std::size_t>(node_size), &own_begin_,
+                &own_end_);
     }
     MPI_Info info;
     MPI_Info_create(&info);
@@ -459,11 +457,9 @@ const float* GradientSync::finish_slice(std::size_t i, std::size_t* begin, std::
       return sums_;
     }
     case AllreduceMode::kMpi:
-      *begin = 0;
-      *end = size_;
       MPI_Allreduce(MPI_IN_PLACE, sums_, static_cast<int>(size_), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-      return sums_;
-    case AllreduceMode::kNone:  // this rank's own gradient is the "sum"
+      [[fallthrough]];
+    case AllreduceMode::kNone:  // kNone: this rank's own gradient is the "sum"
       *begin = 0;
       *end = size_;
       return sums_;

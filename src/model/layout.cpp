@@ -56,6 +56,12 @@ std::vector<long> parse_hidden(const std::string& text) {
   return widths;
 }
 
+void line_part(std::size_t total, std::size_t part, std::size_t parts, std::size_t* begin, std::size_t* end) {
+  const std::size_t lines = (total + kTensorAlign - 1) / kTensorAlign;
+  *begin = std::min(total, lines * part / parts * kTensorAlign);
+  *end = std::min(total, lines * (part + 1) / parts * kTensorAlign);
+}
+
 std::string sizes_string(const std::vector<long>& sizes) {
   std::string s;
   for (std::size_t i = 0; i < sizes.size(); ++i) s += (i ? "-" : "") + std::to_string(sizes[i]);

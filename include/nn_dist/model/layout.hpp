@@ -17,6 +17,11 @@ using FlatBuffer = std::vector<float, Eigen::aligned_allocator<float>>;
 // Every tensor starts on a 64-byte boundary (16 floats) so Eigen maps are aligned.
 constexpr std::size_t kTensorAlign = 16;
 
+// Part `part` of `parts` of a flat buffer of `total` elements: [*begin, *end),
+// cut between 64-byte cache lines (the buffer itself starts on one), so no two
+// parts share a line. The parts tile the buffer in order.
+void line_part(std::size_t total, std::size_t part, std::size_t parts, std::size_t* begin, std::size_t* end);
+
 struct TensorSlot {
   std::size_t offset;  // in elements from the buffer start
   long rows;
