@@ -3,13 +3,19 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "nn_dist/common/error.hpp"
+#include "nn_dist/common/text.hpp"
 #include "nn_dist/io/checkpoint.hpp"
 #include "nn_dist/io/dataset.hpp"
+#include "nn_dist/io/files.hpp"
 #include "test_util.hpp"
 
 namespace nn_dist {
@@ -106,6 +112,8 @@ TEST(CheckpointTest, RoundTripRestoresEverything) {
     testing::random_params(layout, 5, 1.0, values);
     std::copy(values.begin(), values.end(), s);
   }
+  // exp_avg_sq is a mean of squares: a negative value is refused on load.
+  std::transform(opt.state()[1], opt.state()[1] + opt.size(), opt.state()[1], [](float v) { return std::fabs(v); });
   opt.set_step(17);
   TrainingState state;
   state.epoch = 3;
@@ -172,6 +180,104 @@ TEST(CheckpointTest, DatasetFileIsNotACheckpoint) {
     EXPECT_NE(std::string(e.what()).find("not an nn_dist checkpoint"), std::string::npos) << e.what();
   }
   std::filesystem::remove_all(dir);
+}
+
+
+// The message of the Error that f throws ("" if it throws none).
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool has(const std::string& text, const std::string& word) { return text.find(word) != std::string::npos; }
+
+TEST(FilesTest, OutputsThatNameAnInputAreFoundByIdentityNotByName) {
+  namespace fs = std::filesystem;
+  const std::string dir = testing::temp_dir("files_alias");
+  const std::string data = dir + "/d.h5";
+  std::ofstream(data) << "data";
+  fs::create_directory(dir + "/sub");
+  fs::create_symlink(data, dir + "/link.h5");
+  fs::create_hard_link(data, dir + "/hard.h5");
+  const std::vector<NamedPath> inputs{{"--data", data}, {"--val", ""}};
+  for (const std::string& alias : {data, dir + "/./d.h5", dir + "/sub/../d.h5", dir + "/link.h5", dir + "/hard.h5"}) {
+    const std::string message =
+        error_of([&] { require_distinct_files(inputs, {{"--checkpoint", alias}}, {}); });
+    EXPECT_TRUE(has(message, "--checkpoint " + alias + ": is the same file as --data")) << alias << ": " << message;
+  }
+  // Another file, and the allowed pair, pass.
+  EXPECT_EQ(error_of([&] { require_distinct_files(inputs, {{"--checkpoint", dir + "/ck.h5"}}, {}); }), "");
+  EXPECT_EQ(error_of([&] {
+              require_distinct_files({{"--resume", data}}, {{"--checkpoint", dir + "/hard.h5"}},
+                                     {{"--checkpoint", "--resume"}});
+            }),
+            "");
+  // Two outputs that do not exist yet, named differently.
+  const std::string both = error_of([&] {
+    require_distinct_files(inputs, {{"--checkpoint", dir + "/out"}, {"--metrics", dir + "/sub/../out"}}, {});
+  });
+  EXPECT_TRUE(has(both, "--metrics") && has(both, "same file as --checkpoint")) << both;
+  fs::remove_all(dir);
+}
+
+TEST(FilesTest, SpecialFilesAreRefusedBeforeAnythingOpensThem) {
+  const std::string dir = testing::temp_dir("files_special");
+  const std::string fifo = dir + "/fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  // Opening a FIFO for reading would block this test forever: the check must not open it.
+  EXPECT_TRUE(has(error_of([&] { require_input_file(fifo, "--data fifo"); }), "--data fifo: is a FIFO"));
+  EXPECT_TRUE(has(error_of([&] { require_output_file(fifo, "--metrics fifo"); }), "--metrics fifo: is a FIFO"));
+  EXPECT_TRUE(has(error_of([&] { require_input_file("/dev/null", "--data x"); }), "character device"));
+  EXPECT_TRUE(has(error_of([&] { require_output_file("/dev/null", "--checkpoint x"); }), "character device"));
+  EXPECT_TRUE(has(error_of([&] { require_input_file(dir, "--config x"); }), "is a directory"));
+  EXPECT_TRUE(has(error_of([&] { require_input_file(dir + "/none", "--data x"); }), "file not found"));
+  EXPECT_TRUE(has(error_of([&] { require_output_file(dir + "/no/ck.h5", "--checkpoint x"); }), "does not exist"));
+  EXPECT_EQ(error_of([&] { require_output_file(dir + "/ck.h5", "--checkpoint x"); }), "");
+  // The probe left nothing behind.
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 1);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(FilesTest, AtomicWriteReplacesWholeOrNotAtAll) {
+  const std::string dir = testing::temp_dir("files_atomic");
+  const std::string path = dir + "/f";
+  write_file_atomically(path, "first", 5, "--checkpoint f");
+  EXPECT_EQ(file_bytes(path), "first");
+  write_file_atomically(path, "second!", 7, "--checkpoint f");
+  EXPECT_EQ(file_bytes(path), "second!");
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 1);
+  // A target that cannot be replaced (a non-empty folder): an error, and no temporary file.
+  std::filesystem::create_directories(dir + "/full/x");
+  const std::string message = error_of([&] { write_file_atomically(dir + "/full", "x", 1, "--checkpoint full"); });
+  EXPECT_TRUE(has(message, "--checkpoint full: renaming")) << message;
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 2);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(FilesTest, StaleTemporariesOfDeadProcessesOnThisHostAreRemoved) {
+  const std::string dir = testing::temp_dir("files_stale");
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  const std::string mine = dir + "/.ck.h5.tmp." + host + "." + std::to_string(::getpid());
+  const std::string dead = dir + "/.ck.h5.tmp." + host + ".999999999";
+  const std::string other_host = dir + "/.ck.h5.tmp.elsewhere.999999999";
+  const std::string other_file = dir + "/.x.h5.tmp." + host + ".999999999";
+  for (const std::string& p : {mine, dead, other_host, other_file}) std::ofstream(p) << "x";
+  EXPECT_EQ(remove_stale_temporaries(dir + "/ck.h5"), std::vector<std::string>{dead});
+  for (const std::string& p : {mine, other_host, other_file}) EXPECT_TRUE(std::filesystem::exists(p)) << p;
+  std::filesystem::remove_all(dir);
+}
+
+TEST(TextTest, PrintableBoundsAndEscapesButKeepsUtf8) {
+  EXPECT_EQ(printable("plain"), "plain");
+  EXPECT_EQ(printable("donn\xc3\xa9" "es.h5"), "donn\xc3\xa9" "es.h5");
+  EXPECT_EQ(printable(std::string("a\x1b[2J\x00\xff", 7)), "a\\x1b[2J\\x00\\xff");
+  EXPECT_EQ(printable(std::string(100, 'z'), 10), "zzzzzzzzzz... (100 bytes)");
 }
 
 }  // namespace

@@ -1,15 +1,16 @@
 // Checkpoint writer and readers. Tensors are stored row-major as HDF5 wants,
-// so W{l} reads in h5py/PyTorch with the shape of nn.Linear.weight.
+// so W{l} reads in h5py/PyTorch with the shape of nn.Linear.weight. Readers
+// check every shape, type, range and value, so a damaged or hand-edited file
+// is one clear error, never a model trained from garbage.
 #include "nn_dist/io/checkpoint.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cstdio>
-#include <filesystem>
+#include <algorithm>
+#include <limits>
 
 #include "h5util.hpp"
 #include "nn_dist/common/error.hpp"
+#include "nn_dist/common/text.hpp"
+#include "nn_dist/io/files.hpp"
 
 namespace nn_dist {
 
@@ -32,18 +33,21 @@ void write_tensors(hid_t group, const Layout& layout, const float* flat) {
   }
 }
 
+// Reads W1, b1, ... of `group_name`; each must have exactly the shape the
+// layout gives (a transposed W1 has the right count but is refused) and only
+// finite values.
 void read_tensors(hid_t group, const std::string& what, const std::string& group_name, const Layout& layout,
                   float* flat) {
+  const std::string source = "/model 'sizes' (layers " + sizes_string(layout.sizes()) + ")";
   for (int l = 0; l < layout.num_layers(); ++l) {
     const std::string index = std::to_string(l + 1);
     const TensorSlot& w = layout.weight(l);
     const TensorSlot& b = layout.bias(l);
-    const std::vector<float> wv = h5::read_floats(group, "W" + index, what);
-    const std::vector<float> bv = h5::read_floats(group, "b" + index, what);
-    if (wv.size() != w.size() || bv.size() != b.size()) {
-      throw Error(what + ": " + group_name + "/W" + index + " or b" + index + " does not have the shape that " +
-                  "'sizes' gives");
-    }
+    const std::vector<float> wv =
+        h5::read_tensor(group, "W" + index, what, group_name + "/W" + index,
+                        {static_cast<hsize_t>(w.rows), static_cast<hsize_t>(w.cols)}, source);
+    const std::vector<float> bv =
+        h5::read_tensor(group, "b" + index, what, group_name + "/b" + index, {static_cast<hsize_t>(b.rows)}, source);
     for (long i = 0; i < w.rows; ++i) {
       for (long j = 0; j < w.cols; ++j) flat[w.offset + j * w.rows + i] = wv[i * w.cols + j];
     }
@@ -62,78 +66,89 @@ h5::Handle create_group(hid_t file, const std::string& name) {
   return h5::Handle(H5Gcreate2(file, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
 }
 
-void fsync_path(const std::string& path, int flags) {
-  const int fd = ::open(path.c_str(), flags);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
+// An integer attribute that must lie in [low, high].
+long long read_int_in_range(hid_t loc, const std::string& where, const std::string& name, const std::string& what,
+                            long long low, long long high) {
+  const long long v = h5::read_attr_int(loc, name, what);
+  if (v < low || v > high) {
+    throw Error(what + ": " + where + " attribute '" + name + "' is " + std::to_string(v) + "; it must be " +
+                (v < low ? "at least " + std::to_string(low) : "at most " + std::to_string(high)));
   }
+  return v;
 }
+
+// A string attribute that must be one of the names `parse` accepts.
+template <typename Parse>
+std::string read_name(hid_t loc, const std::string& where, const std::string& name, const std::string& what,
+                      Parse parse, const char* expected) {
+  const std::string value = h5::read_attr_string(loc, name, what);
+  try {
+    parse(value);
+  } catch (const Error&) {
+    throw Error(what + ": " + where + " attribute '" + name + "' is '" + printable(value) + "' (expected " + expected +
+                ")");
+  }
+  return value;
+}
+
+constexpr long long kMaxCount = std::numeric_limits<int64_t>::max() / 2;  // a step or epoch count, not garbage
 
 }  // namespace
 
 void write_checkpoint(const std::string& path, const Layout& layout, Activation hidden, Loss loss,
-                      const float* params, Optimizer& optimizer, const TrainingState& state) {
-  namespace fs = std::filesystem;
-  h5::quiet_errors();
-  const fs::path target(path);
-  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  const std::string tmp = (dir / ("." + target.filename().string() + ".tmp." + std::to_string(::getpid()))).string();
-  {
-    h5::Handle file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
-    if (!file.valid()) throw Error("--checkpoint " + path + ": cannot create '" + tmp + "' (folder missing or not writable?)");
-    try {
-      h5::Handle model = create_group(file.get(), "model");
-      write_tensors(model.get(), layout, params);
-      std::vector<long long> sizes(layout.sizes().begin(), layout.sizes().end());
-      h5::write_attr_ints(model.get(), "sizes", sizes);
-      h5::write_attr_string(model.get(), "activation", activation_name(hidden));
-      h5::write_attr_string(model.get(), "loss", loss_name(loss));
+                      const float* params, Optimizer& optimizer, const TrainingState& state,
+                      const std::string& what_given) {
+  const std::string what = what_given.empty() ? "--checkpoint " + path : what_given;
+  // The whole file is built in memory first: HDF5 never writes to the disk,
+  // so a full disk is one checked write() below, not a failure deep inside HDF5.
+  std::vector<char> image;
+  try {
+    h5::Handle file = h5::create_in_memory_file();
+    h5::Handle model = create_group(file.get(), "model");
+    write_tensors(model.get(), layout, params);
+    std::vector<long long> sizes(layout.sizes().begin(), layout.sizes().end());
+    h5::write_attr_ints(model.get(), "sizes", sizes);
+    h5::write_attr_string(model.get(), "activation", activation_name(hidden));
+    h5::write_attr_string(model.get(), "loss", loss_name(loss));
 
-      h5::Handle opt = create_group(file.get(), "optimizer");
-      h5::write_attr_string(opt.get(), "name", optimizer_name(optimizer.options().kind));
-      h5::write_attr_ints(opt.get(), "step", {optimizer.step()});
-      const std::vector<std::string> names = optimizer.state_names();
-      const std::vector<float*> buffers = optimizer.state();
-      for (std::size_t i = 0; i < names.size(); ++i) {
-        h5::Handle g = create_group(opt.get(), names[i]);
-        write_tensors(g.get(), layout, buffers[i]);
-      }
-
-      h5::Handle training = create_group(file.get(), "training");
-      h5::write_attr_ints(training.get(), "epoch", {state.epoch});
-      h5::write_attr_ints(training.get(), "global_step", {state.global_step});
-      h5::write_attr_ints(training.get(), "seed", {static_cast<long long>(state.seed)});
-      h5::write_attr_ints(training.get(), "ranks", {state.ranks});
-      h5::write_attr_string(training.get(), "options", state.options);
-      if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0) throw Error("flush failed");
-    } catch (const Error& e) {
-      file.reset();
-      std::remove(tmp.c_str());
-      throw Error("--checkpoint " + path + ": writing failed (" + std::string(e.what()) + "); the old checkpoint is unchanged");
+    h5::Handle opt = create_group(file.get(), "optimizer");
+    h5::write_attr_string(opt.get(), "name", optimizer_name(optimizer.options().kind));
+    h5::write_attr_ints(opt.get(), "step", {optimizer.step()});
+    const std::vector<std::string> names = optimizer.state_names();
+    const std::vector<float*> buffers = optimizer.state();
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      h5::Handle g = create_group(opt.get(), names[i]);
+      write_tensors(g.get(), layout, buffers[i]);
     }
+
+    h5::Handle training = create_group(file.get(), "training");
+    h5::write_attr_ints(training.get(), "epoch", {state.epoch});
+    h5::write_attr_ints(training.get(), "global_step", {state.global_step});
+    h5::write_attr_ints(training.get(), "seed", {static_cast<long long>(state.seed)});
+    h5::write_attr_ints(training.get(), "ranks", {state.ranks});
+    h5::write_attr_string(training.get(), "options", state.options);
+    image = h5::file_image(file.get());
+  } catch (const Error& e) {
+    throw Error(what + ": cannot build the checkpoint (" + std::string(e.what()) + "); the old checkpoint is unchanged");
   }
-  fsync_path(tmp, O_RDONLY);
-  std::error_code ec;
-  fs::rename(tmp, target, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    throw Error("--checkpoint " + path + ": cannot rename the new checkpoint into place: " + ec.message());
-  }
-  fsync_path(dir.string(), O_RDONLY | O_DIRECTORY);
+  write_file_atomically(path, image.data(), image.size(), what);
 }
 
 CheckpointModel read_checkpoint_model(const std::string& path, const std::string& what) {
   h5::Handle file = h5::open_file(path, what);
   h5::Handle model = open_group(file.get(), "model", what);
   CheckpointModel out;
-  for (long long d : h5::read_attr_ints(model.get(), "sizes", what)) out.sizes.push_back(static_cast<long>(d));
-  if (out.sizes.size() < 2) throw Error(what + ": /model 'sizes' needs at least two layer widths");
-  for (long d : out.sizes) {
-    if (d <= 0) throw Error(what + ": /model 'sizes' has a non-positive width");
+  for (long long d : h5::read_attr_ints(model.get(), "sizes", what)) {
+    if (d <= 0 || d > kMaxWidth) {
+      throw Error(what + ": /model attribute 'sizes' has width " + std::to_string(d) + ", outside 1.." +
+                  std::to_string(kMaxWidth));
+    }
+    out.sizes.push_back(static_cast<long>(d));
   }
-  out.activation = h5::read_attr_string(model.get(), "activation", what);
-  out.loss = h5::read_attr_string(model.get(), "loss", what);
+  if (out.sizes.size() < 2) throw Error(what + ": /model 'sizes' needs at least two layer widths");
+  out.activation = read_name(model.get(), "/model", "activation", what, parse_activation,
+                             "relu, tanh, sigmoid or identity");
+  out.loss = read_name(model.get(), "/model", "loss", what, parse_loss, "softmax, logistic or mse");
   return out;
 }
 
@@ -149,7 +164,8 @@ TrainingState read_checkpoint_state(const std::string& path, const std::string& 
   h5::Handle file = h5::open_file(path, what);
   h5::Handle opt = open_group(file.get(), "optimizer", what);
   h5::Handle training = open_group(file.get(), "training", what);
-  const std::string name = h5::read_attr_string(opt.get(), "name", what);
+  const std::string name =
+      read_name(opt.get(), "/optimizer", "name", what, parse_optimizer, "sgd or adam");
   if (name != optimizer_name(optimizer.options().kind)) {
     throw Error(what + ": was written by optimizer '" + name + "', but this run uses --optimizer " +
                 optimizer_name(optimizer.options().kind));
@@ -162,13 +178,18 @@ TrainingState read_checkpoint_state(const std::string& path, const std::string& 
     }
     h5::Handle g = open_group(opt.get(), names[i], what);
     read_tensors(g.get(), what, "/optimizer/" + names[i], layout, buffers[i]);
+    if (names[i] == "exp_avg_sq" &&
+        std::any_of(buffers[i], buffers[i] + optimizer.size(), [](float v) { return v < 0; })) {
+      throw Error(what + ": /optimizer/exp_avg_sq holds negative values (a sum of squares cannot be negative)");
+    }
   }
-  optimizer.set_step(h5::read_attr_int(opt.get(), "step", what));
+  optimizer.set_step(read_int_in_range(opt.get(), "/optimizer", "step", what, 0, kMaxCount));
   TrainingState state;
-  state.epoch = h5::read_attr_int(training.get(), "epoch", what);
-  state.global_step = h5::read_attr_int(training.get(), "global_step", what);
-  state.seed = static_cast<uint64_t>(h5::read_attr_int(training.get(), "seed", what));
-  state.ranks = h5::read_attr_int(training.get(), "ranks", what);
+  state.epoch = read_int_in_range(training.get(), "/training", "epoch", what, 0, kMaxCount);
+  state.global_step = read_int_in_range(training.get(), "/training", "global_step", what, 0, kMaxCount);
+  state.seed = static_cast<uint64_t>(
+      read_int_in_range(training.get(), "/training", "seed", what, 0, std::numeric_limits<int64_t>::max()));
+  state.ranks = read_int_in_range(training.get(), "/training", "ranks", what, 1, std::numeric_limits<int>::max());
   state.options = h5::read_attr_string(training.get(), "options", what);
   return state;
 }

@@ -1,9 +1,16 @@
 // Thin owning wrappers over the HDF5 C API.
 #include "h5util.hpp"
 
-#include <filesystem>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
 
 #include "nn_dist/common/error.hpp"
+#include "nn_dist/common/text.hpp"
+#include "nn_dist/io/files.hpp"
 
 namespace nn_dist::h5 {
 
@@ -24,16 +31,52 @@ void Handle::reset() {
 
 void quiet_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 
+namespace {
+
+// HDF5 writers hold an exclusive flock on their file while it is open; a
+// shared lock that cannot be had means another program is writing it now.
+bool held_by_writer(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool busy = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);  // closing releases the lock
+  return busy;
+}
+
+}  // namespace
+
 Handle open_file(const std::string& path, const std::string& what) {
   quiet_errors();
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (!fs::exists(path, ec)) throw Error(what + ": file not found");
-  if (fs::is_directory(path, ec)) throw Error(what + ": is a directory, not an HDF5 file");
+  require_input_file(path, what);
   if (H5Fis_hdf5(path.c_str()) <= 0) throw Error(what + ": not an HDF5 file");
+  if (held_by_writer(path)) {
+    throw Error(what + ": is open for writing by another program (it holds the HDF5 file lock); "
+                "wait until that program has closed it");
+  }
   hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (file < 0) throw Error(what + ": cannot be opened as HDF5 (damaged or truncated?)");
   return Handle(file, H5Fclose);
+}
+
+Handle create_in_memory_file() {
+  quiet_errors();
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  // The core driver without a backing store: the file exists only in memory
+  // until file_image() copies it out, so HDF5 itself never writes to disk.
+  if (!fapl.valid() || H5Pset_fapl_core(fapl.get(), 1 << 20, 0) < 0) throw Error("cannot set up an in-memory HDF5 file");
+  // The core driver still tries to open a file of this name: one that cannot exist.
+  hid_t file = H5Fcreate("/dev/null/nn_dist_in_memory.h5", H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
+  if (file < 0) throw Error("cannot create an in-memory HDF5 file");
+  return Handle(file, H5Fclose);
+}
+
+std::vector<char> file_image(hid_t file) {
+  if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) throw Error("cannot flush the in-memory HDF5 file");
+  const ssize_t size = H5Fget_file_image(file, nullptr, 0);
+  if (size <= 0) throw Error("cannot size the in-memory HDF5 file");
+  std::vector<char> image(static_cast<std::size_t>(size));
+  if (H5Fget_file_image(file, image.data(), image.size()) != size) throw Error("cannot copy the in-memory HDF5 file");
+  return image;
 }
 
 bool exists(hid_t loc, const std::string& name) {
@@ -64,13 +107,37 @@ void write_floats(hid_t loc, const std::string& name, const std::vector<hsize_t>
   }
 }
 
-std::vector<float> read_floats(hid_t loc, const std::string& name, const std::string& what) {
-  Handle ds = open_dataset(loc, name, what);
+namespace {
+
+std::string shape_text(const std::vector<hsize_t>& shape) {
+  if (shape.empty()) return "a scalar";
+  std::string s;
+  for (hsize_t d : shape) s += (s.empty() ? "" : "x") + std::to_string(d);
+  return s;
+}
+
+}  // namespace
+
+std::vector<float> read_tensor(hid_t loc, const std::string& name, const std::string& what, const std::string& where,
+                               const std::vector<hsize_t>& shape, const std::string& shape_source) {
+  if (!exists(loc, name)) throw Error(what + ": has no " + where);
+  Handle ds(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), H5Dclose);
+  if (!ds.valid()) throw Error(what + ": " + where + " is not a dataset");
+  Handle type(H5Dget_type(ds.get()), H5Tclose);
+  if (H5Tget_class(type.get()) != H5T_FLOAT) throw Error(what + ": " + where + " is not floating-point");
+  const std::vector<hsize_t> stored = dims(ds.get());
+  if (stored != shape) {
+    throw Error(what + ": " + where + " has shape " + shape_text(stored) + ", but " + shape_source + " needs " +
+                shape_text(shape));
+  }
   hsize_t count = 1;
-  for (hsize_t d : dims(ds.get())) count *= d;
+  for (hsize_t d : shape) count *= d;
   std::vector<float> out(count);
-  if (H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0) {
-    throw Error(what + ": cannot read '" + name + "' (damaged file?)");
+  if (count > 0 && H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0) {
+    throw Error(what + ": cannot read " + where + " (damaged file?)");
+  }
+  for (float v : out) {
+    if (!std::isfinite(v)) throw Error(what + ": " + where + " holds NaN or Inf values; the checkpoint cannot be used");
   }
   return out;
 }
@@ -104,6 +171,7 @@ std::string read_attr_string(hid_t loc, const std::string& name, const std::stri
     char* text = nullptr;
     Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
     H5Tset_size(mem.get(), H5T_VARIABLE);
+    H5Tset_cset(mem.get(), H5Tget_cset(type.get()));  // h5py writes UTF-8; HDF5 converts no character sets
     if (H5Aread(attr.get(), mem.get(), &text) < 0) throw Error(what + ": cannot read attribute '" + name + "'");
     out = text ? text : "";
     H5free_memory(text);
@@ -119,6 +187,8 @@ std::string read_attr_string(hid_t loc, const std::string& name, const std::stri
 std::vector<long long> read_attr_ints(hid_t loc, const std::string& name, const std::string& what) {
   if (H5Aexists(loc, name.c_str()) <= 0) throw Error(what + ": attribute '" + name + "' is missing");
   Handle attr(H5Aopen(loc, name.c_str(), H5P_DEFAULT), H5Aclose);
+  Handle type(H5Aget_type(attr.get()), H5Tclose);
+  if (H5Tget_class(type.get()) != H5T_INTEGER) throw Error(what + ": attribute '" + name + "' is not an integer");
   Handle space(H5Aget_space(attr.get()), H5Sclose);
   const hssize_t n = H5Sget_simple_extent_npoints(space.get());
   std::vector<long long> out(n > 0 ? n : 0);

@@ -33,19 +33,27 @@ class Handle {
 void quiet_errors();
 
 // Opens an existing HDF5 file read-only; `what` prefixes error messages
-// (e.g. "--data train.h5").
+// (e.g. "--data train.h5"). Refuses folders, FIFOs and devices before opening
+// anything, and names a file that another program holds open for writing.
 Handle open_file(const std::string& path, const std::string& what);
+// A new HDF5 file that lives in memory only, and its bytes as a file.
+Handle create_in_memory_file();
+std::vector<char> file_image(hid_t file);
 bool exists(hid_t loc, const std::string& name);
 Handle open_dataset(hid_t loc, const std::string& name, const std::string& what);
 std::vector<hsize_t> dims(hid_t dataset);
 
 // Whole-dataset reads and writes of row-major data.
 void write_floats(hid_t loc, const std::string& name, const std::vector<hsize_t>& shape, const float* data);
-std::vector<float> read_floats(hid_t loc, const std::string& name, const std::string& what);
+// Reads a floating-point dataset that must have exactly `shape` and only
+// finite values. `where` names it in errors ("/model/W1"); shape_source says
+// where the expected shape comes from ("the layers 2-8-3 in 'sizes'").
+std::vector<float> read_tensor(hid_t loc, const std::string& name, const std::string& what, const std::string& where,
+                               const std::vector<hsize_t>& shape, const std::string& shape_source);
 void write_attr_string(hid_t loc, const std::string& name, const std::string& value);
 void write_attr_ints(hid_t loc, const std::string& name, const std::vector<long long>& values);
 std::string read_attr_string(hid_t loc, const std::string& name, const std::string& what);
-std::vector<long long> read_attr_ints(hid_t loc, const std::string& name, const std::string& what);
+std::vector<long long> read_attr_ints(hid_t loc, const std::string& name, const std::string& what);  // integer type only
 long long read_attr_int(hid_t loc, const std::string& name, const std::string& what);  // exactly one value
 
 }  // namespace nn_dist::h5

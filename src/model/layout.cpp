@@ -50,6 +50,7 @@ std::vector<long> parse_hidden(const std::string& text) {
       throw Error("--hidden " + text + ": '" + item + "' is not a whole number (expected e.g. --hidden 128,64 or --hidden none)");
     }
     if (width <= 0) throw Error("--hidden " + text + ": width " + item + " must be positive");
+    if (width > kMaxWidth) throw Error("--hidden " + text + ": width " + item + " is beyond any layer nn_dist can train");
     widths.push_back(width);
   }
   if (!text.empty() && text.back() == ',') throw Error("--hidden: '" + text + "' ends with a comma");

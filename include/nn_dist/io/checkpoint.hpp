@@ -28,11 +28,17 @@ struct CheckpointModel {
   std::string loss;
 };
 
-// Writes the whole checkpoint to a temporary file beside path, flushes and
-// fsyncs it, then renames it over path: path is either the old or the new file.
+// Builds the whole checkpoint in memory, writes it to a temporary file beside
+// path, fsyncs it, then renames it over path: path is either the old or the
+// new file, and a full disk is one clear Error naming `what` (default
+// "--checkpoint <path>") with the old file untouched.
 void write_checkpoint(const std::string& path, const Layout& layout, Activation hidden, Loss loss,
-                      const float* params, Optimizer& optimizer, const TrainingState& state);
+                      const float* params, Optimizer& optimizer, const TrainingState& state,
+                      const std::string& what = "");
 
+// The readers check everything: every tensor's exact shape against 'sizes',
+// floating-point type and finite values; every attribute's type and range;
+// both HDF5 string forms. Each throws Error naming `what` and the item at fault.
 // Reads /model's attributes; throws Error naming `what` if path is not a checkpoint.
 CheckpointModel read_checkpoint_model(const std::string& path, const std::string& what);
 // Reads /model's tensors into params (layout.total() elements).

@@ -14,6 +14,10 @@ namespace nn_dist {
 // Parameters, gradients and optimizer states: 64-byte aligned float buffers.
 using FlatBuffer = std::vector<float, Eigen::aligned_allocator<float>>;
 
+// The widest layer accepted anywhere (flags, checkpoints, labels): beyond it a
+// width is a typo or garbage, and products of two widths still fit in a long.
+constexpr long kMaxWidth = 1000000000;
+
 // Every tensor starts on a 64-byte boundary (16 floats) so Eigen maps are aligned.
 constexpr std::size_t kTensorAlign = 16;
 

@@ -1,0 +1,73 @@
+// Paths as the files they name. Inputs must be readable regular files (after
+// symlinks); outputs must be regular files or absent, in a folder that takes
+// new files, and never the same file as an input or as another output.
+// Whole-file writes go through a temporary file that is removed on every exit
+// path, signals included. Knows nothing of MPI: the caller agrees on errors.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace nn_dist {
+
+// Throws Error "<what>: ..." unless path names an existing regular file that
+// this process may read: a folder, FIFO, device, socket or dangling symlink is
+// refused before anything opens it (a FIFO would block every rank forever).
+void require_input_file(const std::string& path, const std::string& what);
+
+// Checks an output before any work: path is absent or a regular file (a
+// symlink is followed to its target), and its folder exists and accepts a new
+// file (a probe file is created and removed). Returns the path to write,
+// with symlinks resolved, so a rename replaces the target, not the link.
+std::string require_output_file(const std::string& path, const std::string& what);
+
+struct NamedPath {
+  std::string flag;  // e.g. "--data"
+  std::string path;
+};
+
+// Throws Error when an output is the same file as an input or as another
+// output: the same device and inode (hard links, symlinks, "./x"), or for
+// files not yet created the same resolved path. allowed lists the (output
+// flag, input flag) pairs that may name one file (e.g. --checkpoint, --resume).
+void require_distinct_files(const std::vector<NamedPath>& inputs, const std::vector<NamedPath>& outputs,
+                            const std::vector<std::pair<std::string, std::string>>& allowed);
+
+// Writes size bytes to path through a temporary file beside it (write, fsync,
+// rename, fsync the folder): path holds either the old or the new contents.
+// Any failure (a full disk, an I/O error) removes the temporary file and
+// throws Error "<what>: writing failed (...)"; the old file is untouched.
+void write_file_atomically(const std::string& path, const void* data, std::size_t size, const std::string& what);
+
+// Temporary files that earlier runs on this host left beside path when they
+// were killed (their process is gone): removes them and returns their names.
+std::vector<std::string> remove_stale_temporaries(const std::string& path);
+
+// Makes SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGXCPU
+// and SIGXFSZ remove the temporary file being written (if any) before the
+// process ends as the signal would have ended it. Call once, early in main().
+void remove_temporaries_on_signals();
+
+// A text file written in whole lines; every write is checked, so a full disk
+// or a device error is an Error naming the file, never a silently short file.
+class TextFileWriter {
+ public:
+  TextFileWriter() = default;
+  ~TextFileWriter();
+  TextFileWriter(const TextFileWriter&) = delete;
+  TextFileWriter& operator=(const TextFileWriter&) = delete;
+
+  // Creates or truncates path (append: adds to its end); `what` names it in errors.
+  void open(const std::string& path, bool append, const std::string& what);
+  bool is_open() const { return fd_ >= 0; }
+  void write(const std::string& text);
+  void close();
+
+ private:
+  int fd_ = -1;
+  std::string what_;
+};
+
+}  // namespace nn_dist
