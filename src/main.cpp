@@ -1,16 +1,21 @@
 // nn_dist: data-parallel MLP training. Parses options, trains, and turns
 // errors into one line from rank 0 and the same exit code on every rank.
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 
 #include "nn_dist/cli/config.hpp"
 #include "nn_dist/common/error.hpp"
+#include "nn_dist/common/text.hpp"
 #include "nn_dist/dist/comm.hpp"
+#include "nn_dist/io/files.hpp"
 #include "nn_dist/train/trainer.hpp"
 
 int main(int argc, char** argv) {
   nn_dist::MpiSession mpi(&argc, &argv);
   nn_dist::Communicator comm;
+  nn_dist::remove_temporaries_on_signals();
   try {
     nn_dist::Config config;
     std::string help;
@@ -22,13 +27,19 @@ int main(int argc, char** argv) {
     }
     nn_dist::Trainer trainer(comm, config);
     trainer.run();
+    // The epoch lines are output too: a full disk or closed pipe under stdout is an error.
+    comm.agreed([] {
+      if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+        throw nn_dist::Error(std::string("standard output: write failed (") + std::strerror(errno) + ")");
+      }
+    });
   } catch (const nn_dist::AgreedError& e) {
     // Every rank threw this at the same point: end cleanly, one message.
-    if (comm.root()) std::fprintf(stderr, "nn_dist: error: %s\n", e.what());
+    if (comm.root()) std::fprintf(stderr, "nn_dist: error: %s\n", nn_dist::printable(e.what(), 1000).c_str());
     return nn_dist::kUsageExitCode;
   } catch (const std::exception& e) {
     // Seen by this rank alone: the others may be waiting in a collective.
-    std::fprintf(stderr, "nn_dist: error on rank %d: %s\n", comm.rank(), e.what());
+    std::fprintf(stderr, "nn_dist: error on rank %d: %s\n", comm.rank(), nn_dist::printable(e.what(), 1000).c_str());
     std::fflush(stderr);
     comm.abort(nn_dist::kUsageExitCode);
   }

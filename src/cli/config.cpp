@@ -3,11 +3,15 @@
 #include "nn_dist/cli/config.hpp"
 
 #include <boost/program_options.hpp>
-#include <filesystem>
+#include <cmath>
 #include <fstream>
+#include <iterator>
 #include <sstream>
+#include <thread>
 
 #include "nn_dist/common/error.hpp"
+#include "nn_dist/common/text.hpp"
+#include "nn_dist/io/files.hpp"
 
 namespace po = boost::program_options;
 
@@ -77,15 +81,67 @@ po::options_description describe(Config& c, Choices& k) {
 
 template <typename T>
 void require_positive(T value, const char* flag) {
-  if (!(value > 0)) {
+  if (!(value > 0) || !std::isfinite(static_cast<double>(value))) {
     std::ostringstream s;
-    s << "--" << flag << ": must be positive, got " << value;
+    s << "--" << flag << ": must be a positive finite number, got " << value;
     throw Error(s.str());
   }
 }
 
 void require_nonnegative(double value, const char* flag) {
-  if (!(value >= 0)) throw Error(std::string("--") + flag + ": must not be negative, got " + std::to_string(value));
+  if (!(value >= 0) || !std::isfinite(value)) {
+    std::ostringstream s;
+    s << "--" << flag << ": must be a finite number not below 0, got " << value;
+    throw Error(s.str());
+  }
+}
+
+// Command-line words that belong to no option, e.g. the 32 of "--hidden 64 32".
+void reject_stray_arguments(const po::parsed_options& parsed) {
+  std::string previous;
+  for (const po::option& o : parsed.options) {
+    if (o.position_key < 0 && !o.string_key.empty()) {
+      previous = o.original_tokens.empty() ? "" : o.original_tokens.front();
+      continue;
+    }
+    const std::string word = o.original_tokens.empty() ? "" : printable(o.original_tokens.front());
+    std::string message = "unexpected argument '" + word + "'";
+    if (!previous.empty()) message += " after " + printable(previous);
+    message += ": every option takes one value (write lists with commas, e.g. --hidden 64,32)";
+    throw Error(message);
+  }
+}
+
+// Options given with an empty value, e.g. --checkpoint "" from an unset shell variable.
+void reject_empty_paths(const po::variables_map& vm) {
+  for (const char* name : {"data", "val", "init", "resume", "checkpoint", "metrics", "config"}) {
+    if (vm.count(name) && vm[name].as<std::string>().empty()) {
+      throw Error(std::string("--") + name + ": the path is empty");
+    }
+  }
+}
+
+// A --config file's text: a regular file of a sane size, with no binary bytes,
+// so that an error never echoes binary data or a 10 MB line.
+std::string config_text(const std::string& path) {
+  const std::string what = "--config " + printable(path, 200);
+  require_input_file(path, what);
+  constexpr std::size_t kMaxBytes = 1 << 20;
+  std::ifstream in(path, std::ios::binary);
+  std::string text;
+  text.resize(kMaxBytes + 1);
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  if (in.bad()) throw Error(what + ": cannot be read");
+  if (text.size() > kMaxBytes) throw Error(what + ": is larger than 1 MiB; a config file holds lines 'name = value'");
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c == 0 || (c < 0x20 && c != '\n' && c != '\r' && c != '\t')) {
+      throw Error(what + ": is not a text file (byte " + printable(std::string(1, static_cast<char>(c))) +
+                  " at offset " + std::to_string(i) + ")");
+    }
+  }
+  return text;
 }
 
 std::string ini_text(const po::variables_map& vm) {
@@ -113,7 +169,9 @@ ParseResult parse_config(int argc, const char* const* argv, Config* config, std:
   const po::options_description options = describe(c, k);
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
+    const po::parsed_options parsed = po::command_line_parser(argc, argv).options(options).run();
+    reject_stray_arguments(parsed);
+    po::store(parsed, vm);
     if (vm.count("help")) {
       std::ostringstream s;
       s << "nn_dist: data-parallel MLP training over MPI\n\n"
@@ -122,19 +180,20 @@ ParseResult parse_config(int argc, const char* const* argv, Config* config, std:
       *help_text = s.str();
       return ParseResult::kHelp;
     }
+    reject_empty_paths(vm);
     if (vm.count("config")) {
       const std::string path = vm["config"].as<std::string>();
-      if (!std::filesystem::is_regular_file(path)) throw Error("--config " + path + ": file not found");
-      std::ifstream in(path);
+      std::istringstream in(config_text(path));
       try {
         po::store(po::parse_config_file(in, options), vm);  // values already given on the command line stay
       } catch (const po::error& e) {
-        throw Error("--config " + path + ": " + e.what());
+        throw Error("--config " + printable(path, 200) + ": " + printable(e.what(), 200));
       }
+      reject_empty_paths(vm);
     }
     po::notify(vm);
   } catch (const po::error& e) {
-    throw Error(e.what());
+    throw Error(printable(e.what(), 200));
   }
   if (c.data.empty()) throw Error("--data: required (the training set, an HDF5 file)");
   c.shuffle = !k.no_shuffle;
@@ -159,7 +218,13 @@ ParseResult parse_config(int argc, const char* const* argv, Config* config, std:
   require_positive(c.optimizer.eps, "eps");
   require_positive(c.checkpoint_every, "checkpoint-every");
   require_positive(c.threads, "threads");
+  const unsigned cpus = std::thread::hardware_concurrency();
+  if (cpus > 0 && static_cast<unsigned>(c.threads) > cpus) {
+    throw Error("--threads " + std::to_string(c.threads) + ": more than this node's " + std::to_string(cpus) +
+                " CPUs (ranks x threads should not exceed the cores)");
+  }
   require_positive(c.bucket_mb, "bucket-mb");
+  if (c.bucket_mb > 1e6) throw Error("--bucket-mb: at most 1000000 (1 TB), got " + std::to_string(c.bucket_mb));
   require_nonnegative(static_cast<double>(c.max_steps), "max-steps");
   require_nonnegative(static_cast<double>(c.warmup_steps), "warmup-steps");
   if (!c.init.empty() && !c.resume.empty()) throw Error("--init and --resume: give one, not both");
@@ -167,6 +232,7 @@ ParseResult parse_config(int argc, const char* const* argv, Config* config, std:
     throw Error("--allreduce none: the ranks train separate models (a benchmark), so there is no model for "
                 "--checkpoint to save");
   }
+  c.config_file = k.config_file;
   c.options_text = ini_text(vm);
   return ParseResult::kRun;
 }

@@ -97,6 +97,10 @@ void advise_huge_pages(void* data, std::size_t bytes) {
 
 }  // namespace
 
+double shard_bytes(const DatasetInfo& info, long count) {
+  return static_cast<double>(count) * (4.0 * static_cast<double>(info.features) + 12.0 * static_cast<double>(info.target_width) + 4.0);
+}
+
 Shard read_shard(const DatasetInfo& info, long offset, long count) {
   Shard shard;
   shard.offset = offset;

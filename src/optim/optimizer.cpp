@@ -16,15 +16,21 @@ OptimizerKind parse_optimizer(const std::string& name) {
 
 std::string optimizer_name(OptimizerKind kind) { return kind == OptimizerKind::kSgd ? "sgd" : "adam"; }
 
+std::vector<std::string> optimizer_state_names(const OptimizerOptions& options) {
+  if (options.kind == OptimizerKind::kAdam) return {"exp_avg", "exp_avg_sq"};
+  if (options.momentum != 0) return {"momentum_buffer"};
+  return {};
+}
+
 Optimizer::Optimizer(const OptimizerOptions& options, std::size_t size) : options_(options), size_(size) {
-  if (options_.kind == OptimizerKind::kAdam) {
+  const std::size_t states = optimizer_state_names(options_).size();
+  if (states >= 1) {
     first_.assign(size, 0.0f);
+    first_data_ = first_.data();
+  }
+  if (states >= 2) {
     second_.assign(size, 0.0f);
-    first_data_ = first_.data();
     second_data_ = second_.data();
-  } else if (options_.momentum != 0) {
-    first_.assign(size, 0.0f);
-    first_data_ = first_.data();
   }
 }
 
@@ -112,10 +118,6 @@ void Optimizer::place_state(const std::vector<float*>& places, bool copy) {
   FlatBuffer().swap(second_);
 }
 
-std::vector<std::string> Optimizer::state_names() const {
-  if (options_.kind == OptimizerKind::kAdam) return {"exp_avg", "exp_avg_sq"};
-  if (first_data_ != nullptr) return {"momentum_buffer"};
-  return {};
-}
+std::vector<std::string> Optimizer::state_names() const { return optimizer_state_names(options_); }
 
 }  // namespace nn_dist

@@ -10,8 +10,11 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "nn_dist/common/text.hpp"
 #include "nn_dist/io/checkpoint.hpp"
+#include "nn_dist/io/files.hpp"
 #include "nn_dist/model/init.hpp"
+#include "nn_dist/train/memory.hpp"
 
 namespace nn_dist {
 
@@ -39,11 +42,45 @@ struct SavedModel {
 
 Trainer::Trainer(const Communicator& comm, const Config& config) : comm_(comm), config_(config) {
   Eigen::setNbThreads(config_.threads);
+  check_files();
   load_data();
   build_model();
 }
 
 Trainer::~Trainer() = default;
+
+void Trainer::check_files() {
+  // Every rank reads the data where it runs; rank 0 alone reads checkpoints
+  // (--config was checked where it was parsed) and writes the outputs.
+  const std::vector<NamedPath> every_rank{{"--data", config_.data}, {"--val", config_.val}};
+  const std::vector<NamedPath> root_only{{"--init", config_.init}, {"--resume", config_.resume}};
+  std::vector<NamedPath> inputs = every_rank;
+  inputs.insert(inputs.end(), root_only.begin(), root_only.end());
+  inputs.push_back({"--config", config_.config_file});
+  const std::vector<NamedPath> outputs{{"--checkpoint", config_.checkpoint}, {"--metrics", config_.metrics}};
+  const auto require_inputs = [](const std::vector<NamedPath>& list) {
+    for (const NamedPath& in : list) {
+      if (!in.path.empty()) require_input_file(in.path, in.flag + " " + in.path);
+    }
+  };
+  comm_.agreed([&] {
+    require_inputs(every_rank);
+    if (!comm_.root()) return;
+    require_inputs(root_only);
+    if (!config_.checkpoint.empty()) {
+      checkpoint_path_ = require_output_file(config_.checkpoint, "--checkpoint " + config_.checkpoint);
+    }
+    if (!config_.metrics.empty()) metrics_path_ = require_output_file(config_.metrics, "--metrics " + config_.metrics);
+    // The documented continuation: --resume X --checkpoint X rewrites X.
+    require_distinct_files(inputs, outputs, {{"--checkpoint", "--resume"}});
+    if (!checkpoint_path_.empty()) {
+      for (const std::string& stale : remove_stale_temporaries(checkpoint_path_)) {
+        std::printf("note: removed %s, left by an earlier run that was killed while writing a checkpoint\n",
+                    printable(stale, 200).c_str());
+      }
+    }
+  });
+}
 
 void Trainer::load_data() {
   const int p = comm_.size(), r = comm_.rank();
@@ -62,25 +99,18 @@ void Trainer::load_data() {
     } else {
       loss_ = parse_loss(config_.loss);
     }
-    if (!config_.checkpoint.empty()) {  // fail now, not after the first epoch
-      namespace fs = std::filesystem;
-      const fs::path dir = fs::path(config_.checkpoint).has_parent_path() ? fs::path(config_.checkpoint).parent_path()
-                                                                           : fs::path(".");
-      if (!fs::is_directory(dir)) {
-        throw Error("--checkpoint " + config_.checkpoint + ": folder '" + dir.string() + "' does not exist");
-      }
-      if (fs::is_directory(config_.checkpoint)) {
-        throw Error("--checkpoint " + config_.checkpoint + ": is a directory");
-      }
-    }
     if (config_.global_batch_size > 0 && config_.global_batch_size < p) {
       throw Error("--global-batch-size " + std::to_string(config_.global_batch_size) + ": must be at least the " +
                   std::to_string(p) + " ranks");
     }
   });
+  const double per_rank = memory_per_rank(comm_.node_size());
   comm_.agreed([&] {
     long offset = 0, count = 0;
     shard_range(train_info_.samples, p, r, &offset, &count);
+    require_memory(shard_bytes(train_info_, count), per_rank, comm_.node_size(),
+                   "--data " + config_.data + ": this rank's " + std::to_string(count) + " samples x " +
+                       std::to_string(train_info_.features) + " features");
     shard = read_shard(train_info_, offset, count);
     targets = make_targets(train_info_, shard, loss_);
   });
@@ -101,6 +131,9 @@ void Trainer::load_data() {
       }
       long offset = 0, count = 0;
       shard_range(info.samples, p, r, &offset, &count);
+      require_memory(shard_bytes(info, count), per_rank, comm_.node_size(),
+                     what + ": this rank's " + std::to_string(count) + " samples x " + std::to_string(info.features) +
+                         " features");
       vshard = read_shard(info, offset, count);
       val_targets_ = make_targets(info, vshard, loss_);
       if (loss_ == Loss::kSoftmax && val_targets_.max_label >= classes_) {
@@ -113,10 +146,39 @@ void Trainer::load_data() {
   }
 
   const long g = config_.global_batch_size;
-  const long batch = g > 0 ? g / p + (r < g % p ? 1 : 0) : config_.batch_size;
+  const long requested = g > 0 ? g / p + (r < g % p ? 1 : 0) : config_.batch_size;
+  // A batch larger than the shard is the whole shard (full-batch steps): the
+  // same sums, without buffers for samples that do not exist.
+  const long batch = std::min(requested, static_cast<long>(shard.x.cols()));
+  if (comm_.root() && batch < requested && !config_.quiet) {
+    std::printf("note: %s %ld is more than the %ld samples of rank 0: every step uses each rank's whole shard\n",
+                g > 0 ? "--global-batch-size" : "--batch-size", g > 0 ? g : config_.batch_size, batch);
+  }
   source_ = std::make_unique<BatchSource>(std::move(shard.x), std::move(targets), batch, config_.shuffle,
                                           config_.seed, r);
   steps_per_epoch_ = comm_.max(source_->steps());
+}
+
+void Trainer::require_model_memory(const std::vector<long>& sizes, long max_batch, bool from_checkpoint) const {
+  const int states = static_cast<int>(optimizer_state_names(config_.optimizer).size());
+  const ModelMemory need = model_memory(sizes, max_batch, states);
+  const std::string model =
+      "the model " + sizes_string(sizes) + " (" + fmt("%.3g", need.parameter_count) + " parameters)";
+  std::string what;
+  if (loss_ == Loss::kSoftmax && sizes.back() > 2 && sizes.back() == *std::max_element(sizes.begin(), sizes.end())) {
+    what = "--data " + config_.data + ": label " + std::to_string(sizes.back() - 1) + " makes " +
+           std::to_string(sizes.back()) + " classes; " + model;
+  } else if (need.activation_bytes > need.parameter_bytes) {
+    const bool global = config_.global_batch_size > 0;
+    what = std::string(global ? "--global-batch-size " : "--batch-size ") +
+           std::to_string(global ? config_.global_batch_size : config_.batch_size) + ": batches of " +
+           std::to_string(max_batch) + " samples through " + model;
+  } else if (from_checkpoint && !config_.hidden_given) {
+    what = (!config_.resume.empty() ? "--resume " + config_.resume : "--init " + config_.init) + ": " + model;
+  } else {
+    what = "--hidden " + config_.hidden + ": " + model;
+  }
+  require_memory(need.total(), memory_per_rank(comm_.node_size()), comm_.node_size(), what);
 }
 
 void Trainer::build_model() {
@@ -176,6 +238,7 @@ void Trainer::build_model() {
   }
 
   const long eval_batch = std::max<long>(source_->batch(), 256);
+  comm_.agreed([&] { require_model_memory(sizes, std::max(source_->batch(), eval_batch), !ckpt.empty()); });
   mlp_ = std::make_unique<Mlp<float>>(Layout(sizes), activation_, loss_, std::max(source_->batch(), eval_batch));
   const Layout& layout = mlp_->layout();
   params_.assign(layout.total(), 0.0f);
@@ -232,11 +295,15 @@ void Trainer::build_model() {
 
   comm_.agreed([&] {
     if (!comm_.root() || config_.metrics.empty()) return;
-    const bool append = !config_.resume.empty() && std::filesystem::exists(config_.metrics);
-    metrics_.open(config_.metrics, append ? std::ios::app : std::ios::trunc);
-    if (!metrics_) throw Error("--metrics " + config_.metrics + ": cannot open for writing");
-    if (!append) {
-      metrics_ << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,samples_per_sec,epoch_seconds\n";
+    const bool existed = std::filesystem::exists(metrics_path_);
+    const bool append = !config_.resume.empty() && existed;
+    try {
+      metrics_.open(metrics_path_, append, "--metrics " + config_.metrics);
+      if (!append) metrics_.write("epoch,train_loss,train_accuracy,val_loss,val_accuracy,samples_per_sec,epoch_seconds\n");
+    } catch (const Error&) {
+      metrics_.close();
+      if (!existed) std::filesystem::remove(metrics_path_);  // leave no empty file behind
+      throw;
     }
   });
   if (comm_.root() && sync_->mode() == AllreduceMode::kNone && comm_.size() > 1) {
@@ -341,7 +408,8 @@ void Trainer::save_checkpoint(int64_t epochs_done) {
     state.seed = config_.seed;
     state.ranks = comm_.size();
     state.options = config_.options_text;
-    write_checkpoint(config_.checkpoint, mlp_->layout(), activation_, loss_, params_data_, *optimizer_, state);
+    write_checkpoint(checkpoint_path_, mlp_->layout(), activation_, loss_, params_data_, *optimizer_, state,
+                     "--checkpoint " + config_.checkpoint);
   });
 }
 
@@ -360,13 +428,18 @@ void Trainer::report(const EpochResult& r) {
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);
   }
-  if (metrics_.is_open()) {
-    metrics_ << r.epoch << ',' << fmt("%.8g", r.train_loss) << ',' << (classify ? fmt("%.6f", r.train_accuracy) : "")
-             << ',' << (r.has_val ? fmt("%.8g", r.val_loss) : "") << ','
-             << (r.has_val && classify ? fmt("%.6f", r.val_accuracy) : "") << ',' << fmt("%.1f", r.samples_per_sec)
-             << ',' << fmt("%.4f", r.seconds) << '\n';
-    metrics_.flush();
-  }
+}
+
+void Trainer::write_metrics(const EpochResult& r) {
+  // Agreed: a full disk under the metrics file stops every rank, not just rank 0.
+  comm_.agreed([&] {
+    if (!comm_.root() || !metrics_.is_open()) return;
+    const bool classify = is_classification(loss_);
+    metrics_.write(std::to_string(r.epoch) + ',' + fmt("%.8g", r.train_loss) + ',' +
+                   (classify ? fmt("%.6f", r.train_accuracy) : "") + ',' + (r.has_val ? fmt("%.8g", r.val_loss) : "") +
+                   ',' + (r.has_val && classify ? fmt("%.6f", r.val_accuracy) : "") + ',' +
+                   fmt("%.1f", r.samples_per_sec) + ',' + fmt("%.4f", r.seconds) + '\n');
+  });
 }
 
 void Trainer::start_epoch(int64_t epoch) {
@@ -400,6 +473,7 @@ EpochResult Trainer::run() {
     result.has_val = has_val_;
     if (has_val_) evaluate(&result.val_loss, &result.val_accuracy);
     report(result);
+    write_metrics(result);
     if (!complete) break;
     const int64_t done = epoch + 1;
     if (!config_.checkpoint.empty() && (done % config_.checkpoint_every == 0 || done == config_.epochs)) {

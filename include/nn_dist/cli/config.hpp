@@ -38,6 +38,8 @@ struct Config {
   bool profile = false;
   long warmup_steps = 10;
   bool quiet = false;
+  // the --config file, if any (an input: no output may overwrite it)
+  std::string config_file;
   // the options as INI text, stored in checkpoints
   std::string options_text;
 };

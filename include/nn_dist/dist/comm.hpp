@@ -29,6 +29,7 @@ class Communicator {
   int rank() const { return rank_; }
   int size() const { return size_; }
   bool root() const { return rank_ == 0; }
+  int node_size() const { return node_size_; }  // ranks on this rank's node (shared memory)
 
   // Setup errors: every rank passes its own error text ("" for none). If any
   // rank failed, every rank throws AgreedError with the lowest failing rank's message.
@@ -57,7 +58,7 @@ class Communicator {
   [[noreturn]] void abort(int code) const;
 
  private:
-  int rank_ = 0, size_ = 1;
+  int rank_ = 0, size_ = 1, node_size_ = 1;
 };
 
 // How the gradient is summed over the ranks.

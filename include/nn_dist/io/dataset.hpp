@@ -32,6 +32,10 @@ struct Shard {
   Matrix<double> y;       // (target_width, count), as stored
 };
 
+// The memory a shard of `count` rows takes once read (features as float32,
+// targets as read and as converted), to refuse absurd sizes before reading.
+double shard_bytes(const DatasetInfo& info, long count);
+
 // Rows [offset, offset + count); checks X for NaN/Inf.
 Shard read_shard(const DatasetInfo& info, long offset, long count);
 

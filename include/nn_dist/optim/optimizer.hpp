@@ -27,6 +27,9 @@ struct OptimizerOptions {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
 };
 
+// The state buffers these options keep, by their checkpoint names (as PyTorch names them).
+std::vector<std::string> optimizer_state_names(const OptimizerOptions& options);
+
 class Optimizer {
  public:
   Optimizer(const OptimizerOptions& options, std::size_t size);

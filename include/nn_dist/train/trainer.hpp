@@ -4,13 +4,14 @@
 #pragma once
 
 #include <cstdint>
-#include <fstream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "nn_dist/cli/config.hpp"
 #include "nn_dist/dist/comm.hpp"
 #include "nn_dist/io/dataset.hpp"
+#include "nn_dist/io/files.hpp"
 #include "nn_dist/model/mlp.hpp"
 #include "nn_dist/optim/optimizer.hpp"
 #include "nn_dist/train/data.hpp"
@@ -55,11 +56,16 @@ class Trainer {
   long output_width() const { return layout().sizes().back(); }
 
  private:
+  // Inputs are readable regular files; outputs can be written and overwrite no input.
+  void check_files();
   void load_data();
+  // Throws Error naming the flag or label that makes the model too big for this node.
+  void require_model_memory(const std::vector<long>& sizes, long max_batch, bool from_checkpoint) const;
   void build_model();
   void evaluate(double* loss, double* accuracy);
   void save_checkpoint(int64_t epochs_done);
   void report(const EpochResult& r);
+  void write_metrics(const EpochResult& r);
   void print_profile() const;
 
   const Communicator& comm_;
@@ -81,7 +87,8 @@ class Trainer {
   int64_t start_epoch_ = 0, global_step_ = 0;
   double epoch_sums_[3] = {0, 0, 0};  // loss, correct, count over the epoch
   StepTimes times_;
-  std::ofstream metrics_;
+  std::string checkpoint_path_, metrics_path_;  // rank 0: the outputs, symlinks resolved
+  TextFileWriter metrics_;
 };
 
 }  // namespace nn_dist
