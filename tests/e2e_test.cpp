@@ -19,292 +19,11 @@
 #include <thread>
 #include <vector>
 
+#include "e2e_util.hpp"
 #include "nn_dist/io/dataset.hpp"
-#include "test_util.hpp"
 
-namespace nn_dist {
+namespace nn_dist::e2e {
 namespace {
-
-namespace fs = std::filesystem;
-
-// A hung job fails its test after this long instead of stalling the suite.
-// Bad input is rejected before training, in well under a second.
-constexpr int kTrainingTimeoutSeconds = 120;
-constexpr int kErrorTimeoutSeconds = 15;
-constexpr int kTimedOut = 124;  // timeout(1)'s exit code
-
-std::string file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
-
-std::string quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
-
-std::vector<std::string> lines_containing(const std::string& text, const std::string& word) {
-  std::vector<std::string> found;
-  for (const std::string& line : lines_of(text)) {
-    if (line.find(word) != std::string::npos) found.push_back(line);
-  }
-  return found;
-}
-
-bool contains(const std::string& text, const std::string& word) { return text.find(word) != std::string::npos; }
-
-struct RunResult {
-  int code = -1;                // exit code of the command (128 + signal if killed)
-  std::string out, err;
-  std::vector<int> rank_codes;  // with per-rank codes: rank r's own exit code, -1 if it left none
-  std::string command;
-};
-
-// Runs a shell command under `timeout`, capturing stdout and stderr in `dir`.
-RunResult run_shell(const std::string& dir, const std::string& command,
-                    int timeout_seconds = kTrainingTimeoutSeconds) {
-  static int counter = 0;
-  const std::string base = dir + "/run" + std::to_string(++counter);
-  RunResult r;
-  r.command = command;
-  const std::string full = "timeout -k 5 " + std::to_string(timeout_seconds) + " " + command + " >" +
-                           quote(base + ".out") + " 2>" + quote(base + ".err");
-  const int status = std::system(full.c_str());
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = file_bytes(base + ".out");
-  r.err = file_bytes(base + ".err");
-  return r;
-}
-
-std::string mpirun_prefix(int ranks) {
-  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
-  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
-  setenv("OMP_NUM_THREADS", "1", 0);
-  return std::string(NN_MPIEXEC) + " -np " + std::to_string(ranks) +
-         " --oversubscribe --mca mpi_yield_when_idle 1 --bind-to none";
-}
-
-std::string joined(const std::vector<std::string>& args) {
-  std::string s;
-  for (const std::string& a : args) s += " " + quote(a);
-  return s;
-}
-
-// nn_dist under plain mpirun: the exit code is what a job script sees.
-RunResult run_nn_dist(const std::string& dir, int ranks, const std::vector<std::string>& args,
-                      int timeout_seconds = kTrainingTimeoutSeconds) {
-  return run_shell(dir, mpirun_prefix(ranks) + " " + quote(NN_DIST_BIN) + joined(args), timeout_seconds);
-}
-
-// nn_dist with each rank's own exit code recorded. mpirun is told not to kill
-// the other ranks when the first one exits non-zero, so a rank that would
-// hang shows up as a timeout instead of being killed quietly.
-RunResult run_nn_dist_per_rank(const std::string& dir, int ranks, const std::vector<std::string>& args) {
-  static int counter = 0;
-  const std::string prefix = dir + "/rank_code" + std::to_string(++counter) + ".";
-  // The trap ends a hung rank when `timeout` stops mpirun, which signals only its direct children.
-  const std::string wrapper = "\"$0\" \"$@\" & pid=$!; trap 'kill -9 $pid; exit 143' TERM INT HUP; wait $pid; "
-                              "code=$?; echo $code > " + prefix + "$OMPI_COMM_WORLD_RANK; exit $code";
-  RunResult r = run_shell(dir, mpirun_prefix(ranks) + " --mca orte_abort_on_non_zero_status 0 sh -c " +
-                                   quote(wrapper) + " " + quote(NN_DIST_BIN) + joined(args),
-                           kErrorTimeoutSeconds);
-  for (int rank = 0; rank < ranks; ++rank) {
-    const std::string text = file_bytes(prefix + std::to_string(rank));
-    r.rank_codes.push_back(text.empty() ? -1 : std::atoi(text.c_str()));
-  }
-  return r;
-}
-
-RunResult run_datagen(const std::string& dir, const std::vector<std::string>& args) {
-  return run_shell(dir, quote(NN_DATAGEN_BIN) + joined(args));
-}
-
-std::string describe(const RunResult& r) {
-  return "command: " + r.command + "\nexit code: " + std::to_string(r.code) + "\n--- stdout ---\n" + r.out +
-         "--- stderr ---\n" + r.err;
-}
-
-void expect_success(const RunResult& r) {
-  ASSERT_EQ(r.code, 0) << describe(r);
-  EXPECT_TRUE(lines_containing(r.err, "error").empty()) << describe(r);
-}
-
-// The error contract: one line "nn_dist: error: ..." naming what is wrong,
-// and no sign of an MPI abort, an uncaught exception or a signal.
-void expect_one_clean_error_line(const RunResult& r, const std::vector<std::string>& expected) {
-  const std::vector<std::string> error_lines = lines_containing(r.out + r.err, "error");
-  ASSERT_EQ(error_lines.size(), 1u) << describe(r);
-  const std::string& line = error_lines[0];
-  EXPECT_EQ(line.rfind("nn_dist: error: ", 0), 0u) << "not printed once by rank 0:\n" << describe(r);
-  EXPECT_TRUE(contains(r.err, line)) << "the error went to stdout:\n" << describe(r);
-  for (const std::string& word : expected) {
-    EXPECT_TRUE(contains(line, word)) << "missing '" << word << "'\n" << describe(r);
-  }
-  for (const char* bad : {"MPI_ABORT", "Abort", "terminate called", "Segmentation", "core dumped", "Signal:",
-                          "what():", "Traceback"}) {
-    EXPECT_FALSE(contains(r.out + r.err, bad)) << "found '" << bad << "'\n" << describe(r);
-  }
-}
-
-// Fails the job with a clear error at `ranks` ranks: exit code 2 from every
-// rank on its own (first run), and from mpirun as a job script sees it (second).
-void expect_clean_failure(const std::string& dir, int ranks, const std::vector<std::string>& args,
-                          const std::vector<std::string>& expected) {
-  SCOPED_TRACE("at " + std::to_string(ranks) + " ranks");
-  const RunResult per_rank = run_nn_dist_per_rank(dir, ranks, args);
-  ASSERT_NE(per_rank.code, kTimedOut) << "a rank was still running after " << kErrorTimeoutSeconds << " s\n"
-                                      << describe(per_rank);
-  for (int rank = 0; rank < ranks; ++rank) {
-    EXPECT_EQ(per_rank.rank_codes[rank], 2) << "rank " << rank << "\n" << describe(per_rank);
-  }
-  expect_one_clean_error_line(per_rank, expected);
-
-  const RunResult plain = run_nn_dist(dir, ranks, args, kErrorTimeoutSeconds);
-  EXPECT_EQ(plain.code, 2) << describe(plain);
-  expect_one_clean_error_line(plain, expected);
-}
-
-// A checkpoint's bytes and identity, to prove nothing replaced or rewrote it.
-struct FileSnapshot {
-  std::string bytes;
-  ino_t inode = 0;
-  long mtime_ns = 0;
-  explicit FileSnapshot(const std::string& path) : bytes(file_bytes(path)) {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) == 0) {
-      inode = st.st_ino;
-      mtime_ns = static_cast<long>(st.st_mtim.tv_sec) * 1000000000L + st.st_mtim.tv_nsec;
-    }
-  }
-};
-
-void expect_unchanged(const FileSnapshot& before, const std::string& path) {
-  const FileSnapshot after(path);
-  ASSERT_FALSE(before.bytes.empty());
-  EXPECT_TRUE(after.bytes == before.bytes) << path << " was modified";
-  EXPECT_EQ(after.inode, before.inode) << path << " was replaced";
-  EXPECT_EQ(after.mtime_ns, before.mtime_ns) << path << " was rewritten";
-  for (const auto& entry : fs::directory_iterator(fs::path(path).parent_path())) {
-    EXPECT_EQ(entry.path().filename().string().find(".tmp."), std::string::npos)
-        << "left a temporary file " << entry.path();
-  }
-}
-
-// ---- HDF5 files written directly, for shapes and types nn_datagen never makes
-
-void add_dataset(hid_t file, const std::string& name, const std::vector<hsize_t>& dims, hid_t file_type,
-                 const std::vector<double>& values) {
-  const hid_t space = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
-  const hid_t ds = H5Dcreate2(file, name.c_str(), file_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  ASSERT_GE(ds, 0) << name;
-  if (!values.empty()) {
-    ASSERT_GE(H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), 0) << name;
-  }
-  H5Dclose(ds);
-  H5Sclose(space);
-}
-
-void add_string_dataset(hid_t file, const std::string& name, hsize_t rows, hsize_t cols) {
-  const hid_t type = H5Tcopy(H5T_C_S1);
-  H5Tset_size(type, 4);
-  const hsize_t dims[2] = {rows, cols};
-  const hid_t space = H5Screate_simple(2, dims, nullptr);
-  const hid_t ds = H5Dcreate2(file, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  ASSERT_GE(ds, 0);
-  const std::string text(rows * cols * 4, 'a');
-  ASSERT_GE(H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data()), 0);
-  H5Dclose(ds);
-  H5Sclose(space);
-  H5Tclose(type);
-}
-
-// Writes a file with whatever datasets `fill` adds.
-void write_h5(const std::string& path, const std::function<void(hid_t)>& fill) {
-  const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  ASSERT_GE(file, 0) << path;
-  fill(file);
-  H5Fclose(file);
-}
-
-// n samples of d features (row-major, as stored), small values in [-0.5, 0.5].
-std::vector<double> features(long n, long d) {
-  std::vector<double> v(n * d);
-  for (long i = 0; i < n; ++i) {
-    for (long j = 0; j < d; ++j) v[i * d + j] = 0.1 * static_cast<double>((i * 7 + j * 3) % 11) - 0.5;
-  }
-  return v;
-}
-
-std::vector<double> labels(long n, long classes) {
-  std::vector<double> v(n);
-  for (long i = 0; i < n; ++i) v[i] = static_cast<double>(i % classes);
-  return v;
-}
-
-// A labelled set with X (n, d) float32 and y (n) int64, after `edit` changes them.
-using Edit = std::function<void(std::vector<double>& x, std::vector<double>& y)>;
-void write_labelled(const std::string& path, long n, long d, const Edit& edit = nullptr) {
-  std::vector<double> x = features(n, d), y = labels(n, 3);
-  if (edit) edit(x, y);
-  write_h5(path, [&](hid_t f) {
-    add_dataset(f, "X", {hsize_t(n), hsize_t(d)}, H5T_IEEE_F32LE, x);
-    add_dataset(f, "y", {hsize_t(n)}, H5T_STD_I64LE, y);
-  });
-}
-
-// ---- data and a good checkpoint shared by every test (made once)
-
-struct Shared {
-  std::string dir, train, val, checkpoint;
-  Shared() {
-    dir = testing::temp_dir("e2e_shared");
-    train = dir + "/train.h5";
-    val = dir + "/val.h5";
-    checkpoint = dir + "/good_ck.h5";
-    const RunResult gen = run_datagen(dir, {"--kind", "spirals", "--samples", "400", "--val-samples", "200", "--out",
-                                            train, "--val-out", val});
-    EXPECT_EQ(gen.code, 0) << describe(gen);
-    const RunResult fit = run_nn_dist(dir, 2, {"--data", train, "--hidden", "8", "--epochs", "1", "--checkpoint",
-                                               checkpoint, "--quiet"});
-    EXPECT_EQ(fit.code, 0) << describe(fit);
-    EXPECT_TRUE(fs::is_regular_file(checkpoint)) << describe(fit);
-  }
-  ~Shared() { fs::remove_all(dir); }
-};
-
-const Shared& shared() {
-  static const Shared s;
-  return s;
-}
-
-class E2eTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    ASSERT_TRUE(fs::is_regular_file(shared().checkpoint));
-    dir_ = testing::temp_dir("e2e");
-  }
-  void TearDown() override {
-    if (!HasFailure()) fs::remove_all(dir_);
-  }
-  std::string path(const std::string& name) const { return dir_ + "/" + name; }
-  // A copy of the good checkpoint in this test's folder, for --checkpoint.
-  std::string good_checkpoint_copy() const {
-    const std::string ck = path("ck.h5");
-    fs::copy_file(shared().checkpoint, ck, fs::copy_options::overwrite_existing);
-    return ck;
-  }
-  std::string dir_;
-};
 
 // ---- bad inputs: each case prepares its files and returns nn_dist's flags
 
@@ -504,12 +223,16 @@ TEST_P(BadInputTest, FailsWithOneLineAndExitCodeTwoOnEveryRankAndKeepsTheCheckpo
   const BadCase& c = GetParam();
   std::vector<std::string> args = c.prepare(dir_);
   ASSERT_FALSE(HasFailure()) << "could not prepare the bad input";
-  const std::string ck = good_checkpoint_copy();
-  args.insert(args.end(), {"--checkpoint", ck, "--checkpoint-every", "1"});
-  const FileSnapshot before(ck);
+  // Every case also writes a checkpoint, unless it names its own --checkpoint.
+  if (std::find(args.begin(), args.end(), "--checkpoint") == args.end()) {
+    args.insert(args.end(), {"--checkpoint", good_checkpoint_copy(), "--checkpoint-every", "1"});
+  }
+  const TreeSnapshot before(dir_), shared_before(shared().dir);
   expect_clean_failure(dir_, 2, args, c.expected);
   if (c.also_three_ranks) expect_clean_failure(dir_, 3, args, c.expected);
-  expect_unchanged(before, ck);
+  // Inputs, checkpoints and every other file compared byte for byte; nothing created.
+  expect_tree_unchanged(before, dir_);
+  expect_tree_unchanged(shared_before, shared().dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(E2e, BadInputTest, ::testing::ValuesIn(bad_cases()),
@@ -553,25 +276,6 @@ std::vector<double> values_after(const std::string& out, const std::string& key)
     if (at != std::string::npos) v.push_back(std::atof(line.c_str() + at + key.size()));
   }
   return v;
-}
-
-std::vector<std::string> epoch_lines(const std::string& out) {
-  std::vector<std::string> found;
-  for (const std::string& line : lines_of(out)) {
-    if (line.rfind("epoch ", 0) == 0) found.push_back(line);
-  }
-  return found;
-}
-
-// Epoch lines without the timing columns, to compare two runs.
-std::vector<std::string> epoch_lines_without_timing(const std::string& out) {
-  std::vector<std::string> found;
-  for (std::string line : epoch_lines(out)) {
-    const std::size_t cut = line.find(" samples/s");
-    line = line.substr(0, line.rfind(' ', cut - 1));
-    found.push_back(line);
-  }
-  return found;
 }
 
 TEST_F(E2eTest, LearnsSpiralsThatALinearModelCannot) {
@@ -857,4 +561,4 @@ TEST_F(E2eTest, SamplesNotDivisibleByRanksOrBatchFinish) {
 }
 
 }  // namespace
-}  // namespace nn_dist
+}  // namespace nn_dist::e2e
