@@ -1,11 +1,15 @@
-// The packed AVX-512 product against a double-precision reference, over
-// shapes that exercise every edge: rows and columns that are not multiples of
-// the 32 x 8 kernel, depths beyond one packed block (cut into equal blocks), wide outputs beyond one
+// The packed products (AVX-512 and AVX2 kernels, each forced in turn) against
+// a double-precision reference, over shapes that exercise every edge: rows
+// and columns that are not multiples of the 32 x 8 and 16 x 6 kernels, depths
+// beyond one packed block (cut into equal blocks), wide outputs beyond one
 // packed panel, transposed operands, and leading dimensions larger than the
-// matrix.
+// matrix. Every kernel the CPU supports runs; none is skipped silently.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
+
+#include "nn_dist/common/error.hpp"
 
 #include "nn_dist/model/gemm.hpp"
 #include "nn_dist/model/init.hpp"
@@ -15,8 +19,40 @@
 namespace nn_dist {
 namespace {
 
+// The packed kernels this CPU runs, and a guard that restores the automatic choice.
+std::vector<GemmKernel> packed_kernels() {
+  std::vector<GemmKernel> kernels;
+  for (GemmKernel k : {GemmKernel::kAvx512, GemmKernel::kAvx2}) {
+    if (gemm_kernel_supported(k)) kernels.push_back(k);
+  }
+  return kernels;
+}
+
+struct KernelChoice {
+  explicit KernelChoice(GemmKernel k) { set_gemm_kernel(k); }
+  ~KernelChoice() { set_gemm_kernel(GemmKernel::kAuto); }
+};
+
+TEST(GemmTest, DetectsTheCpusInstructionSets) {
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  EXPECT_EQ(gemm_kernel_supported(GemmKernel::kAvx512), avx512);
+  EXPECT_EQ(gemm_kernel_supported(GemmKernel::kAvx2), avx2);
+  EXPECT_EQ(gemm_kernel(), avx512 ? GemmKernel::kAvx512 : avx2 ? GemmKernel::kAvx2 : GemmKernel::kEigen);
+  if (!avx512) {
+    EXPECT_THROW(set_gemm_kernel(GemmKernel::kAvx512), Error);
+  }
+  std::printf("[          ] this CPU: avx512 %d, avx2+fma %d; automatic kernel %s\n", avx512, avx2,
+              gemm_kernel_name(gemm_kernel()).c_str());
+}
+
 TEST(GemmTest, MatchesReferenceOnEdgeShapes) {
-  if (!gemm_kernel_available()) GTEST_SKIP() << "no AVX-512 on this CPU: gemm() is Eigen's product";
+  ASSERT_FALSE(packed_kernels().empty()) << "this CPU has neither AVX-512 nor AVX2: no packed kernel to test";
+  for (GemmKernel kernel : packed_kernels()) {
+  SCOPED_TRACE(gemm_kernel_name(kernel));
+  const KernelChoice choice(kernel);
   Rng rng(5);
   GemmWorkspace workspace;
   struct Shape {
@@ -46,13 +82,17 @@ TEST(GemmTest, MatchesReferenceOnEdgeShapes) {
       EXPECT_LT(worst, 1e-5) << s.m << "x" << s.n << "x" << s.k << " trans " << ta << tb;
     }
   }
+  }
 }
 
 // With node-shared parameters, backward() claims this rank's part for writing
 // while its products run. The claim must change no value, and on the standard
 // model it must cover a 2-rank part before backprop ends, at any batch size.
 TEST(GemmTest, BackwardClaimsTheUpdatePartAndChangesNothing) {
-  if (!gemm_kernel_available()) GTEST_SKIP() << "no AVX-512 on this CPU: no claims";
+  ASSERT_FALSE(packed_kernels().empty()) << "this CPU has neither AVX-512 nor AVX2: no claims";
+  for (GemmKernel kernel : packed_kernels()) {
+  SCOPED_TRACE(gemm_kernel_name(kernel));
+  const KernelChoice choice(kernel);
   Eigen::setNbThreads(1);  // as nn_dist runs by default: its own product, not Eigen's threads
   const Layout layout({784, 512, 256, 10});
   FlatBuffer params;
@@ -83,6 +123,7 @@ TEST(GemmTest, BackwardClaimsTheUpdatePartAndChangesNothing) {
       EXPECT_EQ(std::memcmp(grad.data(), plain_grad.data(), grad.size() * sizeof(float)), 0);
       EXPECT_EQ(std::memcmp(params.data(), before.data(), params.size() * sizeof(float)), 0);
     }
+  }
   }
 }
 

@@ -439,8 +439,8 @@ std::vector<HostileCase> size_cases() {
        {"--lr", "finite"}, false, {"diverged"}},
       {"NanMomentum", [](const std::string& d) { return on_data(d, {"--momentum", "nan"}); },
        {"--momentum", "finite"}},
-      {"ThreadsBeyondTheCpus", [](const std::string& d) { return on_data(d, {"--threads", "100000"}); },
-       {"--threads 100000", "CPUs"}, true},
+      {"HundredThousandThreads", [](const std::string& d) { return on_data(d, {"--threads", "100000"}); },
+       {"--threads 100000", "one rank per core"}, true},
       {"BucketOfAPetabyte", [](const std::string& d) { return on_data(d, {"--bucket-mb", "1e9"}); },
        {"--bucket-mb", "at most"}},
   };

@@ -51,7 +51,14 @@ void multiply_derivative(Activation f, const ConstMatrixRef<T>& a, MatrixRef<T> 
   eigen_assert(a.rows() == g.rows() && a.cols() == g.cols());
   switch (f) {
     case Activation::kRelu:
-      g = (a.array() > T(0)).select(g, T(0));
+      // A plain loop the compiler turns into a compare and a mask: Eigen's
+      // select() compiled for baseline x86-64 branched on every element, and
+      // with half the signs random that cost 0.3 ms of a 2.4 ms step.
+      for (long j = 0; j < g.cols(); ++j) {
+        const T* aj = a.data() + j * a.outerStride();
+        T* gj = g.data() + j * g.outerStride();
+        for (long i = 0; i < g.rows(); ++i) gj[i] = aj[i] > T(0) ? gj[i] : T(0);
+      }
       break;
     case Activation::kTanh:
       g.array() *= T(1) - a.array().square();

@@ -47,7 +47,7 @@ void Mlp<T>::multiply(long m, long n, long k, const T* a, long lda, bool trans_a
                       T* c, long ldc) {
   if constexpr (std::is_same_v<T, float>) {
     // With more than one thread per rank, Eigen's threaded product does the work.
-    if (gemm_kernel_available() && Eigen::nbThreads() == 1) {
+    if (gemm_kernel() != GemmKernel::kEigen && Eigen::nbThreads() == 1) {
       gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, gemm_workspace_);
       return;
     }

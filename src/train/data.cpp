@@ -4,6 +4,7 @@
 #include "nn_dist/train/data.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 
 #include "nn_dist/model/init.hpp"
@@ -43,7 +44,9 @@ void BatchSource::gather(long step, Slot& slot) const {
   const bool has_labels = !targets_.labels.empty();
   for (long j = 0; j < n; ++j) {
     const uint32_t src = order_[begin + j];
-    slot.x.col(j) = x_.col(src);
+    // memcpy: glibc picks its AVX2/AVX-512 copy at run time; Eigen's copy
+    // is compiled for the baseline build's SSE2 (0.10 vs 0.08 ms per step).
+    std::memcpy(slot.x.col(j).data(), x_.col(src).data(), sizeof(float) * static_cast<std::size_t>(x_.rows()));
     if (has_labels) {
       slot.labels[j] = targets_.labels[src];
     } else {

@@ -42,6 +42,7 @@ struct SavedModel {
 
 Trainer::Trainer(const Communicator& comm, const Config& config) : comm_(comm), config_(config) {
   Eigen::setNbThreads(config_.threads);
+  comm_.agreed([&] { set_gemm_kernel(config_.gemm); });  // each rank checks its own node's CPU
   check_files();
   load_data();
   build_model();
@@ -312,10 +313,10 @@ void Trainer::build_model() {
   }
   if (comm_.root() && !config_.quiet) {
     std::printf("nn_dist: %d rank(s), %ld samples x %ld features, layers %s, %s hidden, %s loss, batch %ld/rank, "
-                "%ld steps/epoch, %zu parameters\n",
+                "%ld steps/epoch, %zu parameters, %s kernel\n",
                 comm_.size(), train_info_.samples, train_info_.features, sizes_string(sizes).c_str(),
                 activation_name(activation_).c_str(), loss_name(loss_).c_str(), source_->batch(), steps_per_epoch_,
-                layout.num_parameters());
+                layout.num_parameters(), gemm_kernel_name(gemm_kernel()).c_str());
     std::fflush(stdout);
   }
 }

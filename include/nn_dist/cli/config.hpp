@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "nn_dist/dist/comm.hpp"
+#include "nn_dist/model/gemm.hpp"
 #include "nn_dist/optim/optimizer.hpp"
 
 namespace nn_dist {
@@ -31,6 +32,7 @@ struct Config {
   long checkpoint_every = 1;
   // performance
   int threads = 1;
+  GemmKernel gemm = GemmKernel::kAuto;
   double bucket_mb = 1.0;
   bool overlap = true;
   AllreduceMode allreduce = AllreduceMode::kAuto;

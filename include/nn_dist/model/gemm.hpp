@@ -1,19 +1,28 @@
 // Single-precision matrix product C = op(A) op(B) for the step's shapes: a
-// packed, cache-blocked product around an AVX-512 register-blocked kernel
-// (32 x 8 block of C in 16 registers). Column-major throughout. Falls back
-// to Eigen on CPUs without AVX-512. Allocates nothing: the caller owns the
-// packing space (GemmWorkspace).
+// packed, cache-blocked product around a register-blocked kernel for the
+// CPU's instruction set, chosen at run time (AVX-512, else AVX2 + FMA, else
+// Eigen's product). Column-major throughout. Allocates nothing: the caller
+// owns the packing space (GemmWorkspace).
 #pragma once
 
 #include <Eigen/Core>
 #include <cstddef>
+#include <string>
 
 #include "nn_dist/model/layout.hpp"
 
 namespace nn_dist {
 
-// True when the AVX-512 kernel was compiled in.
-bool gemm_kernel_available();
+enum class GemmKernel { kAuto, kAvx512, kAvx2, kEigen };
+
+// The kernel gemm() runs: the best this CPU supports, unless set_gemm_kernel chose another.
+GemmKernel gemm_kernel();
+bool gemm_kernel_supported(GemmKernel kernel);
+// Chooses the kernel for the whole process (kAuto: the best); throws Error
+// naming --gemm when this CPU lacks the instructions.
+void set_gemm_kernel(GemmKernel kernel);
+GemmKernel parse_gemm_kernel(const std::string& name);  // throws Error naming --gemm
+std::string gemm_kernel_name(GemmKernel kernel);
 
 class GemmWorkspace {
  public:

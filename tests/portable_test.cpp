@@ -1,0 +1,97 @@
+// One build for every node: the default build is baseline x86-64 and picks
+// its matrix kernel at run time. Under qemu-user's Haswell (AVX2 + FMA, no
+// AVX-512) the real binary trains at 1 and 2 ranks with the AVX2 kernel and
+// reaches the result it reaches on this CPU; every kernel this CPU runs
+// trains to the same result within float tolerance.
+#include <unistd.h>
+
+#include "e2e_util.hpp"
+
+namespace nn_dist::e2e {
+namespace {
+
+// The number after the first `key` in line.
+double number_after(const std::string& line, const std::string& key) {
+  const std::size_t at = line.find(key);
+  return at == std::string::npos ? std::nan("") : std::atof(line.c_str() + at + key.size());
+}
+
+// The last epoch line's training loss and accuracy.
+std::vector<double> final_metrics(const RunResult& r) {
+  const std::vector<std::string> lines = epoch_lines(r.out);
+  if (lines.empty()) return {};
+  return {number_after(lines.back(), "  loss "), number_after(lines.back(), "  acc ")};
+}
+
+std::string qemu_binary() {
+  for (const char* p : {"/usr/bin/qemu-x86_64", "/usr/bin/qemu-x86_64-static"}) {
+    if (::access(p, X_OK) == 0) return p;
+  }
+  return "";
+}
+
+class PortableTest : public E2eTest {
+ protected:
+  // A small task that trains in a second natively (tens of seconds emulated).
+  std::vector<std::string> task() const {
+    return {"--data", shared().train, "--hidden", "64,32", "--epochs", "3", "--batch-size", "50", "--seed", "3"};
+  }
+};
+
+TEST_F(PortableTest, EveryKernelThisCpuRunsTrainsToTheSameResult) {
+  const RunResult automatic = run_nn_dist(dir_, 2, task());
+  expect_success(automatic);
+  const std::vector<double> expected = final_metrics(automatic);
+  ASSERT_EQ(expected.size(), 2u) << describe(automatic);
+  for (const std::string kernel : {"avx512", "avx2", "eigen"}) {
+    SCOPED_TRACE(kernel);
+    std::vector<std::string> args = task();
+    args.insert(args.end(), {"--gemm", kernel});
+    const RunResult r = run_nn_dist(dir_, 2, args);
+    if (kernel == "avx512" && r.code == 2 && contains(r.err, "does not have the instructions")) continue;
+    expect_success(r);
+    EXPECT_TRUE(contains(r.out, kernel + " kernel")) << describe(r);
+    const std::vector<double> got = final_metrics(r);
+    ASSERT_EQ(got.size(), 2u) << describe(r);
+    EXPECT_NEAR(got[0], expected[0], 1e-4 * std::max(1.0, expected[0])) << describe(r);
+    EXPECT_NEAR(got[1], expected[1], 0.01) << describe(r);
+  }
+}
+
+TEST_F(PortableTest, TrainsOnAnEmulatedCpuWithoutAvx512) {
+  const std::string qemu = qemu_binary();
+  if (qemu.empty()) GTEST_SKIP() << "qemu-user is not installed (scripts/install_deps.sh installs it)";
+  // On the real CPU with the kernel the emulated one will pick: the same instructions, so the same bits.
+  std::vector<std::string> avx2_args = task();
+  avx2_args.insert(avx2_args.end(), {"--gemm", "avx2"});
+  for (int ranks : {1, 2}) {
+    SCOPED_TRACE(std::to_string(ranks) + " rank(s)");
+    const RunResult native = run_nn_dist(dir_, ranks, avx2_args);
+    expect_success(native);
+    const RunResult automatic = run_nn_dist(dir_, ranks, task());
+    expect_success(automatic);
+    const std::string command = mpirun_prefix(ranks) + " " + quote(qemu) + " -cpu Haswell " + quote(NN_DIST_BIN) +
+                                joined(task());
+    const RunResult emulated = run_shell(dir_, command, 600);
+    expect_success(emulated);
+    EXPECT_FALSE(contains(emulated.err, "Illegal instruction")) << describe(emulated);
+    EXPECT_TRUE(contains(emulated.out, "avx2 kernel")) << "did not pick the AVX2 kernel\n" << describe(emulated);
+    EXPECT_EQ(epoch_lines_without_timing(emulated.out), epoch_lines_without_timing(native.out))
+        << "emulated Haswell and this CPU's AVX2 kernel differ";
+    const std::vector<double> got = final_metrics(emulated), expected = final_metrics(automatic);
+    ASSERT_EQ(got.size(), 2u) << describe(emulated);
+    ASSERT_EQ(expected.size(), 2u) << describe(automatic);
+    EXPECT_NEAR(got[0], expected[0], 1e-4 * std::max(1.0, expected[0]));
+    EXPECT_NEAR(got[1], expected[1], 0.01);
+    // Forcing a kernel the CPU lacks is one clear error, not an illegal instruction.
+    const RunResult refused =
+        run_shell(dir_, mpirun_prefix(ranks) + " " + quote(qemu) + " -cpu Haswell " + quote(NN_DIST_BIN) +
+                            joined(task()) + " --gemm avx512",
+                  600);
+    EXPECT_EQ(refused.code, 2) << describe(refused);
+    EXPECT_TRUE(contains(refused.err, "--gemm avx512")) << describe(refused);
+  }
+}
+
+}  // namespace
+}  // namespace nn_dist::e2e
