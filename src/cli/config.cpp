@@ -67,7 +67,8 @@ po::options_description describe(Config& c, Choices& k) {
       ("bucket-mb", po::value(&c.bucket_mb)->default_value(c.bucket_mb), "gradient allreduce bucket size in MB")
       ("overlap", po::value(&k.overlap)->default_value("on"), "on: bucketed allreduce overlapping backprop; off: one blocking allreduce")
       ("allreduce", po::value(&k.allreduce)->default_value("auto"),
-       "gradient sum: auto|shared|ring|mpi (auto: shared memory on one node, else ring); "
+       "gradient sum: auto|shared|hierarchical|ring|mpi (auto: shared memory on one node, hierarchical "
+       "(shared memory inside nodes, MPI_Allreduce between) on several, mpi if nodes differ in size); "
        "none: no sum, every rank trains its own model (a benchmark of the scaling ceiling)")
       ("max-steps", po::value(&c.max_steps)->default_value(0), "stop after this many steps (0: no limit; for benchmarks)")
       ("profile", po::bool_switch(&c.profile), "print the per-step time breakdown (table and JSON line)")

@@ -219,6 +219,7 @@ struct GradientSync::Rings {
 struct GradientSync::Shared {
   static constexpr std::size_t kHeader = 128;  // bytes: the two counters
   MPI_Comm node = MPI_COMM_NULL;
+  MPI_Comm across = MPI_COMM_NULL;  // kHierarchical: the ranks of this local rank on every node
   MPI_Win window = MPI_WIN_NULL;
   std::size_t grad_size = 0;
   std::size_t buffers = 0;      // shared parameter-sized buffers in rank 0's segment
@@ -261,16 +262,18 @@ struct GradientSync::Shared {
 AllreduceMode parse_allreduce_mode(const std::string& name) {
   if (name == "auto") return AllreduceMode::kAuto;
   if (name == "shared") return AllreduceMode::kShared;
+  if (name == "hierarchical") return AllreduceMode::kHierarchical;
   if (name == "ring") return AllreduceMode::kRing;
   if (name == "mpi") return AllreduceMode::kMpi;
   if (name == "none") return AllreduceMode::kNone;
-  throw Error("--allreduce: unknown value '" + name + "' (expected auto, shared, ring, mpi or none)");
+  throw Error("--allreduce: unknown value '" + name + "' (expected auto, shared, hierarchical, ring, mpi or none)");
 }
 
 std::string allreduce_mode_name(AllreduceMode mode) {
   switch (mode) {
     case AllreduceMode::kAuto: return "auto";
     case AllreduceMode::kShared: return "shared";
+    case AllreduceMode::kHierarchical: return "hierarchical";
     case AllreduceMode::kRing: return "ring";
     case AllreduceMode::kMpi: return "mpi";
     case AllreduceMode::kNone: return "none";
@@ -288,22 +291,41 @@ GradientSync::GradientSync(const Communicator& comm, float* sums, std::size_t gr
       mode_(mode),
       backward_buffer_(sums),
       own_end_(grad_size) {
-  // Shared memory needs every rank on this node.
+  // Which ranks share a node, and whether every node has as many.
   MPI_Comm node = MPI_COMM_NULL;
   MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, comm.rank(), MPI_INFO_NULL, &node);
-  int node_size = 0;
+  int node_size = 0, fewest = 0, most = 0;
   MPI_Comm_size(node, &node_size);
+  MPI_Allreduce(&node_size, &fewest, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  MPI_Allreduce(&node_size, &most, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
   const bool one_node = node_size == comm.size();
-  if (mode_ == AllreduceMode::kAuto) mode_ = one_node ? AllreduceMode::kShared : AllreduceMode::kRing;
-  // Shared memory across nodes is impossible; on one rank the ring does nothing at all.
-  if (mode_ == AllreduceMode::kShared && (!one_node || comm.size() == 1)) mode_ = AllreduceMode::kRing;
-
-  if (mode_ == AllreduceMode::kShared) {
+  const bool even = fewest == most;
+  const std::string layout = one_node ? "1 node" : even ? std::to_string(comm.size() / node_size) + " nodes x " +
+                                                              std::to_string(node_size) + " rank(s)"
+                                                        : "nodes of " + std::to_string(fewest) + " to " +
+                                                              std::to_string(most) + " ranks";
+  const AllreduceMode asked = mode_;
+  if (mode_ == AllreduceMode::kAuto) {
+    mode_ = one_node ? (comm.size() > 1 ? AllreduceMode::kShared : AllreduceMode::kRing)
+            : even   ? AllreduceMode::kHierarchical
+                     : AllreduceMode::kMpi;
+  }
+  // Shared memory cannot span nodes; the hierarchical sum needs equal nodes.
+  if (mode_ == AllreduceMode::kShared && !one_node) mode_ = even ? AllreduceMode::kHierarchical : AllreduceMode::kMpi;
+  if (mode_ == AllreduceMode::kShared && comm.size() == 1) mode_ = AllreduceMode::kRing;  // nothing to sum
+  if (mode_ == AllreduceMode::kHierarchical && !even) mode_ = AllreduceMode::kMpi;
+  reason_ = layout + (asked == AllreduceMode::kAuto ? ", chosen by --allreduce auto" : "") +
+            (asked != AllreduceMode::kAuto && asked != mode_ ? ", instead of --allreduce " + allreduce_mode_name(asked)
+                                                              : "");
+  if (mode_ == AllreduceMode::kShared || mode_ == AllreduceMode::kHierarchical) {
     shared_ = std::make_unique<Shared>();
     shared_->node = node;
     shared_->grad_size = grad_size;
     shared_->buffers = shared_buffers;
     MPI_Comm_rank(node, &shared_->rank);
+    if (mode_ == AllreduceMode::kHierarchical) {
+      MPI_Comm_split(MPI_COMM_WORLD, shared_->rank, comm.rank(), &shared_->across);
+    }
     if (shared_buffers > 0) {  // this rank sums and updates its own part: whole cache lines
       line_part(grad_size, static_cast<std::size_t>(shared_->rank), static_cast<std::size_t>(node_size), &own_begin_,
                 &own_end_);
@@ -365,6 +387,7 @@ GradientSync::~GradientSync() {
     MPI_Win_unlock_all(shared_->window);
     MPI_Win_free(&shared_->window);
     MPI_Comm_free(&shared_->node);
+    if (shared_->across != MPI_COMM_NULL) MPI_Comm_free(&shared_->across);
   }
 }
 
@@ -405,13 +428,18 @@ void GradientSync::publish() {
 
 const double* GradientSync::wait_stats() {
   switch (mode_) {
-    case AllreduceMode::kShared: {
+    case AllreduceMode::kShared:
+    case AllreduceMode::kHierarchical: {
       publish();
       shared_->wait_for(step_ + 1);
       stats_[0] = stats_[1] = stats_[2] = 0;
       for (std::size_t r = 0; r < shared_->segments.size(); ++r) {
         const double* peer = shared_->stats(static_cast<int>(r), step_);
         for (int i = 0; i < 3; ++i) stats_[i] += peer[i];
+      }
+      // Every local rank holds its node's sums; each adds them over the nodes.
+      if (mode_ == AllreduceMode::kHierarchical) {
+        MPI_Allreduce(MPI_IN_PLACE, stats_, 3, MPI_DOUBLE, MPI_SUM, shared_->across);
       }
       break;
     }
@@ -431,8 +459,11 @@ constexpr std::size_t kSharedSlice = 8192;
 
 std::size_t GradientSync::num_slices() const {
   if (mode_ == AllreduceMode::kShared) return (own_end_ - own_begin_ + kSharedSlice - 1) / kSharedSlice;
+  if (mode_ == AllreduceMode::kHierarchical) return 1;  // one allreduce of this rank's part per step
   return buckets_.size();
 }
+
+bool GradientSync::node_leader() const { return shared_ && shared_->buffers > 0 && shared_->rank == 0; }
 
 float* GradientSync::shared_buffer(std::size_t i) const {
   return shared_ && i < shared_->buffers ? shared_->buffer(i) : nullptr;
@@ -459,6 +490,30 @@ const float* GradientSync::finish_slice(std::size_t i, std::size_t* begin, std::
         for (std::size_t j = 0; j < n; ++j) out[j] += in[j];
       }
       return sums_;
+    }
+    case AllreduceMode::kHierarchical: {
+      // This node's sum of this rank's part, in local rank order (the same
+      // bits on every node's owner of the part), then the sum over the nodes.
+      *begin = own_begin_;
+      *end = own_end_;
+      const int ranks = static_cast<int>(shared_->segments.size());
+      float* out = sums_;
+      if (ranks == 1) {
+        out = shared_->grad(0, step_);  // this rank's own gradient: summed in place
+      } else {
+        const float* __restrict first = shared_->grad(0, step_);
+        std::copy(first + *begin, first + *end, out + *begin);
+        for (int r = 1; r < ranks; ++r) {
+          const float* __restrict in = shared_->grad(r, step_);
+          for (std::size_t j = *begin; j < *end; ++j) out[j] += in[j];
+        }
+      }
+      for (std::size_t done = *begin; done < *end;) {  // MPI counts are int
+        const int chunk = static_cast<int>(std::min<std::size_t>(*end - done, INT_MAX / 2));
+        MPI_Allreduce(MPI_IN_PLACE, out + done, chunk, MPI_FLOAT, MPI_SUM, shared_->across);
+        done += static_cast<std::size_t>(chunk);
+      }
+      return out;
     }
     case AllreduceMode::kMpi:
       MPI_Allreduce(MPI_IN_PLACE, sums_, static_cast<int>(size_), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);

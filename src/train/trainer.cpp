@@ -282,12 +282,14 @@ void Trainer::build_model() {
                                          config_.allreduce, 1 + state_buffers);
   params_data_ = params_.data();
   if (float* shared = sync_->shared_buffer(0)) {
-    // One copy of the parameters and optimizer state for the whole node, in
-    // shared memory: each rank updates its own part of it, once for all.
-    if (comm_.root()) std::copy(params_.begin(), params_.end(), shared);
+    // One copy of the parameters and optimizer state for each node, in
+    // shared memory: each rank updates its own part of it, once for all. One
+    // rank per node fills it (every rank holds the broadcast values).
+    const bool leader = sync_->node_leader();
+    if (leader) std::copy(params_.begin(), params_.end(), shared);
     std::vector<float*> places;
     for (std::size_t i = 1; i <= state_buffers; ++i) places.push_back(sync_->shared_buffer(i));
-    optimizer_->place_state(places, comm_.root());
+    optimizer_->place_state(places, leader);
     comm_.barrier();
     params_data_ = shared;
     FlatBuffer().swap(params_);
@@ -317,6 +319,10 @@ void Trainer::build_model() {
                 comm_.size(), train_info_.samples, train_info_.features, sizes_string(sizes).c_str(),
                 activation_name(activation_).c_str(), loss_name(loss_).c_str(), source_->batch(), steps_per_epoch_,
                 layout.num_parameters(), gemm_kernel_name(gemm_kernel()).c_str());
+    if (comm_.size() > 1) {
+      std::printf("nn_dist: gradient sum: %s (%s)\n", allreduce_mode_name(sync_->mode()).c_str(),
+                  sync_->reason().c_str());
+    }
     std::fflush(stdout);
   }
 }

@@ -75,8 +75,17 @@ class Communicator {
 // - kNone: no gradient sum at all: each rank updates its own model from its
 //   own gradient (the losses are still summed). Not data-parallel training: a
 //   benchmark of the most that P ranks could do with free communication.
-// - kAuto: kShared when every rank shares one node, else kRing.
-enum class AllreduceMode { kAuto, kShared, kRing, kMpi, kNone };
+// - kHierarchical: for several nodes. Within each node as kShared: one copy of
+//   the parameters and optimizer state per node in shared memory, each local
+//   rank owning 1/L of it; a rank sums its part of the node's L gradients (in
+//   local rank order), then MPI_Allreduce sums that part over the nodes on a
+//   communicator of the ranks that own the same part on every node, so all
+//   local ranks and links work at once, and Open MPI's tuned algorithms (and
+//   the network's offloads) do the inter-node part. Needs the same number of
+//   ranks on every node.
+// - kAuto: kShared on one node; kHierarchical on several with equal rank
+//   counts; else kMpi.
+enum class AllreduceMode { kAuto, kShared, kHierarchical, kRing, kMpi, kNone };
 AllreduceMode parse_allreduce_mode(const std::string& name);  // throws Error naming --allreduce
 std::string allreduce_mode_name(AllreduceMode mode);
 
@@ -103,11 +112,15 @@ class GradientSync : public BackwardObserver {
   GradientSync& operator=(const GradientSync&) = delete;
 
   AllreduceMode mode() const { return mode_; }
+  // Why this mode: the layout of ranks over nodes, and what asked for it.
+  const std::string& reason() const { return reason_; }
   // The i-th shared buffer (one memory for all ranks of the node), or nullptr
   // when this mode has none. When there are shared buffers, wait() hands this
   // rank only its own part [own_begin(), own_end()) of the sum, and returns once
   // every rank has updated its part.
   float* shared_buffer(std::size_t i) const;
+  // True on one rank of each node (local rank 0) when there are shared buffers: it fills them.
+  bool node_leader() const;
   std::size_t own_begin() const { return own_begin_; }
   std::size_t own_end() const { return own_end_; }
   // Where this step's local gradient goes (the sum buffer itself, or this
@@ -161,6 +174,7 @@ class GradientSync : public BackwardObserver {
   std::size_t size_;
   bool overlap_;
   AllreduceMode mode_;
+  std::string reason_;
   float* backward_buffer_;
   std::size_t own_begin_ = 0, own_end_;  // the part of the sum this rank hands to update()
   std::vector<Bucket> buckets_;
@@ -169,7 +183,7 @@ class GradientSync : public BackwardObserver {
   int64_t step_ = 0;
   bool published_ = false;  // publish() done for this step
   std::unique_ptr<Rings> rings_;
-  std::unique_ptr<Shared> shared_;
+  std::unique_ptr<Shared> shared_;  // kShared and kHierarchical
   double test_seconds_ = 0;
 };
 

@@ -1,0 +1,73 @@
+#!/bin/bash
+# Emulated hosts on one machine, for tests and experiments: each host is a
+# network namespace with its own UTS namespace (hostname), address and
+# /etc/hosts, all on a private bridge in a "switch" namespace; no route
+# leaves them and nothing is added to the root namespace. Needs root.
+#
+#   hosts.sh up N            create hosts nnh1 .. nnhN (10.231.7.1 .. N)
+#   hosts.sh down            kill what runs in them (by PID) and delete them
+#   hosts.sh run HOST CMD..  run CMD on HOST (its hostname, its network)
+#   hosts.sh mpirun ARGS..   Open MPI's mpirun on nnh1, launching through
+#                            netns-rsh; give --host nnh1:2,nnh2:2 or a hostfile
+#   hosts.sh shape HOST RATE limit HOST's link to RATE (tc tbf, e.g. 1gbit)
+#
+# NN_HOSTS_PREFIX and NN_HOSTS_SUBNET change the names and the /24 used.
+set -euo pipefail
+PREFIX=${NN_HOSTS_PREFIX:-nnh}
+SUBNET=${NN_HOSTS_SUBNET:-10.231.7}
+SWITCH=${PREFIX}sw
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+hosts() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^${PREFIX}[0-9]+$" || true; }
+
+up() {
+  local n=$1
+  ip netns add "$SWITCH"
+  ip -n "$SWITCH" link set lo up
+  ip -n "$SWITCH" link add br0 type bridge
+  ip -n "$SWITCH" link set br0 up
+  for i in $(seq 1 "$n"); do
+    local ns=$PREFIX$i
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+    ip -n "$ns" link add eth0 type veth peer name p$i netns "$SWITCH"
+    ip -n "$SWITCH" link set p$i master br0
+    ip -n "$SWITCH" link set p$i up
+    ip -n "$ns" addr add "$SUBNET.$i/24" dev eth0
+    ip -n "$ns" link set eth0 up
+    mkdir -p "/etc/netns/$ns"
+    { echo "127.0.0.1 localhost"; for j in $(seq 1 "$n"); do echo "$SUBNET.$j $PREFIX$j"; done; } >"/etc/netns/$ns/hosts"
+  done
+}
+
+down() {
+  for ns in $(hosts) "$SWITCH"; do
+    ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$ns" || continue
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || true
+    rm -rf "/etc/netns/$ns"
+  done
+  rmdir /etc/netns 2>/dev/null || true
+}
+
+run() {
+  local host=$1
+  shift
+  exec ip netns exec "$host" unshare --uts /bin/sh -c 'hostname "$1"; shift; exec "$@"' run "$host" "$@"
+}
+
+case "${1:-}" in
+  up) up "${2:?hosts.sh up N}" ;;
+  down) down ;;
+  run) shift; run "$@" ;;
+  mpirun)
+    shift
+    # Keepalive: a cut link ends the job in about 10 s instead of minutes.
+    NETNS_RSH_CLEAN_ENV=1 run "${PREFIX}1" mpirun --allow-run-as-root --mca plm rsh \
+      --mca plm_rsh_agent "$HERE/netns-rsh" --mca btl tcp,vader,self \
+      --mca btl_tcp_if_include "$SUBNET.0/24" --mca oob_tcp_if_include "$SUBNET.0/24" \
+      --mca mpi_yield_when_idle 1 --mca oob_tcp_keepalive_time 5 --mca oob_tcp_keepalive_intvl 2 \
+      --mca oob_tcp_keepalive_probes 3 "$@" ;;
+  shape) ip netns exec "$2" tc qdisc replace dev eth0 root tbf rate "$3" burst 256kbit latency 50ms ;;
+  *) sed -n '2,17p' "$0" >&2; exit 2 ;;
+esac

@@ -1,0 +1,92 @@
+#!/bin/bash
+# nn_dist across emulated hosts (cluster/emulated/hosts.sh: network and UTS
+# namespaces on a private bridge, TCP between hosts, shared memory inside):
+#   - the MPI test suite at 2 hosts x 2 ranks and 3 hosts x 1 rank (the
+#     hierarchical sum across nodes: the union gradient, N ranks equal one
+#     process, the same bits on every rank and run to run, bitwise resume);
+#   - nn_dist at 2 x 2: auto picks the hierarchical sum and says why, and the
+#     final parameters equal a one-host run within float tolerance;
+#   - nodes of unequal size fall back to Open MPI's allreduce, and say so;
+#   - bad data seen only by a rank on the second host stops every rank with
+#     one error line and exit code 2.
+# Usage: emulated_hosts_test.sh BUILD_DIR. Exit 77 (ctest: skipped) only where
+# the machine cannot make namespaces; everything it creates is removed on exit.
+set -uo pipefail
+BUILD=$(cd "$1" && pwd)
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+HOSTS="$ROOT/cluster/emulated/hosts.sh"
+export NN_HOSTS_PREFIX=nnt NN_HOSTS_SUBNET=10.231.9
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+PASS_ENV=(-x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM -x OMP_NUM_THREADS)
+
+if [[ $(id -u) -ne 0 ]]; then echo "SKIPPED: creating network namespaces needs root"; exit 77; fi
+if ! command -v ip >/dev/null || ! command -v unshare >/dev/null; then
+  echo "SKIPPED: iproute2 and util-linux (ip, unshare) are needed"; exit 77
+fi
+WORK=$(mktemp -d)
+cleanup() { "$HOSTS" down >/dev/null 2>&1; rm -rf "$WORK"; }
+trap cleanup EXIT
+trap 'exit 143' TERM INT
+"$HOSTS" down >/dev/null 2>&1  # leftovers of a killed run
+if ! "$HOSTS" up 3 >"$WORK/up.log" 2>&1; then
+  echo "SKIPPED: cannot create network namespaces here: $(head -c 300 "$WORK/up.log")"; exit 77
+fi
+
+failures=0
+check() {  # check NAME CONDITION-COMMAND...
+  local name=$1; shift
+  if "$@"; then echo "ok: $name"; else echo "FAILED: $name"; failures=$((failures + 1)); fi
+}
+on_hosts() {  # on_hosts HOSTLIST NP CMD... (output in $WORK/out, exit code in $rc)
+  local hosts=$1 np=$2; shift 2
+  timeout -k 5 300 "$HOSTS" mpirun -np "$np" --host "$hosts" --oversubscribe "${PASS_ENV[@]}" "$@" >"$WORK/out" 2>&1
+  rc=$?
+}
+
+for layout in "nnt1:2,nnt2:2 4" "nnt1:1,nnt2:1,nnt3:1 3"; do
+  set -- $layout
+  on_hosts "$1" "$2" "$BUILD/tests/mpi_tests"
+  check "mpi_tests on $1" grep -q "PASSED" "$WORK/out"
+  check "mpi_tests on $1: no failure" test "$rc" -eq 0
+  [[ $rc -eq 0 ]] || tail -40 "$WORK/out"
+done
+
+"$BUILD/nn_datagen" --kind spirals --samples 2000 --out "$WORK/d.h5" >/dev/null
+train=(--data "$WORK/d.h5" --hidden 32,16 --epochs 2 --batch-size 25 --seed 5)
+mpirun -np 4 --oversubscribe --mca mpi_yield_when_idle 1 --bind-to none "$BUILD/nn_dist" "${train[@]}" --quiet \
+  --checkpoint "$WORK/one_host.h5" >"$WORK/one_host.out" 2>&1
+check "one-host reference run" test -f "$WORK/one_host.h5"
+
+on_hosts nnt1:2,nnt2:2 4 "$BUILD/nn_dist" "${train[@]}" --checkpoint "$WORK/two_hosts.h5"
+check "2 x 2: trained" test "$rc" -eq 0
+check "2 x 2: auto chose the hierarchical sum and said why" \
+  grep -q "gradient sum: hierarchical (2 nodes x 2 rank(s), chosen by --allreduce auto)" "$WORK/out"
+[[ $rc -eq 0 ]] || tail -20 "$WORK/out"
+check "2 x 2 equals one host within float tolerance" /usr/bin/python3 - "$WORK/one_host.h5" "$WORK/two_hosts.h5" <<'PY'
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+worst = max(float(np.max(np.abs(a["model"][k][...] - b["model"][k][...]) / np.maximum(1, np.abs(a["model"][k][...]))))
+            for k in a["model"])
+print("  largest relative difference:", worst)
+sys.exit(0 if worst < 1e-4 else 1)
+PY
+
+on_hosts nnt1:2,nnt2:1 3 "$BUILD/nn_dist" "${train[@]}"
+check "2 + 1: trained" test "$rc" -eq 0
+check "2 + 1: unequal nodes use Open MPI's allreduce and say so" \
+  grep -q "gradient sum: mpi (nodes of 1 to 2 ranks, chosen by --allreduce auto)" "$WORK/out"
+
+# NaN in the last sample: only rank 3, on the second host, reads it.
+/usr/bin/python3 - "$WORK/d.h5" "$WORK/nan.h5" <<'PY'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f, h5py.File(sys.argv[2], "w") as g:
+    x = f["X"][...]; x[-1, 0] = float("nan"); g["X"] = x; g["y"] = f["y"][...]
+PY
+on_hosts nnt1:2,nnt2:2 4 "$BUILD/nn_dist" --data "$WORK/nan.h5" --hidden 8 --epochs 1
+check "bad input on host 2: exit code 2" test "$rc" -eq 2
+check "bad input on host 2: one error line naming the file" \
+  test "$(grep -c 'nn_dist: error: --data .*nan.h5.*NaN' "$WORK/out")" -eq 1
+check "bad input on host 2: no abort" bash -c "! grep -q 'MPI_ABORT' '$WORK/out'"
+
+echo "$failures failed"
+[[ $failures -eq 0 ]]
