@@ -560,5 +560,49 @@ TEST_F(E2eTest, SamplesNotDivisibleByRanksOrBatchFinish) {
   EXPECT_EQ(epoch_lines(r.out).size(), 2u) << describe(r);
 }
 
+
+TEST_F(E2eTest, CheckpointDirKeepsTheNewestAndResumeAutoContinuesFromThem) {
+  const std::string ck = path("ck");
+  const std::vector<std::string> common{"--data", shared().train, "--hidden", "8", "--checkpoint-dir", ck,
+                                        "--resume", "auto", "--keep-checkpoints", "2"};
+  std::vector<std::string> first = common, second = common, straight{"--data", shared().train, "--hidden", "8",
+                                                                      "--epochs", "5"};
+  first.insert(first.end(), {"--epochs", "3"});
+  second.insert(second.end(), {"--epochs", "5"});
+  // 400 samples over 2 ranks, batch 32: 7 steps per epoch.
+  const RunResult a = run_nn_dist(dir_, 2, first);
+  expect_success(a);
+  EXPECT_TRUE(contains(a.out, "no checkpoint yet, starting fresh")) << describe(a);
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(ck)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"ckpt-0000000014.h5", "ckpt-0000000021.h5"})) << "keeps the newest 2";
+  // A damaged newest file is skipped with a warning naming it; the run continues from the one before.
+  write_text(ck + "/ckpt-0000000099.h5", "torn");
+  const RunResult b = run_nn_dist(dir_, 2, second);
+  expect_success(b);
+  EXPECT_TRUE(contains(b.err, "ckpt-0000000099.h5")) << describe(b);
+  EXPECT_TRUE(contains(b.out, "resuming from " + fs::canonical(ck).string() + "/ckpt-0000000021.h5") ||
+              contains(b.out, "resuming from " + ck + "/ckpt-0000000021.h5"))
+      << describe(b);
+  EXPECT_EQ(epoch_lines(b.out).size(), 2u) << describe(b);
+  // Interrupted after 3 epochs and continued equals 5 epochs straight, bit for bit.
+  const RunResult c = run_nn_dist(dir_, 2, straight);
+  expect_success(c);
+  const std::vector<std::string> whole = epoch_lines_without_timing(c.out), resumed = epoch_lines_without_timing(b.out);
+  ASSERT_EQ(whole.size(), 5u);
+  ASSERT_EQ(resumed.size(), 2u);
+  EXPECT_EQ(resumed[0], whole[3]);
+  EXPECT_EQ(resumed[1], whole[4]);
+}
+
+TEST_F(E2eTest, ResumeAutoNeedsSomewhereToLookAndOneKindOfCheckpoint) {
+  expect_clean_failure(dir_, 2, {"--data", shared().train, "--resume", "auto"}, {"--resume auto", "--checkpoint-dir"});
+  expect_clean_failure(dir_, 2, {"--data", shared().train, "--checkpoint", path("a.h5"), "--checkpoint-dir", path("d")},
+                       {"--checkpoint and --checkpoint-dir"});
+  expect_clean_failure(dir_, 2, {"--data", shared().train, "--checkpoint-dir", path("no/such/dir")},
+                       {"--checkpoint-dir", "cannot create"});
+}
+
 }  // namespace
 }  // namespace nn_dist::e2e

@@ -55,8 +55,11 @@ po::options_description describe(Config& c, Choices& k) {
   po::options_description output("Checkpoints and output", 100);
   output.add_options()
       ("checkpoint", po::value(&c.checkpoint), "checkpoint file written by rank 0 (atomically)")
+      ("checkpoint-dir", po::value(&c.checkpoint_dir), "folder of numbered checkpoints ckpt-<step>.h5 (created if missing)")
+      ("keep-checkpoints", po::value(&c.keep_checkpoints)->default_value(c.keep_checkpoints), "checkpoints kept in --checkpoint-dir")
       ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(c.checkpoint_every), "epochs between checkpoints")
-      ("resume", po::value(&c.resume), "continue the run saved in this checkpoint")
+      ("resume", po::value(&c.resume), "continue the run saved in this checkpoint; auto: the newest in --checkpoint-dir "
+       "(or --checkpoint if it exists), else start fresh")
       ("metrics", po::value(&c.metrics), "write per-epoch metrics to this CSV file")
       ("quiet", po::bool_switch(&c.quiet), "no per-epoch lines");
   po::options_description perf("Performance", 100);
@@ -117,7 +120,7 @@ void reject_stray_arguments(const po::parsed_options& parsed) {
 
 // Options given with an empty value, e.g. --checkpoint "" from an unset shell variable.
 void reject_empty_paths(const po::variables_map& vm) {
-  for (const char* name : {"data", "val", "init", "resume", "checkpoint", "metrics", "config"}) {
+  for (const char* name : {"data", "val", "init", "resume", "checkpoint", "checkpoint-dir", "metrics", "config"}) {
     if (vm.count(name) && vm[name].as<std::string>().empty()) {
       throw Error(std::string("--") + name + ": the path is empty");
     }
@@ -234,7 +237,14 @@ ParseResult parse_config(int argc, const char* const* argv, Config* config, std:
   require_nonnegative(static_cast<double>(c.max_steps), "max-steps");
   require_nonnegative(static_cast<double>(c.warmup_steps), "warmup-steps");
   if (!c.init.empty() && !c.resume.empty()) throw Error("--init and --resume: give one, not both");
-  if (c.allreduce == AllreduceMode::kNone && !c.checkpoint.empty()) {
+  if (!c.checkpoint.empty() && !c.checkpoint_dir.empty()) {
+    throw Error("--checkpoint and --checkpoint-dir: give one, not both");
+  }
+  require_positive(c.keep_checkpoints, "keep-checkpoints");
+  if (c.resume == "auto" && c.checkpoint.empty() && c.checkpoint_dir.empty()) {
+    throw Error("--resume auto: needs --checkpoint-dir (or --checkpoint) to look for the newest checkpoint in");
+  }
+  if (c.allreduce == AllreduceMode::kNone && !(c.checkpoint.empty() && c.checkpoint_dir.empty())) {
     throw Error("--allreduce none: the ranks train separate models (a benchmark), so there is no model for "
                 "--checkpoint to save");
   }

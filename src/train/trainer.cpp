@@ -12,6 +12,7 @@
 
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/io/checkpoint.hpp"
+#include "nn_dist/io/checkpoint_dir.hpp"
 #include "nn_dist/io/files.hpp"
 #include "nn_dist/model/init.hpp"
 #include "nn_dist/train/memory.hpp"
@@ -50,12 +51,38 @@ Trainer::Trainer(const Communicator& comm, const Config& config) : comm_(comm), 
 
 Trainer::~Trainer() = default;
 
+void Trainer::resolve_resume_auto() {
+  if (config_.resume != "auto") return;
+  std::string chosen;
+  comm_.agreed([&] {
+    if (!comm_.root()) return;
+    namespace fs = std::filesystem;
+    if (!config_.checkpoint_dir.empty()) {
+      std::vector<std::string> warnings;
+      if (fs::is_directory(config_.checkpoint_dir)) chosen = newest_valid_checkpoint(config_.checkpoint_dir, &warnings);
+      for (const std::string& w : warnings) {
+        std::fprintf(stderr, "warning: --resume auto: skipping an unreadable checkpoint: %s\n", printable(w, 300).c_str());
+      }
+    } else if (fs::exists(config_.checkpoint)) {
+      chosen = config_.checkpoint;
+    }
+    if (!config_.quiet) {
+      std::printf("nn_dist: --resume auto: %s\n",
+                  chosen.empty() ? "no checkpoint yet, starting fresh" : ("resuming from " + chosen).c_str());
+    }
+  });
+  comm_.broadcast(&chosen);
+  config_.resume = chosen;  // "" starts fresh
+}
+
 void Trainer::check_files() {
+  resolve_resume_auto();
   // Every rank reads the data where it runs; rank 0 alone reads checkpoints
   // (--config was checked where it was parsed) and writes the outputs.
   const std::vector<NamedPath> every_rank{{"--data", config_.data}, {"--val", config_.val}};
   const std::vector<NamedPath> root_only{{"--init", config_.init}, {"--resume", config_.resume}};
-  std::vector<NamedPath> inputs = every_rank;
+  std::vector<NamedPath>& inputs = inputs_;
+  inputs = every_rank;
   inputs.insert(inputs.end(), root_only.begin(), root_only.end());
   inputs.push_back({"--config", config_.config_file});
   const std::vector<NamedPath> outputs{{"--checkpoint", config_.checkpoint}, {"--metrics", config_.metrics}};
@@ -71,11 +98,25 @@ void Trainer::check_files() {
     if (!config_.checkpoint.empty()) {
       checkpoint_path_ = require_output_file(config_.checkpoint, "--checkpoint " + config_.checkpoint);
     }
+    if (!config_.checkpoint_dir.empty()) {
+      namespace fs = std::filesystem;
+      const std::string what = "--checkpoint-dir " + config_.checkpoint_dir;
+      std::error_code ec;
+      if (!fs::exists(config_.checkpoint_dir, ec) && !fs::create_directory(config_.checkpoint_dir, ec)) {
+        throw Error(what + ": cannot create the folder (" + (ec ? ec.message() : "its parent does not exist") + ")");
+      }
+      if (!fs::is_directory(config_.checkpoint_dir)) throw Error(what + ": is not a folder");
+      checkpoint_dir_ = fs::canonical(config_.checkpoint_dir).string();
+      require_output_file(checkpoint_dir_ + "/" + checkpoint_file_name(0), what);  // the folder takes new files
+    }
     if (!config_.metrics.empty()) metrics_path_ = require_output_file(config_.metrics, "--metrics " + config_.metrics);
     // The documented continuation: --resume X --checkpoint X rewrites X.
     require_distinct_files(inputs, outputs, {{"--checkpoint", "--resume"}});
-    if (!checkpoint_path_.empty()) {
-      for (const std::string& stale : remove_stale_temporaries(checkpoint_path_)) {
+    const std::string written = !checkpoint_path_.empty() ? checkpoint_path_
+                                : !checkpoint_dir_.empty() ? checkpoint_dir_ + "/" + checkpoint_file_name(0)
+                                                           : "";
+    if (!written.empty()) {
+      for (const std::string& stale : remove_stale_temporaries(written)) {
         std::printf("note: removed %s, left by an earlier run that was killed while writing a checkpoint\n",
                     printable(stale, 200).c_str());
       }
@@ -366,7 +407,9 @@ bool Trainer::train_step(long step) {
   if (!finite) {
     throw AgreedError("training diverged: the loss is " + fmt("%g", stats[0]) + " at step " +
                       std::to_string(global_step_ + 1) + " (try a smaller --lr)" +
-                      (config_.checkpoint.empty() ? "" : "; the last checkpoint " + config_.checkpoint + " is unchanged"));
+                      (!config_.checkpoint.empty()       ? "; the last checkpoint " + config_.checkpoint + " is unchanged"
+                       : !config_.checkpoint_dir.empty() ? "; the checkpoints in " + config_.checkpoint_dir + " are unchanged"
+                                                         : ""));
   }
   optimizer_->finish_step();
   ++global_step_;
@@ -415,8 +458,21 @@ void Trainer::save_checkpoint(int64_t epochs_done) {
     state.seed = config_.seed;
     state.ranks = comm_.size();
     state.options = config_.options_text;
-    write_checkpoint(checkpoint_path_, mlp_->layout(), activation_, loss_, params_data_, *optimizer_, state,
-                     "--checkpoint " + config_.checkpoint);
+    if (checkpoint_dir_.empty()) {
+      write_checkpoint(checkpoint_path_, mlp_->layout(), activation_, loss_, params_data_, *optimizer_, state,
+                       "--checkpoint " + config_.checkpoint);
+      return;
+    }
+    const std::string what = "--checkpoint-dir " + config_.checkpoint_dir;
+    const std::string target = checkpoint_dir_ + "/" + checkpoint_file_name(global_step_);
+    require_distinct_files(inputs_, {{"--checkpoint-dir", target}}, {{"--checkpoint-dir", "--resume"}});
+    write_checkpoint(target, mlp_->layout(), activation_, loss_, params_data_, *optimizer_, state, what);
+    // The run's own older checkpoints go (the one resumed from too); no other input ever does.
+    std::vector<NamedPath> protect;
+    for (const NamedPath& in : inputs_) {
+      if (in.flag != "--resume") protect.push_back(in);
+    }
+    prune_checkpoints(checkpoint_dir_, config_.keep_checkpoints, protect);
   });
 }
 
@@ -483,7 +539,8 @@ EpochResult Trainer::run() {
     write_metrics(result);
     if (!complete) break;
     const int64_t done = epoch + 1;
-    if (!config_.checkpoint.empty() && (done % config_.checkpoint_every == 0 || done == config_.epochs)) {
+    const bool checkpointing = !config_.checkpoint.empty() || !config_.checkpoint_dir.empty();
+    if (checkpointing && (done % config_.checkpoint_every == 0 || done == config_.epochs)) {
       save_checkpoint(done);
     }
   }

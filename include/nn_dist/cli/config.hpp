@@ -28,8 +28,10 @@ struct Config {
   OptimizerOptions optimizer;
   uint64_t seed = 1;
   bool shuffle = true;
-  std::string init, resume, checkpoint, metrics;
+  std::string init, resume, checkpoint, metrics;  // resume "auto": the newest checkpoint, or a fresh start
+  std::string checkpoint_dir;                      // numbered checkpoints (instead of --checkpoint)
   long checkpoint_every = 1;
+  long keep_checkpoints = 3;                       // in checkpoint_dir
   // performance
   int threads = 1;
   GemmKernel gemm = GemmKernel::kAuto;

@@ -56,6 +56,8 @@ class Trainer {
   long output_width() const { return layout().sizes().back(); }
 
  private:
+  // --resume auto becomes the newest readable checkpoint's path, or "" (a fresh start).
+  void resolve_resume_auto();
   // Inputs are readable regular files; outputs can be written and overwrite no input.
   void check_files();
   void load_data();
@@ -88,6 +90,8 @@ class Trainer {
   double epoch_sums_[3] = {0, 0, 0};  // loss, correct, count over the epoch
   StepTimes times_;
   std::string checkpoint_path_, metrics_path_;  // rank 0: the outputs, symlinks resolved
+  std::string checkpoint_dir_;                  // rank 0: --checkpoint-dir, resolved
+  std::vector<NamedPath> inputs_;               // every input file, which no output may replace
   TextFileWriter metrics_;
 };
 

@@ -1,0 +1,107 @@
+#!/bin/bash
+# cluster/train.sbatch and cluster/sweep.sbatch on a real scheduler: a private
+# SLURM (cluster/emulated/slurm.sh) with one slurmd in each of two emulated
+# hosts, so the jobs are real 2-node jobs.
+#   1. -N 2 --ntasks-per-node 2 through srun: the hierarchical sum over 2
+#      nodes, 2 epochs, numbered checkpoints in --checkpoint-dir;
+#   2. the same through mpirun (NN_LAUNCHER=mpirun) with --epochs 4: it
+#      continues from job 1's newest checkpoint (--resume auto);
+#   3. a 4-task job on one node: shared memory;
+#   4. a job with a bad flag: state FAILED, exit code 2, one error line;
+#   5. sweep.sbatch at 1, 2 and 4 ranks: a metrics CSV and a profile line each.
+# Each job is waited for by polling scontrol (COMPLETED and ExitCode 0:0).
+# Every daemon is stopped by PID and every namespace removed on exit.
+# Usage: slurm_test.sh BUILD_DIR. Exit 77 only without root or namespaces.
+set -uo pipefail
+BUILD=$(cd "$1" && pwd)
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+SLURM="$ROOT/cluster/emulated/slurm.sh"
+export NN_HOSTS_PREFIX=nns NN_HOSTS_SUBNET=10.231.11
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 NN_DIST="$BUILD/nn_dist"
+
+if [[ $(id -u) -ne 0 ]]; then echo "SKIPPED: a private SLURM on emulated hosts needs root"; exit 77; fi
+for tool in ip unshare nsenter slurmctld slurmd sbatch munged; do
+  command -v "$tool" >/dev/null || { echo "FAILED: $tool is missing (scripts/install_deps.sh installs it)"; exit 1; }
+done
+WORK=$(mktemp -d)
+chmod 755 "$WORK"  # munged wants every folder above its socket searchable
+cleanup() {
+  "$SLURM" down "$WORK/slurm" >/dev/null 2>&1
+  "$ROOT/cluster/emulated/hosts.sh" down >/dev/null 2>&1
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT
+"$ROOT/cluster/emulated/hosts.sh" down >/dev/null 2>&1
+mkdir -p "$WORK/slurm"
+if ! "$ROOT/cluster/emulated/hosts.sh" up 2 >"$WORK/up.log" 2>&1; then
+  echo "SKIPPED: cannot create network namespaces here: $(head -c 300 "$WORK/up.log")"; exit 77
+fi
+start=$SECONDS
+if ! "$SLURM" up "$WORK/slurm" 2; then
+  echo "FAILED: SLURM did not start"; tail -20 "$WORK"/slurm/log/*; exit 1
+fi
+echo "SLURM up: 2 nodes idle after $((SECONDS - start)) s"
+
+failures=0
+check() {
+  local name=$1; shift
+  if "$@"; then echo "ok: $name"; else echo "FAILED: $name"; failures=$((failures + 1)); fi
+}
+submit() {  # submit SBATCH-ARGS... -- SCRIPT ARGS...; sets $jid
+  jid=$("$SLURM" client "$WORK/slurm" sbatch --parsable --output="$WORK/job-%j.out" "$@")
+}
+wait_job() {  # wait_job ID: sets $state and $exitcode
+  local deadline=$((SECONDS + 240)) line
+  while true; do
+    line=$("$SLURM" client "$WORK/slurm" scontrol -o show job "$1" 2>/dev/null)
+    state=$(grep -o 'JobState=[A-Z_]*' <<<"$line" | cut -d= -f2)
+    exitcode=$(grep -o ' ExitCode=[0-9:]*' <<<"$line" | cut -d= -f2)
+    case $state in COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY) break ;; esac
+    if ((SECONDS > deadline)); then state=STUCK; break; fi
+    sleep 0.3
+  done
+  echo "job $1: $state, exit code $exitcode ($(grep -o ' NodeList=[^ ]*' <<<"$line" | head -1 | cut -c2-))"
+}
+out() { cat "$WORK/job-$jid.out"; }
+
+"$BUILD/nn_datagen" --kind spirals --samples 2000 --out "$WORK/d.h5" >/dev/null
+train=(--data "$WORK/d.h5" --hidden 16 --batch-size 25)
+
+submit -N 2 --ntasks-per-node 2 "$ROOT/cluster/train.sbatch" "${train[@]}" --epochs 2 --checkpoint-dir "$WORK/ck"
+wait_job "$jid"
+check "srun 2 x 2: COMPLETED 0:0" test "$state $exitcode" = "COMPLETED 0:0"
+check "srun 2 x 2: hierarchical over 2 nodes" grep -q "gradient sum: hierarchical (2 nodes x 2 rank(s)" <(out)
+check "srun 2 x 2: 2 epochs" grep -q "epoch 2/2" <(out)
+check "srun 2 x 2: numbered checkpoints" test -f "$WORK/ck/ckpt-0000000040.h5"
+[[ $state == COMPLETED ]] || out
+
+NN_LAUNCHER=mpirun submit -N 2 --ntasks-per-node 2 "$ROOT/cluster/train.sbatch" "${train[@]}" --epochs 4 \
+  --checkpoint-dir "$WORK/ck"
+wait_job "$jid"
+check "mpirun 2 x 2: COMPLETED 0:0" test "$state $exitcode" = "COMPLETED 0:0"
+check "mpirun 2 x 2: resumed from job 1's newest checkpoint" grep -q "resuming from .*ckpt-0000000040.h5" <(out)
+check "mpirun 2 x 2: epochs 3 and 4 only" bash -c "grep -q 'epoch 4/4' '$WORK/job-$jid.out' && ! grep -q 'epoch 1/4' '$WORK/job-$jid.out'"
+check "mpirun 2 x 2: hierarchical" grep -q "gradient sum: hierarchical (2 nodes x 2 rank(s)" <(out)
+[[ $state == COMPLETED ]] || out
+
+submit -N 1 -n 4 "$ROOT/cluster/train.sbatch" "${train[@]}" --epochs 1
+wait_job "$jid"
+check "4 tasks on one node: COMPLETED 0:0" test "$state $exitcode" = "COMPLETED 0:0"
+check "4 tasks on one node: shared memory" grep -q "gradient sum: shared (1 node" <(out)
+
+submit -N 2 --ntasks-per-node 2 "$ROOT/cluster/train.sbatch" "${train[@]}" --epochs 0
+wait_job "$jid"
+check "bad flag: FAILED with exit code 2" test "$state $exitcode" = "FAILED 2:0"
+check "bad flag: one error line" test "$(grep -c 'nn_dist: error: --epochs' "$WORK/job-$jid.out")" -eq 1
+
+NN_SWEEP_RANKS="1 2 4" NN_SWEEP_OUT="$WORK/sweep" submit -N 2 --ntasks-per-node 2 "$ROOT/cluster/sweep.sbatch" \
+  "${train[@]}" --epochs 1 --max-steps 30 --warmup-steps 5
+wait_job "$jid"
+check "sweep: COMPLETED 0:0" test "$state $exitcode" = "COMPLETED 0:0"
+check "sweep: a metrics CSV per rank count" test -f "$WORK/sweep/metrics-1.csv" -a -f "$WORK/sweep/metrics-2.csv" -a -f "$WORK/sweep/metrics-4.csv"
+check "sweep: three profile lines" test "$(grep -c samples_per_sec "$WORK/sweep/sweep.jsonl" 2>/dev/null)" -eq 3
+[[ $state == COMPLETED ]] || { out; cat "$WORK"/sweep/run-*.log; }
+
+echo "$failures failed ($((SECONDS - start)) s)"
+[[ $failures -eq 0 ]]
