@@ -8,7 +8,7 @@
 #include "nn_dist/cli/config.hpp"
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
-#include "nn_dist/dist/comm.hpp"
+#include "nn_dist/parallel/comm.hpp"
 #include "nn_dist/io/files.hpp"
 #include "nn_dist/train/trainer.hpp"
 

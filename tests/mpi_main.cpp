@@ -2,7 +2,7 @@
 // and makes every rank exit with the same code (failed on any rank = failed).
 #include <gtest/gtest.h>
 
-#include "nn_dist/dist/comm.hpp"
+#include "nn_dist/parallel/comm.hpp"
 
 int main(int argc, char** argv) {
   nn_dist::MpiSession mpi(&argc, &argv);

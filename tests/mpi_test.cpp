@@ -9,7 +9,7 @@
 #include <filesystem>
 
 #include "alloc_counter.hpp"
-#include "nn_dist/dist/comm.hpp"
+#include "nn_dist/parallel/comm.hpp"
 #include "nn_dist/io/checkpoint.hpp"
 #include "nn_dist/io/dataset.hpp"
 #include "nn_dist/train/trainer.hpp"

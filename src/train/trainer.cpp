@@ -224,6 +224,15 @@ void Trainer::require_model_memory(const std::vector<long>& sizes, long max_batc
 }
 
 void Trainer::build_model() {
+  const std::vector<long> sizes = model_sizes();
+  allocate_model(sizes);
+  initialise_parameters();
+  start_gradient_sum();
+  open_metrics();
+  print_banner();
+}
+
+std::vector<long> Trainer::model_sizes() {
   long outputs = 0;
   switch (loss_) {
     case Loss::kSoftmax: outputs = classes_; break;
@@ -233,67 +242,76 @@ void Trainer::build_model() {
   std::vector<long> sizes{train_info_.features};
   for (long h : parse_hidden(config_.hidden)) sizes.push_back(h);
   sizes.push_back(outputs);
+  const std::string ckpt = checkpoint_to_load();
+  if (ckpt.empty()) return sizes;
 
-  // --init / --resume: rank 0 reads the checkpoint, every rank agrees on its
-  // errors, and the architecture and parameters are broadcast.
-  const std::string ckpt = !config_.resume.empty() ? config_.resume : config_.init;
-  const std::string flag = !config_.resume.empty() ? "--resume " : "--init ";
+  // --init / --resume: rank 0 reads the checkpoint's description, every rank
+  // agrees on its errors, and the architecture is broadcast.
+  const std::string what = (!config_.resume.empty() ? "--resume " : "--init ") + ckpt;
   SavedModel saved;
-  if (!ckpt.empty()) {
-    comm_.agreed([&] {
-      if (!comm_.root()) return;
-      const std::string what = flag + ckpt;
-      CheckpointModel m = read_checkpoint_model(ckpt, what);
-      const Activation act = parse_activation(m.activation);
-      const Loss loss = parse_loss(m.loss);
-      if (m.sizes.front() != sizes.front()) {
-        throw Error(what + ": the checkpoint's input width " + std::to_string(m.sizes.front()) +
-                    " does not fit the data's " + std::to_string(sizes.front()) + " features");
-      }
-      if (m.sizes.back() != outputs) {
-        throw Error(what + ": the checkpoint's output width " + std::to_string(m.sizes.back()) +
-                    " does not fit the data's " + std::to_string(outputs) + " outputs");
-      }
-      if (config_.hidden_given && m.sizes != sizes) {
-        throw Error(what + ": the checkpoint's layers " + sizes_string(m.sizes) + " differ from --hidden (" +
-                    sizes_string(sizes) + ")");
-      }
-      if (config_.activation_given && act != activation_) {
-        throw Error(what + ": the checkpoint uses activation " + m.activation + ", not --activation " +
-                    config_.activation);
-      }
-      if (loss != loss_) {
-        throw Error(what + ": the checkpoint was trained with loss " + m.loss + ", this data and --loss give " +
-                    loss_name(loss_));
-      }
-      saved.present = 1;
-      saved.activation = static_cast<int64_t>(act);
-      saved.sizes = m.sizes;
-    });
-    int64_t header[2] = {static_cast<int64_t>(saved.sizes.size()), saved.activation};
-    comm_.broadcast(header, 2);
-    std::vector<int64_t> widths(saved.sizes.begin(), saved.sizes.end());
-    widths.resize(header[0]);
-    comm_.broadcast(widths.data(), static_cast<int>(header[0]));
-    sizes.assign(widths.begin(), widths.end());
-    activation_ = static_cast<Activation>(header[1]);
-  }
+  comm_.agreed([&] {
+    if (!comm_.root()) return;
+    CheckpointModel m = read_checkpoint_model(ckpt, what);
+    const Activation act = parse_activation(m.activation);
+    const Loss loss = parse_loss(m.loss);
+    if (m.sizes.front() != sizes.front()) {
+      throw Error(what + ": the checkpoint's input width " + std::to_string(m.sizes.front()) +
+                  " does not fit the data's " + std::to_string(sizes.front()) + " features");
+    }
+    if (m.sizes.back() != outputs) {
+      throw Error(what + ": the checkpoint's output width " + std::to_string(m.sizes.back()) +
+                  " does not fit the data's " + std::to_string(outputs) + " outputs");
+    }
+    if (config_.hidden_given && m.sizes != sizes) {
+      throw Error(what + ": the checkpoint's layers " + sizes_string(m.sizes) + " differ from --hidden (" +
+                  sizes_string(sizes) + ")");
+    }
+    if (config_.activation_given && act != activation_) {
+      throw Error(what + ": the checkpoint uses activation " + m.activation + ", not --activation " +
+                  config_.activation);
+    }
+    if (loss != loss_) {
+      throw Error(what + ": the checkpoint was trained with loss " + m.loss + ", this data and --loss give " +
+                  loss_name(loss_));
+    }
+    saved.present = 1;
+    saved.activation = static_cast<int64_t>(act);
+    saved.sizes = m.sizes;
+  });
+  int64_t header[2] = {static_cast<int64_t>(saved.sizes.size()), saved.activation};
+  comm_.broadcast(header, 2);
+  std::vector<int64_t> widths(saved.sizes.begin(), saved.sizes.end());
+  widths.resize(header[0]);
+  comm_.broadcast(widths.data(), static_cast<int>(header[0]));
+  activation_ = static_cast<Activation>(header[1]);
+  return std::vector<long>(widths.begin(), widths.end());
+}
 
-  const long eval_batch = std::max<long>(source_->batch(), 256);
-  comm_.agreed([&] { require_model_memory(sizes, std::max(source_->batch(), eval_batch), !ckpt.empty()); });
-  mlp_ = std::make_unique<Mlp<float>>(Layout(sizes), activation_, loss_, std::max(source_->batch(), eval_batch));
+std::string Trainer::checkpoint_to_load() const { return !config_.resume.empty() ? config_.resume : config_.init; }
+
+void Trainer::allocate_model(const std::vector<long>& sizes) {
+  const long max_batch = std::max<long>(source_->batch(), 256);  // training and evaluation batches
+  comm_.agreed([&] { require_model_memory(sizes, max_batch, !checkpoint_to_load().empty()); });
+  mlp_ = std::make_unique<Mlp<float>>(Layout(sizes), activation_, loss_, max_batch);
   const Layout& layout = mlp_->layout();
   params_.assign(layout.total(), 0.0f);
   grad_.assign(layout.total(), 0.0f);
   optimizer_ = std::make_unique<Optimizer>(config_.optimizer, layout.total());
+}
 
+void Trainer::initialise_parameters() {
+  // Rank 0 reads the checkpoint (or draws the initial weights) and broadcasts
+  // parameters, optimizer state and progress: every rank starts with the same bits.
+  const Layout& layout = mlp_->layout();
+  const std::string ckpt = checkpoint_to_load();
+  const std::string what = (!config_.resume.empty() ? "--resume " : "--init ") + ckpt;
   int64_t progress[3] = {0, 0, static_cast<int64_t>(config_.seed)};  // epoch, step, seed
   if (!ckpt.empty()) {
     comm_.agreed([&] {
       if (!comm_.root()) return;
-      read_checkpoint_params(ckpt, flag + ckpt, layout, params_.data());
+      read_checkpoint_params(ckpt, what, layout, params_.data());
       if (!config_.resume.empty()) {
-        TrainingState state = read_checkpoint_state(ckpt, flag + ckpt, layout, *optimizer_);
+        TrainingState state = read_checkpoint_state(ckpt, what, layout, *optimizer_);
         progress[0] = state.epoch;
         progress[1] = state.global_step;
         progress[2] = static_cast<int64_t>(state.seed);
@@ -316,27 +334,18 @@ void Trainer::build_model() {
   global_step_ = progress[1];
   if (!config_.resume.empty()) config_.seed = static_cast<uint64_t>(progress[2]);
   source_->set_seed(config_.seed);  // a resumed run keeps its shuffle stream
+}
 
-  const std::size_t state_buffers = optimizer_->state().size();
+void Trainer::start_gradient_sum() {
   sync_ = std::make_unique<GradientSync>(comm_, grad_.data(), grad_.size(), mlp_->pieces(),
                                          static_cast<std::size_t>(config_.bucket_mb * 1024 * 1024), config_.overlap,
-                                         config_.allreduce, 1 + state_buffers);
-  params_data_ = params_.data();
-  if (float* shared = sync_->shared_buffer(0)) {
-    // One copy of the parameters and optimizer state for each node, in
-    // shared memory: each rank updates its own part of it, once for all. One
-    // rank per node fills it (every rank holds the broadcast values).
-    const bool leader = sync_->node_leader();
-    if (leader) std::copy(params_.begin(), params_.end(), shared);
-    std::vector<float*> places;
-    for (std::size_t i = 1; i <= state_buffers; ++i) places.push_back(sync_->shared_buffer(i));
-    optimizer_->place_state(places, leader);
-    comm_.barrier();
-    params_data_ = shared;
-    FlatBuffer().swap(params_);
-    mlp_->set_update_range(sync_->own_begin(), sync_->own_end());
-  }
+                                         config_.allreduce, 1 + optimizer_->state().size());
+  // The gradient sum decides where the parameters and optimizer state live
+  // (e.g. once per node in shared memory); the trainer uses what it returns.
+  params_data_ = sync_->place(&params_, optimizer_.get(), mlp_.get());
+}
 
+void Trainer::open_metrics() {
   comm_.agreed([&] {
     if (!comm_.root() || config_.metrics.empty()) return;
     const bool existed = std::filesystem::exists(metrics_path_);
@@ -350,22 +359,26 @@ void Trainer::build_model() {
       throw;
     }
   });
-  if (comm_.root() && sync_->mode() == AllreduceMode::kNone && comm_.size() > 1) {
+}
+
+void Trainer::print_banner() const {
+  if (!comm_.root()) return;
+  if (sync_->mode() == AllreduceMode::kNone && comm_.size() > 1) {
     std::fprintf(stderr, "note: --allreduce none: the ranks do not sum their gradients; each trains its own model "
                          "(a benchmark of the scaling ceiling, not data-parallel training)\n");
   }
-  if (comm_.root() && !config_.quiet) {
-    std::printf("nn_dist: %d rank(s), %ld samples x %ld features, layers %s, %s hidden, %s loss, batch %ld/rank, "
-                "%ld steps/epoch, %zu parameters, %s kernel\n",
-                comm_.size(), train_info_.samples, train_info_.features, sizes_string(sizes).c_str(),
-                activation_name(activation_).c_str(), loss_name(loss_).c_str(), source_->batch(), steps_per_epoch_,
-                layout.num_parameters(), gemm_kernel_name(gemm_kernel()).c_str());
-    if (comm_.size() > 1) {
-      std::printf("nn_dist: gradient sum: %s (%s)\n", allreduce_mode_name(sync_->mode()).c_str(),
-                  sync_->reason().c_str());
-    }
-    std::fflush(stdout);
+  if (config_.quiet) return;
+  const Layout& layout = mlp_->layout();
+  std::printf("nn_dist: %d rank(s), %ld samples x %ld features, layers %s, %s hidden, %s loss, batch %ld/rank, "
+              "%ld steps/epoch, %zu parameters, %s kernel\n",
+              comm_.size(), train_info_.samples, train_info_.features, sizes_string(layout.sizes()).c_str(),
+              activation_name(activation_).c_str(), loss_name(loss_).c_str(), source_->batch(), steps_per_epoch_,
+              layout.num_parameters(), gemm_kernel_name(gemm_kernel()).c_str());
+  if (comm_.size() > 1) {
+    std::printf("nn_dist: gradient sum: %s (%s)\n", allreduce_mode_name(sync_->mode()).c_str(),
+                sync_->reason().c_str());
   }
+  std::fflush(stdout);
 }
 
 bool Trainer::train_step(long step) {

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "nn_dist/dist/comm.hpp"
+#include "nn_dist/parallel/comm.hpp"
 #include "nn_dist/model/gemm.hpp"
 #include "nn_dist/optim/optimizer.hpp"
 

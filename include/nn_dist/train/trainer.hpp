@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "nn_dist/cli/config.hpp"
-#include "nn_dist/dist/comm.hpp"
+#include "nn_dist/parallel/comm.hpp"
 #include "nn_dist/io/dataset.hpp"
 #include "nn_dist/io/files.hpp"
 #include "nn_dist/model/mlp.hpp"
@@ -63,7 +63,17 @@ class Trainer {
   void load_data();
   // Throws Error naming the flag or label that makes the model too big for this node.
   void require_model_memory(const std::vector<long>& sizes, long max_batch, bool from_checkpoint) const;
+  // The model, in steps: its layer widths (from the data and flags, or the
+  // checkpoint's), its memory, its first parameters, where they live (the
+  // gradient sum decides), the metrics file, the banner.
   void build_model();
+  std::vector<long> model_sizes();
+  std::string checkpoint_to_load() const;  // --resume or --init, or ""
+  void allocate_model(const std::vector<long>& sizes);
+  void initialise_parameters();
+  void start_gradient_sum();
+  void open_metrics();
+  void print_banner() const;
   void evaluate(double* loss, double* accuracy);
   void save_checkpoint(int64_t epochs_done);
   void report(const EpochResult& r);

@@ -1,6 +1,6 @@
 // Every MPI call of nn_dist: session, collectives, error agreement, and the
 // bucketed gradient allreduce that overlaps backprop.
-#include "nn_dist/dist/comm.hpp"
+#include "nn_dist/parallel/comm.hpp"
 
 #include <mpi.h>
 
@@ -13,6 +13,10 @@
 
 namespace nn_dist {
 
+namespace {
+MPI_Comm mpi_comm(const Communicator& comm) { return MPI_Comm_f2c(comm.handle()); }
+}  // namespace
+
 MpiSession::MpiSession(int* argc, char*** argv) {
   int provided = 0;
   MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
@@ -20,7 +24,7 @@ MpiSession::MpiSession(int* argc, char*** argv) {
 
 MpiSession::~MpiSession() { MPI_Finalize(); }
 
-Communicator::Communicator() {
+Communicator::Communicator() : handle_(MPI_Comm_c2f(MPI_COMM_WORLD)) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
   MPI_Comm node = MPI_COMM_NULL;
@@ -32,7 +36,7 @@ Communicator::Communicator() {
 void Communicator::agree(const std::string& local_error) const {
   int mine = local_error.empty() ? size_ : rank_;
   int first = size_;
-  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, mpi_comm(*this));
   if (first == size_) return;
   std::string message = local_error;
   broadcast(&message, first);
@@ -40,49 +44,49 @@ void Communicator::agree(const std::string& local_error) const {
 }
 
 void Communicator::sum(double* data, int count) const {
-  MPI_Allreduce(MPI_IN_PLACE, data, count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  MPI_Allreduce(MPI_IN_PLACE, data, count, MPI_DOUBLE, MPI_SUM, mpi_comm(*this));
 }
 
 long Communicator::max(long value) const {
   long out = value;
-  MPI_Allreduce(&value, &out, 1, MPI_LONG, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Allreduce(&value, &out, 1, MPI_LONG, MPI_MAX, mpi_comm(*this));
   return out;
 }
 
 long Communicator::min(long value) const {
   long out = value;
-  MPI_Allreduce(&value, &out, 1, MPI_LONG, MPI_MIN, MPI_COMM_WORLD);
+  MPI_Allreduce(&value, &out, 1, MPI_LONG, MPI_MIN, mpi_comm(*this));
   return out;
 }
 
 void Communicator::broadcast(float* data, std::size_t count, int root) const {
   for (std::size_t done = 0; done < count;) {  // MPI counts are int
     const int chunk = static_cast<int>(std::min<std::size_t>(count - done, INT_MAX / 2));
-    MPI_Bcast(data + done, chunk, MPI_FLOAT, root, MPI_COMM_WORLD);
+    MPI_Bcast(data + done, chunk, MPI_FLOAT, root, mpi_comm(*this));
     done += chunk;
   }
 }
 
 void Communicator::broadcast(int64_t* data, int count, int root) const {
-  MPI_Bcast(data, count, MPI_INT64_T, root, MPI_COMM_WORLD);
+  MPI_Bcast(data, count, MPI_INT64_T, root, mpi_comm(*this));
 }
 
 void Communicator::broadcast(std::string* text, int root) const {
   int length = static_cast<int>(text->size());
-  MPI_Bcast(&length, 1, MPI_INT, root, MPI_COMM_WORLD);
+  MPI_Bcast(&length, 1, MPI_INT, root, mpi_comm(*this));
   text->resize(length);
-  MPI_Bcast(text->data(), length, MPI_CHAR, root, MPI_COMM_WORLD);
+  MPI_Bcast(text->data(), length, MPI_CHAR, root, mpi_comm(*this));
 }
 
 std::vector<float> Communicator::allgather(const float* data, int count) const {
   std::vector<float> out(static_cast<std::size_t>(count) * size_);
-  MPI_Allgather(data, count, MPI_FLOAT, out.data(), count, MPI_FLOAT, MPI_COMM_WORLD);
+  MPI_Allgather(data, count, MPI_FLOAT, out.data(), count, MPI_FLOAT, mpi_comm(*this));
   return out;
 }
 
-void Communicator::barrier() const { MPI_Barrier(MPI_COMM_WORLD); }
+void Communicator::barrier() const { MPI_Barrier(mpi_comm(*this)); }
 
-void Communicator::abort(int code) const { MPI_Abort(MPI_COMM_WORLD, code); std::abort(); }
+void Communicator::abort(int code) const { MPI_Abort(mpi_comm(*this), code); std::abort(); }
 
 
 // A ring allreduce (reduce-scatter, then allgather) over one slice, driven
@@ -206,18 +210,38 @@ struct GradientSync::Rings {
   std::unique_ptr<Ring<double>> stats;
 };
 
-// Each rank's segment of the shared window: two step counters it publishes
-// (gradient ready; its part of the update done), each alone on a cache line,
-// then, for each step parity, its (loss, correct, count) and its gradient.
-// Gradients alternate between two buffers by step parity, so a rank may start
-// the next backprop while a slower peer still reads the last gradient: the
-// peer must have finished that reading before it can publish the step after.
-// Rank 0's segment also holds the shared buffers (parameters, optimizer state);
-// with them every step ends when all parts are updated, so all gradient reads
-// are done before the next backprop and one gradient buffer is enough (the
-// same memory every step: 1.87x instead of 1.80x at 2 ranks).
+// The head of each rank's segment of the node's shared window. Every field
+// is written by the segment's owner only and read by its peers:
+//
+//   byte 0    published   steps whose gradient and stats the owner has completed
+//   byte 64   updated     steps whose part of the shared update the owner has written
+//   byte 128  stats[0]    (loss, correct, count) of even steps
+//   byte 192  stats[1]    ... of odd steps
+//   byte 256  the owner's gradient buffer(s) (grad_buffers() x padded(grad_size) floats)
+//   then      rank 0 only: the shared buffers (parameters, then each optimizer state)
+//
+// Each counter has a cache line of its own, so spinning peers do not slow the
+// owner's other writes. Pairing: the owner writes its gradient and stats,
+// then stores `published` with release; a peer loads it with acquire before
+// reading them (wait_for). Likewise the owner writes its part of the
+// parameters and optimizer state, then stores `updated` with release, and
+// every rank acquires all `updated` counters before the next forward pass.
+struct SegmentHead {
+  alignas(64) int64_t published;
+  alignas(64) int64_t updated;
+  alignas(64) double stats[2][8];  // [step parity][loss, correct, count], a line each
+};
+static_assert(sizeof(SegmentHead) == 256, "the documented layout");
+
+// The node's shared window. Gradients alternate between two buffers by step
+// parity, so a rank may start the next backprop while a slower peer still
+// reads the last gradient: the peer must have finished that reading before it
+// can publish the step after. With shared buffers (the parameters and
+// optimizer state, in rank 0's segment) every step ends when all parts are
+// updated, so all gradient reads are done before the next backprop and one
+// gradient buffer is enough (the same memory every step: 1.87x instead of
+// 1.80x at 2 ranks).
 struct GradientSync::Shared {
-  static constexpr std::size_t kHeader = 128;  // bytes: the two counters
   MPI_Comm node = MPI_COMM_NULL;
   MPI_Comm across = MPI_COMM_NULL;  // kHierarchical: the ranks of this local rank on every node
   MPI_Win window = MPI_WIN_NULL;
@@ -228,28 +252,29 @@ struct GradientSync::Shared {
 
   static std::size_t padded(std::size_t elements) { return (elements + 15) / 16 * 16; }
   std::size_t grad_buffers() const { return buffers > 0 ? 1 : 2; }  // see above
-  std::size_t own_bytes() const { return kHeader + 2 * 64 + grad_buffers() * padded(grad_size) * sizeof(float); }
+  std::size_t own_bytes() const { return sizeof(SegmentHead) + grad_buffers() * padded(grad_size) * sizeof(float); }
   std::size_t segment_bytes() const {
     return own_bytes() + (rank == 0 ? buffers * padded(grad_size) * sizeof(float) : 0);
   }
+  SegmentHead* head(int r) const { return reinterpret_cast<SegmentHead*>(segments[r]); }
   float* buffer(std::size_t i) const {
     return reinterpret_cast<float*>(segments[0] + own_bytes()) + padded(grad_size) * i;
   }
-  int64_t* updated(int r) const { return reinterpret_cast<int64_t*>(segments[r] + 64); }
   // Segments are allocated 64 bytes larger and used from their first 64-byte
   // boundary (the same offset in every process: mappings are page-aligned).
   static char* aligned(char* base) {
     return reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(base) + 63) / 64 * 64);
   }
-  int64_t* published(int r) const { return reinterpret_cast<int64_t*>(segments[r]); }
-  double* stats(int r, int64_t step) const {
-    return reinterpret_cast<double*>(segments[r] + kHeader + 64 * (step & 1));
-  }
+  int64_t* published(int r) const { return &head(r)->published; }
+  int64_t* updated(int r) const { return &head(r)->updated; }
+  double* stats(int r, int64_t step) const { return head(r)->stats[step & 1]; }
   float* grad(int r, int64_t step) const {
-    return reinterpret_cast<float*>(segments[r] + kHeader + 2 * 64) + padded(grad_size) * (static_cast<std::size_t>(step) % grad_buffers());
+    return reinterpret_cast<float*>(segments[r] + sizeof(SegmentHead)) +
+           padded(grad_size) * (static_cast<std::size_t>(step) % grad_buffers());
   }
   // Spins until every rank's counter (published or updated) has reached
-  // `step`; yields so oversubscribed ranks progress.
+  // `step` (acquire: what the owner wrote before its release is visible);
+  // yields so oversubscribed ranks progress.
   void wait_for(int64_t step, int64_t* (Shared::*counter)(int) const = &Shared::published) const {
     for (std::size_t r = 0; r < segments.size(); ++r) {
       for (int spins = 0; __atomic_load_n((this->*counter)(static_cast<int>(r)), __ATOMIC_ACQUIRE) < step; ++spins) {
@@ -293,11 +318,11 @@ GradientSync::GradientSync(const Communicator& comm, float* sums, std::size_t gr
       own_end_(grad_size) {
   // Which ranks share a node, and whether every node has as many.
   MPI_Comm node = MPI_COMM_NULL;
-  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, comm.rank(), MPI_INFO_NULL, &node);
+  MPI_Comm_split_type(mpi_comm(comm_), MPI_COMM_TYPE_SHARED, comm.rank(), MPI_INFO_NULL, &node);
   int node_size = 0, fewest = 0, most = 0;
   MPI_Comm_size(node, &node_size);
-  MPI_Allreduce(&node_size, &fewest, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-  MPI_Allreduce(&node_size, &most, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Allreduce(&node_size, &fewest, 1, MPI_INT, MPI_MIN, mpi_comm(comm_));
+  MPI_Allreduce(&node_size, &most, 1, MPI_INT, MPI_MAX, mpi_comm(comm_));
   const bool one_node = node_size == comm.size();
   const bool even = fewest == most;
   const std::string layout = one_node ? "1 node" : even ? std::to_string(comm.size() / node_size) + " nodes x " +
@@ -324,7 +349,7 @@ GradientSync::GradientSync(const Communicator& comm, float* sums, std::size_t gr
     shared_->buffers = shared_buffers;
     MPI_Comm_rank(node, &shared_->rank);
     if (mode_ == AllreduceMode::kHierarchical) {
-      MPI_Comm_split(MPI_COMM_WORLD, shared_->rank, comm.rank(), &shared_->across);
+      MPI_Comm_split(mpi_comm(comm_), shared_->rank, comm.rank(), &shared_->across);
     }
     if (shared_buffers > 0) {  // this rank sums and updates its own part: whole cache lines
       line_part(grad_size, static_cast<std::size_t>(shared_->rank), static_cast<std::size_t>(node_size), &own_begin_,
@@ -366,7 +391,7 @@ GradientSync::GradientSync(const Communicator& comm, float* sums, std::size_t gr
   }
   if (mode_ == AllreduceMode::kMpi || mode_ == AllreduceMode::kNone) return;
   rings_ = std::make_unique<Rings>();
-  MPI_Comm_dup(MPI_COMM_WORLD, &rings_->comm);
+  MPI_Comm_dup(mpi_comm(comm_), &rings_->comm);
   rings_->buckets.reserve(buckets_.size());
   for (std::size_t b = 0; b < buckets_.size(); ++b) {
     rings_->buckets.emplace_back(rings_->comm, sums_ + buckets_[b].begin, buckets_[b].end - buckets_[b].begin,
@@ -445,7 +470,7 @@ const double* GradientSync::wait_stats() {
     }
     case AllreduceMode::kMpi:
     case AllreduceMode::kNone:
-      MPI_Allreduce(MPI_IN_PLACE, stats_, 3, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+      MPI_Allreduce(MPI_IN_PLACE, stats_, 3, MPI_DOUBLE, MPI_SUM, mpi_comm(comm_));
       break;
     default:
       rings_->stats->wait();
@@ -463,7 +488,21 @@ std::size_t GradientSync::num_slices() const {
   return buckets_.size();
 }
 
-bool GradientSync::node_leader() const { return shared_ && shared_->buffers > 0 && shared_->rank == 0; }
+float* GradientSync::place(FlatBuffer* params, Optimizer* optimizer, Mlp<float>* mlp) {
+  float* shared = shared_buffer(0);
+  if (shared == nullptr) return params->data();
+  const std::size_t states = optimizer->state().size();
+  if (shared_->buffers < 1 + states) throw Error("internal: too few shared buffers for the optimizer state");
+  const bool leader = shared_->rank == 0;
+  if (leader) std::copy(params->begin(), params->end(), shared);
+  std::vector<float*> places;
+  for (std::size_t i = 1; i <= states; ++i) places.push_back(shared_buffer(i));
+  optimizer->place_state(places, leader);
+  MPI_Barrier(shared_->node);  // filled before anyone reads
+  FlatBuffer().swap(*params);
+  mlp->set_update_range(own_begin_, own_end_);
+  return shared;
+}
 
 float* GradientSync::shared_buffer(std::size_t i) const {
   return shared_ && i < shared_->buffers ? shared_->buffer(i) : nullptr;
@@ -516,7 +555,7 @@ const float* GradientSync::finish_slice(std::size_t i, std::size_t* begin, std::
       return out;
     }
     case AllreduceMode::kMpi:
-      MPI_Allreduce(MPI_IN_PLACE, sums_, static_cast<int>(size_), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+      MPI_Allreduce(MPI_IN_PLACE, sums_, static_cast<int>(size_), MPI_FLOAT, MPI_SUM, mpi_comm(comm_));
       [[fallthrough]];
     case AllreduceMode::kNone:  // kNone: this rank's own gradient is the "sum"
       *begin = 0;

@@ -11,6 +11,7 @@
 
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/model/mlp.hpp"
+#include "nn_dist/optim/optimizer.hpp"
 
 namespace nn_dist {
 
@@ -26,6 +27,9 @@ class MpiSession {
 class Communicator {
  public:
   Communicator();  // MPI_COMM_WORLD
+  // MPI's Fortran handle (MPI_Fint) of the communicator, so this header needs
+  // no <mpi.h>; only parallel/ turns it back into an MPI_Comm.
+  int handle() const { return handle_; }
   int rank() const { return rank_; }
   int size() const { return size_; }
   bool root() const { return rank_ == 0; }
@@ -58,6 +62,7 @@ class Communicator {
   [[noreturn]] void abort(int code) const;
 
  private:
+  int handle_ = 0;
   int rank_ = 0, size_ = 1, node_size_ = 1;
 };
 
@@ -119,8 +124,12 @@ class GradientSync : public BackwardObserver {
   // rank only its own part [own_begin(), own_end()) of the sum, and returns once
   // every rank has updated its part.
   float* shared_buffer(std::size_t i) const;
-  // True on one rank of each node (local rank 0) when there are shared buffers: it fills them.
-  bool node_leader() const;
+  // Where training keeps the parameters and optimizer state: with shared
+  // buffers, one copy per node in shared memory (filled by one rank of each
+  // node from the values every rank holds; *params is then freed, and mlp
+  // claims this rank's part while it backpropagates); otherwise they stay
+  // where they are. Returns the parameters to use. Collective.
+  float* place(FlatBuffer* params, Optimizer* optimizer, Mlp<float>* mlp);
   std::size_t own_begin() const { return own_begin_; }
   std::size_t own_end() const { return own_end_; }
   // Where this step's local gradient goes (the sum buffer itself, or this
@@ -169,7 +178,7 @@ class GradientSync : public BackwardObserver {
   void end_step();
   void progress();
 
-  const Communicator& comm_;
+  const Communicator& comm_;  // every collective runs on this communicator (or ones split from it)
   float* sums_;
   std::size_t size_;
   bool overlap_;
