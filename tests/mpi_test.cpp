@@ -131,8 +131,9 @@ TEST(MpiGradientTest, AllreducedGradientEqualsUnionGradient) {
     shard_range(n, comm().size(), comm().rank(), &offset, &count);
     Mlp<float> local(layout, Activation::kTanh, Loss::kSoftmax, count, /*piece_elements=*/9);
     FlatBuffer grad(layout.total(), 0.0f);
-    GradientSync sync(comm(), grad.data(), grad.size(), local.pieces(), /*bucket_bytes=*/64, v.overlap, v.mode,
-                      v.shared_buffers);
+    const auto made = GradientSync::create(comm(), grad.data(), grad.size(), local.pieces(), /*bucket_bytes=*/64,
+                                           v.overlap, v.mode, v.shared_buffers);
+    GradientSync& sync = *made;
     const bool partial = sync.shared_buffer(0) != nullptr;  // each rank sums only its own part
     const bool equal_nodes = comm().min(comm().node_size()) == comm().max(comm().node_size());
     const bool one_node = comm().node_size() == comm().size();
@@ -196,7 +197,8 @@ TEST(MpiGradientTest, NoneModeKeepsEachRanksOwnGradient) {
 
   Mlp<float> local(layout, Activation::kTanh, Loss::kSoftmax, count);
   FlatBuffer grad(layout.total(), 0.0f);
-  GradientSync sync(comm(), grad.data(), grad.size(), local.pieces(), 64, true, AllreduceMode::kNone);
+  const auto made = GradientSync::create(comm(), grad.data(), grad.size(), local.pieces(), 64, true, AllreduceMode::kNone);
+  GradientSync& sync = *made;
   EXPECT_EQ(sync.mode(), AllreduceMode::kNone);
   local.forward(params.data(), x, count);
   const LossSums s = local.loss_and_delta(labels, nullptr);

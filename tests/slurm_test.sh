@@ -6,7 +6,8 @@
 #      nodes, 2 epochs, numbered checkpoints in --checkpoint-dir;
 #   2. the same through mpirun (NN_LAUNCHER=mpirun) with --epochs 4: it
 #      continues from job 1's newest checkpoint (--resume auto);
-#   3. a 4-task job on one node: shared memory;
+#   3. a job requeued while it runs continues from its newest checkpoint;
+#      a 4-task job on one node: shared memory;
 #   4. a job with a bad flag: state FAILED, exit code 2, one error line;
 #   5. sweep.sbatch at 1, 2 and 4 ranks: a metrics CSV and a profile line each.
 # Each job is waited for by polling scontrol (COMPLETED and ExitCode 0:0).
@@ -83,6 +84,28 @@ check "mpirun 2 x 2: COMPLETED 0:0" test "$state $exitcode" = "COMPLETED 0:0"
 check "mpirun 2 x 2: resumed from job 1's newest checkpoint" grep -q "resuming from .*ckpt-0000000040.h5" <(out)
 check "mpirun 2 x 2: epochs 3 and 4 only" bash -c "grep -q 'epoch 4/4' '$WORK/job-$jid.out' && ! grep -q 'epoch 1/4' '$WORK/job-$jid.out'"
 check "mpirun 2 x 2: hierarchical" grep -q "gradient sum: hierarchical (2 nodes x 2 rank(s)" <(out)
+[[ $state == COMPLETED ]] || out
+
+# Requeued while it runs: SLURM stops it (SIGTERM) and starts it again, and it
+# continues from its newest checkpoint (the output file is appended to).
+submit -N 2 --ntasks-per-node 2 "$ROOT/cluster/train.sbatch" "${train[@]}" --epochs 40 --checkpoint-dir "$WORK/rq"
+deadline=$((SECONDS + 60))
+until ls "$WORK"/rq/ckpt-*.h5 >/dev/null 2>&1 || ((SECONDS > deadline)); do sleep 0.1; done
+"$SLURM" client "$WORK/slurm" scontrol requeue "$jid"
+# A requeued job waits 120 s before it may start again: once it is PENDING, let it start now.
+deadline=$((SECONDS + 60))
+while ((SECONDS < deadline)); do
+  case $("$SLURM" client "$WORK/slurm" scontrol -o show job "$jid" | grep -o 'JobState=[A-Z_]*') in
+    JobState=PENDING) "$SLURM" client "$WORK/slurm" scontrol update JobId="$jid" StartTime=now ;;
+    JobState=RUNNING|JobState=COMPLETED) break ;;
+  esac
+  sleep 0.3
+done
+wait_job "$jid"
+check "requeued: COMPLETED 0:0" test "$state $exitcode" = "COMPLETED 0:0"
+check "requeued: restarted once and resumed from a checkpoint" \
+  bash -c "grep -q 'restart 1' '$WORK/job-$jid.out' && grep -q 'resuming from' '$WORK/job-$jid.out'"
+check "requeued: finished all 40 epochs" grep -q "epoch 40/40" <(out)
 [[ $state == COMPLETED ]] || out
 
 submit -N 1 -n 4 "$ROOT/cluster/train.sbatch" "${train[@]}" --epochs 1

@@ -337,9 +337,9 @@ void Trainer::initialise_parameters() {
 }
 
 void Trainer::start_gradient_sum() {
-  sync_ = std::make_unique<GradientSync>(comm_, grad_.data(), grad_.size(), mlp_->pieces(),
-                                         static_cast<std::size_t>(config_.bucket_mb * 1024 * 1024), config_.overlap,
-                                         config_.allreduce, 1 + optimizer_->state().size());
+  sync_ = GradientSync::create(comm_, grad_.data(), grad_.size(), mlp_->pieces(),
+                               static_cast<std::size_t>(config_.bucket_mb * 1024 * 1024), config_.overlap,
+                               config_.allreduce, 1 + optimizer_->state().size());
   // The gradient sum decides where the parameters and optimizer state live
   // (e.g. once per node in shared memory); the trainer uses what it returns.
   params_data_ = sync_->place(&params_, optimizer_.get(), mlp_.get());

@@ -1,6 +1,6 @@
-// The communicator: every MPI call nn_dist makes goes through this header's
-// classes (the only place that includes <mpi.h>). Collectives are called by
-// every rank in the same order.
+// The communicator: rank, size, collectives and error agreement. Every MPI
+// call nn_dist makes is in parallel/ (the only place that includes <mpi.h>).
+// Collectives are called by every rank in the same order.
 #pragma once
 
 #include <cstddef>
@@ -10,8 +10,6 @@
 #include <vector>
 
 #include "nn_dist/common/error.hpp"
-#include "nn_dist/model/mlp.hpp"
-#include "nn_dist/optim/optimizer.hpp"
 
 namespace nn_dist {
 
@@ -66,134 +64,6 @@ class Communicator {
   int rank_ = 0, size_ = 1, node_size_ = 1;
 };
 
-// How the gradient is summed over the ranks.
-// - kShared: all ranks on one node; each publishes its gradient in MPI shared
-//   memory and the ranks add them up (in rank order) slice by slice, the last
-//   addition inside the optimizer's pass: no messages, no extra copies. With
-//   shared buffers (the parameters and optimizer state, in the same window),
-//   each rank sums and updates only its own 1/P of them, once for everyone
-//   (and its backprop claims that part's cache lines: Mlp::set_update_range).
-// - kRing: nn_dist's ring allreduce in buckets, overlapping backprop (any
-//   number of nodes).
-// - kMpi: one blocking MPI_Allreduce of the whole buffer (Open MPI's own;
-//   for comparison: it allocates on every call).
-// - kNone: no gradient sum at all: each rank updates its own model from its
-//   own gradient (the losses are still summed). Not data-parallel training: a
-//   benchmark of the most that P ranks could do with free communication.
-// - kHierarchical: for several nodes. Within each node as kShared: one copy of
-//   the parameters and optimizer state per node in shared memory, each local
-//   rank owning 1/L of it; a rank sums its part of the node's L gradients (in
-//   local rank order), then MPI_Allreduce sums that part over the nodes on a
-//   communicator of the ranks that own the same part on every node, so all
-//   local ranks and links work at once, and Open MPI's tuned algorithms (and
-//   the network's offloads) do the inter-node part. Needs the same number of
-//   ranks on every node.
-// - kAuto: kShared on one node; kHierarchical on several with equal rank
-//   counts; else kMpi.
-enum class AllreduceMode { kAuto, kShared, kHierarchical, kRing, kMpi, kNone };
-AllreduceMode parse_allreduce_mode(const std::string& name);  // throws Error naming --allreduce
-std::string allreduce_mode_name(AllreduceMode mode);
-
-// Sums the step's gradient and (loss, correct, count) over the ranks.
-// A step: start_stats(); backward() into backward_buffer() with this object
-// as observer (or all_pieces_done() for a rank without samples); optionally
-// publish() and other work; wait_stats(); wait(update) -- update(begin, end,
-// first, second) is called for consecutive slices whose sums are final: the sum
-// of element i is first[i], or first[i] + second[i] (added in that order) when
-// second is not null. first and second are indexed like the whole gradient.
-class GradientSync : public BackwardObserver {
- public:
-  // sums: the gradient-sum buffer (grad_size elements) the optimizer reads
-  // (in kShared mode, scratch space for the sums of 3 or more ranks).
-  // pieces: Mlp::pieces(); bucket_bytes: the least a ring bucket holds (the
-  // last may be smaller); overlap false: the ring sums one bucket after backprop.
-  // shared_buffers: in kShared mode, how many grad_size buffers to place in
-  // node-shared memory (see shared_buffer()).
-  GradientSync(const Communicator& comm, float* sums, std::size_t grad_size, const std::vector<GradientPiece>& pieces,
-               std::size_t bucket_bytes, bool overlap, AllreduceMode mode = AllreduceMode::kAuto,
-               std::size_t shared_buffers = 0);
-  ~GradientSync() override;
-  GradientSync(const GradientSync&) = delete;
-  GradientSync& operator=(const GradientSync&) = delete;
-
-  AllreduceMode mode() const { return mode_; }
-  // Why this mode: the layout of ranks over nodes, and what asked for it.
-  const std::string& reason() const { return reason_; }
-  // The i-th shared buffer (one memory for all ranks of the node), or nullptr
-  // when this mode has none. When there are shared buffers, wait() hands this
-  // rank only its own part [own_begin(), own_end()) of the sum, and returns once
-  // every rank has updated its part.
-  float* shared_buffer(std::size_t i) const;
-  // Where training keeps the parameters and optimizer state: with shared
-  // buffers, one copy per node in shared memory (filled by one rank of each
-  // node from the values every rank holds; *params is then freed, and mlp
-  // claims this rank's part while it backpropagates); otherwise they stay
-  // where they are. Returns the parameters to use. Collective.
-  float* place(FlatBuffer* params, Optimizer* optimizer, Mlp<float>* mlp);
-  std::size_t own_begin() const { return own_begin_; }
-  std::size_t own_end() const { return own_end_; }
-  // Where this step's local gradient goes (the sum buffer itself, or this
-  // rank's shared-memory buffer).
-  float* backward_buffer() const { return backward_buffer_; }
-  // Starts summing the step's statistics.
-  void start_stats(double loss, double correct, double count);
-  void piece_done(std::size_t piece_index) override;
-  // For a rank with no samples in this step: its zero gradient is final at once.
-  void all_pieces_done();
-  // Shared memory: tells the peers this rank's gradient and statistics are
-  // complete, so they can go on while this rank does other work (e.g. gathers
-  // its next batch). wait_stats() publishes if this was not called.
-  void publish();
-  // Waits for the step's (loss, correct, count) sums: call before wait().
-  const double* wait_stats();
-  // Hands the summed gradient to update(begin, end, first, second) slice by
-  // slice, as soon as each slice is final (ring buckets in the order they were
-  // started). Shared memory leaves the last addition to update(), which reads
-  // the last rank's gradient in the same pass as the parameters.
-  template <typename F>
-  void wait(F&& update) {
-    const std::size_t slices = num_slices();
-    for (std::size_t i = 0; i < slices; ++i) {
-      std::size_t begin = 0, end = 0;
-      const float* second = nullptr;
-      const float* first = finish_slice(i, &begin, &end, &second);
-      update(begin, end, first, second);
-    }
-    end_step();
-  }
-  std::size_t num_buckets() const { return buckets_.size(); }
-  double test_seconds() const { return test_seconds_; }  // time spent moving the ring on during backprop
-  void reset_test_seconds() { test_seconds_ = 0; }
-
- private:
-  struct Bucket {
-    std::size_t begin, end;  // element range of the gradient
-    std::size_t last_piece;  // the bucket may start once this piece is done
-  };
-  struct Rings;   // ring allreduce state machines, kept out of this header
-  struct Shared;  // shared-memory window and peer pointers
-  std::size_t num_slices() const;
-  // Returns the first part of the slice's sums, and sets *second (see wait()).
-  const float* finish_slice(std::size_t i, std::size_t* begin, std::size_t* end, const float** second);
-  void end_step();
-  void progress();
-
-  const Communicator& comm_;  // every collective runs on this communicator (or ones split from it)
-  float* sums_;
-  std::size_t size_;
-  bool overlap_;
-  AllreduceMode mode_;
-  std::string reason_;
-  float* backward_buffer_;
-  std::size_t own_begin_ = 0, own_end_;  // the part of the sum this rank hands to update()
-  std::vector<Bucket> buckets_;
-  std::size_t next_bucket_ = 0;  // buckets start in order
-  double stats_[3] = {0, 0, 0};
-  int64_t step_ = 0;
-  bool published_ = false;  // publish() done for this step
-  std::unique_ptr<Rings> rings_;
-  std::unique_ptr<Shared> shared_;  // kShared and kHierarchical
-  double test_seconds_ = 0;
-};
-
 }  // namespace nn_dist
+
+#include "nn_dist/parallel/gradient_sync.hpp"  // the gradient sums that run on a Communicator

@@ -1,0 +1,250 @@
+// Shared memory on one node (kShared), and per node with MPI_Allreduce
+// between nodes (kHierarchical): the ranks of a node publish their gradients
+// in one MPI shared window and each sums (and, with shared buffers, updates)
+// its own part of them, in rank order.
+#include <sched.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+
+#include "../mpi_comm.hpp"
+#include "nn_dist/model/layout.hpp"
+#include "sums.hpp"
+
+namespace nn_dist {
+
+namespace {
+
+// The head of each rank's segment of the node's shared window. Every field
+// is written by the segment's owner only and read by its peers:
+//
+//   byte 0    published   steps whose gradient and stats the owner has completed
+//   byte 64   updated     steps whose part of the shared update the owner has written
+//   byte 128  stats[0]    (loss, correct, count) of even steps
+//   byte 192  stats[1]    ... of odd steps
+//   byte 256  the owner's gradient buffer(s) (grad_buffers() x padded(grad_size) floats)
+//   then      rank 0 only: the shared buffers (parameters, then each optimizer state)
+//
+// Each counter has a cache line of its own, so spinning peers do not slow the
+// owner's other writes. Pairing: the owner writes its gradient and stats,
+// then stores `published` with release; a peer loads it with acquire before
+// reading them (wait_for). Likewise the owner writes its part of the
+// parameters and optimizer state, then stores `updated` with release, and
+// every rank acquires all `updated` counters before the next forward pass.
+struct SegmentHead {
+  alignas(64) int64_t published;
+  alignas(64) int64_t updated;
+  alignas(64) double stats[2][8];  // [step parity][loss, correct, count], a line each
+};
+static_assert(sizeof(SegmentHead) == 256, "the documented layout");
+
+// The node's shared window. Gradients alternate between two buffers by step
+// parity, so a rank may start the next backprop while a slower peer still
+// reads the last gradient: the peer must have finished that reading before it
+// can publish the step after. With shared buffers (the parameters and
+// optimizer state, in rank 0's segment) every step ends when all parts are
+// updated, so all gradient reads are done before the next backprop and one
+// gradient buffer is enough (the same memory every step: 1.87x instead of
+// 1.80x at 2 ranks).
+struct SharedWindow {
+  MPI_Comm node = MPI_COMM_NULL;
+  MPI_Comm across = MPI_COMM_NULL;  // kHierarchical: the ranks of this local rank on every node
+  MPI_Win window = MPI_WIN_NULL;
+  std::size_t grad_size = 0;
+  std::size_t buffers = 0;      // shared parameter-sized buffers in rank 0's segment
+  std::vector<char*> segments;  // every rank's segment, as mapped here
+  int rank = 0;
+
+  static std::size_t padded(std::size_t elements) { return (elements + 15) / 16 * 16; }
+  std::size_t grad_buffers() const { return buffers > 0 ? 1 : 2; }  // see above
+  std::size_t own_bytes() const { return sizeof(SegmentHead) + grad_buffers() * padded(grad_size) * sizeof(float); }
+  std::size_t segment_bytes() const {
+    return own_bytes() + (rank == 0 ? buffers * padded(grad_size) * sizeof(float) : 0);
+  }
+  SegmentHead* head(int r) const { return reinterpret_cast<SegmentHead*>(segments[r]); }
+  float* buffer(std::size_t i) const {
+    return reinterpret_cast<float*>(segments[0] + own_bytes()) + padded(grad_size) * i;
+  }
+  // Segments are allocated 64 bytes larger and used from their first 64-byte
+  // boundary (the same offset in every process: mappings are page-aligned).
+  static char* aligned(char* base) {
+    return reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(base) + 63) / 64 * 64);
+  }
+  int64_t* published(int r) const { return &head(r)->published; }
+  int64_t* updated(int r) const { return &head(r)->updated; }
+  double* stats(int r, int64_t step) const { return head(r)->stats[step & 1]; }
+  float* grad(int r, int64_t step) const {
+    return reinterpret_cast<float*>(segments[r] + sizeof(SegmentHead)) +
+           padded(grad_size) * (static_cast<std::size_t>(step) % grad_buffers());
+  }
+  // Spins until every rank's counter (published or updated) has reached
+  // `step` (acquire: what the owner wrote before its release is visible);
+  // yields so oversubscribed ranks progress.
+  void wait_for(int64_t step, int64_t* (SharedWindow::*counter)(int) const = &SharedWindow::published) const {
+    for (std::size_t r = 0; r < segments.size(); ++r) {
+      for (int spins = 0; __atomic_load_n((this->*counter)(static_cast<int>(r)), __ATOMIC_ACQUIRE) < step; ++spins) {
+        if (spins > 64) sched_yield();
+      }
+    }
+  }
+};
+
+// Shared memory: slices small enough that the partial sum of 3 or more ranks
+// stays in cache until the optimizer reads it.
+constexpr std::size_t kSharedSlice = 8192;
+
+class SharedSum : public GradientSync {
+ public:
+  SharedSum(const Communicator& comm, MPI_Comm node, const SumSetup& setup, std::size_t shared_buffers)
+      : GradientSync(comm, setup.sums, setup.grad_size, setup.mode, setup.reason) {
+    int node_size = 0;
+    MPI_Comm_size(node, &node_size);
+    w_.node = node;
+    w_.grad_size = size_;
+    w_.buffers = shared_buffers;
+    MPI_Comm_rank(node, &w_.rank);
+    if (mode_ == AllreduceMode::kHierarchical) MPI_Comm_split(mpi_comm(comm_), w_.rank, comm.rank(), &w_.across);
+    if (shared_buffers > 0) {  // this rank sums and updates its own part: whole cache lines
+      line_part(size_, static_cast<std::size_t>(w_.rank), static_cast<std::size_t>(node_size), &own_begin_, &own_end_);
+    }
+    MPI_Info info;
+    MPI_Info_create(&info);
+    MPI_Info_set(info, "alloc_shared_noncontig", "true");  // each segment in its owner's memory
+    char* mine = nullptr;
+    MPI_Win_allocate_shared(static_cast<MPI_Aint>(w_.segment_bytes() + 64), 1, info, node, &mine, &w_.window);
+    MPI_Info_free(&info);
+    std::fill(mine, mine + w_.segment_bytes() + 64, 0);
+    for (int r = 0; r < node_size; ++r) {
+      MPI_Aint bytes = 0;
+      int unit = 0;
+      char* base = nullptr;
+      MPI_Win_shared_query(w_.window, r, &bytes, &unit, &base);
+      w_.segments.push_back(SharedWindow::aligned(base));
+    }
+    MPI_Win_lock_all(MPI_MODE_NOCHECK, w_.window);
+    MPI_Barrier(node);  // every segment zeroed before anyone reads one
+    backward_buffer_ = w_.grad(w_.rank, 0);
+  }
+  ~SharedSum() override {
+    MPI_Win_unlock_all(w_.window);
+    MPI_Win_free(&w_.window);
+    MPI_Comm_free(&w_.node);
+    if (w_.across != MPI_COMM_NULL) MPI_Comm_free(&w_.across);
+  }
+
+  float* place(FlatBuffer* params, Optimizer* optimizer, Mlp<float>* mlp) override {
+    float* shared = shared_buffer(0);
+    if (shared == nullptr) return params->data();
+    const std::size_t states = optimizer->state().size();
+    if (w_.buffers < 1 + states) throw Error("internal: too few shared buffers for the optimizer state");
+    const bool leader = w_.rank == 0;
+    if (leader) std::copy(params->begin(), params->end(), shared);
+    std::vector<float*> places;
+    for (std::size_t i = 1; i <= states; ++i) places.push_back(shared_buffer(i));
+    optimizer->place_state(places, leader);
+    MPI_Barrier(w_.node);  // filled before anyone reads
+    FlatBuffer().swap(*params);
+    mlp->set_update_range(own_begin_, own_end_);
+    return shared;
+  }
+  float* shared_buffer(std::size_t i) const override { return i < w_.buffers ? w_.buffer(i) : nullptr; }
+
+  void publish() override {
+    if (published_) return;
+    std::copy(stats_, stats_ + 3, w_.stats(w_.rank, step_));
+    __atomic_store_n(w_.published(w_.rank), step_ + 1, __ATOMIC_RELEASE);
+    published_ = true;
+  }
+  const double* wait_stats() override {
+    publish();
+    w_.wait_for(step_ + 1);
+    stats_[0] = stats_[1] = stats_[2] = 0;
+    for (std::size_t r = 0; r < w_.segments.size(); ++r) {
+      const double* peer = w_.stats(static_cast<int>(r), step_);
+      for (int i = 0; i < 3; ++i) stats_[i] += peer[i];
+    }
+    // Every local rank holds its node's sums; each adds them over the nodes.
+    if (mode_ == AllreduceMode::kHierarchical) {
+      MPI_Allreduce(MPI_IN_PLACE, stats_, 3, MPI_DOUBLE, MPI_SUM, w_.across);
+    }
+    return stats_;
+  }
+
+ protected:
+  std::size_t num_slices() const override {
+    if (mode_ == AllreduceMode::kHierarchical) return 1;  // one allreduce of this rank's part per step
+    return (own_end_ - own_begin_ + kSharedSlice - 1) / kSharedSlice;
+  }
+  const float* finish_slice(std::size_t i, std::size_t* begin, std::size_t* end, const float** second) override {
+    *second = nullptr;
+    switch (mode_) {
+    case AllreduceMode::kShared: {
+      // Rank order, the same bits everywhere: ((g0 + g1) + g2) + ... The last
+      // addition is the optimizer's; with 3 or more ranks the others are summed here.
+      *begin = own_begin_ + i * kSharedSlice;
+      *end = std::min(own_end_, *begin + kSharedSlice);
+      const int last = static_cast<int>(w_.segments.size()) - 1;
+      *second = w_.grad(last, step_);
+      if (last == 1) return w_.grad(0, step_);
+      const std::size_t n = *end - *begin;
+      float* __restrict out = sums_ + *begin;
+      const float* __restrict first = w_.grad(0, step_) + *begin;
+      std::copy(first, first + n, out);
+      for (int r = 1; r < last; ++r) {
+        const float* __restrict in = w_.grad(r, step_) + *begin;
+        for (std::size_t j = 0; j < n; ++j) out[j] += in[j];
+      }
+      return sums_;
+    }
+    case AllreduceMode::kHierarchical: {
+      // This node's sum of this rank's part, in local rank order (the same
+      // bits on every node's owner of the part), then the sum over the nodes.
+      *begin = own_begin_;
+      *end = own_end_;
+      const int ranks = static_cast<int>(w_.segments.size());
+      float* out = sums_;
+      if (ranks == 1) {
+        out = w_.grad(0, step_);  // this rank's own gradient: summed in place
+      } else {
+        const float* __restrict first = w_.grad(0, step_);
+        std::copy(first + *begin, first + *end, out + *begin);
+        for (int r = 1; r < ranks; ++r) {
+          const float* __restrict in = w_.grad(r, step_);
+          for (std::size_t j = *begin; j < *end; ++j) out[j] += in[j];
+        }
+      }
+      for (std::size_t done = *begin; done < *end;) {  // MPI counts are int
+        const int chunk = static_cast<int>(std::min<std::size_t>(*end - done, INT_MAX / 2));
+        MPI_Allreduce(MPI_IN_PLACE, out + done, chunk, MPI_FLOAT, MPI_SUM, w_.across);
+        done += static_cast<std::size_t>(chunk);
+      }
+      return out;
+    }
+      default:
+        return nullptr;
+    }
+  }
+  void end_step() override {
+    published_ = false;
+    if (w_.buffers > 0) {  // every part updated before anyone reads the parameters
+      __atomic_store_n(w_.updated(w_.rank), step_ + 1, __ATOMIC_RELEASE);
+      w_.wait_for(step_ + 1, &SharedWindow::updated);
+    }
+    GradientSync::end_step();
+    backward_buffer_ = w_.grad(w_.rank, step_);
+  }
+
+ private:
+  SharedWindow w_;
+  bool published_ = false;  // publish() done for this step
+};
+
+}  // namespace
+
+std::unique_ptr<GradientSync> make_shared_sum(const Communicator& comm, MPI_Comm node, const SumSetup& setup,
+                                              std::size_t shared_buffers) {
+  return std::make_unique<SharedSum>(comm, node, setup, shared_buffers);
+}
+
+}  // namespace nn_dist

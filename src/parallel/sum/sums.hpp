@@ -1,0 +1,31 @@
+// The ways of summing, each in its own file here; GradientSync::create picks one.
+#pragma once
+
+#include <mpi.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn_dist/parallel/comm.hpp"
+
+namespace nn_dist {
+
+struct SumSetup {
+  float* sums;           // the gradient-sum buffer the optimizer reads
+  std::size_t grad_size;
+  AllreduceMode mode;    // as chosen
+  std::string reason;    // why (for the banner)
+};
+
+// kShared and kHierarchical: node-shared memory (the node communicator is taken over).
+std::unique_ptr<GradientSync> make_shared_sum(const Communicator& comm, MPI_Comm node, const SumSetup& setup,
+                                              std::size_t shared_buffers);
+// kRing: nn_dist's own ring allreduce in buckets that overlap backprop.
+std::unique_ptr<GradientSync> make_ring_sum(const Communicator& comm, const SumSetup& setup,
+                                            const std::vector<GradientPiece>& pieces, std::size_t bucket_bytes,
+                                            bool overlap);
+// kMpi (one MPI_Allreduce) and kNone (no sum: a benchmark).
+std::unique_ptr<GradientSync> make_mpi_sum(const Communicator& comm, const SumSetup& setup);
+
+}  // namespace nn_dist
