@@ -14,6 +14,7 @@
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/io/checkpoint.hpp"
+#include "nn_dist/io/checkpoint_dir.hpp"
 #include "nn_dist/io/dataset.hpp"
 #include "nn_dist/io/files.hpp"
 #include "test_util.hpp"
@@ -269,6 +270,11 @@ TEST(FilesTest, StaleTemporariesOfDeadProcessesOnThisHostAreRemoved) {
   const std::string other_file = dir + "/.x.h5.tmp." + host + ".999999999";
   for (const std::string& p : {mine, dead, other_host, other_file}) std::ofstream(p) << "x";
   EXPECT_EQ(remove_stale_temporaries(dir + "/ck.h5"), std::vector<std::string>{dead});
+  for (const std::string& p : {mine, other_host, other_file}) EXPECT_TRUE(std::filesystem::exists(p)) << p;
+  // A folder of numbered checkpoints: every checkpoint's leftovers, no other file's.
+  const std::string numbered = dir + "/.ckpt-0000000042.h5.tmp." + host + ".999999999";
+  std::ofstream(numbered) << "x";
+  EXPECT_EQ(remove_stale_temporaries(dir, is_checkpoint_name), std::vector<std::string>{numbered});
   for (const std::string& p : {mine, other_host, other_file}) EXPECT_TRUE(std::filesystem::exists(p)) << p;
   std::filesystem::remove_all(dir);
 }

@@ -1,8 +1,6 @@
 // Numbered checkpoints in a folder: naming, listing, choosing, pruning.
 #include "nn_dist/io/checkpoint_dir.hpp"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -19,6 +17,8 @@ namespace {
 constexpr const char* kPrefix = "ckpt-";
 constexpr const char* kSuffix = ".h5";
 
+}  // namespace
+
 bool is_checkpoint_name(const std::string& name) {
   const std::size_t p = std::char_traits<char>::length(kPrefix), s = std::char_traits<char>::length(kSuffix);
   if (name.size() <= p + s || name.compare(0, p, kPrefix) != 0 || name.compare(name.size() - s, s, kSuffix) != 0) {
@@ -27,13 +27,6 @@ bool is_checkpoint_name(const std::string& name) {
   const std::string digits = name.substr(p, name.size() - p - s);
   return digits.find_first_not_of("0123456789") == std::string::npos;
 }
-
-bool same_file(const std::string& a, const std::string& b) {
-  struct stat sa {}, sb {};
-  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
-         sa.st_ino == sb.st_ino;
-}
-}  // namespace
 
 std::string checkpoint_file_name(int64_t global_step) {
   char name[64];

@@ -11,6 +11,7 @@
 #include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <limits.h>
 
 #include "nn_dist/common/error.hpp"
@@ -259,16 +260,19 @@ void write_file_atomically(const std::string& path, const void* data, std::size_
   }
 }
 
-std::vector<std::string> remove_stale_temporaries(const std::string& path) {
+std::vector<std::string> remove_stale_temporaries(const std::string& folder,
+                                                  const std::function<bool(const std::string&)>& owns) {
   std::vector<std::string> removed;
-  const fs::path target(path);
-  const std::string prefix = temp_prefix(target), host = hostname();
+  const std::string host = hostname();
   std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(folder_of(target), ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind(prefix, 0) != 0) continue;
+  for (const auto& entry : fs::directory_iterator(folder, ec)) {
     // ".NAME.tmp.HOST.PID", or ".NAME.tmp.PID" from versions before the host was named.
-    const std::string rest = name.substr(prefix.size());
+    const std::string name = entry.path().filename().string();
+    const std::size_t tmp = name.rfind(".tmp.");
+    if (name.empty() || name[0] != '.' || tmp == std::string::npos || tmp < 2 || !owns(name.substr(1, tmp - 1))) {
+      continue;
+    }
+    const std::string rest = name.substr(tmp + 5);
     const std::size_t dot = rest.rfind('.');
     const std::string owner_host = dot == std::string::npos ? host : rest.substr(0, dot);
     const std::string pid_text = dot == std::string::npos ? rest : rest.substr(dot + 1);
@@ -282,6 +286,13 @@ std::vector<std::string> remove_stale_temporaries(const std::string& path) {
   }
   return removed;
 }
+
+std::vector<std::string> remove_stale_temporaries(const std::string& path) {
+  const std::string file = fs::path(path).filename().string();
+  return remove_stale_temporaries(folder_of(fs::path(path)).string(), [&](const std::string& name) { return name == file; });
+}
+
+bool same_file(const std::string& a, const std::string& b) { return identity_of(a) == identity_of(b); }
 
 void remove_temporaries_on_signals() {
   for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGXCPU, SIGXFSZ}) {

@@ -112,14 +112,13 @@ void Trainer::check_files() {
     if (!config_.metrics.empty()) metrics_path_ = require_output_file(config_.metrics, "--metrics " + config_.metrics);
     // The documented continuation: --resume X --checkpoint X rewrites X.
     require_distinct_files(inputs, outputs, {{"--checkpoint", "--resume"}});
-    const std::string written = !checkpoint_path_.empty() ? checkpoint_path_
-                                : !checkpoint_dir_.empty() ? checkpoint_dir_ + "/" + checkpoint_file_name(0)
-                                                           : "";
-    if (!written.empty()) {
-      for (const std::string& stale : remove_stale_temporaries(written)) {
-        std::printf("note: removed %s, left by an earlier run that was killed while writing a checkpoint\n",
-                    printable(stale, 200).c_str());
-      }
+    const std::vector<std::string> stale = !checkpoint_path_.empty() ? remove_stale_temporaries(checkpoint_path_)
+                                           : !checkpoint_dir_.empty()
+                                               ? remove_stale_temporaries(checkpoint_dir_, is_checkpoint_name)
+                                               : std::vector<std::string>{};
+    for (const std::string& file : stale) {
+      std::printf("note: removed %s, left by an earlier run that was killed while writing a checkpoint\n",
+                  printable(file, 200).c_str());
     }
   });
 }
@@ -216,7 +215,7 @@ void Trainer::require_model_memory(const std::vector<long>& sizes, long max_batc
            std::to_string(global ? config_.global_batch_size : config_.batch_size) + ": batches of " +
            std::to_string(max_batch) + " samples through " + model;
   } else if (from_checkpoint && !config_.hidden_given) {
-    what = (!config_.resume.empty() ? "--resume " + config_.resume : "--init " + config_.init) + ": " + model;
+    what = checkpoint_flag() + ": " + model;
   } else {
     what = "--hidden " + config_.hidden + ": " + model;
   }
@@ -247,7 +246,7 @@ std::vector<long> Trainer::model_sizes() {
 
   // --init / --resume: rank 0 reads the checkpoint's description, every rank
   // agrees on its errors, and the architecture is broadcast.
-  const std::string what = (!config_.resume.empty() ? "--resume " : "--init ") + ckpt;
+  const std::string what = checkpoint_flag();
   SavedModel saved;
   comm_.agreed([&] {
     if (!comm_.root()) return;
@@ -289,6 +288,10 @@ std::vector<long> Trainer::model_sizes() {
 
 std::string Trainer::checkpoint_to_load() const { return !config_.resume.empty() ? config_.resume : config_.init; }
 
+std::string Trainer::checkpoint_flag() const {
+  return (!config_.resume.empty() ? "--resume " : "--init ") + checkpoint_to_load();
+}
+
 void Trainer::allocate_model(const std::vector<long>& sizes) {
   const long max_batch = std::max<long>(source_->batch(), 256);  // training and evaluation batches
   comm_.agreed([&] { require_model_memory(sizes, max_batch, !checkpoint_to_load().empty()); });
@@ -304,7 +307,7 @@ void Trainer::initialise_parameters() {
   // parameters, optimizer state and progress: every rank starts with the same bits.
   const Layout& layout = mlp_->layout();
   const std::string ckpt = checkpoint_to_load();
-  const std::string what = (!config_.resume.empty() ? "--resume " : "--init ") + ckpt;
+  const std::string what = checkpoint_flag();
   int64_t progress[3] = {0, 0, static_cast<int64_t>(config_.seed)};  // epoch, step, seed
   if (!ckpt.empty()) {
     comm_.agreed([&] {

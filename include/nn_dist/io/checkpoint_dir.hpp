@@ -14,6 +14,9 @@ namespace nn_dist {
 // "ckpt-0000001234.h5": the global step, zero-padded so names sort by step.
 std::string checkpoint_file_name(int64_t global_step);
 
+// Whether a file name is one of these (for finding their temporaries).
+bool is_checkpoint_name(const std::string& name);
+
 // The folder's checkpoints (files named as above), oldest first.
 std::vector<std::string> list_checkpoints(const std::string& dir);
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -44,6 +45,14 @@ void write_file_atomically(const std::string& path, const void* data, std::size_
 // Temporary files that earlier runs on this host left beside path when they
 // were killed (their process is gone): removes them and returns their names.
 std::vector<std::string> remove_stale_temporaries(const std::string& path);
+// The same for every file in folder whose name `owns` accepts (e.g. all of a
+// folder's numbered checkpoints).
+std::vector<std::string> remove_stale_temporaries(const std::string& folder,
+                                                  const std::function<bool(const std::string& name)>& owns);
+
+// Whether two paths name one file (device and inode; resolved paths for files
+// that do not exist), as require_distinct_files compares them.
+bool same_file(const std::string& a, const std::string& b);
 
 // Makes SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGXCPU
 // and SIGXFSZ remove the temporary file being written (if any) before the

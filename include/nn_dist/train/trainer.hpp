@@ -69,6 +69,7 @@ class Trainer {
   void build_model();
   std::vector<long> model_sizes();
   std::string checkpoint_to_load() const;  // --resume or --init, or ""
+  std::string checkpoint_flag() const;     // how errors name it: "--resume ck.h5"
   void allocate_model(const std::vector<long>& sizes);
   void initialise_parameters();
   void start_gradient_sum();
