@@ -10,13 +10,19 @@
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/parallel/comm.hpp"
 #include "nn_dist/io/files.hpp"
+#include "nn_dist/train/signals.hpp"
 #include "nn_dist/train/trainer.hpp"
 
 int main(int argc, char** argv) {
   nn_dist::MpiSession mpi(&argc, &argv);
   nn_dist::Communicator comm;
-  nn_dist::remove_temporaries_on_signals();
+  nn_dist::install_signal_handlers();
+  int exit_code = 0;
   try {
+    // Stop signals wait for a step boundary only while the try block runs.
+    struct StopSignalsEnd {
+      ~StopSignalsEnd() { nn_dist::end_stop_on_signal(); }
+    } stop_signals_end;
     nn_dist::Config config;
     std::string help;
     nn_dist::ParseResult parsed = nn_dist::ParseResult::kRun;
@@ -27,6 +33,7 @@ int main(int argc, char** argv) {
     }
     nn_dist::Trainer trainer(comm, config);
     trainer.run();
+    exit_code = trainer.stop_exit_code();
     // The epoch lines are output too: a full disk or closed pipe under stdout is an error.
     comm.agreed([] {
       if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
@@ -43,5 +50,5 @@ int main(int argc, char** argv) {
     std::fflush(stderr);
     comm.abort(nn_dist::kUsageExitCode);
   }
-  return 0;
+  return exit_code;
 }

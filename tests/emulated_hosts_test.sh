@@ -8,7 +8,9 @@
 #     final parameters equal a one-host run within float tolerance;
 #   - nodes of unequal size fall back to Open MPI's allreduce, and say so;
 #   - bad data seen only by a rank on the second host stops every rank with
-#     one error line and exit code 2.
+#     one error line and exit code 2;
+#   - a link cut mid-run ends the job with a clear line, through the watchdog
+#     (--collective-timeout 3) or Open MPI's keepalive (the default 300 s).
 # Usage: emulated_hosts_test.sh BUILD_DIR. Exit 77 (ctest: skipped) only where
 # the machine cannot make namespaces; everything it creates is removed on exit.
 set -uo pipefail
@@ -87,6 +89,37 @@ check "bad input on host 2: exit code 2" test "$rc" -eq 2
 check "bad input on host 2: one error line naming the file" \
   test "$(grep -c 'nn_dist: error: --data .*nan.h5.*NaN' "$WORK/out")" -eq 1
 check "bad input on host 2: no abort" bash -c "! grep -q 'MPI_ABORT' '$WORK/out'"
+
+# A link cut mid-run (host 2's veth taken down). Either the watchdog
+# (--collective-timeout) or Open MPI's out-of-band keepalive (hosts.sh's
+# settings, ~11 s) notices first; either way the job ends with a clear line.
+"$BUILD/nn_datagen" --kind teacher --samples 24000 --features 64 --classes 10 --out "$WORK/t.h5" >/dev/null
+for timeout in 3 300; do
+  "$HOSTS" mpirun -np 2 --host nnt1:1,nnt2:1 "${PASS_ENV[@]}" "$BUILD/nn_dist" --data "$WORK/t.h5" --hidden 256,128 \
+    --batch-size 16 --epochs 100000 --collective-timeout $timeout >"$WORK/cut.out" 2>&1 &
+  job=$!
+  until grep -q "^epoch 1/" "$WORK/cut.out" || ! kill -0 $job 2>/dev/null; do sleep 0.1; done
+  ip -n nnt2 link set eth0 down
+  start=$(date +%s.%N)
+  ( sleep 120; kill -KILL $job ) 2>/dev/null &
+  guard=$!
+  wait $job
+  rc=$?
+  took=$(echo "$(date +%s.%N) - $start" | bc)
+  kill $guard 2>/dev/null
+  echo "TIME link cut -> job ends (--collective-timeout $timeout): $took s, exit code $rc"
+  check "link cut, timeout $timeout: the job ended (exit code $rc) within 60 s" \
+    bash -c "[[ $rc -ne 0 && $rc -ne 137 ]] && (( \$(echo '$took < 60' | bc) ))"
+  if [[ $timeout == 3 ]]; then
+    check "link cut, timeout 3: the watchdog's line names the wait" \
+      grep -q "nn_dist: error: rank [01]: summing the gradients at step [0-9]*: .*aborting the job" "$WORK/cut.out"
+  else
+    check "link cut, timeout 300: Open MPI names the lost host" grep -q "lost communication with a remote daemon" "$WORK/cut.out"
+  fi
+  [[ $rc -ne 0 ]] || cat "$WORK/cut.out"
+  ip -n nnt2 link set eth0 up
+  "$HOSTS" run nnt1 pkill -KILL -x nn_dist 2>/dev/null; "$HOSTS" run nnt2 pkill -KILL -x nn_dist 2>/dev/null
+done
 
 echo "$failures failed"
 [[ $failures -eq 0 ]]

@@ -79,6 +79,7 @@ void replace_dataset(const std::string& file, const std::string& name, const std
   if (H5Lexists(f, name.c_str(), H5P_DEFAULT) > 0) H5Ldelete(f, name.c_str(), H5P_DEFAULT);
   add_dataset(f, name, dims, type, values);
   H5Fclose(f);
+  drop_checksum(file);
 }
 
 // Reads a float dataset of a checkpoint (row-major) and its shape.
@@ -118,6 +119,7 @@ void set_attr(const std::string& file, const std::string& object, const std::str
   H5Sclose(space);
   H5Oclose(obj);
   H5Fclose(f);
+  drop_checksum(file);
 }
 
 void set_int_attr(const std::string& file, const std::string& object, const std::string& name,
@@ -145,6 +147,7 @@ void set_string_attr(const std::string& file, const std::string& object, const s
   H5Tclose(type);
   H5Oclose(obj);
   H5Fclose(f);
+  drop_checksum(file);
 }
 
 // A good checkpoint trained with Adam (its state includes exp_avg_sq).
@@ -356,6 +359,7 @@ std::vector<HostileCase> checkpoint_content_cases() {
                         const hid_t f = H5Fopen(ck.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
                         H5Ldelete(f, "/model/W2", H5P_DEFAULT);
                         H5Fclose(f);
+                        drop_checksum(ck);
                       },
                       {"--resume", "no /model/W2"}),
       checkpoint_case("NanInWeights", "--init", [](const std::string& ck) { poke(ck, "/model/W2", 3, std::nan("")); },
@@ -368,6 +372,21 @@ std::vector<HostileCase> checkpoint_content_cases() {
       checkpoint_case("NegativeSumOfSquares", "--resume",
                       [](const std::string& ck) { poke(ck, "/optimizer/exp_avg_sq/W1", 0, -1.0); },
                       {"--resume", "exp_avg_sq", "negative"}, false, true),
+      // The checksum in nn_dist's header: one flipped bit anywhere, or a cut-off tail.
+      checkpoint_case("OneBitFlipped", "--resume",
+                      [](const std::string& ck) {
+                        std::fstream f(ck, std::ios::in | std::ios::out | std::ios::binary);
+                        const std::streamoff at = static_cast<std::streamoff>(fs::file_size(ck) * 2 / 3);
+                        char c = 0;
+                        f.seekg(at);
+                        f.get(c);
+                        f.seekp(at);
+                        f.put(static_cast<char>(c ^ 0x10));
+                      },
+                      {"--resume", "damaged", "checksum"}, true),
+      checkpoint_case("TruncatedTail", "--init",
+                      [](const std::string& ck) { fs::resize_file(ck, fs::file_size(ck) - 100); },
+                      {"--init", "truncated", "holds"}),
       checkpoint_case("NegativeEpoch", "--resume",
                       [](const std::string& ck) { set_int_attr(ck, "/training", "epoch", {-5}); },
                       {"--resume", "'epoch'", "-5"}, true),

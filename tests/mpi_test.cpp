@@ -151,7 +151,11 @@ TEST(MpiGradientTest, AllreducedGradientEqualsUnionGradient) {
     }
     local.forward(params.data(), data.x.data() + offset * d, count);
     const LossSums s = local.loss_and_delta(labels.data() + offset, nullptr);
-    sync.start_stats(s.loss, s.correct, static_cast<double>(count));
+    // The control values ride in the same sum: a stop seen by the odd ranks, a checkpoint due on rank 0.
+    const int me = comm().rank();
+    const double mine[kStepStats] = {s.loss, s.correct, static_cast<double>(count), me % 2 == 1 ? 1.0 : 0.0,
+                                     me % 2 == 1 ? 0.25 * me : 0.0, me == 0 ? 1.0 : 0.0};
+    sync.start_stats(mine);
     local.backward(params.data(), data.x.data() + offset * d, sync.backward_buffer(), &sync);
     const double* stats = sync.wait_stats();
     std::size_t covered = 0;
@@ -167,8 +171,14 @@ TEST(MpiGradientTest, AllreducedGradientEqualsUnionGradient) {
     // With parts, every element is handed to one rank of each node (on one node: once).
     const std::size_t nodes = static_cast<std::size_t>(comm().size() / comm().node_size());
     EXPECT_EQ(parts, static_cast<double>(layout.total() * (partial ? nodes : comm().size())));
-    EXPECT_EQ(stats[2], static_cast<double>(n));
-    EXPECT_NEAR(stats[0], loss, 1e-4);
+    EXPECT_EQ(stats[kStatCount], static_cast<double>(n));
+    EXPECT_NEAR(stats[kStatLoss], loss, 1e-4);
+    const int odd = comm().size() / 2;
+    double odd_seconds = 0;
+    for (int r = 1; r < comm().size(); r += 2) odd_seconds += 0.25 * r;
+    EXPECT_EQ(stats[kStatStopRanks], odd);
+    EXPECT_EQ(stats[kStatStopSeconds], odd_seconds);
+    EXPECT_EQ(stats[kStatCheckpointDue], 1.0);
     for (std::size_t i = own_begin; i < own_end; ++i) {
       EXPECT_NEAR(sums[i], grad_d[i], 1e-4 * std::max(1.0, std::abs(grad_d[i]))) << "element " << i;
     }
@@ -202,7 +212,8 @@ TEST(MpiGradientTest, NoneModeKeepsEachRanksOwnGradient) {
   EXPECT_EQ(sync.mode(), AllreduceMode::kNone);
   local.forward(params.data(), x, count);
   const LossSums s = local.loss_and_delta(labels, nullptr);
-  sync.start_stats(s.loss, s.correct, static_cast<double>(count));
+  const double mine[kStepStats] = {s.loss, s.correct, static_cast<double>(count)};
+  sync.start_stats(mine);
   local.backward(params.data(), x, sync.backward_buffer(), &sync);
   EXPECT_EQ(sync.wait_stats()[2], static_cast<double>(g.n));
   FlatBuffer handed(layout.total(), 0.0f);

@@ -35,6 +35,9 @@ up() {
     ip -n "$SWITCH" link set p$i up
     ip -n "$ns" addr add "$SUBNET.$i/24" dev eth0
     ip -n "$ns" link set eth0 up
+    # A host that vanishes while mpirun is sending to it (e.g. killing the
+    # job) is given up after ~13 s of retransmissions, not the default ~15 min.
+    ip netns exec "$ns" sysctl -qw net.ipv4.tcp_retries2=5
     mkdir -p "/etc/netns/$ns"
     { echo "127.0.0.1 localhost"; for j in $(seq 1 "$n"); do echo "$SUBNET.$j $PREFIX$j"; done; } >"/etc/netns/$ns/hosts"
   done

@@ -58,6 +58,10 @@ po::options_description describe(Config& c, Choices& k) {
       ("checkpoint-dir", po::value(&c.checkpoint_dir), "folder of numbered checkpoints ckpt-<step>.h5 (created if missing)")
       ("keep-checkpoints", po::value(&c.keep_checkpoints)->default_value(c.keep_checkpoints), "checkpoints kept in --checkpoint-dir")
       ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(c.checkpoint_every), "epochs between checkpoints")
+      ("checkpoint-every-steps", po::value(&c.checkpoint_every_steps)->default_value(0),
+       "also checkpoint every N steps, mid-epoch (0: off)")
+      ("checkpoint-minutes", po::value(&c.checkpoint_minutes)->default_value(c.checkpoint_minutes),
+       "also checkpoint when this many minutes have passed since the last one (0: off)")
       ("resume", po::value(&c.resume), "continue the run saved in this checkpoint; auto: the newest in --checkpoint-dir "
        "(or --checkpoint if it exists), else start fresh")
       ("metrics", po::value(&c.metrics), "write per-epoch metrics to this CSV file")
@@ -75,7 +79,9 @@ po::options_description describe(Config& c, Choices& k) {
        "none: no sum, every rank trains its own model (a benchmark of the scaling ceiling)")
       ("max-steps", po::value(&c.max_steps)->default_value(0), "stop after this many steps (0: no limit; for benchmarks)")
       ("profile", po::bool_switch(&c.profile), "print the per-step time breakdown (table and JSON line)")
-      ("warmup-steps", po::value(&c.warmup_steps)->default_value(c.warmup_steps), "steps left out of --profile timings");
+      ("warmup-steps", po::value(&c.warmup_steps)->default_value(c.warmup_steps), "steps left out of --profile timings")
+      ("collective-timeout", po::value(&c.collective_timeout)->default_value(c.collective_timeout),
+       "seconds a rank waits for the others (a stopped, dead or cut-off rank) before it aborts the job");
   po::options_description general("General", 100);
   general.add_options()
       ("help,h", "show this help")
@@ -241,6 +247,10 @@ ParseResult parse_config(int argc, const char* const* argv, Config* config, std:
     throw Error("--checkpoint and --checkpoint-dir: give one, not both");
   }
   require_positive(c.keep_checkpoints, "keep-checkpoints");
+  require_nonnegative(static_cast<double>(c.checkpoint_every_steps), "checkpoint-every-steps");
+  require_nonnegative(c.checkpoint_minutes, "checkpoint-minutes");
+  require_positive(c.collective_timeout, "collective-timeout");
+  if (c.collective_timeout > 1e6) throw Error("--collective-timeout: at most 1000000 seconds");
   if (c.resume == "auto" && c.checkpoint.empty() && c.checkpoint_dir.empty()) {
     throw Error("--resume auto: needs --checkpoint-dir (or --checkpoint) to look for the newest checkpoint in");
   }

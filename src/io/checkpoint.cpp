@@ -5,7 +5,12 @@
 #include "nn_dist/io/checkpoint.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <limits>
+#include <memory>
 
 #include "h5util.hpp"
 #include "nn_dist/common/error.hpp"
@@ -93,6 +98,65 @@ std::string read_name(hid_t loc, const std::string& where, const std::string& na
 
 constexpr long long kMaxCount = std::numeric_limits<int64_t>::max() / 2;  // a step or epoch count, not garbage
 
+// The header in the user block (see verify_checkpoint_file).
+constexpr std::size_t kHeaderBytes = 512;
+constexpr const char* kMagic = "nn_dist checkpoint\n";
+
+// A 64-bit checksum: four lanes of multiply-rotate over 8-byte words, then a
+// final mix. Not cryptographic: it finds damaged, truncated or edited bytes.
+class Checksum {
+ public:
+  // Bytes in order; every call but the last must pass a multiple of 32 bytes.
+  void update(const unsigned char* p, std::size_t n) {
+    std::size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+      for (int j = 0; j < 4; ++j) lane_[j] = round(lane_[j], word(p + i + 8 * j));
+    }
+    for (; i < n; ++i) tail_ = tail_ * 0x100000001B3ull + p[i] + 1;
+    length_ += n;
+  }
+  uint64_t finish() const {
+    uint64_t h = length_ * kPrime1;
+    for (int j = 0; j < 4; ++j) h = (rotl(h ^ round(0, lane_[j]), 27) * kPrime1) + kPrime2;
+    h ^= tail_ * kPrime2;
+    h ^= h >> 33;
+    h *= 0xFF51AFD7ED558CCDull;
+    h ^= h >> 33;
+    h *= 0xC4CEB9FE1A85EC53ull;
+    return h ^ (h >> 33);
+  }
+
+ private:
+  static constexpr uint64_t kPrime1 = 0x9E3779B185EBCA87ull, kPrime2 = 0xC2B2AE3D27D4EB4Full;
+  static uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+  static uint64_t round(uint64_t acc, uint64_t w) { return rotl(acc + w * kPrime2, 31) * kPrime1; }
+  static uint64_t word(const unsigned char* p) {
+    uint64_t w = 0;
+    for (int b = 7; b >= 0; --b) w = (w << 8) | p[b];  // little-endian on every host
+    return w;
+  }
+  uint64_t lane_[4] = {kPrime1 + kPrime2, kPrime2, 0, 0 - kPrime1};
+  uint64_t tail_ = 0;
+  uint64_t length_ = 0;
+};
+
+std::string hex64(uint64_t v) {
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(v));
+  return text;
+}
+
+// Writes the header into the image's user block.
+void seal(std::vector<char>* image) {
+  Checksum sum;
+  sum.update(reinterpret_cast<const unsigned char*>(image->data()) + kHeaderBytes, image->size() - kHeaderBytes);
+  const std::string header = std::string(kMagic) + "bytes " + std::to_string(image->size()) + "\nchecksum " +
+                             hex64(sum.finish()) + " (of the bytes after the first " + std::to_string(kHeaderBytes) +
+                             ")\n";
+  std::fill(image->begin(), image->begin() + kHeaderBytes, '\0');
+  std::copy(header.begin(), header.end(), image->begin());
+}
+
 }  // namespace
 
 void write_checkpoint(const std::string& path, const Layout& layout, Activation hidden, Loss loss,
@@ -103,7 +167,7 @@ void write_checkpoint(const std::string& path, const Layout& layout, Activation 
   // so a full disk is one checked write() below, not a failure deep inside HDF5.
   std::vector<char> image;
   try {
-    h5::Handle file = h5::create_in_memory_file();
+    h5::Handle file = h5::create_in_memory_file(kHeaderBytes);
     h5::Handle model = create_group(file.get(), "model");
     write_tensors(model.get(), layout, params);
     std::vector<long long> sizes(layout.sizes().begin(), layout.sizes().end());
@@ -127,14 +191,60 @@ void write_checkpoint(const std::string& path, const Layout& layout, Activation 
     h5::write_attr_ints(training.get(), "seed", {static_cast<long long>(state.seed)});
     h5::write_attr_ints(training.get(), "ranks", {state.ranks});
     h5::write_attr_string(training.get(), "options", state.options);
-    image = h5::file_image(file.get());
+    h5::write_attr_ints(training.get(), "epoch_step", {state.epoch_step});
+    h5::write_attr_doubles(training.get(), "epoch_sums", {state.epoch_sums[0], state.epoch_sums[1], state.epoch_sums[2]});
+    h5::write_attr_ints(training.get(), "global_batch", {state.global_batch});
+    h5::write_attr_ints(training.get(), "samples", {state.samples});
+    // The image holds the HDF5 file from its superblock on; the header goes in front.
+    const std::vector<char> hdf5 = h5::file_image(file.get());
+    image.assign(kHeaderBytes, '\0');
+    image.insert(image.end(), hdf5.begin(), hdf5.end());
+    seal(&image);
   } catch (const Error& e) {
     throw Error(what + ": cannot build the checkpoint (" + std::string(e.what()) + "); the old checkpoint is unchanged");
   }
   write_file_atomically(path, image.data(), image.size(), what);
 }
 
+bool verify_checkpoint_file(const std::string& path, const std::string& what) {
+  require_input_file(path, what);
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) throw Error(what + ": cannot be opened (" + std::string(std::strerror(errno)) + ")");
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> closer(f, std::fclose);
+  std::vector<unsigned char> block(kHeaderBytes);
+  const std::size_t got = std::fread(block.data(), 1, kHeaderBytes, f);
+  const std::string magic(kMagic);
+  if (got < magic.size() || std::memcmp(block.data(), magic.data(), magic.size()) != 0) return false;
+  const std::string header(reinterpret_cast<const char*>(block.data()), strnlen(reinterpret_cast<const char*>(block.data()), got));
+  unsigned long long bytes = 0;
+  char hex[17] = {};
+  if (std::sscanf(header.c_str() + magic.size(), "bytes %llu\nchecksum %16[0-9a-f]", &bytes, hex) != 2) {
+    throw Error(what + ": its nn_dist header is damaged (no length or checksum in the first " +
+                std::to_string(kHeaderBytes) + " bytes)");
+  }
+  Checksum sum;
+  std::vector<unsigned char> chunk(1 << 20);  // a multiple of 32
+  uint64_t length = got;
+  for (std::size_t n; (n = std::fread(chunk.data(), 1, chunk.size(), f)) > 0;) {
+    sum.update(chunk.data(), n);
+    length += n;
+    if (n < chunk.size()) break;
+  }
+  if (std::ferror(f)) throw Error(what + ": read failed (" + std::string(std::strerror(errno)) + ")");
+  if (length != bytes) {
+    throw Error(what + ": is " + (length < bytes ? "truncated" : "longer than written") + ": it holds " +
+                std::to_string(length) + " bytes, its header says " + std::to_string(bytes) +
+                " (an interrupted copy or a damaged disk?)");
+  }
+  if (hex64(sum.finish()) != hex) {
+    throw Error(what + ": is damaged: its bytes do not match the checksum in its header (changed after nn_dist "
+                "wrote it, or a disk or copy error)");
+  }
+  return true;
+}
+
 CheckpointModel read_checkpoint_model(const std::string& path, const std::string& what) {
+  verify_checkpoint_file(path, what);
   h5::Handle file = h5::open_file(path, what);
   h5::Handle model = open_group(file.get(), "model", what);
   CheckpointModel out;
@@ -191,6 +301,22 @@ TrainingState read_checkpoint_state(const std::string& path, const std::string& 
       read_int_in_range(training.get(), "/training", "seed", what, 0, std::numeric_limits<int64_t>::max()));
   state.ranks = read_int_in_range(training.get(), "/training", "ranks", what, 1, std::numeric_limits<int>::max());
   state.options = h5::read_attr_string(training.get(), "options", what);
+  // Added with mid-epoch checkpoints: older files have none and end epochs.
+  const auto optional_int = [&](const char* name, long long low) -> int64_t {
+    if (H5Aexists(training.get(), name) <= 0) return 0;
+    return read_int_in_range(training.get(), "/training", name, what, low, kMaxCount);
+  };
+  state.epoch_step = optional_int("epoch_step", 0);
+  state.global_batch = optional_int("global_batch", 0);
+  state.samples = optional_int("samples", 0);
+  if (H5Aexists(training.get(), "epoch_sums") > 0) {
+    const std::vector<double> sums = h5::read_attr_doubles(training.get(), "epoch_sums", what);
+    if (sums.size() != 3 || !std::all_of(sums.begin(), sums.end(), [](double v) { return std::isfinite(v); }) ||
+        sums[1] < 0 || sums[2] < 0) {
+      throw Error(what + ": /training attribute 'epoch_sums' must hold 3 finite values (loss, correct, count)");
+    }
+    std::copy(sums.begin(), sums.end(), state.epoch_sums);
+  }
   return state;
 }
 

@@ -87,11 +87,6 @@ void set_temp(const std::string& path) {
 
 void clear_temp() { g_temp_set = 0; }
 
-extern "C" void remove_temp_and_die(int sig) {
-  if (g_temp_set) ::unlink(g_temp_file);
-  std::signal(sig, SIG_DFL);
-  ::raise(sig);
-}
 
 void write_all(int fd, const char* data, std::size_t size, int* error) {
   while (size > 0) {
@@ -294,15 +289,8 @@ std::vector<std::string> remove_stale_temporaries(const std::string& path) {
 
 bool same_file(const std::string& a, const std::string& b) { return identity_of(a) == identity_of(b); }
 
-void remove_temporaries_on_signals() {
-  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGXCPU, SIGXFSZ}) {
-    struct sigaction old {};
-    if (::sigaction(sig, nullptr, &old) != 0 || old.sa_handler != SIG_DFL) continue;  // someone else's, or ignored
-    struct sigaction action {};
-    action.sa_handler = remove_temp_and_die;
-    sigemptyset(&action.sa_mask);
-    ::sigaction(sig, &action, nullptr);
-  }
+void remove_temporary_file_from_signal_handler() {
+  if (g_temp_set) ::unlink(g_temp_file);
 }
 
 TextFileWriter::~TextFileWriter() { close(); }

@@ -58,14 +58,18 @@ Handle open_file(const std::string& path, const std::string& what) {
   return Handle(file, H5Fclose);
 }
 
-Handle create_in_memory_file() {
+Handle create_in_memory_file(hsize_t userblock) {
   quiet_errors();
+  Handle fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
+  if (!fcpl.valid() || (userblock > 0 && H5Pset_userblock(fcpl.get(), userblock) < 0)) {
+    throw Error("cannot set up an in-memory HDF5 file with a user block");
+  }
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   // The core driver without a backing store: the file exists only in memory
   // until file_image() copies it out, so HDF5 itself never writes to disk.
   if (!fapl.valid() || H5Pset_fapl_core(fapl.get(), 1 << 20, 0) < 0) throw Error("cannot set up an in-memory HDF5 file");
   // The core driver still tries to open a file of this name: one that cannot exist.
-  hid_t file = H5Fcreate("/dev/null/nn_dist_in_memory.h5", H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
+  hid_t file = H5Fcreate("/dev/null/nn_dist_in_memory.h5", H5F_ACC_TRUNC, fcpl.get(), fapl.get());
   if (file < 0) throw Error("cannot create an in-memory HDF5 file");
   return Handle(file, H5Fclose);
 }
@@ -193,6 +197,29 @@ std::vector<long long> read_attr_ints(hid_t loc, const std::string& name, const 
   const hssize_t n = H5Sget_simple_extent_npoints(space.get());
   std::vector<long long> out(n > 0 ? n : 0);
   if (n > 0 && H5Aread(attr.get(), H5T_NATIVE_LLONG, out.data()) < 0) {
+    throw Error(what + ": cannot read attribute '" + name + "'");
+  }
+  return out;
+}
+
+void write_attr_doubles(hid_t loc, const std::string& name, const std::vector<double>& values) {
+  const hsize_t n = values.size();
+  Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  Handle attr(H5Acreate2(loc, name.c_str(), H5T_IEEE_F64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  if (!attr.valid() || H5Awrite(attr.get(), H5T_NATIVE_DOUBLE, values.data()) < 0) {
+    throw Error("cannot write attribute '" + name + "'");
+  }
+}
+
+std::vector<double> read_attr_doubles(hid_t loc, const std::string& name, const std::string& what) {
+  if (H5Aexists(loc, name.c_str()) <= 0) throw Error(what + ": attribute '" + name + "' is missing");
+  Handle attr(H5Aopen(loc, name.c_str(), H5P_DEFAULT), H5Aclose);
+  Handle type(H5Aget_type(attr.get()), H5Tclose);
+  if (H5Tget_class(type.get()) != H5T_FLOAT) throw Error(what + ": attribute '" + name + "' is not a float");
+  Handle space(H5Aget_space(attr.get()), H5Sclose);
+  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  std::vector<double> out(n > 0 ? n : 0);
+  if (n > 0 && H5Aread(attr.get(), H5T_NATIVE_DOUBLE, out.data()) < 0) {
     throw Error(what + ": cannot read attribute '" + name + "'");
   }
   return out;

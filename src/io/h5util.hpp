@@ -37,7 +37,8 @@ void quiet_errors();
 // anything, and names a file that another program holds open for writing.
 Handle open_file(const std::string& path, const std::string& what);
 // A new HDF5 file that lives in memory only, and its bytes as a file.
-Handle create_in_memory_file();
+// userblock: bytes HDF5 leaves free at the start of the file (0, or a power of 2 from 512).
+Handle create_in_memory_file(hsize_t userblock = 0);
 std::vector<char> file_image(hid_t file);
 bool exists(hid_t loc, const std::string& name);
 Handle open_dataset(hid_t loc, const std::string& name, const std::string& what);
@@ -52,8 +53,10 @@ std::vector<float> read_tensor(hid_t loc, const std::string& name, const std::st
                                const std::vector<hsize_t>& shape, const std::string& shape_source);
 void write_attr_string(hid_t loc, const std::string& name, const std::string& value);
 void write_attr_ints(hid_t loc, const std::string& name, const std::vector<long long>& values);
+void write_attr_doubles(hid_t loc, const std::string& name, const std::vector<double>& values);
 std::string read_attr_string(hid_t loc, const std::string& name, const std::string& what);
 std::vector<long long> read_attr_ints(hid_t loc, const std::string& name, const std::string& what);  // integer type only
 long long read_attr_int(hid_t loc, const std::string& name, const std::string& what);  // exactly one value
+std::vector<double> read_attr_doubles(hid_t loc, const std::string& name, const std::string& what);  // float type only
 
 }  // namespace nn_dist::h5

@@ -8,15 +8,25 @@
 #include <cstdlib>
 
 #include "mpi_comm.hpp"
+#include "nn_dist/parallel/watchdog.hpp"
 
 namespace nn_dist {
 
 MpiSession::MpiSession(int* argc, char*** argv) {
   int provided = 0;
   MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  watchdog::start(rank);
 }
 
-MpiSession::~MpiSession() { MPI_Finalize(); }
+MpiSession::~MpiSession() {
+  {
+    watchdog::Wait wait("finishing (MPI_Finalize)");
+    MPI_Finalize();
+  }
+  watchdog::stop();
+}
 
 Communicator::Communicator() : handle_(MPI_Comm_c2f(MPI_COMM_WORLD)) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
@@ -28,6 +38,7 @@ Communicator::Communicator() : handle_(MPI_Comm_c2f(MPI_COMM_WORLD)) {
 }
 
 void Communicator::agree(const std::string& local_error) const {
+  watchdog::Wait wait(nullptr);
   int mine = local_error.empty() ? size_ : rank_;
   int first = size_;
   MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, mpi_comm(*this));
@@ -38,22 +49,26 @@ void Communicator::agree(const std::string& local_error) const {
 }
 
 void Communicator::sum(double* data, int count) const {
+  watchdog::Wait wait(nullptr);
   MPI_Allreduce(MPI_IN_PLACE, data, count, MPI_DOUBLE, MPI_SUM, mpi_comm(*this));
 }
 
 long Communicator::max(long value) const {
+  watchdog::Wait wait(nullptr);
   long out = value;
   MPI_Allreduce(&value, &out, 1, MPI_LONG, MPI_MAX, mpi_comm(*this));
   return out;
 }
 
 long Communicator::min(long value) const {
+  watchdog::Wait wait(nullptr);
   long out = value;
   MPI_Allreduce(&value, &out, 1, MPI_LONG, MPI_MIN, mpi_comm(*this));
   return out;
 }
 
 void Communicator::broadcast(float* data, std::size_t count, int root) const {
+  watchdog::Wait wait(nullptr);
   for (std::size_t done = 0; done < count;) {  // MPI counts are int
     const int chunk = static_cast<int>(std::min<std::size_t>(count - done, INT_MAX / 2));
     MPI_Bcast(data + done, chunk, MPI_FLOAT, root, mpi_comm(*this));
@@ -62,10 +77,12 @@ void Communicator::broadcast(float* data, std::size_t count, int root) const {
 }
 
 void Communicator::broadcast(int64_t* data, int count, int root) const {
+  watchdog::Wait wait(nullptr);
   MPI_Bcast(data, count, MPI_INT64_T, root, mpi_comm(*this));
 }
 
 void Communicator::broadcast(std::string* text, int root) const {
+  watchdog::Wait wait(nullptr);
   int length = static_cast<int>(text->size());
   MPI_Bcast(&length, 1, MPI_INT, root, mpi_comm(*this));
   text->resize(length);
@@ -73,12 +90,16 @@ void Communicator::broadcast(std::string* text, int root) const {
 }
 
 std::vector<float> Communicator::allgather(const float* data, int count) const {
+  watchdog::Wait wait(nullptr);
   std::vector<float> out(static_cast<std::size_t>(count) * size_);
   MPI_Allgather(data, count, MPI_FLOAT, out.data(), count, MPI_FLOAT, mpi_comm(*this));
   return out;
 }
 
-void Communicator::barrier() const { MPI_Barrier(mpi_comm(*this)); }
+void Communicator::barrier() const {
+  watchdog::Wait wait(nullptr);
+  MPI_Barrier(mpi_comm(*this));
+}
 
 void Communicator::abort(int code) const { MPI_Abort(mpi_comm(*this), code); std::abort(); }
 

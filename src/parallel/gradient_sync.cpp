@@ -4,6 +4,8 @@
 
 #include <mpi.h>
 
+#include <algorithm>
+
 #include "mpi_comm.hpp"
 #include "sum/sums.hpp"
 
@@ -43,11 +45,7 @@ GradientSync::GradientSync(const Communicator& comm, float* sums, std::size_t gr
 
 GradientSync::~GradientSync() = default;
 
-void GradientSync::start_stats(double loss, double correct, double count) {
-  stats_[0] = loss;
-  stats_[1] = correct;
-  stats_[2] = count;
-}
+void GradientSync::start_stats(const double* stats) { std::copy(stats, stats + kStepStats, stats_); }
 
 float* GradientSync::place(FlatBuffer* params, Optimizer*, Mlp<float>*) { return params->data(); }
 

@@ -6,6 +6,7 @@
 
 #include <Eigen/Core>
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -15,7 +16,9 @@
 #include "nn_dist/io/checkpoint_dir.hpp"
 #include "nn_dist/io/files.hpp"
 #include "nn_dist/model/init.hpp"
+#include "nn_dist/parallel/watchdog.hpp"
 #include "nn_dist/train/memory.hpp"
+#include "nn_dist/train/signals.hpp"
 
 namespace nn_dist {
 
@@ -42,6 +45,7 @@ struct SavedModel {
 }  // namespace
 
 Trainer::Trainer(const Communicator& comm, const Config& config) : comm_(comm), config_(config) {
+  watchdog::set_timeout(config_.collective_timeout);
   Eigen::setNbThreads(config_.threads);
   comm_.agreed([&] { set_gemm_kernel(config_.gemm); });  // each rank checks its own node's CPU
   check_files();
@@ -69,6 +73,7 @@ void Trainer::resolve_resume_auto() {
     if (!config_.quiet) {
       std::printf("nn_dist: --resume auto: %s\n",
                   chosen.empty() ? "no checkpoint yet, starting fresh" : ("resuming from " + chosen).c_str());
+      std::fflush(stdout);  // in the log even if the job is killed soon after
     }
   });
   comm_.broadcast(&chosen);
@@ -308,7 +313,10 @@ void Trainer::initialise_parameters() {
   const Layout& layout = mlp_->layout();
   const std::string ckpt = checkpoint_to_load();
   const std::string what = checkpoint_flag();
-  int64_t progress[3] = {0, 0, static_cast<int64_t>(config_.seed)};  // epoch, step, seed
+  double own_batch = static_cast<double>(source_->batch());
+  comm_.sum(&own_batch, 1);
+  global_batch_ = static_cast<long>(own_batch);
+  int64_t progress[4] = {0, 0, static_cast<int64_t>(config_.seed), 0};  // epoch, step, seed, step in the epoch
   if (!ckpt.empty()) {
     comm_.agreed([&] {
       if (!comm_.root()) return;
@@ -318,8 +326,14 @@ void Trainer::initialise_parameters() {
         progress[0] = state.epoch;
         progress[1] = state.global_step;
         progress[2] = static_cast<int64_t>(state.seed);
-        if (state.ranks != comm_.size()) {
-          std::printf("note: resuming on %d ranks a run saved on %lld: shuffles differ from an uninterrupted run\n",
+        progress[3] = state.epoch_step;
+        if (state.epoch_step > 0) {
+          check_mid_epoch_resume(state, global_batch_);
+          std::copy(state.epoch_sums, state.epoch_sums + 3, resume_epoch_sums_);
+        } else if (state.ranks != comm_.size()) {
+          std::printf("note: resuming on %d ranks a run saved on %lld: the parameters, optimizer state and step "
+                      "count carry over; the shards and shuffles differ, so the bits differ from an uninterrupted "
+                      "run\n",
                       comm_.size(), static_cast<long long>(state.ranks));
         }
       }
@@ -328,18 +342,34 @@ void Trainer::initialise_parameters() {
     init_parameters(layout, activation_, config_.seed, params_.data());
   }
   comm_.broadcast(params_.data(), params_.size());
-  comm_.broadcast(progress, 3);
+  comm_.broadcast(progress, 4);
+  comm_.sum(resume_epoch_sums_, 3);  // rank 0's values (the others hold zeros)
   for (float* state : optimizer_->state()) comm_.broadcast(state, optimizer_->size());
   int64_t opt_step = optimizer_->step();
   comm_.broadcast(&opt_step, 1);
   optimizer_->set_step(opt_step);
   start_epoch_ = progress[0];
   global_step_ = progress[1];
+  resume_epoch_step_ = progress[3];
   if (!config_.resume.empty()) config_.seed = static_cast<uint64_t>(progress[2]);
   source_->set_seed(config_.seed);  // a resumed run keeps its shuffle stream
 }
 
+void Trainer::check_mid_epoch_resume(const TrainingState& state, long global_batch) const {
+  const bool same = state.ranks == comm_.size() && state.global_batch == global_batch &&
+                    state.samples == train_info_.samples && state.epoch_step < steps_per_epoch_;
+  if (same) return;
+  throw Error(checkpoint_flag() + ": was saved in the middle of epoch " + std::to_string(state.epoch + 1) +
+              " (after step " + std::to_string(state.epoch_step) + ") by " + std::to_string(state.ranks) +
+              " ranks, global batch " + std::to_string(state.global_batch) + ", " + std::to_string(state.samples) +
+              " samples; this run has " + std::to_string(comm_.size()) + " ranks, global batch " +
+              std::to_string(global_batch) + ", " + std::to_string(train_info_.samples) +
+              " samples. A mid-epoch checkpoint continues only the same run (run it as saved, or resume from an "
+              "epoch-end checkpoint)");
+}
+
 void Trainer::start_gradient_sum() {
+  watchdog::Wait wait("setting up the gradient sum");
   sync_ = GradientSync::create(comm_, grad_.data(), grad_.size(), mlp_->pieces(),
                                static_cast<std::size_t>(config_.bucket_mb * 1024 * 1024), config_.overlap,
                                config_.allreduce, 1 + optimizer_->state().size());
@@ -389,13 +419,24 @@ bool Trainer::train_step(long step) {
   const auto t0 = Clock::now();
   const long n = source_->load(step);
   const auto t1 = Clock::now();
+  // Besides the loss sums, the step's sum carries whether this rank was
+  // asked to stop and whether its checkpoint clock ran out: every rank learns
+  // both at the same step, with no collective of their own.
+  double stats[kStepStats] = {};
+  const int signal = stop_signal();
+  stats[kStatStopRanks] = signal != 0 ? 1.0 : 0.0;
+  stats[kStatStopSeconds] = signal != 0 ? seconds_since_stop_signal() : 0.0;
+  stats[kStatStopSignals] = signal;
+  stats[kStatCheckpointDue] =
+      config_.checkpoint_minutes > 0 && seconds_between(last_checkpoint_, t1) >= 60 * config_.checkpoint_minutes;
   if (n > 0) {
     mlp_->forward(params_data_, source_->x(), n);
     const LossSums sums = mlp_->loss_and_delta(source_->labels(), source_->values());
-    sync_->start_stats(sums.loss, sums.correct, static_cast<double>(n));
-  } else {
-    sync_->start_stats(0, 0, 0);
+    stats[kStatLoss] = sums.loss;
+    stats[kStatCorrect] = sums.correct;
+    stats[kStatCount] = static_cast<double>(n);
   }
+  sync_->start_stats(stats);
   const auto t2 = Clock::now();
   sync_->reset_test_seconds();
   float* local_grad = sync_->backward_buffer();
@@ -410,18 +451,30 @@ bool Trainer::train_step(long step) {
   const auto t3 = Clock::now();
   if (step + 1 < steps_per_epoch_) source_->prefetch(step + 1);
   const auto t3b = Clock::now();
-  const double* stats = sync_->wait_stats();
-  const double count = stats[2];
-  const bool finite = std::isfinite(stats[0]);
+  watchdog::set_step(global_step_ + 1);
+  const double* sum = nullptr;
   double optimizer_seconds = 0;
-  sync_->wait([&](std::size_t begin, std::size_t end, const float* first, const float* second) {
-    if (!finite) return;
-    const auto u0 = Clock::now();
-    optimizer_->update(params_data_, first, second, static_cast<float>(1.0 / count), begin, end);
-    optimizer_seconds += seconds_between(u0, Clock::now());
-  });
+  bool finite = true;
+  {
+    watchdog::Wait wait("summing the gradients");
+    sum = sync_->wait_stats();
+    finite = std::isfinite(sum[kStatLoss]);
+    const double count = sum[kStatCount];
+    sync_->wait([&](std::size_t begin, std::size_t end, const float* first, const float* second) {
+      if (!finite) return;
+      const auto u0 = Clock::now();
+      optimizer_->update(params_data_, first, second, static_cast<float>(1.0 / count), begin, end);
+      optimizer_seconds += seconds_between(u0, Clock::now());
+    });
+  }
+  const double count = sum[kStatCount];
+  stop_ranks_ = sum[kStatStopRanks];
+  stop_seconds_ = sum[kStatStopSeconds];
+  stop_signals_ = sum[kStatStopSignals];
+  time_due_ = sum[kStatCheckpointDue] > 0;
+  if (stop_ranks_ > 0) stop_seen_ = Clock::now();
   if (!finite) {
-    throw AgreedError("training diverged: the loss is " + fmt("%g", stats[0]) + " at step " +
+    throw AgreedError("training diverged: the loss is " + fmt("%g", sum[kStatLoss]) + " at step " +
                       std::to_string(global_step_ + 1) + " (try a smaller --lr)" +
                       (!config_.checkpoint.empty()       ? "; the last checkpoint " + config_.checkpoint + " is unchanged"
                        : !config_.checkpoint_dir.empty() ? "; the checkpoints in " + config_.checkpoint_dir + " are unchanged"
@@ -429,8 +482,8 @@ bool Trainer::train_step(long step) {
   }
   optimizer_->finish_step();
   ++global_step_;
-  epoch_sums_[0] += stats[0];
-  epoch_sums_[1] += stats[1];
+  epoch_sums_[0] += sum[kStatLoss];
+  epoch_sums_[1] += sum[kStatCorrect];
   epoch_sums_[2] += count;
   const auto t4 = Clock::now();
   if (global_step_ > config_.warmup_steps) {
@@ -465,14 +518,27 @@ void Trainer::evaluate(double* loss, double* accuracy) {
   *accuracy = sums[1] / sums[2];
 }
 
-void Trainer::save_checkpoint(int64_t epochs_done) {
+bool Trainer::checkpoint_due() const {
+  if (!checkpointing()) return false;
+  return time_due_ || (config_.checkpoint_every_steps > 0 && global_step_ % config_.checkpoint_every_steps == 0);
+}
+
+void Trainer::save_checkpoint(int64_t epoch, int64_t epoch_step) {
+  // Rank 0 bounds its own write by the timeout (hung I/O); the others know
+  // from the step's sum that it writes, and wait up to twice as long.
+  watchdog::Wait wait(comm_.root() ? "writing a checkpoint" : "waiting for rank 0 to write a checkpoint",
+                      comm_.root() ? 1.0 : 2.0);
   comm_.agreed([&] {
     if (!comm_.root()) return;
     TrainingState state;
-    state.epoch = epochs_done;
+    state.epoch = epoch;
+    state.epoch_step = epoch_step;
+    if (epoch_step > 0) std::copy(epoch_sums_, epoch_sums_ + 3, state.epoch_sums);
     state.global_step = global_step_;
     state.seed = config_.seed;
     state.ranks = comm_.size();
+    state.global_batch = global_batch_;
+    state.samples = train_info_.samples;
     state.options = config_.options_text;
     if (checkpoint_dir_.empty()) {
       write_checkpoint(checkpoint_path_, mlp_->layout(), activation_, loss_, params_data_, *optimizer_, state,
@@ -490,8 +556,35 @@ void Trainer::save_checkpoint(int64_t epochs_done) {
     }
     prune_checkpoints(checkpoint_dir_, config_.keep_checkpoints, protect);
   });
+  last_checkpoint_ = Clock::now();
+  time_due_ = false;
 }
 
+void Trainer::stop_on_signal(int64_t epoch, int64_t epoch_step, bool saved) {
+  if (!saved && checkpointing()) save_checkpoint(epoch, epoch_step);
+  // The signal, if every rank that received one received the same.
+  const double mean = stop_signals_ / stop_ranks_;
+  const int signal = mean == std::floor(mean) ? static_cast<int>(mean) : 0;
+  stop_exit_code_ = checkpointing() ? kResumeExitCode : 128 + (signal != 0 ? signal : SIGTERM);
+  if (!comm_.root()) return;
+  const double age = stop_seconds_ / stop_ranks_ + seconds_between(stop_seen_, Clock::now());
+  const std::string where = "step " + std::to_string(global_step_) + " (" +
+                            (epoch_step == 0 ? "the end of epoch " + std::to_string(epoch)
+                                             : "step " + std::to_string(epoch_step) + " of " +
+                                                   std::to_string(steps_per_epoch_) + " in epoch " +
+                                                   std::to_string(epoch + 1)) +
+                            ")";
+  const std::string saved_where =
+      !checkpointing()          ? "no checkpoint (no --checkpoint or --checkpoint-dir was given)"
+      : checkpoint_dir_.empty() ? "checkpoint " + config_.checkpoint + " written"
+                                : "checkpoint " + config_.checkpoint_dir + "/" + checkpoint_file_name(global_step_) +
+                                      " written";
+  std::printf("nn_dist: %s reached %g of %d rank(s); stopped after %s; %s; exiting %.2f s after the signal with "
+              "code %d%s\n",
+              signal_name(signal), stop_ranks_, comm_.size(), where.c_str(), saved_where.c_str(),
+              age, stop_exit_code_, checkpointing() ? " (resume me: --resume auto or --resume FILE)" : "");
+  std::fflush(stdout);
+}
 void Trainer::report(const EpochResult& r) {
   if (!comm_.root()) return;
   const bool classify = is_classification(loss_);
@@ -532,14 +625,29 @@ EpochResult Trainer::run() {
     std::printf("nothing to do: the checkpoint has completed %lld of --epochs %ld\n",
                 static_cast<long long>(start_epoch_), config_.epochs);
   }
+  last_checkpoint_ = Clock::now();
   for (int64_t epoch = start_epoch_; epoch < config_.epochs; ++epoch) {
     const auto t0 = Clock::now();
     start_epoch(epoch);
-    bool complete = true;
-    for (long s = 0; s < steps_per_epoch_; ++s) {
+    long first = 0;
+    if (epoch == start_epoch_ && resume_epoch_step_ > 0) {  // a mid-epoch resume: the steps still due
+      first = resume_epoch_step_;
+      std::copy(resume_epoch_sums_, resume_epoch_sums_ + 3, epoch_sums_);
+    }
+    const double count_before = epoch_sums_[2];
+    bool complete = true, stopping = false, saved = false;
+    for (long s = first; s < steps_per_epoch_; ++s) {
       if (!train_step(s)) {
         complete = false;
         break;
+      }
+      if (s + 1 == steps_per_epoch_) {  // the epoch's end writes the checkpoint
+        stopping = stop_ranks_ > 0;
+      } else if (stop_ranks_ > 0) {
+        stop_on_signal(epoch, s + 1, false);
+        return result;
+      } else if (checkpoint_due()) {
+        save_checkpoint(epoch, s + 1);
       }
     }
     const double seconds = seconds_between(t0, Clock::now());
@@ -547,7 +655,7 @@ EpochResult Trainer::run() {
     result.epoch = epoch + 1;
     result.train_loss = epoch_sums_[0] / epoch_sums_[2];
     result.train_accuracy = epoch_sums_[1] / epoch_sums_[2];
-    result.samples_per_sec = epoch_sums_[2] / seconds;
+    result.samples_per_sec = (epoch_sums_[2] - count_before) / seconds;
     result.seconds = seconds;
     result.has_val = has_val_;
     if (has_val_) evaluate(&result.val_loss, &result.val_accuracy);
@@ -555,9 +663,14 @@ EpochResult Trainer::run() {
     write_metrics(result);
     if (!complete) break;
     const int64_t done = epoch + 1;
-    const bool checkpointing = !config_.checkpoint.empty() || !config_.checkpoint_dir.empty();
-    if (checkpointing && (done % config_.checkpoint_every == 0 || done == config_.epochs)) {
-      save_checkpoint(done);
+    if (checkpointing() && (done % config_.checkpoint_every == 0 || done == config_.epochs || stopping ||
+                            checkpoint_due())) {
+      save_checkpoint(done, 0);
+      saved = true;
+    }
+    if (stopping && done < config_.epochs) {
+      stop_on_signal(done, 0, saved);
+      return result;
     }
   }
   if (config_.profile) print_profile();

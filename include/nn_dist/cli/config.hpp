@@ -32,6 +32,9 @@ struct Config {
   std::string checkpoint_dir;                      // numbered checkpoints (instead of --checkpoint)
   long checkpoint_every = 1;
   long keep_checkpoints = 3;                       // in checkpoint_dir
+  long checkpoint_every_steps = 0;                 // 0: only at epoch ends (and by time)
+  double checkpoint_minutes = 10;                  // 0: off; else at most this long between checkpoints
+  double collective_timeout = 300;                 // seconds any wait for the other ranks may take
   // performance
   int threads = 1;
   GemmKernel gemm = GemmKernel::kAuto;

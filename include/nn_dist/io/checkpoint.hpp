@@ -20,6 +20,13 @@ struct TrainingState {
   uint64_t seed = 0;        // shuffles are a function of (seed, epoch, rank)
   int64_t ranks = 1;
   std::string options;      // the run's options, INI text
+  // Mid-epoch checkpoints: the steps taken in epoch `epoch` (0-based; 0 at an
+  // epoch's end) and the (loss, correct, count) sums over them; a resume
+  // continues that epoch at step epoch_step. Files without them: 0.
+  int64_t epoch_step = 0;
+  double epoch_sums[3] = {0, 0, 0};
+  int64_t global_batch = 0;  // samples per step over all ranks (0: not recorded)
+  int64_t samples = 0;       // training samples (0: not recorded)
 };
 
 struct CheckpointModel {
@@ -36,10 +43,19 @@ void write_checkpoint(const std::string& path, const Layout& layout, Activation 
                       const float* params, Optimizer& optimizer, const TrainingState& state,
                       const std::string& what = "");
 
+// Every checkpoint nn_dist writes starts with a 512-byte HDF5 user block
+// (HDF5 readers skip it): a text header with the file's length and a 64-bit
+// checksum of everything after the header. Throws Error naming `what` if the
+// file is truncated or its bytes do not match the checksum. A file without
+// the header (written by another tool, e.g. h5py) passes unchecked; returns
+// whether the file carried one.
+bool verify_checkpoint_file(const std::string& path, const std::string& what);
+
 // The readers check everything: every tensor's exact shape against 'sizes',
 // floating-point type and finite values; every attribute's type and range;
 // both HDF5 string forms. Each throws Error naming `what` and the item at fault.
-// Reads /model's attributes; throws Error naming `what` if path is not a checkpoint.
+// Reads /model's attributes; throws Error naming `what` if path is not a
+// checkpoint or fails verify_checkpoint_file.
 CheckpointModel read_checkpoint_model(const std::string& path, const std::string& what);
 // Reads /model's tensors into params (layout.total() elements).
 void read_checkpoint_params(const std::string& path, const std::string& what, const Layout& layout, float* params);

@@ -54,10 +54,9 @@ std::vector<std::string> remove_stale_temporaries(const std::string& folder,
 // that do not exist), as require_distinct_files compares them.
 bool same_file(const std::string& a, const std::string& b);
 
-// Makes SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGXCPU
-// and SIGXFSZ remove the temporary file being written (if any) before the
-// process ends as the signal would have ended it. Call once, early in main().
-void remove_temporaries_on_signals();
+// Removes the temporary file being written by write_file_atomically, if
+// any: for signal handlers (async-signal-safe) before the process ends.
+void remove_temporary_file_from_signal_handler();
 
 // A text file written in whole lines; every write is checked, so a full disk
 // or a device error is an Error naming the file, never a silently short file.

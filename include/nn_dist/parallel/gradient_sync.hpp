@@ -44,7 +44,20 @@ enum class AllreduceMode { kAuto, kShared, kHierarchical, kRing, kMpi, kNone };
 AllreduceMode parse_allreduce_mode(const std::string& name);  // throws Error naming --allreduce
 std::string allreduce_mode_name(AllreduceMode mode);
 
-// Sums the step's gradient and (loss, correct, count) over the ranks.
+// What each step sums besides the gradient. The control values let the
+// ranks agree on a stop or a checkpoint with no collective of their own.
+enum StepStat : int {
+  kStatLoss,
+  kStatCorrect,
+  kStatCount,
+  kStatStopRanks,      // ranks that have received a stop signal (SIGTERM, SIGUSR1, SIGINT)
+  kStatStopSeconds,    // the sum of those ranks' seconds since their signal
+  kStatCheckpointDue,  // ranks whose --checkpoint-minutes clock has run out
+  kStatStopSignals,    // the sum of those ranks' signal numbers (names the signal when they agree)
+  kStepStats
+};
+
+// Sums the step's gradient and its StepStat values over the ranks.
 // A step: start_stats(); backward() into backward_buffer() with this object
 // as observer (or all_pieces_done() for a rank without samples); optionally
 // publish() and other work; wait_stats(); wait(update) -- update(begin, end,
@@ -88,8 +101,8 @@ class GradientSync : public BackwardObserver {
   // Where this step's local gradient goes (the sum buffer itself, or this
   // rank's shared-memory buffer).
   float* backward_buffer() const { return backward_buffer_; }
-  // Starts summing the step's statistics.
-  virtual void start_stats(double loss, double correct, double count);
+  // Starts summing the step's statistics (kStepStats values).
+  virtual void start_stats(const double* stats);
   void piece_done(std::size_t) override {}
   // For a rank with no samples in this step: its zero gradient is final at once.
   virtual void all_pieces_done() {}
@@ -97,7 +110,7 @@ class GradientSync : public BackwardObserver {
   // complete, so they can go on while this rank does other work (e.g. gathers
   // its next batch). wait_stats() publishes if this was not called.
   virtual void publish() {}
-  // Waits for the step's (loss, correct, count) sums: call before wait().
+  // Waits for the step's StepStat sums: call before wait().
   virtual const double* wait_stats() = 0;
   // Hands the summed gradient to update(begin, end, first, second) slice by
   // slice, as soon as each slice is final (ring buckets in the order they were
@@ -132,7 +145,7 @@ class GradientSync : public BackwardObserver {
   std::string reason_;
   float* backward_buffer_;
   std::size_t own_begin_ = 0, own_end_;  // the part of the sum this rank hands to update()
-  double stats_[3] = {0, 0, 0};
+  double stats_[kStepStats] = {};
   int64_t step_ = 0;
   double test_seconds_ = 0;
 };

@@ -3,6 +3,7 @@
 // and checkpoints.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -11,6 +12,7 @@
 #include "nn_dist/cli/config.hpp"
 #include "nn_dist/parallel/comm.hpp"
 #include "nn_dist/io/dataset.hpp"
+#include "nn_dist/io/checkpoint.hpp"
 #include "nn_dist/io/files.hpp"
 #include "nn_dist/model/mlp.hpp"
 #include "nn_dist/optim/optimizer.hpp"
@@ -39,8 +41,13 @@ class Trainer {
   Trainer(const Communicator& comm, const Config& config);
   ~Trainer();
 
-  // Runs the remaining epochs (or --max-steps). Returns the last epoch's result.
+  // Runs the remaining epochs (or --max-steps), or until a stop signal (see
+  // stopped()). Returns the last complete epoch's result.
   EpochResult run();
+  // After run(): the exit code a stop signal asks for (kResumeExitCode once
+  // the checkpoint is written; 128 + the signal without a checkpoint path),
+  // or 0 if the run was not stopped.
+  int stop_exit_code() const { return stop_exit_code_; }
 
   // One epoch by hand (tests): start_epoch, then train_step for 0..steps_per_epoch()-1.
   void start_epoch(int64_t epoch);
@@ -76,7 +83,16 @@ class Trainer {
   void open_metrics();
   void print_banner() const;
   void evaluate(double* loss, double* accuracy);
-  void save_checkpoint(int64_t epochs_done);
+  bool checkpointing() const { return !config_.checkpoint.empty() || !config_.checkpoint_dir.empty(); }
+  // Whether a mid-epoch checkpoint is due after this step (--checkpoint-every-steps, --checkpoint-minutes).
+  bool checkpoint_due() const;
+  // Saves the state after `epoch_step` steps of epoch `epoch` (0-based); at
+  // an epoch's end, epoch + 1 and 0. Collective: rank 0 writes.
+  void save_checkpoint(int64_t epoch, int64_t epoch_step);
+  // Mid-epoch resume needs the same ranks, global batch and data; refuses otherwise.
+  void check_mid_epoch_resume(const TrainingState& state, long global_batch) const;
+  // The stop a signal asked for: checkpoint (unless done), message, exit code.
+  void stop_on_signal(int64_t epoch, int64_t epoch_step, bool saved);
   void report(const EpochResult& r);
   void write_metrics(const EpochResult& r);
   void print_profile() const;
@@ -98,7 +114,16 @@ class Trainer {
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<GradientSync> sync_;
   int64_t start_epoch_ = 0, global_step_ = 0;
+  int64_t resume_epoch_step_ = 0;             // a mid-epoch resume continues the first epoch here
+  double resume_epoch_sums_[3] = {0, 0, 0};   // ... with the sums of its steps before
+  long global_batch_ = 0;                     // samples per step over all ranks
   double epoch_sums_[3] = {0, 0, 0};  // loss, correct, count over the epoch
+  // What the last step's sum said: ranks with a stop signal, their summed
+  // seconds since it, and whether a rank's checkpoint clock ran out.
+  double stop_ranks_ = 0, stop_seconds_ = 0, stop_signals_ = 0;
+  bool time_due_ = false;
+  std::chrono::steady_clock::time_point last_checkpoint_, stop_seen_;
+  int stop_exit_code_ = 0;
   StepTimes times_;
   std::string checkpoint_path_, metrics_path_;  // rank 0: the outputs, symlinks resolved
   std::string checkpoint_dir_;                  // rank 0: --checkpoint-dir, resolved

@@ -13,7 +13,7 @@ class MpiSum : public GradientSync {
   MpiSum(const Communicator& comm, const SumSetup& setup)
       : GradientSync(comm, setup.sums, setup.grad_size, setup.mode, setup.reason) {}
   const double* wait_stats() override {
-    MPI_Allreduce(MPI_IN_PLACE, stats_, 3, MPI_DOUBLE, MPI_SUM, mpi_comm(comm_));
+    MPI_Allreduce(MPI_IN_PLACE, stats_, kStepStats, MPI_DOUBLE, MPI_SUM, mpi_comm(comm_));
     return stats_;
   }
 

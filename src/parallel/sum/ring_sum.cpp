@@ -151,7 +151,7 @@ class RingSum : public GradientSync {
                           static_cast<int>(b));
       rings_.back().post_receives();
     }
-    stats_ring_ = std::make_unique<Ring<double>>(ring_comm_, stats_, 3, static_cast<int>(buckets_.size()));
+    stats_ring_ = std::make_unique<Ring<double>>(ring_comm_, stats_, kStepStats, static_cast<int>(buckets_.size()));
     stats_ring_->post_receives();
   }
   ~RingSum() override {
@@ -160,8 +160,8 @@ class RingSum : public GradientSync {
     MPI_Comm_free(&ring_comm_);
   }
 
-  void start_stats(double loss, double correct, double count) override {
-    GradientSync::start_stats(loss, correct, count);
+  void start_stats(const double* stats) override {
+    GradientSync::start_stats(stats);
     stats_ring_->start();
   }
   void piece_done(std::size_t piece_index) override {

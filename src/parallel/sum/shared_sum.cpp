@@ -10,6 +10,7 @@
 
 #include "../mpi_comm.hpp"
 #include "nn_dist/model/layout.hpp"
+#include "nn_dist/parallel/watchdog.hpp"
 #include "sums.hpp"
 
 namespace nn_dist {
@@ -21,7 +22,7 @@ namespace {
 //
 //   byte 0    published   steps whose gradient and stats the owner has completed
 //   byte 64   updated     steps whose part of the shared update the owner has written
-//   byte 128  stats[0]    (loss, correct, count) of even steps
+//   byte 128  stats[0]    the StepStat values of even steps
 //   byte 192  stats[1]    ... of odd steps
 //   byte 256  the owner's gradient buffer(s) (grad_buffers() x padded(grad_size) floats)
 //   then      rank 0 only: the shared buffers (parameters, then each optimizer state)
@@ -35,9 +36,10 @@ namespace {
 struct SegmentHead {
   alignas(64) int64_t published;
   alignas(64) int64_t updated;
-  alignas(64) double stats[2][8];  // [step parity][loss, correct, count], a line each
+  alignas(64) double stats[2][8];  // [step parity][StepStat values], a line each
 };
 static_assert(sizeof(SegmentHead) == 256, "the documented layout");
+static_assert(kStepStats <= 8, "a step's StepStat values fit one cache line");
 
 // The node's shared window. Gradients alternate between two buffers by step
 // parity, so a rank may start the next backprop while a slower peer still
@@ -54,6 +56,7 @@ struct SharedWindow {
   std::size_t grad_size = 0;
   std::size_t buffers = 0;      // shared parameter-sized buffers in rank 0's segment
   std::vector<char*> segments;  // every rank's segment, as mapped here
+  std::vector<int> world_ranks;  // each node rank's rank in the job, for messages
   int rank = 0;
 
   static std::size_t padded(std::size_t elements) { return (elements + 15) / 16 * 16; }
@@ -81,12 +84,26 @@ struct SharedWindow {
   // Spins until every rank's counter (published or updated) has reached
   // `step` (acquire: what the owner wrote before its release is visible);
   // yields so oversubscribed ranks progress.
+  // Past the watchdog's deadline it aborts the job, naming the ranks missing.
   void wait_for(int64_t step, int64_t* (SharedWindow::*counter)(int) const = &SharedWindow::published) const {
     for (std::size_t r = 0; r < segments.size(); ++r) {
       for (int spins = 0; __atomic_load_n((this->*counter)(static_cast<int>(r)), __ATOMIC_ACQUIRE) < step; ++spins) {
         if (spins > 64) sched_yield();
+        if ((spins & 1023) == 1023 && watchdog::expired()) report_missing(step, counter == &SharedWindow::published);
       }
     }
+  }
+  [[noreturn]] void report_missing(int64_t step, bool gradient) const {
+    std::string missing;
+    for (std::size_t r = 0; r < segments.size(); ++r) {
+      const int64_t* c = gradient ? published(static_cast<int>(r)) : updated(static_cast<int>(r));
+      if (__atomic_load_n(c, __ATOMIC_ACQUIRE) < step) {
+        missing += (missing.empty() ? "" : ", ") + std::to_string(world_ranks[r]);
+      }
+    }
+    watchdog::abort_job("rank(s) " + missing + " on this node " +
+                        (gradient ? "have not published their gradient" : "have not written their part of the update") +
+                        " (stopped or hung?)");
   }
 };
 
@@ -122,6 +139,15 @@ class SharedSum : public GradientSync {
       MPI_Win_shared_query(w_.window, r, &bytes, &unit, &base);
       w_.segments.push_back(SharedWindow::aligned(base));
     }
+    MPI_Group node_group = MPI_GROUP_NULL, world_group = MPI_GROUP_NULL;
+    MPI_Comm_group(node, &node_group);
+    MPI_Comm_group(mpi_comm(comm_), &world_group);
+    std::vector<int> local(static_cast<std::size_t>(node_size));
+    for (int r = 0; r < node_size; ++r) local[r] = r;
+    w_.world_ranks.resize(local.size());
+    MPI_Group_translate_ranks(node_group, node_size, local.data(), world_group, w_.world_ranks.data());
+    MPI_Group_free(&node_group);
+    MPI_Group_free(&world_group);
     MPI_Win_lock_all(MPI_MODE_NOCHECK, w_.window);
     MPI_Barrier(node);  // every segment zeroed before anyone reads one
     backward_buffer_ = w_.grad(w_.rank, 0);
@@ -152,21 +178,21 @@ class SharedSum : public GradientSync {
 
   void publish() override {
     if (published_) return;
-    std::copy(stats_, stats_ + 3, w_.stats(w_.rank, step_));
+    std::copy(stats_, stats_ + kStepStats, w_.stats(w_.rank, step_));
     __atomic_store_n(w_.published(w_.rank), step_ + 1, __ATOMIC_RELEASE);
     published_ = true;
   }
   const double* wait_stats() override {
     publish();
     w_.wait_for(step_ + 1);
-    stats_[0] = stats_[1] = stats_[2] = 0;
+    std::fill(stats_, stats_ + kStepStats, 0.0);
     for (std::size_t r = 0; r < w_.segments.size(); ++r) {
       const double* peer = w_.stats(static_cast<int>(r), step_);
-      for (int i = 0; i < 3; ++i) stats_[i] += peer[i];
+      for (int i = 0; i < kStepStats; ++i) stats_[i] += peer[i];
     }
     // Every local rank holds its node's sums; each adds them over the nodes.
     if (mode_ == AllreduceMode::kHierarchical) {
-      MPI_Allreduce(MPI_IN_PLACE, stats_, 3, MPI_DOUBLE, MPI_SUM, w_.across);
+      MPI_Allreduce(MPI_IN_PLACE, stats_, kStepStats, MPI_DOUBLE, MPI_SUM, w_.across);
     }
     return stats_;
   }
