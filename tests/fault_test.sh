@@ -47,20 +47,7 @@ since() { echo "$(now) - $1" | bc; }
 le() { [[ $(echo "$1 <= $2" | bc) == 1 ]]; }
 
 # Whether two checkpoints hold the same bits in /model and /optimizer.
-same_bits() {
-  /usr/bin/python3 - "$1" "$2" <<'EOF'
-import sys, h5py, numpy as np
-a, b = (h5py.File(p, "r") for p in sys.argv[1:3])
-def tensors(f):
-    out = {}
-    f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
-    return out
-ta, tb = tensors(a), tensors(b)
-same = ta.keys() == tb.keys() and all(np.array_equal(ta[k].view(np.uint32), tb[k].view(np.uint32)) for k in ta)
-same = same and a["optimizer"].attrs["step"] == b["optimizer"].attrs["step"]
-sys.exit(0 if same else 1)
-EOF
-}
+same_bits() { /usr/bin/python3 "$(dirname "$0")/same_bits.py" "$1" "$2"; }
 # The rank PIDs of the job whose mpirun is $1, in rank order.
 rank_pids() {
   local pid r

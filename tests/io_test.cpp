@@ -122,6 +122,12 @@ TEST(CheckpointTest, RoundTripRestoresEverything) {
   state.seed = 99;
   state.ranks = 2;
   state.options = "lr = 0.1\n";
+  state.epoch_step = 5;  // saved mid-epoch
+  state.epoch_sums[0] = 12.5;
+  state.epoch_sums[1] = 7;
+  state.epoch_sums[2] = 20;
+  state.global_batch = 4;
+  state.samples = 80;
   const std::string path = dir + "/ck.h5";
   write_checkpoint(path, layout, Activation::kTanh, Loss::kSoftmax, params.data(), opt, state);
 
@@ -138,12 +144,61 @@ TEST(CheckpointTest, RoundTripRestoresEverything) {
   EXPECT_EQ(s2.global_step, 17);
   EXPECT_EQ(s2.seed, 99u);
   EXPECT_EQ(s2.options, "lr = 0.1\n");
+  EXPECT_EQ(s2.epoch_step, 5);
+  EXPECT_EQ(s2.epoch_sums[0], 12.5);
+  EXPECT_EQ(s2.epoch_sums[1], 7);
+  EXPECT_EQ(s2.epoch_sums[2], 20);
+  EXPECT_EQ(s2.global_batch, 4);
+  EXPECT_EQ(s2.samples, 80);
   EXPECT_EQ(opt2.step(), 17);
   for (std::size_t i = 0; i < 2; ++i) {
     EXPECT_TRUE(std::equal(opt.state()[i], opt.state()[i] + opt.size(), opt2.state()[i])) << "state " << i;
   }
   // No temporary file is left beside it.
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 1);
+  std::filesystem::remove_all(dir);
+}
+
+// The header's length and checksum catch every flipped bit and every cut,
+// wherever it falls; a file without the header (another tool's) passes unchecked.
+TEST(CheckpointTest, ChecksumFindsAnyFlippedBitAndAnyCut) {
+  const std::string dir = testing::temp_dir("ckpt_sum");
+  const Layout layout({6, 5, 2});
+  FlatBuffer params;
+  testing::random_params(layout, 8, 1.0, params);
+  Optimizer opt(OptimizerOptions{}, layout.total());
+  const std::string path = dir + "/ck.h5";
+  write_checkpoint(path, layout, Activation::kRelu, Loss::kSoftmax, params.data(), opt, TrainingState{});
+  EXPECT_TRUE(verify_checkpoint_file(path, "ck"));
+  const std::string good = file_bytes(path);
+  const auto write = [&](const std::string& bytes) { std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes; };
+  for (std::size_t at = 512; at < good.size(); at += 97) {  // a bit in every stretch of the file after the header
+    std::string bad = good;
+    bad[at] = static_cast<char>(bad[at] ^ (1 << (at % 8)));
+    write(bad);
+    try {
+      verify_checkpoint_file(path, "ck");
+      ADD_FAILURE() << "a flipped bit at byte " << at << " went unnoticed";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("ck: is damaged"), std::string::npos) << e.what();
+    }
+  }
+  for (std::size_t cut : {std::size_t{1}, std::size_t{100}, good.size() / 2}) {
+    write(good.substr(0, good.size() - cut));
+    try {
+      verify_checkpoint_file(path, "ck");
+      ADD_FAILURE() << "a cut of " << cut << " bytes went unnoticed";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("ck: is truncated"), std::string::npos) << e.what();
+    }
+  }
+  std::string unsealed = good;
+  std::fill(unsealed.begin(), unsealed.begin() + 512, '\0');
+  write(unsealed);
+  EXPECT_FALSE(verify_checkpoint_file(path, "ck"));
+  FlatBuffer back(layout.total());
+  read_checkpoint_params(path, "ck", layout, back.data());
+  EXPECT_EQ(back, params);
   std::filesystem::remove_all(dir);
 }
 

@@ -8,8 +8,11 @@
 #      continues from job 1's newest checkpoint (--resume auto);
 #   3. a job requeued while it runs continues from its newest checkpoint;
 #      a 4-task job on one node: shared memory;
-#   4. a job with a bad flag: state FAILED, exit code 2, one error line;
-#   5. sweep.sbatch at 1, 2 and 4 ranks: a metrics CSV and a profile line each.
+#   4. preemption: a job signalled mid-epoch (scancel --signal=USR1, or
+#      --batch to the script) checkpoints, exits 75, requeues itself, resumes,
+#      and ends with the bits of an uninterrupted job;
+#   5. a job with a bad flag: state FAILED, exit code 2, one error line;
+#   6. sweep.sbatch at 1, 2 and 4 ranks: a metrics CSV and a profile line each.
 # Each job is waited for by polling scontrol (COMPLETED and ExitCode 0:0).
 # Every daemon is stopped by PID and every namespace removed on exit.
 # Usage: slurm_test.sh BUILD_DIR. Exit 77 only without root or namespaces.
@@ -53,7 +56,7 @@ submit() {  # submit SBATCH-ARGS... -- SCRIPT ARGS...; sets $jid
   jid=$("$SLURM" client "$WORK/slurm" sbatch --parsable --output="$WORK/job-%j.out" "$@")
 }
 wait_job() {  # wait_job ID: sets $state and $exitcode
-  local deadline=$((SECONDS + 240)) line
+  local deadline=$((SECONDS + 240)) line began=$SECONDS
   while true; do
     line=$("$SLURM" client "$WORK/slurm" scontrol -o show job "$1" 2>/dev/null)
     state=$(grep -o 'JobState=[A-Z_]*' <<<"$line" | cut -d= -f2)
@@ -62,7 +65,8 @@ wait_job() {  # wait_job ID: sets $state and $exitcode
     if ((SECONDS > deadline)); then state=STUCK; break; fi
     sleep 0.3
   done
-  echo "job $1: $state, exit code $exitcode ($(grep -o ' NodeList=[^ ]*' <<<"$line" | head -1 | cut -c2-))"
+  echo "job $1: $state, exit code $exitcode ($(grep -o ' NodeList=[^ ]*' <<<"$line" | head -1 | cut -c2-)," \
+       "waited $((SECONDS - began)) s)"
 }
 out() { cat "$WORK/job-$jid.out"; }
 
@@ -107,6 +111,60 @@ check "requeued: restarted once and resumed from a checkpoint" \
   bash -c "grep -q 'restart 1' '$WORK/job-$jid.out' && grep -q 'resuming from' '$WORK/job-$jid.out'"
 check "requeued: finished all 40 epochs" grep -q "epoch 40/40" <(out)
 [[ $state == COMPLETED ]] || out
+
+# Preemption: a running job is signalled mid-epoch (USR1), checkpoints, exits
+# 75, requeues itself and continues; its final bits equal an uninterrupted job's.
+#   srun:   scancel --signal=USR1 (the job's steps: every rank gets it);
+#   mpirun: scancel --batch --signal=USR1 (the batch script, as --signal=B:USR1@120
+#           does before a time limit; the script passes it to mpirun, which forwards it).
+requeue_now() {  # once the job has requeued itself (it then waits 120 s to start again): start it now
+  local deadline=$((SECONDS + 90)) line
+  while ((SECONDS < deadline)); do
+    line=$("$SLURM" client "$WORK/slurm" scontrol -o show job "$1")
+    if grep -q ' Restarts=[1-9]' <<<"$line"; then
+      case $(grep -o 'JobState=[A-Z_]*' <<<"$line") in
+        # Let the nodes finish cleaning up after the first run before the second starts.
+        JobState=PENDING) sleep 2; "$SLURM" client "$WORK/slurm" scontrol update JobId="$1" StartTime=now 2>/dev/null ;;
+        JobState=RUNNING|JobState=COMPLETED|JobState=FAILED) return ;;
+      esac
+    elif grep -q 'JobState=\(COMPLETED\|FAILED\|CANCELLED\)' <<<"$line"; then
+      return  # it ended without requeueing: the checks below say so
+    fi
+    sleep 0.3
+  done
+}
+last_checkpoint() { ls "$1"/ckpt-*.h5 | tail -1; }
+"$BUILD/nn_datagen" --kind teacher --samples 24000 --features 64 --classes 10 --out "$WORK/t.h5" >/dev/null
+slow=(--data "$WORK/t.h5" --hidden 256,128 --batch-size 8 --optimizer adam --lr 0.001 --epochs 3)
+submit -N 2 --ntasks-per-node 1 "$ROOT/cluster/train.sbatch" "${slow[@]}" --checkpoint-dir "$WORK/pre-ref"
+wait_job "$jid"
+check "preemption reference: COMPLETED 0:0" test "$state $exitcode" = "COMPLETED 0:0"
+for launcher in srun mpirun; do
+  dir="$WORK/pre-$launcher"
+  # Emulated hosts share this machine's cores: binding each host's rank to "its" core 0 would stack them.
+  NN_LAUNCHER=$launcher NN_MPIRUN_BIND="--bind-to none" submit -N 2 --ntasks-per-node 1 "$ROOT/cluster/train.sbatch" \
+    "${slow[@]}" --checkpoint-dir "$dir"
+  deadline=$((SECONDS + 120))
+  until ls "$dir"/ckpt-*.h5 >/dev/null 2>&1 || ((SECONDS > deadline)); do sleep 0.1; done
+  sleep 0.1  # into epoch 2
+  if [[ $launcher == srun ]]; then
+    "$SLURM" client "$WORK/slurm" scancel --signal=USR1 "$jid"
+  else
+    "$SLURM" client "$WORK/slurm" scancel --batch --signal=USR1 "$jid"
+  fi
+  requeue_now "$jid"
+  wait_job "$jid"
+  check "preempted ($launcher): COMPLETED 0:0" test "$state $exitcode" = "COMPLETED 0:0"
+  check "preempted ($launcher): checkpointed mid-epoch on SIGUSR1 and exited 75" \
+    grep -q "nn_dist: SIGUSR1 reached .* in epoch .* written; exiting .* with code 75" <(out)
+  check "preempted ($launcher): requeued itself" grep -q "requeueing job $jid" <(out)
+  check "preempted ($launcher): restarted and resumed from the checkpoint" \
+    bash -c "grep -q 'restart 1' '$WORK/job-$jid.out' && grep -q 'resuming from' '$WORK/job-$jid.out'"
+  check "preempted ($launcher): finished" grep -q "epoch 3/3" <(out)
+  check "preempted ($launcher): final bits equal the uninterrupted job's" \
+    /usr/bin/python3 "$ROOT/tests/same_bits.py" "$(last_checkpoint "$WORK/pre-ref")" "$(last_checkpoint "$dir")"
+  [[ $state == COMPLETED ]] || out
+done
 
 submit -N 1 -n 4 "$ROOT/cluster/train.sbatch" "${train[@]}" --epochs 1
 wait_job "$jid"

@@ -51,6 +51,7 @@ Trainer::Trainer(const Communicator& comm, const Config& config) : comm_(comm), 
   check_files();
   load_data();
   build_model();
+  last_checkpoint_ = Clock::now();  // the --checkpoint-minutes clock starts with training
 }
 
 Trainer::~Trainer() = default;
