@@ -31,7 +31,9 @@ po::options_description describe(Config& c, Choices& k) {
       ("data", po::value(&c.data), "training set (HDF5 with X: samples x features, y: labels or targets)")
       ("val", po::value(&c.val), "validation set in the same format, evaluated after every epoch")
       ("x-dataset", po::value(&c.x_dataset)->default_value(c.x_dataset), "name of the feature dataset")
-      ("y-dataset", po::value(&c.y_dataset)->default_value(c.y_dataset), "name of the label/target dataset");
+      ("y-dataset", po::value(&c.y_dataset)->default_value(c.y_dataset), "name of the label/target dataset")
+      ("standardize", po::bool_switch(&c.standardize),
+       "scale each feature to mean 0, standard deviation 1 over the training set (stored in checkpoints)");
   po::options_description model("Model", 100);
   model.add_options()
       ("hidden", po::value(&c.hidden)->default_value(c.hidden), "hidden widths, comma-separated; 'none' for no hidden layer")

@@ -195,6 +195,14 @@ void write_checkpoint(const std::string& path, const Layout& layout, Activation 
     h5::write_attr_doubles(training.get(), "epoch_sums", {state.epoch_sums[0], state.epoch_sums[1], state.epoch_sums[2]});
     h5::write_attr_ints(training.get(), "global_batch", {state.global_batch});
     h5::write_attr_ints(training.get(), "samples", {state.samples});
+    const Standardization& st = state.standardization;
+    if (!st.empty()) {
+      h5::Handle pre = create_group(file.get(), "preprocess");
+      h5::write_attr_string(pre.get(), "kind", "standardize");
+      const std::vector<hsize_t> shape{static_cast<hsize_t>(st.features())};
+      h5::write_doubles(pre.get(), "mean", shape, st.mean.data());
+      h5::write_doubles(pre.get(), "scale", shape, st.scale.data());
+    }
     // The image holds the HDF5 file from its superblock on; the header goes in front.
     const std::vector<char> hdf5 = h5::file_image(file.get());
     image.assign(kHeaderBytes, '\0');
@@ -267,6 +275,25 @@ void read_checkpoint_params(const std::string& path, const std::string& what, co
   h5::Handle model = open_group(file.get(), "model", what);
   std::fill(params, params + layout.total(), 0.0f);
   read_tensors(model.get(), what, "/model", layout, params);
+}
+
+Standardization read_checkpoint_standardization(const std::string& path, const std::string& what, long features) {
+  h5::Handle file = h5::open_file(path, what);
+  Standardization out;
+  if (!h5::exists(file.get(), "preprocess")) return out;
+  h5::Handle pre = open_group(file.get(), "preprocess", what);
+  const std::string kind = h5::read_attr_string(pre.get(), "kind", what + ": /preprocess");
+  if (kind != "standardize") {
+    throw Error(what + ": /preprocess attribute 'kind' is '" + printable(kind) + "' (expected standardize)");
+  }
+  const std::vector<hsize_t> shape{static_cast<hsize_t>(features)};
+  const std::string source = "the data's " + std::to_string(features) + " features";
+  out.mean = h5::read_tensor_f64(pre.get(), "mean", what, "/preprocess/mean", shape, source);
+  out.scale = h5::read_tensor_f64(pre.get(), "scale", what, "/preprocess/scale", shape, source);
+  for (double v : out.scale) {
+    if (!(v > 0)) throw Error(what + ": /preprocess/scale holds a value that is not positive");
+  }
+  return out;
 }
 
 TrainingState read_checkpoint_state(const std::string& path, const std::string& what, const Layout& layout,

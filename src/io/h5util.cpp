@@ -122,8 +122,11 @@ std::string shape_text(const std::vector<hsize_t>& shape) {
 
 }  // namespace
 
-std::vector<float> read_tensor(hid_t loc, const std::string& name, const std::string& what, const std::string& where,
-                               const std::vector<hsize_t>& shape, const std::string& shape_source) {
+namespace {
+
+template <typename T>
+std::vector<T> read_checked(hid_t loc, const std::string& name, const std::string& what, const std::string& where,
+                            const std::vector<hsize_t>& shape, const std::string& shape_source, hid_t mem_type) {
   if (!exists(loc, name)) throw Error(what + ": has no " + where);
   Handle ds(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), H5Dclose);
   if (!ds.valid()) throw Error(what + ": " + where + " is not a dataset");
@@ -136,14 +139,36 @@ std::vector<float> read_tensor(hid_t loc, const std::string& name, const std::st
   }
   hsize_t count = 1;
   for (hsize_t d : shape) count *= d;
-  std::vector<float> out(count);
-  if (count > 0 && H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0) {
+  std::vector<T> out(count);
+  if (count > 0 && H5Dread(ds.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0) {
     throw Error(what + ": cannot read " + where + " (damaged file?)");
   }
-  for (float v : out) {
+  for (T v : out) {
     if (!std::isfinite(v)) throw Error(what + ": " + where + " holds NaN or Inf values; the checkpoint cannot be used");
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<float> read_tensor(hid_t loc, const std::string& name, const std::string& what, const std::string& where,
+                               const std::vector<hsize_t>& shape, const std::string& shape_source) {
+  return read_checked<float>(loc, name, what, where, shape, shape_source, H5T_NATIVE_FLOAT);
+}
+
+std::vector<double> read_tensor_f64(hid_t loc, const std::string& name, const std::string& what,
+                                    const std::string& where, const std::vector<hsize_t>& shape,
+                                    const std::string& shape_source) {
+  return read_checked<double>(loc, name, what, where, shape, shape_source, H5T_NATIVE_DOUBLE);
+}
+
+void write_doubles(hid_t loc, const std::string& name, const std::vector<hsize_t>& shape, const double* data) {
+  Handle space(H5Screate_simple(static_cast<int>(shape.size()), shape.data(), nullptr), H5Sclose);
+  Handle ds(H5Dcreate2(loc, name.c_str(), H5T_IEEE_F64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+            H5Dclose);
+  if (!ds.valid() || H5Dwrite(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+    throw Error("cannot write dataset '" + name + "'");
+  }
 }
 
 void write_attr_string(hid_t loc, const std::string& name, const std::string& value) {

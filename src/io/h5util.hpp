@@ -51,6 +51,11 @@ void write_floats(hid_t loc, const std::string& name, const std::vector<hsize_t>
 // where the expected shape comes from ("the layers 2-8-3 in 'sizes'").
 std::vector<float> read_tensor(hid_t loc, const std::string& name, const std::string& what, const std::string& where,
                                const std::vector<hsize_t>& shape, const std::string& shape_source);
+// The same, for float64 data (e.g. /preprocess/mean).
+std::vector<double> read_tensor_f64(hid_t loc, const std::string& name, const std::string& what,
+                                    const std::string& where, const std::vector<hsize_t>& shape,
+                                    const std::string& shape_source);
+void write_doubles(hid_t loc, const std::string& name, const std::vector<hsize_t>& shape, const double* data);
 void write_attr_string(hid_t loc, const std::string& name, const std::string& value);
 void write_attr_ints(hid_t loc, const std::string& name, const std::vector<long long>& values);
 void write_attr_doubles(hid_t loc, const std::string& name, const std::vector<double>& values);

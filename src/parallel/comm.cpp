@@ -81,12 +81,37 @@ void Communicator::broadcast(int64_t* data, int count, int root) const {
   MPI_Bcast(data, count, MPI_INT64_T, root, mpi_comm(*this));
 }
 
+void Communicator::broadcast(double* data, int count, int root) const {
+  watchdog::Wait wait(nullptr);
+  MPI_Bcast(data, count, MPI_DOUBLE, root, mpi_comm(*this));
+}
+
 void Communicator::broadcast(std::string* text, int root) const {
   watchdog::Wait wait(nullptr);
   int length = static_cast<int>(text->size());
   MPI_Bcast(&length, 1, MPI_INT, root, mpi_comm(*this));
   text->resize(length);
   MPI_Bcast(text->data(), length, MPI_CHAR, root, mpi_comm(*this));
+}
+
+std::vector<float> Communicator::gather(const float* data, long count, int root) const {
+  watchdog::Wait wait(nullptr);
+  if (count > INT_MAX) throw Error("internal: a gather of more than 2^31 values from one rank");
+  const int mine = static_cast<int>(count);
+  std::vector<int> counts(rank_ == root ? size_ : 0), offsets(counts.size());
+  MPI_Gather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, root, mpi_comm(*this));
+  std::vector<float> out;
+  if (rank_ == root) {
+    long total = 0;
+    for (int r = 0; r < size_; ++r) {
+      offsets[r] = static_cast<int>(total);
+      total += counts[r];
+    }
+    if (total > INT_MAX) throw Error("internal: a gather of more than 2^31 values");
+    out.resize(static_cast<std::size_t>(total));
+  }
+  MPI_Gatherv(data, mine, MPI_FLOAT, out.data(), counts.data(), offsets.data(), MPI_FLOAT, root, mpi_comm(*this));
+  return out;
 }
 
 std::vector<float> Communicator::allgather(const float* data, int count) const {

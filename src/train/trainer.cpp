@@ -192,6 +192,7 @@ void Trainer::load_data() {
     has_val_ = true;
   }
 
+  standardize_inputs(&shard.x);
   const long g = config_.global_batch_size;
   const long requested = g > 0 ? g / p + (r < g % p ? 1 : 0) : config_.batch_size;
   // A batch larger than the shard is the whole shard (full-batch steps): the
@@ -204,6 +205,68 @@ void Trainer::load_data() {
   source_ = std::make_unique<BatchSource>(std::move(shard.x), std::move(targets), batch, config_.shuffle,
                                           config_.seed, r);
   steps_per_epoch_ = comm_.max(source_->steps());
+}
+
+void Trainer::standardize_inputs(Matrix<float>* x) {
+  const long d = train_info_.features;
+  const std::string ckpt = checkpoint_to_load();
+  Standardization& st = standardization_;
+  int64_t saved = 0;
+  comm_.agreed([&] {
+    if (!comm_.root() || ckpt.empty()) return;
+    st = read_checkpoint_standardization(ckpt, checkpoint_flag(), d);
+    saved = st.empty() ? 0 : 1;
+    if (!saved && config_.standardize) {
+      throw Error("--standardize: " + checkpoint_flag() + " was trained on features that were not standardised; "
+                  "drop --standardize to continue it");
+    }
+  });
+  comm_.broadcast(&saved, 1);
+  if (saved) {
+    st.mean.resize(d);
+    st.scale.resize(d);
+    comm_.broadcast(st.mean.data(), static_cast<int>(d));
+    comm_.broadcast(st.scale.data(), static_cast<int>(d));
+    if (comm_.root() && !config_.standardize && !config_.quiet) {
+      std::printf("note: applying the standardisation stored in %s (/preprocess)\n", ckpt.c_str());
+    }
+  } else if (config_.standardize) {
+    // Two passes in float64, each summed over the ranks: the means, then the
+    // squared deviations from them (the population standard deviation, NumPy's std).
+    const double n = static_cast<double>(train_info_.samples);
+    std::vector<double> sums(d, 0.0), squares(d, 0.0);
+    for (long j = 0; j < x->cols(); ++j) {
+      for (long f = 0; f < d; ++f) sums[f] += (*x)(f, j);
+    }
+    comm_.sum(sums.data(), static_cast<int>(d));
+    st.mean.resize(d);
+    for (long f = 0; f < d; ++f) st.mean[f] = sums[f] / n;
+    for (long j = 0; j < x->cols(); ++j) {
+      for (long f = 0; f < d; ++f) {
+        const double dev = (*x)(f, j) - st.mean[f];
+        squares[f] += dev * dev;
+      }
+    }
+    comm_.sum(squares.data(), static_cast<int>(d));
+    st.scale.resize(d);
+    std::string constant;
+    long constants = 0;
+    for (long f = 0; f < d; ++f) {
+      const double sd = std::sqrt(squares[f] / n);
+      // Constant up to rounding: centred, not scaled (dividing would blow up noise).
+      const bool flat = !(sd > 1e-12 * std::max(1.0, std::fabs(st.mean[f])));
+      st.scale[f] = flat ? 1.0 : sd;
+      if (flat && ++constants <= 10) constant += (constant.empty() ? "" : ", ") + std::to_string(f);
+    }
+    if (comm_.root() && constants > 0) {
+      std::fprintf(stderr, "warning: --standardize: %ld of the %ld features of --data %s are constant (feature%s %s%s): "
+                           "centred, not scaled\n",
+                   constants, d, printable(config_.data, 200).c_str(), constants > 1 ? "s" : "", constant.c_str(),
+                   constants > 10 ? ", ..." : "");
+    }
+  }
+  apply_standardization(st, x);
+  if (has_val_) apply_standardization(st, &val_x_);
 }
 
 void Trainer::require_model_memory(const std::vector<long>& sizes, long max_batch, bool from_checkpoint) const {
@@ -541,6 +604,7 @@ void Trainer::save_checkpoint(int64_t epoch, int64_t epoch_step) {
     state.global_batch = global_batch_;
     state.samples = train_info_.samples;
     state.options = config_.options_text;
+    state.standardization = standardization_;
     if (checkpoint_dir_.empty()) {
       write_checkpoint(checkpoint_path_, mlp_->layout(), activation_, loss_, params_data_, *optimizer_, state,
                        "--checkpoint " + config_.checkpoint);

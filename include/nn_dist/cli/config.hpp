@@ -15,6 +15,7 @@ namespace nn_dist {
 struct Config {
   // data
   std::string data, val, x_dataset = "X", y_dataset = "y";
+  bool standardize = false;  // per-feature (x - mean) / std from the training set, stored in checkpoints
   // model
   std::string hidden = "128,64";
   bool hidden_given = false;

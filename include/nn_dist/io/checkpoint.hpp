@@ -10,6 +10,7 @@
 #include "nn_dist/math/activation.hpp"
 #include "nn_dist/math/loss.hpp"
 #include "nn_dist/model/layout.hpp"
+#include "nn_dist/model/standardization.hpp"
 #include "nn_dist/optim/optimizer.hpp"
 
 namespace nn_dist {
@@ -27,6 +28,8 @@ struct TrainingState {
   double epoch_sums[3] = {0, 0, 0};
   int64_t global_batch = 0;  // samples per step over all ranks (0: not recorded)
   int64_t samples = 0;       // training samples (0: not recorded)
+  // --standardize: written to /preprocess (mean, scale: float64, one per input feature).
+  Standardization standardization;
 };
 
 struct CheckpointModel {
@@ -59,6 +62,9 @@ bool verify_checkpoint_file(const std::string& path, const std::string& what);
 CheckpointModel read_checkpoint_model(const std::string& path, const std::string& what);
 // Reads /model's tensors into params (layout.total() elements).
 void read_checkpoint_params(const std::string& path, const std::string& what, const Layout& layout, float* params);
+// Reads /preprocess (empty if the checkpoint has none); `features` is the
+// model's input width, which mean and scale must match.
+Standardization read_checkpoint_standardization(const std::string& path, const std::string& what, long features);
 // Reads /optimizer and /training for --resume.
 TrainingState read_checkpoint_state(const std::string& path, const std::string& what, const Layout& layout,
                                     Optimizer& optimizer);

@@ -53,7 +53,10 @@ class Communicator {
   long min(long value) const;
   void broadcast(float* data, std::size_t count, int root = 0) const;
   void broadcast(int64_t* data, int count, int root = 0) const;
+  void broadcast(double* data, int count, int root = 0) const;
   void broadcast(std::string* text, int root = 0) const;
+  // Rank root receives every rank's `count` elements, in rank order (other ranks: empty).
+  std::vector<float> gather(const float* data, long count, int root = 0) const;
   // Gathers one buffer from every rank to every rank (for tests).
   std::vector<float> allgather(const float* data, int count) const;
   void barrier() const;

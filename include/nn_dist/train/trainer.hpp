@@ -68,6 +68,9 @@ class Trainer {
   // Inputs are readable regular files; outputs can be written and overwrite no input.
   void check_files();
   void load_data();
+  // --standardize, or a checkpoint's /preprocess: the statistics (computed
+  // over all ranks, or read by rank 0), applied in place to x and val_x_.
+  void standardize_inputs(Matrix<float>* x);
   // Throws Error naming the flag or label that makes the model too big for this node.
   void require_model_memory(const std::vector<long>& sizes, long max_batch, bool from_checkpoint) const;
   // The model, in steps: its layer widths (from the data and flags, or the
@@ -104,6 +107,7 @@ class Trainer {
   DatasetInfo train_info_;
   std::unique_ptr<BatchSource> source_;
   Matrix<float> val_x_;
+  Standardization standardization_;  // empty: raw features
   Targets val_targets_;
   bool has_val_ = false;
   long classes_ = 0;

@@ -1,0 +1,497 @@
+// CSV and IDX to HDF5, in chunks of rows appended to extendible datasets.
+#include "nn_dist/io/convert.hpp"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+
+#include "h5util.hpp"
+#include "nn_dist/common/error.hpp"
+#include "nn_dist/common/text.hpp"
+#include "nn_dist/io/files.hpp"
+
+namespace nn_dist {
+
+namespace {
+
+// Appends rows to X (n, features) and y (n) or (n, width) in a new HDF5 file
+// written under a temporary name; commit() renames it into place, and a
+// writer destroyed without commit() removes it.
+class RowWriter {
+ public:
+  RowWriter(const std::string& output, const std::string& what, long features, hid_t x_type, hid_t y_type,
+            long chunk_rows)
+      : output_(output), what_(what), features_(features), x_type_(x_type), y_type_(y_type) {
+    require_output_file(output, what);
+    const std::filesystem::path out(output);
+    const std::filesystem::path dir = out.has_parent_path() ? out.parent_path() : std::filesystem::path(".");
+    temp_ = (dir / ("." + out.filename().string() + ".tmp." + std::to_string(::getpid()))).string();
+    h5::quiet_errors();
+    file_ = H5Fcreate(temp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (file_ < 0) throw Error(what_ + ": cannot create " + temp_);
+    x_ = create("X", x_type_, features_, chunk_rows);
+    y_ = create("y", y_type_, 0, chunk_rows);
+  }
+  ~RowWriter() {
+    close();
+    if (!committed_) ::unlink(temp_.c_str());
+  }
+  hid_t file() const { return file_; }
+
+  // rows x features values in x (row-major, of x_type's native form), rows labels in y.
+  void append(const void* x, const void* y, long rows, hid_t x_mem, hid_t y_mem) {
+    if (rows == 0) return;
+    extend_and_write(x_, x, rows, features_, x_mem);
+    extend_and_write(y_, y, rows, 0, y_mem);
+    rows_ += rows;
+  }
+  void commit() {
+    close();
+    if (std::rename(temp_.c_str(), output_.c_str()) != 0) {
+      throw Error(what_ + ": cannot rename the new file into place (" + std::string(std::strerror(errno)) + ")");
+    }
+    committed_ = true;
+  }
+
+ private:
+  hid_t create(const char* name, hid_t type, long width, long chunk_rows) {
+    const int rank = width > 0 ? 2 : 1;
+    const hsize_t dims[2] = {0, static_cast<hsize_t>(width)};
+    const hsize_t max[2] = {H5S_UNLIMITED, static_cast<hsize_t>(width)};
+    const hsize_t chunk[2] = {static_cast<hsize_t>(std::max<long>(1, std::min<long>(chunk_rows, 1 << 20))),
+                              static_cast<hsize_t>(std::max<long>(width, 1))};
+    h5::Handle space(H5Screate_simple(rank, dims, max), H5Sclose);
+    h5::Handle plist(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+    H5Pset_chunk(plist.get(), rank, chunk);
+    const hid_t ds = H5Dcreate2(file_, name, type, space.get(), H5P_DEFAULT, plist.get(), H5P_DEFAULT);
+    if (ds < 0) throw Error(what_ + ": cannot create dataset '" + std::string(name) + "'");
+    return ds;
+  }
+  void extend_and_write(hid_t ds, const void* data, long rows, long width, hid_t mem_type) {
+    const int rank = width > 0 ? 2 : 1;
+    const hsize_t size[2] = {static_cast<hsize_t>(rows_ + rows), static_cast<hsize_t>(width)};
+    const hsize_t start[2] = {static_cast<hsize_t>(rows_), 0};
+    const hsize_t count[2] = {static_cast<hsize_t>(rows), static_cast<hsize_t>(width)};
+    if (H5Dset_extent(ds, size) < 0) throw Error(what_ + ": cannot grow the datasets (disk full?)");
+    h5::Handle file_space(H5Dget_space(ds), H5Sclose);
+    H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr);
+    h5::Handle mem_space(H5Screate_simple(rank, count, nullptr), H5Sclose);
+    if (H5Dwrite(ds, mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, data) < 0) {
+      throw Error(what_ + ": write failed (disk full?)");
+    }
+  }
+  void close() {
+    if (x_ >= 0) H5Dclose(x_);
+    if (y_ >= 0) H5Dclose(y_);
+    x_ = y_ = -1;
+    if (file_ >= 0 && H5Fclose(file_) < 0 && !committed_) {
+      file_ = -1;
+      throw Error(what_ + ": closing the new file failed (disk full?)");
+    }
+    file_ = -1;
+  }
+
+  std::string output_, what_, temp_;
+  long features_;
+  hid_t x_type_, y_type_;
+  hid_t file_ = -1, x_ = -1, y_ = -1;
+  long rows_ = 0;
+  bool committed_ = false;
+};
+
+// ---- CSV
+
+// Splits one line into fields: `delimiter` separates; a field in double quotes
+// may hold the delimiter, and "" inside it stands for one quote.
+std::vector<std::string> split(const std::string& line, char delimiter, const std::string& where) {
+  std::vector<std::string> fields;
+  std::string field;
+  std::size_t i = 0;
+  while (true) {
+    field.clear();
+    if (i < line.size() && line[i] == '"') {
+      ++i;
+      while (true) {
+        if (i >= line.size()) throw Error(where + ": a quoted field is not closed (quotes across lines are not supported)");
+        if (line[i] == '"') {
+          if (i + 1 < line.size() && line[i + 1] == '"') {
+            field += '"';
+            i += 2;
+            continue;
+          }
+          ++i;
+          break;
+        }
+        field += line[i++];
+      }
+      if (i < line.size() && line[i] != delimiter) {
+        throw Error(where + ": text after a closing quote (expected the delimiter '" + std::string(1, delimiter) + "')");
+      }
+    } else {
+      while (i < line.size() && line[i] != delimiter) field += line[i++];
+    }
+    fields.push_back(field);
+    if (i >= line.size()) break;
+    ++i;  // the delimiter
+  }
+  return fields;
+}
+
+std::string trim(const std::string& s) {
+  const std::size_t a = s.find_first_not_of(" \t");
+  if (a == std::string::npos) return "";
+  return s.substr(a, s.find_last_not_of(" \t") - a + 1);
+}
+
+bool parse_double(const std::string& text, double* out) {
+  const std::string t = trim(text);
+  if (t.empty()) return false;
+  errno = 0;
+  char* end = nullptr;
+  *out = std::strtod(t.c_str(), &end);
+  return end == t.c_str() + t.size() && errno != ERANGE;
+}
+
+bool parse_int(const std::string& text, long long* out) {
+  const std::string t = trim(text);
+  if (t.empty()) return false;
+  errno = 0;
+  char* end = nullptr;
+  *out = std::strtoll(t.c_str(), &end, 10);
+  return end == t.c_str() + t.size() && errno != ERANGE;
+}
+
+class CsvReader {
+ public:
+  CsvReader(const std::string& path, const std::string& what) : what_(what), in_(path, std::ios::binary) {
+    if (!in_) throw Error(what_ + ": cannot be opened (" + std::string(std::strerror(errno)) + ")");
+  }
+  // The next non-empty line, split; false at the end.
+  void skip(long lines) {
+    std::string line;
+    while (line_no_ < lines && std::getline(in_, line)) ++line_no_;
+  }
+  bool next(char delimiter, std::vector<std::string>* fields) {
+    std::string line;
+    while (std::getline(in_, line)) {
+      ++line_no_;
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line_no_ == 1 && line.compare(0, 3, "\xEF\xBB\xBF") == 0) line.erase(0, 3);  // a UTF-8 byte order mark
+      if (trim(line).empty()) continue;
+      *fields = split(line, delimiter, where());
+      return true;
+    }
+    if (in_.bad()) throw Error(what_ + ": read failed (" + std::string(std::strerror(errno)) + ")");
+    return false;
+  }
+  long line() const { return line_no_; }
+  std::string where() const { return what_ + ": line " + std::to_string(line_no_); }
+
+ private:
+  std::string what_;
+  std::ifstream in_;
+  long line_no_ = 0;
+};
+
+}  // namespace
+
+ConvertSummary convert_csv(const CsvOptions& o) {
+  const std::string what = o.input;
+  require_input_file(o.input, what);
+  require_output_file(o.output, "--out " + o.output);
+  require_distinct_files({{"--input", o.input}}, {{"--out", o.output}}, {});
+  if (o.header != "yes" && o.header != "no" && o.header != "auto") {
+    throw Error("--header: unknown value '" + printable(o.header) + "' (expected yes, no or auto)");
+  }
+  if (o.label_type != "int" && o.label_type != "float" && o.label_type != "string" && o.label_type != "auto") {
+    throw Error("--label-type: unknown value '" + printable(o.label_type) + "' (expected int, float, string or auto)");
+  }
+  CsvReader csv(o.input, what);
+  csv.skip(o.skip_lines);
+  std::vector<std::string> first;
+  if (!csv.next(o.delimiter, &first)) throw Error(what + ": is empty (no rows)");
+  const long columns = static_cast<long>(first.size());
+  if (columns < 2) {
+    throw Error(csv.where() + ": has 1 field; a row needs features and a label (is --delimiter '" +
+                std::string(1, o.delimiter) + "' right?)");
+  }
+  // The label column: a name (needs a header), an index, or the last.
+  long label = columns - 1;
+  long long index = 0;
+  const bool by_name = !o.label.empty() && !parse_int(o.label, &index);
+  if (!o.label.empty() && !by_name) {
+    if (index < -columns || index >= columns) {
+      throw Error("--label " + o.label + ": there are " + std::to_string(columns) + " columns (0.." +
+                  std::to_string(columns - 1) + ", or -1 for the last)");
+    }
+    label = static_cast<long>(index < 0 ? columns + index : index);
+  }
+  bool header = o.header == "yes" || by_name;
+  if (by_name && o.header == "no") throw Error("--label " + o.label + ": a column name needs a header line (--header no was given)");
+  if (o.header == "auto" && !by_name) {
+    double v = 0;
+    for (long c = 0; c < columns; ++c) {
+      if (c != label && !parse_double(first[c], &v)) header = true;
+    }
+  }
+  std::vector<std::string> names;
+  if (header) {
+    names = first;
+    for (std::string& n : names) n = trim(n);
+    if (by_name) {
+      label = -1;
+      for (long c = 0; c < columns; ++c) {
+        if (names[c] == o.label) label = c;
+      }
+      if (label < 0) {
+        std::string list;
+        for (long c = 0; c < columns && c < 20; ++c) list += (c ? ", " : "") + printable(names[c], 40);
+        throw Error("--label " + printable(o.label) + ": no such column in the header of " + what + " (" + list +
+                    (columns > 20 ? ", ..." : "") + ")");
+      }
+    }
+  }
+  const auto column_name = [&](long c) {
+    return header ? "'" + printable(names[c], 60) + "'" : std::to_string(c);
+  };
+  const long features = columns - 1;
+  const long chunk = std::max<long>(1, o.chunk_rows);
+  ConvertSummary summary;
+  summary.features = features;
+  summary.label_name = header ? names[label] : std::to_string(label);
+
+  // The first chunk of rows (with their line numbers) is held until the label type is known.
+  std::vector<std::pair<long, std::vector<std::string>>> pending;
+  if (!header) pending.emplace_back(csv.line(), first);
+  std::vector<std::string> fields;
+  while (static_cast<long>(pending.size()) < chunk && csv.next(o.delimiter, &fields)) {
+    pending.emplace_back(csv.line(), fields);
+  }
+  if (pending.empty()) throw Error(what + ": has a header line but no data rows");
+  std::string type = o.label_type;
+  if (type == "auto") {
+    bool ints = true, numbers = true;
+    long long i = 0;
+    double v = 0;
+    for (const auto& [line_no, row] : pending) {
+      (void)line_no;
+      if (static_cast<long>(row.size()) != columns) continue;  // reported below with its line
+      ints = ints && parse_int(row[label], &i);
+      numbers = numbers && parse_double(row[label], &v);
+    }
+    type = ints ? "int" : numbers ? "float" : "string";
+  }
+  summary.label_type = type;
+  const bool float_y = type == "float";
+  RowWriter writer(o.output, "--out " + o.output, features, H5T_IEEE_F32LE, float_y ? H5T_IEEE_F32LE : H5T_STD_I64LE,
+                   chunk);
+  std::map<std::string, long> class_of;
+  std::vector<float> x;
+  std::vector<int64_t> y_int;
+  std::vector<float> y_float;
+  const auto convert_row = [&](const std::vector<std::string>& row, long line_no) {
+    const std::string where = what + ": line " + std::to_string(line_no);
+    if (static_cast<long>(row.size()) != columns) {
+      throw Error(where + ": has " + std::to_string(row.size()) + " fields, expected " + std::to_string(columns) +
+                  " (as in " + (header ? "the header" : "the first row") + ")");
+    }
+    for (long c = 0; c < columns; ++c) {
+      if (c == label) continue;
+      double v = 0;
+      if (!parse_double(row[c], &v)) {
+        throw Error(where + ", column " + column_name(c) + ": " +
+                    (trim(row[c]).empty() ? std::string("the field is empty") : "'" + printable(row[c], 40) + "' is not a number"));
+      }
+      if (!std::isfinite(v) || std::fabs(v) > 3.4e38) {
+        throw Error(where + ", column " + column_name(c) + ": '" + printable(row[c], 40) +
+                    "' is not a finite float32 number");
+      }
+      x.push_back(static_cast<float>(v));
+    }
+    const std::string& l = row[label];
+    if (type == "int") {
+      long long v = 0;
+      if (!parse_int(l, &v)) {
+        throw Error(where + ", label column " + column_name(label) + ": '" + printable(l, 40) +
+                    "' is not an integer, but the labels are integers (give --label-type float or string)");
+      }
+      y_int.push_back(v);
+    } else if (type == "float") {
+      double v = 0;
+      if (!parse_double(l, &v) || !std::isfinite(v)) {
+        throw Error(where + ", label column " + column_name(label) + ": '" + printable(l, 40) +
+                    "' is not a finite number, but the labels are numbers (give --label-type string)");
+      }
+      y_float.push_back(static_cast<float>(v));
+    } else {
+      const std::string key = trim(l);
+      if (key.empty()) throw Error(where + ", label column " + column_name(label) + ": the label is empty");
+      auto it = class_of.find(key);
+      if (it == class_of.end()) {
+        it = class_of.emplace(key, static_cast<long>(summary.class_names.size())).first;
+        summary.class_names.push_back(key);
+      }
+      y_int.push_back(it->second);
+    }
+  };
+  const auto flush = [&](long rows) {
+    writer.append(x.data(), float_y ? static_cast<const void*>(y_float.data()) : y_int.data(), rows,
+                  H5T_NATIVE_FLOAT, float_y ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT64);
+    summary.rows += rows;
+    x.clear();
+    y_int.clear();
+    y_float.clear();
+  };
+  for (const auto& [line_no, row] : pending) convert_row(row, line_no);
+  flush(static_cast<long>(pending.size()));
+  pending.clear();
+  long rows = 0;
+  while (csv.next(o.delimiter, &fields)) {
+    convert_row(fields, csv.line());
+    if (++rows == chunk) {
+      flush(rows);
+      rows = 0;
+    }
+  }
+  flush(rows);
+  if (!summary.class_names.empty()) {
+    std::size_t longest = 1;
+    for (const std::string& n : summary.class_names) longest = std::max(longest, n.size());
+    std::vector<char> packed(longest * summary.class_names.size(), '\0');
+    for (std::size_t i = 0; i < summary.class_names.size(); ++i) {
+      std::memcpy(packed.data() + i * longest, summary.class_names[i].data(), summary.class_names[i].size());
+    }
+    h5::Handle type_id(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(type_id.get(), longest);
+    const hsize_t n = summary.class_names.size();
+    h5::Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
+    h5::Handle ds(H5Dcreate2(writer.file(), "label_names", type_id.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT,
+                             H5P_DEFAULT),
+                  H5Dclose);
+    if (!ds.valid() || H5Dwrite(ds.get(), type_id.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, packed.data()) < 0) {
+      throw Error("--out " + o.output + ": cannot write 'label_names'");
+    }
+  }
+  {
+    h5::Handle root(H5Oopen(writer.file(), "/", H5P_DEFAULT), H5Oclose);
+    h5::write_attr_string(root.get(), "source", "nn_convert csv " + std::filesystem::path(o.input).filename().string());
+    h5::write_attr_string(root.get(), "label_column", summary.label_name);
+  }
+  writer.commit();
+  return summary;
+}
+
+// ---- IDX
+
+namespace {
+
+struct IdxHeader {
+  std::vector<uint32_t> dims;
+  long header_bytes = 0;
+  uint64_t items() const {
+    uint64_t n = 1;
+    for (uint32_t d : dims) n *= d;
+    return n;
+  }
+};
+
+IdxHeader read_idx_header(std::FILE* f, const std::string& what) {
+  unsigned char magic[4];
+  if (std::fread(magic, 1, 4, f) != 4) throw Error(what + ": is too short for an IDX file (no 4-byte magic number)");
+  if (magic[0] != 0 || magic[1] != 0) {
+    char hex[16];
+    std::snprintf(hex, sizeof hex, "%02x%02x%02x%02x", magic[0], magic[1], magic[2], magic[3]);
+    throw Error(what + ": magic number 0x" + std::string(hex) +
+                " is not IDX (expected 0x0000TTDD; a gzip file starts 1f8b: gunzip it first)");
+  }
+  if (magic[2] != 0x08) {
+    throw Error(what + ": IDX element type 0x" + std::to_string(magic[2] / 16) + std::to_string(magic[2] % 16) +
+                " is not supported (only 0x08, unsigned bytes, as MNIST uses)");
+  }
+  IdxHeader h;
+  const int n = magic[3];
+  if (n < 1) throw Error(what + ": IDX header has 0 dimensions");
+  for (int i = 0; i < n; ++i) {
+    unsigned char b[4];
+    if (std::fread(b, 1, 4, f) != 4) throw Error(what + ": IDX header is cut short (dimension " + std::to_string(i) + ")");
+    h.dims.push_back((uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | b[3]);
+  }
+  h.header_bytes = 4 + 4L * n;
+  return h;
+}
+
+std::string dims_text(const IdxHeader& h) {
+  std::string s;
+  for (uint32_t d : h.dims) s += (s.empty() ? "" : " x ") + std::to_string(d);
+  return s;
+}
+
+void require_idx_size(const std::string& path, const IdxHeader& h, const std::string& what) {
+  const uint64_t expected = static_cast<uint64_t>(h.header_bytes) + h.items();
+  const uint64_t actual = std::filesystem::file_size(path);
+  if (actual != expected) {
+    throw Error(what + ": holds " + std::to_string(actual) + " bytes, but its header (" + dims_text(h) +
+                " unsigned bytes) needs " + std::to_string(expected) + (actual < expected ? " (truncated?)" : ""));
+  }
+}
+
+}  // namespace
+
+ConvertSummary convert_idx(const std::string& images, const std::string& labels, const std::string& output,
+                           long chunk_rows) {
+  const std::string wi = "--images " + images, wl = "--labels " + labels;
+  require_input_file(images, wi);
+  require_input_file(labels, wl);
+  require_output_file(output, "--out " + output);
+  require_distinct_files({{"--images", images}, {"--labels", labels}}, {{"--out", output}}, {});
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> fi(std::fopen(images.c_str(), "rb"), std::fclose);
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> fl(std::fopen(labels.c_str(), "rb"), std::fclose);
+  if (!fi || !fl) throw Error((fi ? wl : wi) + ": cannot be opened (" + std::string(std::strerror(errno)) + ")");
+  const IdxHeader hi = read_idx_header(fi.get(), wi), hl = read_idx_header(fl.get(), wl);
+  require_idx_size(images, hi, wi);
+  require_idx_size(labels, hl, wl);
+  if (hi.dims.size() < 2) throw Error(wi + ": has " + dims_text(hi) + " items; images need 2 or more dimensions");
+  if (hl.dims.size() != 1) throw Error(wl + ": has shape " + dims_text(hl) + "; labels need 1 dimension");
+  if (hi.dims[0] != hl.dims[0]) {
+    throw Error(wi + ": holds " + std::to_string(hi.dims[0]) + " images but " + wl + " holds " +
+                std::to_string(hl.dims[0]) + " labels");
+  }
+  if (hi.dims[0] == 0) throw Error(wi + ": holds no images");
+  ConvertSummary summary;
+  summary.features = static_cast<long>(hi.items() / hi.dims[0]);
+  summary.label_type = "int";
+  summary.label_name = "labels";
+  const long chunk = std::max<long>(1, chunk_rows);
+  RowWriter writer(output, "--out " + output, summary.features, H5T_STD_U8LE, H5T_STD_U8LE, chunk);
+  std::vector<unsigned char> x(static_cast<std::size_t>(chunk * summary.features)), y(static_cast<std::size_t>(chunk));
+  for (long done = 0, n = hi.dims[0]; done < n;) {
+    const long rows = std::min(chunk, n - done);
+    if (std::fread(x.data(), static_cast<std::size_t>(summary.features), rows, fi.get()) != static_cast<std::size_t>(rows) ||
+        std::fread(y.data(), 1, rows, fl.get()) != static_cast<std::size_t>(rows)) {
+      throw Error(wi + ": read failed at image " + std::to_string(done));
+    }
+    writer.append(x.data(), y.data(), rows, H5T_NATIVE_UCHAR, H5T_NATIVE_UCHAR);
+    done += rows;
+    summary.rows = done;
+  }
+  {
+    h5::Handle root(H5Oopen(writer.file(), "/", H5P_DEFAULT), H5Oclose);
+    h5::write_attr_string(root.get(), "source", "nn_convert idx " + std::filesystem::path(images).filename().string() +
+                                                    " " + std::filesystem::path(labels).filename().string());
+    h5::write_attr_ints(root.get(), "image_shape",
+                        std::vector<long long>(hi.dims.begin() + 1, hi.dims.end()));
+  }
+  writer.commit();
+  return summary;
+}
+
+}  // namespace nn_dist
