@@ -24,19 +24,12 @@ import tempfile
 import h5py
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from testkit import check, finish  # noqa: E402
+
 NN_DIST, NN_EVAL, NN_CONVERT, NN_DATAGEN, MPIEXEC = sys.argv[1:6]
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
 import nn_model  # noqa: E402
-
-failures = 0
-
-
-def check(name, ok, detail=""):
-    global failures
-    print(("ok: " if ok else "FAILED: ") + name + (f"  ({detail})" if detail and not ok else ""))
-    if not ok:
-        failures += 1
-
 
 def run(cmd, ranks=None):
     if ranks:
@@ -191,7 +184,7 @@ code, out, err = run([NN_DIST, "--data", "t.h5", "--epochs", "1", "--checkpoint"
 check("a model on raw features (for the next check)", code == 0, err)
 code, out, err = run([NN_DIST, "--data", "t.h5", "--epochs", "6", "--resume", "raw.h5", "--standardize"])
 check("--standardize on a checkpoint trained on raw features: one clear error",
-      code == 2 and "was trained on features that were not standardised" in error_line(err, "nn_dist"), err)
+      code == 2 and "was trained on features that were not standardised or scaled" in error_line(err, "nn_dist"), err)
 
 # ---- nn_eval against training's own numbers, at 1 and 3 ranks
 last = open("m.csv").read().strip().splitlines()[-1].split(",")
@@ -270,5 +263,4 @@ check("... and its validation accuracy rose", after > before + 0.1, f"{before} -
 with h5py.File("tuned.h5", "r") as f:
     check("... keeping the exported standardisation", np.array_equal(f["preprocess/mean"][()], ref_mean))
 
-print(f"{failures} failed")
-sys.exit(1 if failures else 0)
+finish()

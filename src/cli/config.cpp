@@ -4,6 +4,7 @@
 
 #include <boost/program_options.hpp>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -20,6 +21,8 @@ namespace nn_dist {
 namespace {
 
 struct Choices {  // options parsed as text, then validated
+  std::vector<std::string> data;
+  std::string scale = "1";
   std::string optimizer, overlap, allreduce, config_file, gemm;
   long long seed = 1;
   bool no_shuffle = false;
@@ -28,10 +31,15 @@ struct Choices {  // options parsed as text, then validated
 po::options_description describe(Config& c, Choices& k) {
   po::options_description data("Data", 100);
   data.add_options()
-      ("data", po::value(&c.data), "training set (HDF5 with X: samples x features, y: labels or targets)")
+      ("data", po::value(&k.data), "training set (HDF5 with X: samples x features, y: labels or targets); "
+       "repeat for several files read as one dataset, or give @list.txt (one file per line)")
       ("val", po::value(&c.val), "validation set in the same format, evaluated after every epoch")
+      ("val-split", po::value(&c.val_split)->default_value(0),
+       "without --val: hold out this fraction of the training samples (a fixed, seeded choice) for validation")
       ("x-dataset", po::value(&c.x_dataset)->default_value(c.x_dataset), "name of the feature dataset")
       ("y-dataset", po::value(&c.y_dataset)->default_value(c.y_dataset), "name of the label/target dataset")
+      ("scale", po::value(&k.scale)->default_value("1"),
+       "multiply every feature by this, e.g. 1/255 for bytes (stored in checkpoints like --standardize)")
       ("standardize", po::bool_switch(&c.standardize),
        "scale each feature to mean 0, standard deviation 1 over the training set (stored in checkpoints)");
   po::options_description model("Model", 100);
@@ -110,6 +118,25 @@ void require_nonnegative(double value, const char* flag) {
   }
 }
 
+// --scale: a number or a fraction A/B ("1/255").
+double parse_scale(const std::string& text) {
+  const std::size_t slash = text.find('/');
+  const auto number = [&](const std::string& t) {
+    std::size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(t, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != t.size()) throw Error("--scale: '" + printable(text) + "' is not a number or a fraction A/B");
+    return v;
+  };
+  const double v = slash == std::string::npos ? number(text) : number(text.substr(0, slash)) / number(text.substr(slash + 1));
+  if (!(std::isfinite(v) && v > 0)) throw Error("--scale: must be a positive finite number, got '" + printable(text) + "'");
+  return v;
+}
+
 // Command-line words that belong to no option, e.g. the 32 of "--hidden 64 32".
 void reject_stray_arguments(const po::parsed_options& parsed) {
   std::string previous;
@@ -128,17 +155,22 @@ void reject_stray_arguments(const po::parsed_options& parsed) {
 
 // Options given with an empty value, e.g. --checkpoint "" from an unset shell variable.
 void reject_empty_paths(const po::variables_map& vm) {
-  for (const char* name : {"data", "val", "init", "resume", "checkpoint", "checkpoint-dir", "metrics", "config"}) {
+  for (const char* name : {"val", "init", "resume", "checkpoint", "checkpoint-dir", "metrics", "config"}) {
     if (vm.count(name) && vm[name].as<std::string>().empty()) {
       throw Error(std::string("--") + name + ": the path is empty");
+    }
+  }
+  if (vm.count("data")) {
+    for (const std::string& path : vm["data"].as<std::vector<std::string>>()) {
+      if (path.empty() || path == "@") throw Error("--data: the path is empty");
     }
   }
 }
 
 // A --config file's text: a regular file of a sane size, with no binary bytes,
 // so that an error never echoes binary data or a 10 MB line.
-std::string config_text(const std::string& path) {
-  const std::string what = "--config " + printable(path, 200);
+std::string config_text(const std::string& path, const std::string& what_given = "") {
+  const std::string what = what_given.empty() ? "--config " + printable(path, 200) : what_given;
   require_input_file(path, what);
   constexpr std::size_t kMaxBytes = 1 << 20;
   std::ifstream in(path, std::ios::binary);
@@ -158,13 +190,42 @@ std::string config_text(const std::string& path) {
   return text;
 }
 
+// --data values, with each @LIST replaced by the files it names (one per
+// line; blank lines and # comments skipped; relative paths from the list's folder).
+std::vector<std::string> expand_data_lists(const std::vector<std::string>& given) {
+  std::vector<std::string> files;
+  for (const std::string& item : given) {
+    if (item[0] != '@') {
+      files.push_back(item);
+      continue;
+    }
+    const std::string list = item.substr(1), what = "--data " + printable(item, 200);
+    const std::string text = config_text(list, what);
+    const std::filesystem::path folder = std::filesystem::path(list).parent_path();
+    std::istringstream in(text);
+    std::size_t before = files.size();
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      const std::size_t a = line.find_first_not_of(" \t");
+      if (a == std::string::npos || line[a] == '#') continue;
+      std::string path = line.substr(a, line.find_last_not_of(" \t") - a + 1);
+      if (std::filesystem::path(path).is_relative() && !folder.empty()) path = (folder / path).string();
+      files.push_back(path);
+    }
+    if (files.size() == before) throw Error(what + ": names no files");
+  }
+  return files;
+}
+
 std::string ini_text(const po::variables_map& vm) {
   std::ostringstream out;
   for (const auto& [name, value] : vm) {
     if (name == "config" || name == "help") continue;
     const boost::any& v = value.value();
     out << name << " = ";
-    if (auto s = boost::any_cast<std::string>(&v)) out << *s;
+    if (auto list = boost::any_cast<std::vector<std::string>>(&v)) {  // one line per value
+      for (std::size_t i = 0; i < list->size(); ++i) out << (i ? "\n" + name + " = " : "") << (*list)[i];
+    } else if (auto s = boost::any_cast<std::string>(&v)) out << *s;
     else if (auto l = boost::any_cast<long>(&v)) out << *l;
     else if (auto ll = boost::any_cast<long long>(&v)) out << *ll;
     else if (auto i = boost::any_cast<int>(&v)) out << *i;
@@ -209,7 +270,12 @@ ParseResult parse_config(int argc, const char* const* argv, Config* config, std:
   } catch (const po::error& e) {
     throw Error(printable(e.what(), 200));
   }
-  if (c.data.empty()) throw Error("--data: required (the training set, an HDF5 file)");
+  if (k.data.empty()) throw Error("--data: required (the training set, an HDF5 file)");
+  c.data_files = expand_data_lists(k.data);
+  c.scale = parse_scale(k.scale);
+  c.data = c.data_files.front();
+  if (!(c.val_split >= 0 && c.val_split < 1)) throw Error("--val-split: must be at least 0 and below 1");
+  if (c.val_split > 0 && !c.val.empty()) throw Error("--val-split and --val: give one, not both");
   c.shuffle = !k.no_shuffle;
   c.hidden_given = !vm["hidden"].defaulted();
   c.activation_given = !vm["activation"].defaulted();

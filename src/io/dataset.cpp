@@ -4,6 +4,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -79,6 +80,11 @@ DatasetInfo inspect_dataset(const std::string& path, const std::string& what, co
   if (info.target_width == 0) throw Error(what + ": '" + y_name + "' has no columns");
   h5::Handle ytype(H5Dget_type(y.get()), H5Tclose);
   info.integer_targets = H5Tget_class(ytype.get()) == H5T_INTEGER;
+  h5::Handle xtype(H5Dget_type(x.get()), H5Tclose);
+  const std::size_t bytes = H5Tget_size(xtype.get());
+  if (H5Tget_class(xtype.get()) == H5T_INTEGER && H5Tget_sign(xtype.get()) == H5T_SGN_NONE && bytes <= 2) {
+    info.x_width = static_cast<int>(bytes);
+  }
   return info;
 }
 
@@ -98,35 +104,109 @@ void advise_huge_pages(void* data, std::size_t bytes) {
 }  // namespace
 
 double shard_bytes(const DatasetInfo& info, long count) {
-  return static_cast<double>(count) * (4.0 * static_cast<double>(info.features) + 12.0 * static_cast<double>(info.target_width) + 4.0);
+  const double x_bytes = info.x_width > 0 ? info.x_width : 4.0;
+  return static_cast<double>(count) *
+         (x_bytes * static_cast<double>(info.features) + 12.0 * static_cast<double>(info.target_width) + 4.0);
 }
 
-Shard read_shard(const DatasetInfo& info, long offset, long count) {
-  Shard shard;
-  shard.offset = offset;
-  shard.count = count;
+namespace {
+
+// Rows [offset, offset + count) of one file into x (features, count) and y
+// (target_width, count), column-major.
+// x_out: float32, or (compact) values of info.x_width bytes.
+void read_file_rows(const DatasetInfo& info, long offset, long count, void* x_out, double* y_out, bool compact) {
   h5::Handle file = h5::open_file(info.path, info.what);
   h5::Handle x = h5::open_dataset(file.get(), info.x_name, info.what);
   h5::Handle y = h5::open_dataset(file.get(), info.y_name, info.what);
-  shard.x.resize(info.features, count);
-  advise_huge_pages(shard.x.data(), static_cast<std::size_t>(shard.x.size()) * sizeof(float));
-  read_rows(x.get(), H5T_NATIVE_FLOAT, offset, count, info.features, shard.x.data(), info.what, info.x_name);
-  shard.y.resize(info.target_width, count);
-  read_rows(y.get(), H5T_NATIVE_DOUBLE, offset, count, info.target_width, shard.y.data(), info.what, info.y_name);
+  const hid_t x_type = !compact ? H5T_NATIVE_FLOAT : info.x_width == 1 ? H5T_NATIVE_UINT8 : H5T_NATIVE_UINT16;
+  read_rows(x.get(), x_type, offset, count, info.features, x_out, info.what, info.x_name);
+  read_rows(y.get(), H5T_NATIVE_DOUBLE, offset, count, info.target_width, y_out, info.what, info.y_name);
+  const float* xf = static_cast<const float*>(x_out);
   for (long j = 0; j < count; ++j) {
-    for (long i = 0; i < info.features; ++i) {
-      if (!std::isfinite(shard.x(i, j))) {
+    for (long i = 0; i < info.features && !compact; ++i) {  // integers are always finite
+      if (!std::isfinite(xf[j * info.features + i])) {
         throw Error(info.what + ": '" + info.x_name + "' has a NaN or Inf value at sample " +
                     std::to_string(offset + j) + ", feature " + std::to_string(i));
       }
     }
-  }
-  for (long j = 0; j < count; ++j) {
     for (long i = 0; i < info.target_width; ++i) {
-      if (!std::isfinite(shard.y(i, j))) {
+      if (!std::isfinite(y_out[j * info.target_width + i])) {
         throw Error(info.what + ": '" + info.y_name + "' has a NaN or Inf value at sample " + std::to_string(offset + j));
       }
     }
+  }
+}
+
+}  // namespace
+
+DatasetInfo inspect_datasets(const std::vector<std::string>& paths, const std::string& flag, const std::string& x_name,
+                             const std::string& y_name) {
+  if (paths.size() == 1) return inspect_dataset(paths[0], flag + " " + paths[0], x_name, y_name);
+  DatasetInfo all;
+  for (const std::string& path : paths) {
+    DatasetInfo part = inspect_dataset(path, flag + " " + path, x_name, y_name);
+    if (!all.parts.empty()) {
+      const DatasetInfo& first = all.parts.front();
+      if (part.features != first.features) {
+        throw Error(part.what + ": has " + std::to_string(part.features) + " features, but " + first.what + " has " +
+                    std::to_string(first.features) + " (files of one dataset must match)");
+      }
+      if (part.integer_targets != first.integer_targets || part.target_width != first.target_width) {
+        const auto kind = [](const DatasetInfo& d) {
+          return d.integer_targets ? std::string("integer labels")
+                                   : std::to_string(d.target_width) + " float target column(s)";
+        };
+        throw Error(part.what + ": '" + y_name + "' holds " + kind(part) + ", but " + first.what + " holds " +
+                    kind(first) + " (files of one dataset must match)");
+      }
+    }
+    all.samples += part.samples;
+    all.parts.push_back(std::move(part));
+  }
+  const DatasetInfo& first = all.parts.front();
+  all.path = first.path;
+  all.what = flag + " " + first.path + " (and " + std::to_string(paths.size() - 1) + " more file" +
+             (paths.size() > 2 ? "s" : "") + ")";
+  all.x_name = x_name;
+  all.y_name = y_name;
+  all.features = first.features;
+  all.target_width = first.target_width;
+  all.integer_targets = first.integer_targets;
+  all.x_width = first.x_width;
+  for (const DatasetInfo& part : all.parts) {
+    if (part.x_width != all.x_width) all.x_width = 0;  // mixed storage: read all as float32
+  }
+  return all;
+}
+
+Shard read_shard(const DatasetInfo& info, long offset, long count, bool compact) {
+  compact = compact && info.x_width > 0;
+  Shard shard;
+  shard.offset = offset;
+  shard.count = count;
+  const std::size_t value_bytes = compact ? static_cast<std::size_t>(info.x_width) : sizeof(float);
+  unsigned char* x = nullptr;
+  if (compact) {
+    shard.compact.resize(value_bytes * static_cast<std::size_t>(info.features * count));
+    x = shard.compact.data();
+  } else {
+    shard.x.resize(info.features, count);
+    x = reinterpret_cast<unsigned char*>(shard.x.data());
+  }
+  advise_huge_pages(x, value_bytes * static_cast<std::size_t>(info.features * count));
+  shard.y.resize(info.target_width, count);
+  if (info.parts.empty()) {
+    read_file_rows(info, offset, count, x, shard.y.data(), compact);
+    return shard;
+  }
+  long start = 0;  // the first row of this part in the concatenation
+  for (const DatasetInfo& part : info.parts) {
+    const long lo = std::max(offset, start), hi = std::min(offset + count, start + part.samples);
+    if (lo < hi) {
+      read_file_rows(part, lo - start, hi - lo, x + value_bytes * static_cast<std::size_t>((lo - offset) * info.features),
+                     shard.y.data() + (lo - offset) * info.target_width, compact);
+    }
+    start += part.samples;
   }
   return shard;
 }

@@ -21,14 +21,50 @@ void epoch_order(uint64_t seed, int64_t epoch, int rank, std::vector<uint32_t>* 
 
 BatchSource::BatchSource(Matrix<float> x, Targets targets, long batch, bool shuffle, uint64_t seed, int rank)
     : x_(std::move(x)), targets_(std::move(targets)), batch_(batch), shuffle_(shuffle), seed_(seed), rank_(rank) {
+  allocate_slots();
+}
+
+BatchSource::BatchSource(CompactColumns x, Targets targets, long batch, bool shuffle, uint64_t seed, int rank)
+    : compact_(std::move(x)), targets_(std::move(targets)), batch_(batch), shuffle_(shuffle), seed_(seed), rank_(rank) {
+  const Standardization& t = compact_.transform;
+  if (compact_.width == 1 && !t.empty()) {  // 256 values per feature: convert each once
+    table_.resize(256 * static_cast<std::size_t>(compact_.features));
+    for (long f = 0; f < compact_.features; ++f) {
+      for (int v = 0; v < 256; ++v) table_[f * 256 + v] = static_cast<float>((v - t.mean[f]) / t.scale[f]);
+    }
+  }
+  allocate_slots();
+}
+
+void BatchSource::allocate_slots() {
   order_.resize(count());
   std::iota(order_.begin(), order_.end(), 0u);
-  if (shuffle_) {
-    for (Slot& slot : slots_) {
-      slot.x.resize(x_.rows(), batch_);
-      if (!targets_.labels.empty()) slot.labels.resize(batch_);
-      if (targets_.values.size()) slot.values.resize(targets_.values.rows(), batch_);
+  if (!gathers()) return;
+  const long features = compact_.bytes.empty() ? x_.rows() : compact_.features;
+  for (Slot& slot : slots_) {
+    slot.x.resize(features, batch_);
+    if (!targets_.labels.empty()) slot.labels.resize(batch_);
+    if (targets_.values.size()) slot.values.resize(targets_.values.rows(), batch_);
+  }
+}
+
+void BatchSource::convert_column(long src, float* out) const {
+  const long d = compact_.features;
+  const Standardization& t = compact_.transform;
+  if (compact_.width == 1) {
+    const unsigned char* in = compact_.bytes.data() + src * d;
+    if (table_.empty()) {
+      for (long f = 0; f < d; ++f) out[f] = static_cast<float>(in[f]);
+    } else {
+      for (long f = 0; f < d; ++f) out[f] = table_[f * 256 + in[f]];
     }
+    return;
+  }
+  const uint16_t* in = reinterpret_cast<const uint16_t*>(compact_.bytes.data()) + src * d;
+  if (t.empty()) {
+    for (long f = 0; f < d; ++f) out[f] = static_cast<float>(in[f]);
+  } else {
+    for (long f = 0; f < d; ++f) out[f] = static_cast<float>((in[f] - t.mean[f]) / t.scale[f]);
   }
 }
 
@@ -44,9 +80,13 @@ void BatchSource::gather(long step, Slot& slot) const {
   const bool has_labels = !targets_.labels.empty();
   for (long j = 0; j < n; ++j) {
     const uint32_t src = order_[begin + j];
-    // memcpy: glibc picks its AVX2/AVX-512 copy at run time; Eigen's copy
-    // is compiled for the baseline build's SSE2 (0.10 vs 0.08 ms per step).
-    std::memcpy(slot.x.col(j).data(), x_.col(src).data(), sizeof(float) * static_cast<std::size_t>(x_.rows()));
+    if (!compact_.bytes.empty()) {
+      convert_column(src, slot.x.col(j).data());
+    } else {
+      // memcpy: glibc picks its AVX2/AVX-512 copy at run time; Eigen's copy
+      // is compiled for the baseline build's SSE2 (0.10 vs 0.08 ms per step).
+      std::memcpy(slot.x.col(j).data(), x_.col(src).data(), sizeof(float) * static_cast<std::size_t>(x_.rows()));
+    }
     if (has_labels) {
       slot.labels[j] = targets_.labels[src];
     } else {
@@ -56,7 +96,7 @@ void BatchSource::gather(long step, Slot& slot) const {
 }
 
 void BatchSource::prefetch(long step) {
-  if (!shuffle_ || size_of(step) == 0) return;
+  if (!gathers() || size_of(step) == 0) return;
   gather(step, slots_[1 - current_]);
   prefetched_ = step;
 }
@@ -65,7 +105,7 @@ long BatchSource::load(long step) {
   const long n = size_of(step);
   if (n == 0) return 0;
   const bool has_labels = !targets_.labels.empty();
-  if (!shuffle_) {  // a view into the shard: no copy
+  if (!gathers()) {  // a view into the shard: no copy
     const long begin = step * batch_;
     x_batch_ = x_.data() + begin * x_.rows();
     labels_batch_ = has_labels ? targets_.labels.data() + begin : nullptr;

@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "nn_dist/common/text.hpp"
@@ -45,6 +46,7 @@ struct SavedModel {
 }  // namespace
 
 Trainer::Trainer(const Communicator& comm, const Config& config) : comm_(comm), config_(config) {
+  if (config_.data_files.empty()) config_.data_files = {config_.data};  // a Config built by hand (tests)
   watchdog::set_timeout(config_.collective_timeout);
   Eigen::setNbThreads(config_.threads);
   comm_.agreed([&] { set_gemm_kernel(config_.gemm); });  // each rank checks its own node's CPU
@@ -85,7 +87,8 @@ void Trainer::check_files() {
   resolve_resume_auto();
   // Every rank reads the data where it runs; rank 0 alone reads checkpoints
   // (--config was checked where it was parsed) and writes the outputs.
-  const std::vector<NamedPath> every_rank{{"--data", config_.data}, {"--val", config_.val}};
+  std::vector<NamedPath> every_rank{{"--val", config_.val}};
+  for (const std::string& file : config_.data_files) every_rank.push_back({"--data", file});
   const std::vector<NamedPath> root_only{{"--init", config_.init}, {"--resume", config_.resume}};
   std::vector<NamedPath>& inputs = inputs_;
   inputs = every_rank;
@@ -136,9 +139,9 @@ void Trainer::load_data() {
   comm_.agreed([&] {
     activation_ = parse_activation(config_.activation);
     parse_hidden(config_.hidden);
-    train_info_ = inspect_dataset(config_.data, "--data " + config_.data, config_.x_dataset, config_.y_dataset);
+    train_info_ = inspect_datasets(config_.data_files, "--data", config_.x_dataset, config_.y_dataset);
     if (train_info_.samples < p) {
-      throw Error("--data " + config_.data + ": " + std::to_string(train_info_.samples) +
+      throw Error(train_info_.what + ": " + std::to_string(train_info_.samples) +
                   " sample(s) cannot be split over " + std::to_string(p) + " ranks (need at least one per rank)");
     }
     if (config_.loss == "auto") {
@@ -156,12 +159,13 @@ void Trainer::load_data() {
     long offset = 0, count = 0;
     shard_range(train_info_.samples, p, r, &offset, &count);
     require_memory(shard_bytes(train_info_, count), per_rank, comm_.node_size(),
-                   "--data " + config_.data + ": this rank's " + std::to_string(count) + " samples x " +
+                   train_info_.what + ": this rank's " + std::to_string(count) + " samples x " +
                        std::to_string(train_info_.features) + " features");
-    shard = read_shard(train_info_, offset, count);
+    shard = read_shard(train_info_, offset, count, /*compact=*/true);
     targets = make_targets(train_info_, shard, loss_);
   });
   classes_ = comm_.max(targets.max_label) + 1;
+  if (config_.val_split > 0) hold_out_validation(&shard, &targets);
 
   if (!config_.val.empty()) {
     Shard vshard;
@@ -192,23 +196,106 @@ void Trainer::load_data() {
     has_val_ = true;
   }
 
-  standardize_inputs(&shard.x);
+  standardize_inputs(&shard);
   const long g = config_.global_batch_size;
   const long requested = g > 0 ? g / p + (r < g % p ? 1 : 0) : config_.batch_size;
   // A batch larger than the shard is the whole shard (full-batch steps): the
   // same sums, without buffers for samples that do not exist.
-  const long batch = std::min(requested, static_cast<long>(shard.x.cols()));
+  const long batch = std::min(requested, shard.count);
   if (comm_.root() && batch < requested && !config_.quiet) {
     std::printf("note: %s %ld is more than the %ld samples of rank 0: every step uses each rank's whole shard\n",
                 g > 0 ? "--global-batch-size" : "--batch-size", g > 0 ? g : config_.batch_size, batch);
   }
-  source_ = std::make_unique<BatchSource>(std::move(shard.x), std::move(targets), batch, config_.shuffle,
-                                          config_.seed, r);
+  if (!shard.compact.empty()) {
+    CompactColumns compact{std::move(shard.compact), train_info_.x_width, train_info_.features, shard.count,
+                           standardization_};
+    source_ = std::make_unique<BatchSource>(std::move(compact), std::move(targets), batch, config_.shuffle,
+                                            config_.seed, r);
+  } else {
+    source_ = std::make_unique<BatchSource>(std::move(shard.x), std::move(targets), batch, config_.shuffle,
+                                            config_.seed, r);
+  }
   steps_per_epoch_ = comm_.max(source_->steps());
 }
 
-void Trainer::standardize_inputs(Matrix<float>* x) {
+void Trainer::hold_out_validation(Shard* shard, Targets* targets) {
+  // Sample i of the dataset is held out when a hash of (seed, i) falls below
+  // the fraction: the same samples at any rank count, and no class order
+  // in the files matters. Targets are split alongside the features.
+  const long n = shard->count, d = train_info_.features;
+  std::vector<char> held(static_cast<std::size_t>(n));
+  long held_count = 0;
+  for (long j = 0; j < n; ++j) {
+    const uint64_t h = mix_seed(config_.seed, static_cast<uint64_t>(shard->offset + j), 0x7a11d5u);
+    held[j] = static_cast<double>(h >> 11) * 0x1.0p-53 < config_.val_split;
+    held_count += held[j];
+  }
+  const long kept = n - held_count;
+  const bool compact = !shard->compact.empty();
+  const std::size_t width = compact ? static_cast<std::size_t>(train_info_.x_width) : 0;
+  const long d_all = compact ? train_info_.features : d;
+  Matrix<float> train_x(compact ? 0 : d_all, compact ? 0 : kept), hold_x(d_all, held_count);
+  std::vector<unsigned char> train_compact(compact ? width * static_cast<std::size_t>(d_all * kept) : 0);
+  Targets train_t, hold_t;
+  const bool labels = !targets->labels.empty();
+  if (!labels) {
+    train_t.values.resize(targets->values.rows(), kept);
+    hold_t.values.resize(targets->values.rows(), held_count);
+  }
+  for (long j = 0, a = 0, b = 0; j < n; ++j) {
+    Targets& t = held[j] ? hold_t : train_t;
+    const long at = held[j] ? b++ : a++;
+    if (!compact) {
+      (held[j] ? hold_x : train_x).col(at) = shard->x.col(j);
+    } else if (!held[j]) {
+      const std::size_t column = width * static_cast<std::size_t>(d_all);
+      std::memcpy(train_compact.data() + column * at, shard->compact.data() + column * j, column);
+    } else {  // validation is kept as float32: float(v), exactly the stored value
+      for (long f = 0; f < d_all; ++f) {
+        const std::size_t k = static_cast<std::size_t>(j * d_all + f);
+        hold_x(f, at) = width == 1 ? shard->compact[k]
+                                   : static_cast<float>(reinterpret_cast<const uint16_t*>(shard->compact.data())[k]);
+      }
+    }
+    if (labels) {
+      t.labels.push_back(targets->labels[j]);
+      t.max_label = std::max<long>(t.max_label, targets->labels[j]);
+    } else {
+      t.values.col(at) = targets->values.col(j);
+    }
+  }
+  double counts[2] = {static_cast<double>(kept), static_cast<double>(held_count)};
+  comm_.sum(counts, 2);
+  const long fewest = comm_.min(kept);
+  comm_.agree(fewest > 0 && counts[1] > 0
+                  ? ""
+                  : "--val-split " + fmt("%g", config_.val_split) + ": leaves " +
+                        (counts[1] == 0 ? std::string("no validation sample") : "a rank without training samples") +
+                        " out of " + std::to_string(train_info_.samples) + " samples");
+  if (comm_.root() && !config_.quiet) {
+    std::printf("nn_dist: --val-split %g: %.0f of the %ld samples held out for validation, %.0f for training\n",
+                config_.val_split, counts[1], train_info_.samples, counts[0]);
+  }
+  train_info_.samples = static_cast<long>(counts[0]);
+  shard->x = std::move(train_x);
+  shard->compact = std::move(train_compact);
+  shard->count = kept;
+  *targets = std::move(train_t);
+  val_x_ = std::move(hold_x);
+  val_targets_ = std::move(hold_t);
+  has_val_ = true;
+}
+
+void Trainer::standardize_inputs(Shard* shard) {
   const long d = train_info_.features;
+  // The stored values, whichever form they are kept in.
+  const bool compact = !shard->compact.empty();
+  const auto value = [&](long f, long j) -> double {
+    if (!compact) return shard->x(f, j);
+    const std::size_t k = static_cast<std::size_t>(j * d + f);
+    return train_info_.x_width == 1 ? shard->compact[k]
+                                    : reinterpret_cast<const uint16_t*>(shard->compact.data())[k];
+  };
   const std::string ckpt = checkpoint_to_load();
   Standardization& st = standardization_;
   int64_t saved = 0;
@@ -216,9 +303,10 @@ void Trainer::standardize_inputs(Matrix<float>* x) {
     if (!comm_.root() || ckpt.empty()) return;
     st = read_checkpoint_standardization(ckpt, checkpoint_flag(), d);
     saved = st.empty() ? 0 : 1;
-    if (!saved && config_.standardize) {
-      throw Error("--standardize: " + checkpoint_flag() + " was trained on features that were not standardised; "
-                  "drop --standardize to continue it");
+    if (!saved && (config_.standardize || config_.scale != 1)) {
+      const std::string flag = config_.standardize ? "--standardize" : "--scale";
+      throw Error(flag + ": " + checkpoint_flag() + " was trained on features that were not standardised or scaled; "
+                  "drop " + flag + " to continue it");
     }
   });
   comm_.broadcast(&saved, 1);
@@ -235,15 +323,15 @@ void Trainer::standardize_inputs(Matrix<float>* x) {
     // squared deviations from them (the population standard deviation, NumPy's std).
     const double n = static_cast<double>(train_info_.samples);
     std::vector<double> sums(d, 0.0), squares(d, 0.0);
-    for (long j = 0; j < x->cols(); ++j) {
-      for (long f = 0; f < d; ++f) sums[f] += (*x)(f, j);
+    for (long j = 0; j < shard->count; ++j) {
+      for (long f = 0; f < d; ++f) sums[f] += value(f, j);
     }
     comm_.sum(sums.data(), static_cast<int>(d));
     st.mean.resize(d);
     for (long f = 0; f < d; ++f) st.mean[f] = sums[f] / n;
-    for (long j = 0; j < x->cols(); ++j) {
+    for (long j = 0; j < shard->count; ++j) {
       for (long f = 0; f < d; ++f) {
-        const double dev = (*x)(f, j) - st.mean[f];
+        const double dev = value(f, j) - st.mean[f];
         squares[f] += dev * dev;
       }
     }
@@ -255,7 +343,7 @@ void Trainer::standardize_inputs(Matrix<float>* x) {
       const double sd = std::sqrt(squares[f] / n);
       // Constant up to rounding: centred, not scaled (dividing would blow up noise).
       const bool flat = !(sd > 1e-12 * std::max(1.0, std::fabs(st.mean[f])));
-      st.scale[f] = flat ? 1.0 : sd;
+      st.scale[f] = flat ? 1.0 / config_.scale : sd;  // --scale still applies to a constant feature
       if (flat && ++constants <= 10) constant += (constant.empty() ? "" : ", ") + std::to_string(f);
     }
     if (comm_.root() && constants > 0) {
@@ -264,8 +352,11 @@ void Trainer::standardize_inputs(Matrix<float>* x) {
                    constants, d, printable(config_.data, 200).c_str(), constants > 1 ? "s" : "", constant.c_str(),
                    constants > 10 ? ", ..." : "");
     }
+  } else if (config_.scale != 1) {  // --scale alone: x * s, written as (x - 0) / (1 / s)
+    st.mean.assign(d, 0.0);
+    st.scale.assign(d, 1.0 / config_.scale);
   }
-  apply_standardization(st, x);
+  if (!compact) apply_standardization(st, &shard->x);  // compact columns convert per batch (BatchSource)
   if (has_val_) apply_standardization(st, &val_x_);
 }
 

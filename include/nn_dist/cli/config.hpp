@@ -14,7 +14,11 @@ namespace nn_dist {
 
 struct Config {
   // data
-  std::string data, val, x_dataset = "X", y_dataset = "y";
+  std::string data;                     // the first (or only) training file, for messages
+  std::vector<std::string> data_files;  // every --data file (and those of @list files), in order: one dataset
+  std::string val, x_dataset = "X", y_dataset = "y";
+  double val_split = 0;                 // without --val: this fraction of the samples is held out
+  double scale = 1;                     // every feature times this (e.g. 1/255), before --standardize
   bool standardize = false;  // per-feature (x - mean) / std from the training set, stored in checkpoints
   // model
   std::string hidden = "128,64";

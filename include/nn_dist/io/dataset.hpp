@@ -19,16 +19,27 @@ struct DatasetInfo {
   long features = 0;         // d
   long target_width = 1;     // columns of y (1 for 1-D y)
   bool integer_targets = false;
+  int x_width = 0;  // X stored as unsigned integers of 1 or 2 bytes (kept so in memory); 0: any other type
+  // Several files read as one dataset (rows in file order): one entry per
+  // file; empty for a single file.
+  std::vector<DatasetInfo> parts;
 };
 
 // Opens and checks shapes and types; throws Error naming `what`.
 DatasetInfo inspect_dataset(const std::string& path, const std::string& what, const std::string& x_name,
                             const std::string& y_name);
+// Several files as one dataset, their rows one after the other. Every file
+// must have the same feature count and the same kind of y (integer labels, or
+// float targets of the same width); a mismatch is one Error naming both
+// files. `flag` names them ("--data").
+DatasetInfo inspect_datasets(const std::vector<std::string>& paths, const std::string& flag, const std::string& x_name,
+                             const std::string& y_name);
 
 struct Shard {
   long offset = 0;        // first row in the file
   long count = 0;         // rows held here
-  Matrix<float> x;        // (features, count): file rows become columns
+  Matrix<float> x;        // (features, count): file rows become columns (empty when compact)
+  std::vector<unsigned char> compact;  // read compact: (features, count) values of info.x_width bytes
   Matrix<double> y;       // (target_width, count), as stored
 };
 
@@ -36,8 +47,10 @@ struct Shard {
 // targets as read and as converted), to refuse absurd sizes before reading.
 double shard_bytes(const DatasetInfo& info, long count);
 
-// Rows [offset, offset + count); checks X for NaN/Inf.
-Shard read_shard(const DatasetInfo& info, long offset, long count);
+// Rows [offset, offset + count) (of the concatenation, for several files: a
+// shard may span two or more); checks X for NaN/Inf.
+// compact (when info.x_width > 0): X stays in its stored uint8/uint16 form.
+Shard read_shard(const DatasetInfo& info, long offset, long count, bool compact = false);
 
 // Rank r's share of n rows over p ranks: sizes differ by at most one.
 void shard_range(long n, int p, int r, long* offset, long* count);

@@ -68,9 +68,12 @@ class Trainer {
   // Inputs are readable regular files; outputs can be written and overwrite no input.
   void check_files();
   void load_data();
-  // --standardize, or a checkpoint's /preprocess: the statistics (computed
-  // over all ranks, or read by rank 0), applied in place to x and val_x_.
-  void standardize_inputs(Matrix<float>* x);
+  // --val-split: moves the held-out samples of this rank's shard into the validation set.
+  void hold_out_validation(Shard* shard, Targets* targets);
+  // The input transform: a checkpoint's /preprocess, or --standardize's
+  // statistics (computed over all ranks) and --scale. Applied in place to
+  // float shards and val_x_; compact shards convert per batch.
+  void standardize_inputs(Shard* shard);
   // Throws Error naming the flag or label that makes the model too big for this node.
   void require_model_memory(const std::vector<long>& sizes, long max_batch, bool from_checkpoint) const;
   // The model, in steps: its layer widths (from the data and flags, or the

@@ -1,0 +1,18 @@
+"""What the Python end-to-end tests share: named checks that count failures."""
+import sys
+
+failures = 0
+
+
+def check(name, ok, detail=""):
+    """Prints ok/FAILED for one named check (with detail when it failed)."""
+    global failures
+    print(("ok: " if ok else "FAILED: ") + name + (f"  ({detail})" if detail and not ok else ""))
+    if not ok:
+        failures += 1
+
+
+def finish():
+    """Prints the failure count and exits non-zero if any check failed."""
+    print(f"{failures} failed")
+    sys.exit(1 if failures else 0)
