@@ -22,10 +22,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "bench_checkpoint.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
-WORK="$NN_BUILD/bench"
-mkdir -p "$WORK"
-DATA="$WORK/train.h5"
-[[ -f $DATA ]] || "$NN_BUILD/nn_datagen" --out "$DATA" --kind teacher --samples 60000 --features 784 --classes 10 --seed 1 >/dev/null
+nn_bench_data
 export OMP_NUM_THREADS=1
 nn_mpirun_flags "$RANKS"
 CK="$WORK/checkpoints"

@@ -15,3 +15,13 @@ nn_mpirun_flags() {
   if [[ $(id -u) -eq 0 ]]; then MPIRUN_FLAGS+=(--allow-run-as-root); fi
   if (( ranks > $(nproc) )); then MPIRUN_FLAGS+=(--oversubscribe); fi
 }
+
+# The standard benchmark data (60000 x 784 teacher, 10 classes) in $NN_BUILD/bench:
+# sets WORK (that folder) and DATA (the file), generating it once.
+nn_bench_data() {
+  WORK="$NN_BUILD/bench"
+  mkdir -p "$WORK"
+  DATA="$WORK/train.h5"
+  [[ -f $DATA ]] || "$NN_BUILD/nn_datagen" --out "$DATA" --kind teacher --samples 60000 --features 784 --classes 10 \
+                       --seed 1 >/dev/null
+}

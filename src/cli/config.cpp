@@ -38,6 +38,9 @@ po::options_description describe(Config& c, Choices& k) {
        "without --val: hold out this fraction of the training samples (a fixed, seeded choice) for validation")
       ("x-dataset", po::value(&c.x_dataset)->default_value(c.x_dataset), "name of the feature dataset")
       ("y-dataset", po::value(&c.y_dataset)->default_value(c.y_dataset), "name of the label/target dataset")
+      ("cache-mb", po::value(&c.cache_mb)->default_value(0),
+       "stream the training data, holding at most about this many MiB of samples per rank (0: all in memory, "
+       "unless a shard would not fit)")
       ("scale", po::value(&k.scale)->default_value("1"),
        "multiply every feature by this, e.g. 1/255 for bytes (stored in checkpoints like --standardize)")
       ("standardize", po::bool_switch(&c.standardize),
@@ -75,7 +78,12 @@ po::options_description describe(Config& c, Choices& k) {
       ("resume", po::value(&c.resume), "continue the run saved in this checkpoint; auto: the newest in --checkpoint-dir "
        "(or --checkpoint if it exists), else start fresh")
       ("metrics", po::value(&c.metrics), "write per-epoch metrics to this CSV file")
-      ("quiet", po::bool_switch(&c.quiet), "no per-epoch lines");
+      ("quiet", po::bool_switch(&c.quiet), "no per-epoch lines")
+      ("progress", po::value(&c.progress)->default_value(c.progress),
+       "progress within an epoch: terminal (one line that updates itself), lines (a plain line every "
+       "--log-every-seconds), off; auto: terminal when stdout is one and no batch system runs the job, else lines")
+      ("log-every-seconds", po::value(&c.log_every_seconds)->default_value(c.log_every_seconds),
+       "seconds between progress lines (--progress lines)");
   po::options_description perf("Performance", 100);
   perf.add_options()
       ("threads", po::value(&c.threads)->default_value(c.threads), "threads per rank: 1 (run one rank per core instead)")
@@ -273,6 +281,11 @@ ParseResult parse_config(int argc, const char* const* argv, Config* config, std:
   if (k.data.empty()) throw Error("--data: required (the training set, an HDF5 file)");
   c.data_files = expand_data_lists(k.data);
   c.scale = parse_scale(k.scale);
+  require_nonnegative(c.cache_mb, "cache-mb");
+  require_positive(c.log_every_seconds, "log-every-seconds");
+  if (c.progress != "auto" && c.progress != "terminal" && c.progress != "lines" && c.progress != "off") {
+    throw Error("--progress: unknown value '" + printable(c.progress) + "' (expected auto, terminal, lines or off)");
+  }
   c.data = c.data_files.front();
   if (!(c.val_split >= 0 && c.val_split < 1)) throw Error("--val-split: must be at least 0 and below 1");
   if (c.val_split > 0 && !c.val.empty()) throw Error("--val-split and --val: give one, not both");

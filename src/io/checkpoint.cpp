@@ -15,6 +15,7 @@
 #include "h5util.hpp"
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
+#include "nn_dist/io/dataset.hpp"
 #include "nn_dist/io/files.hpp"
 
 namespace nn_dist {
@@ -167,6 +168,7 @@ void write_checkpoint(const std::string& path, const Layout& layout, Activation 
   // so a full disk is one checked write() below, not a failure deep inside HDF5.
   std::vector<char> image;
   try {
+    std::lock_guard<std::mutex> lock(hdf5_mutex());  // a streaming reader may be reading
     h5::Handle file = h5::create_in_memory_file(kHeaderBytes);
     h5::Handle model = create_group(file.get(), "model");
     write_tensors(model.get(), layout, params);
@@ -278,6 +280,7 @@ void read_checkpoint_params(const std::string& path, const std::string& what, co
 }
 
 Standardization read_checkpoint_standardization(const std::string& path, const std::string& what, long features) {
+  verify_checkpoint_file(path, what);  // may be the first reader of the file (before read_checkpoint_model)
   h5::Handle file = h5::open_file(path, what);
   Standardization out;
   if (!h5::exists(file.get(), "preprocess")) return out;

@@ -115,6 +115,7 @@ namespace {
 // (target_width, count), column-major.
 // x_out: float32, or (compact) values of info.x_width bytes.
 void read_file_rows(const DatasetInfo& info, long offset, long count, void* x_out, double* y_out, bool compact) {
+  std::lock_guard<std::mutex> lock(hdf5_mutex());
   h5::Handle file = h5::open_file(info.path, info.what);
   h5::Handle x = h5::open_dataset(file.get(), info.x_name, info.what);
   h5::Handle y = h5::open_dataset(file.get(), info.y_name, info.what);
@@ -138,6 +139,62 @@ void read_file_rows(const DatasetInfo& info, long offset, long count, void* x_ou
 }
 
 }  // namespace
+
+struct RowReader::Impl {
+  struct Open {
+    const DatasetInfo* info;
+    h5::Handle file, x, y;
+  };
+  const DatasetInfo& info;
+  std::vector<Open> parts;
+  explicit Impl(const DatasetInfo& i) : info(i) {
+    std::lock_guard<std::mutex> lock(hdf5_mutex());
+    const auto open = [&](const DatasetInfo& part) {
+      h5::Handle file = h5::open_file(part.path, part.what);
+      h5::Handle x = h5::open_dataset(file.get(), part.x_name, part.what);
+      h5::Handle y = h5::open_dataset(file.get(), part.y_name, part.what);
+      parts.push_back({&part, std::move(file), std::move(x), std::move(y)});
+    };
+    if (info.parts.empty()) {
+      open(info);
+    } else {
+      for (const DatasetInfo& part : info.parts) open(part);
+    }
+  }
+};
+
+RowReader::RowReader(const DatasetInfo& info) : impl_(std::make_unique<Impl>(info)) {}
+RowReader::~RowReader() {
+  std::lock_guard<std::mutex> lock(hdf5_mutex());
+  impl_.reset();
+}
+
+void RowReader::read(long offset, long count, bool compact, void* x_out, double* y) {
+  std::lock_guard<std::mutex> lock(hdf5_mutex());
+  const DatasetInfo& info = impl_->info;
+  compact = compact && info.x_width > 0;
+  const std::size_t value_bytes = compact ? static_cast<std::size_t>(info.x_width) : sizeof(float);
+  const hid_t x_type = !compact ? H5T_NATIVE_FLOAT : info.x_width == 1 ? H5T_NATIVE_UINT8 : H5T_NATIVE_UINT16;
+  unsigned char* x = static_cast<unsigned char*>(x_out);
+  long start = 0;
+  for (const Impl::Open& part : impl_->parts) {
+    const long n = part.info->samples;
+    const long lo = std::max(offset, start), hi = std::min(offset + count, start + n);
+    if (lo < hi) {
+      read_rows(part.x.get(), x_type, lo - start, hi - lo, info.features,
+                x + value_bytes * static_cast<std::size_t>((lo - offset) * info.features), part.info->what,
+                info.x_name);
+      read_rows(part.y.get(), H5T_NATIVE_DOUBLE, lo - start, hi - lo, info.target_width,
+                y + (lo - offset) * info.target_width, part.info->what, info.y_name);
+    }
+    start += n;
+  }
+}
+
+std::mutex& hdf5_mutex() {
+  static std::mutex m;
+  return m;
+}
 
 DatasetInfo inspect_datasets(const std::vector<std::string>& paths, const std::string& flag, const std::string& x_name,
                              const std::string& y_name) {
@@ -195,20 +252,27 @@ Shard read_shard(const DatasetInfo& info, long offset, long count, bool compact)
   }
   advise_huge_pages(x, value_bytes * static_cast<std::size_t>(info.features * count));
   shard.y.resize(info.target_width, count);
+  read_rows_into(info, offset, count, compact, x, shard.y.data());
+  return shard;
+}
+
+void read_rows_into(const DatasetInfo& info, long offset, long count, bool compact, void* x_out, double* y) {
+  compact = compact && info.x_width > 0;
   if (info.parts.empty()) {
-    read_file_rows(info, offset, count, x, shard.y.data(), compact);
-    return shard;
+    read_file_rows(info, offset, count, x_out, y, compact);
+    return;
   }
+  const std::size_t value_bytes = compact ? static_cast<std::size_t>(info.x_width) : sizeof(float);
+  unsigned char* x = static_cast<unsigned char*>(x_out);
   long start = 0;  // the first row of this part in the concatenation
   for (const DatasetInfo& part : info.parts) {
     const long lo = std::max(offset, start), hi = std::min(offset + count, start + part.samples);
     if (lo < hi) {
       read_file_rows(part, lo - start, hi - lo, x + value_bytes * static_cast<std::size_t>((lo - offset) * info.features),
-                     shard.y.data() + (lo - offset) * info.target_width, compact);
+                     y + (lo - offset) * info.target_width, compact);
     }
     start += part.samples;
   }
-  return shard;
 }
 
 void shard_range(long n, int p, int r, long* offset, long* count) {

@@ -26,14 +26,52 @@ BatchSource::BatchSource(Matrix<float> x, Targets targets, long batch, bool shuf
 
 BatchSource::BatchSource(CompactColumns x, Targets targets, long batch, bool shuffle, uint64_t seed, int rank)
     : compact_(std::move(x)), targets_(std::move(targets)), batch_(batch), shuffle_(shuffle), seed_(seed), rank_(rank) {
-  const Standardization& t = compact_.transform;
-  if (compact_.width == 1 && !t.empty()) {  // 256 values per feature: convert each once
-    table_.resize(256 * static_cast<std::size_t>(compact_.features));
-    for (long f = 0; f < compact_.features; ++f) {
-      for (int v = 0; v < 256; ++v) table_[f * 256 + v] = static_cast<float>((v - t.mean[f]) / t.scale[f]);
-    }
-  }
+  if (compact_.width == 1) table_ = byte_table(compact_.transform);
   allocate_slots();
+}
+
+std::vector<float> byte_table(const Standardization& t) {
+  std::vector<float> table;
+  if (t.empty()) return table;
+  // One transform for every feature (--scale alone): one table of 256 floats,
+  // which stays in L1; else 256 per feature (--standardize).
+  const bool uniform = std::all_of(t.mean.begin(), t.mean.end(), [&](double m) { return m == t.mean[0]; }) &&
+                       std::all_of(t.scale.begin(), t.scale.end(), [&](double s) { return s == t.scale[0]; });
+  const long tables = uniform ? 1 : t.features();
+  table.resize(256 * static_cast<std::size_t>(tables));
+  for (long f = 0; f < tables; ++f) {
+    for (int v = 0; v < 256; ++v) table[f * 256 + v] = static_cast<float>((v - t.mean[f]) / t.scale[f]);
+  }
+  return table;
+}
+
+void convert_column(const unsigned char* column, int width, long d, const Standardization& t,
+                    const std::vector<float>& table, float* out) {
+  if (width == 1) {
+    if (table.empty()) {
+      for (long f = 0; f < d; ++f) out[f] = static_cast<float>(column[f]);
+    } else if (table.size() == 256) {
+      for (long f = 0; f < d; ++f) out[f] = table[column[f]];
+    } else {
+      for (long f = 0; f < d; ++f) out[f] = table[f * 256 + column[f]];
+    }
+    return;
+  }
+  if (width == 2) {
+    const uint16_t* in = reinterpret_cast<const uint16_t*>(column);
+    if (t.empty()) {
+      for (long f = 0; f < d; ++f) out[f] = static_cast<float>(in[f]);
+    } else {
+      for (long f = 0; f < d; ++f) out[f] = static_cast<float>((in[f] - t.mean[f]) / t.scale[f]);
+    }
+    return;
+  }
+  const float* in = reinterpret_cast<const float*>(column);  // float32 storage
+  if (t.empty()) {
+    std::memcpy(out, in, sizeof(float) * static_cast<std::size_t>(d));
+  } else {
+    for (long f = 0; f < d; ++f) out[f] = static_cast<float>((static_cast<double>(in[f]) - t.mean[f]) / t.scale[f]);
+  }
 }
 
 void BatchSource::allocate_slots() {
@@ -49,23 +87,9 @@ void BatchSource::allocate_slots() {
 }
 
 void BatchSource::convert_column(long src, float* out) const {
-  const long d = compact_.features;
-  const Standardization& t = compact_.transform;
-  if (compact_.width == 1) {
-    const unsigned char* in = compact_.bytes.data() + src * d;
-    if (table_.empty()) {
-      for (long f = 0; f < d; ++f) out[f] = static_cast<float>(in[f]);
-    } else {
-      for (long f = 0; f < d; ++f) out[f] = table_[f * 256 + in[f]];
-    }
-    return;
-  }
-  const uint16_t* in = reinterpret_cast<const uint16_t*>(compact_.bytes.data()) + src * d;
-  if (t.empty()) {
-    for (long f = 0; f < d; ++f) out[f] = static_cast<float>(in[f]);
-  } else {
-    for (long f = 0; f < d; ++f) out[f] = static_cast<float>((in[f] - t.mean[f]) / t.scale[f]);
-  }
+  const std::size_t column = static_cast<std::size_t>(compact_.width * compact_.features);
+  nn_dist::convert_column(compact_.bytes.data() + column * static_cast<std::size_t>(src), compact_.width,
+                          compact_.features, compact_.transform, table_, out);
 }
 
 void BatchSource::start_epoch(int64_t epoch) {

@@ -4,11 +4,14 @@
 // 1 / (global sample count), so uneven and short batches are weighted exactly.
 #include "nn_dist/train/trainer.hpp"
 
+#include <unistd.h>
+
 #include <Eigen/Core>
 #include <chrono>
 #include <csignal>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -20,6 +23,7 @@
 #include "nn_dist/parallel/watchdog.hpp"
 #include "nn_dist/train/memory.hpp"
 #include "nn_dist/train/signals.hpp"
+#include "nn_dist/train/stream.hpp"
 
 namespace nn_dist {
 
@@ -54,6 +58,10 @@ Trainer::Trainer(const Communicator& comm, const Config& config) : comm_(comm), 
   load_data();
   build_model();
   last_checkpoint_ = Clock::now();  // the --checkpoint-minutes clock starts with training
+  // mpirun gives its ranks a terminal even when its own output goes to a
+  // file, so "auto" also asks whether a batch system runs the job.
+  const bool batch_job = std::getenv("SLURM_JOB_ID") || std::getenv("PBS_JOBID") || std::getenv("LSB_JOBID");
+  terminal_ = config_.progress == "terminal" || (config_.progress == "auto" && ::isatty(STDOUT_FILENO) == 1 && !batch_job);
 }
 
 Trainer::~Trainer() = default;
@@ -155,15 +163,39 @@ void Trainer::load_data() {
     }
   });
   const double per_rank = memory_per_rank(comm_.node_size());
+  long offset = 0, count = 0;
+  shard_range(train_info_.samples, p, r, &offset, &count);
+  // Streaming only when asked for: a shard too big for memory is an error
+  // that suggests it (streaming a file whose size is absurd would start a
+  // pass of days rather than fail).
+  const double cache_mb = config_.cache_mb;
+  streaming_ = cache_mb > 0;
+  stream_offset_ = offset;
+  stream_count_ = count;
+  // Setup passes read blocks of a quarter of the cache: within the memory bound too.
+  stream_scan_rows_ = std::max(1L, static_cast<long>(cache_mb * (1 << 20) / 4 / stream_row_bytes(train_info_, loss_)));
   comm_.agreed([&] {
-    long offset = 0, count = 0;
-    shard_range(train_info_.samples, p, r, &offset, &count);
-    require_memory(shard_bytes(train_info_, count), per_rank, comm_.node_size(),
-                   train_info_.what + ": this rank's " + std::to_string(count) + " samples x " +
-                       std::to_string(train_info_.features) + " features");
+    if (streaming_ && config_.val_split > 0) {
+      throw Error("--val-split: cannot hold out samples from a streamed dataset (--cache-mb); give --val");
+    }
+    if (streaming_) {  // one pass: every value and label checked now, so reads in training cannot fail
+      scan_shard(train_info_, offset, count, loss_, stream_scan_rows_, [&](const Shard&, const Targets& t) {
+        targets.max_label = std::max(targets.max_label, t.max_label);
+      });
+      return;
+    }
+    try {
+      require_memory(shard_bytes(train_info_, count), per_rank, comm_.node_size(),
+                     train_info_.what + ": this rank's " + std::to_string(count) + " samples x " +
+                         std::to_string(train_info_.features) + " features");
+    } catch (const Error& e) {
+      throw Error(std::string(e.what()) + "; or stream the data, holding a part in memory: --cache-mb " +
+                  std::to_string(std::max(16L, static_cast<long>(per_rank / 4 / (1 << 20)))));
+    }
     shard = read_shard(train_info_, offset, count, /*compact=*/true);
     targets = make_targets(train_info_, shard, loss_);
   });
+  shard.count = streaming_ ? 0 : shard.count;
   classes_ = comm_.max(targets.max_label) + 1;
   if (config_.val_split > 0) hold_out_validation(&shard, &targets);
 
@@ -201,12 +233,23 @@ void Trainer::load_data() {
   const long requested = g > 0 ? g / p + (r < g % p ? 1 : 0) : config_.batch_size;
   // A batch larger than the shard is the whole shard (full-batch steps): the
   // same sums, without buffers for samples that do not exist.
-  const long batch = std::min(requested, shard.count);
+  const long batch = std::min(requested, streaming_ ? count : shard.count);
   if (comm_.root() && batch < requested && !config_.quiet) {
     std::printf("note: %s %ld is more than the %ld samples of rank 0: every step uses each rank's whole shard\n",
                 g > 0 ? "--global-batch-size" : "--batch-size", g > 0 ? g : config_.batch_size, batch);
   }
-  if (!shard.compact.empty()) {
+  if (streaming_) {
+    StreamShape shape;
+    comm_.agreed([&] {
+      shape = stream_shape(cache_mb * (1 << 20), stream_row_bytes(train_info_, loss_), batch, count);
+    });
+    source_ = std::make_unique<StreamSource>(train_info_, offset, count, loss_, standardization_, batch,
+                                             config_.shuffle, config_.seed, r, shape);
+    if (comm_.root() && !config_.quiet) {
+      std::printf("nn_dist: streaming: %.0f MiB of samples per rank at most, windows of %ld rows read in blocks of %ld\n",
+                  cache_mb, shape.window_rows, shape.block_rows);
+    }
+  } else if (!shard.compact.empty()) {
     CompactColumns compact{std::move(shard.compact), train_info_.x_width, train_info_.features, shard.count,
                            standardization_};
     source_ = std::make_unique<BatchSource>(std::move(compact), std::move(targets), batch, config_.shuffle,
@@ -290,11 +333,26 @@ void Trainer::standardize_inputs(Shard* shard) {
   const long d = train_info_.features;
   // The stored values, whichever form they are kept in.
   const bool compact = !shard->compact.empty();
-  const auto value = [&](long f, long j) -> double {
-    if (!compact) return shard->x(f, j);
-    const std::size_t k = static_cast<std::size_t>(j * d + f);
-    return train_info_.x_width == 1 ? shard->compact[k]
-                                    : reinterpret_cast<const uint16_t*>(shard->compact.data())[k];
+  // Calls f(feature, value) for every stored value of this rank's samples:
+  // from the shard in memory, or (streaming) from one more pass over the file.
+  const auto each_value = [&](auto&& f) {
+    const auto visit = [&](const Shard& s) {
+      const bool bytes = !s.compact.empty();
+      for (long j = 0; j < s.count; ++j) {
+        for (long i = 0; i < d; ++i) {
+          const std::size_t k = static_cast<std::size_t>(j * d + i);
+          f(i, !bytes ? static_cast<double>(s.x(i, j))
+                      : train_info_.x_width == 1 ? s.compact[k]
+                                                 : reinterpret_cast<const uint16_t*>(s.compact.data())[k]);
+        }
+      }
+    };
+    if (streaming_) {
+      scan_shard(train_info_, stream_offset_, stream_count_, loss_, stream_scan_rows_,
+                 [&](const Shard& b, const Targets&) { visit(b); });
+    } else {
+      visit(*shard);
+    }
   };
   const std::string ckpt = checkpoint_to_load();
   Standardization& st = standardization_;
@@ -323,18 +381,14 @@ void Trainer::standardize_inputs(Shard* shard) {
     // squared deviations from them (the population standard deviation, NumPy's std).
     const double n = static_cast<double>(train_info_.samples);
     std::vector<double> sums(d, 0.0), squares(d, 0.0);
-    for (long j = 0; j < shard->count; ++j) {
-      for (long f = 0; f < d; ++f) sums[f] += value(f, j);
-    }
+    each_value([&](long f, double v) { sums[f] += v; });
     comm_.sum(sums.data(), static_cast<int>(d));
     st.mean.resize(d);
     for (long f = 0; f < d; ++f) st.mean[f] = sums[f] / n;
-    for (long j = 0; j < shard->count; ++j) {
-      for (long f = 0; f < d; ++f) {
-        const double dev = value(f, j) - st.mean[f];
-        squares[f] += dev * dev;
-      }
-    }
+    each_value([&](long f, double v) {
+      const double dev = v - st.mean[f];
+      squares[f] += dev * dev;
+    });
     comm_.sum(squares.data(), static_cast<int>(d));
     st.scale.resize(d);
     std::string constant;
@@ -356,7 +410,7 @@ void Trainer::standardize_inputs(Shard* shard) {
     st.mean.assign(d, 0.0);
     st.scale.assign(d, 1.0 / config_.scale);
   }
-  if (!compact) apply_standardization(st, &shard->x);  // compact columns convert per batch (BatchSource)
+  if (!compact && !streaming_) apply_standardization(st, &shard->x);  // else converted per batch
   if (has_val_) apply_standardization(st, &val_x_);
 }
 
@@ -741,8 +795,36 @@ void Trainer::stop_on_signal(int64_t epoch, int64_t epoch_step, bool saved) {
               age, stop_exit_code_, checkpointing() ? " (resume me: --resume auto or --resume FILE)" : "");
   std::fflush(stdout);
 }
+void Trainer::show_progress(int64_t epoch, long step, long first, Clock::time_point epoch_start, double count_before) {
+  if (!comm_.root() || config_.quiet || config_.progress == "off") return;
+  const auto now = Clock::now();
+  const double interval = terminal_ ? 0.5 : config_.log_every_seconds;
+  if (seconds_between(last_progress_, now) < interval) return;
+  last_progress_ = now;
+  const double elapsed = seconds_between(epoch_start, now);
+  const double rate = (epoch_sums_[2] - count_before) / std::max(elapsed, 1e-9);
+  const long done = step + 1;
+  const double eta = elapsed / static_cast<double>(done - first) * static_cast<double>(steps_per_epoch_ - done);
+  char line[200];
+  std::snprintf(line, sizeof line, "epoch %lld/%ld  step %ld/%ld (%.0f%%)  %.0f samples/s  ETA %.*f s",
+                static_cast<long long>(epoch + 1), config_.epochs, done, steps_per_epoch_,
+                100.0 * static_cast<double>(done) / static_cast<double>(steps_per_epoch_), rate, eta < 10 ? 1 : 0,
+                eta);
+  if (terminal_) {
+    std::printf("\r\033[K%s", line);  // one line, rewritten in place
+    progress_shown_ = true;
+  } else {
+    std::printf("progress: %s\n", line);
+  }
+  std::fflush(stdout);
+}
+
 void Trainer::report(const EpochResult& r) {
   if (!comm_.root()) return;
+  if (progress_shown_) {  // the epoch line replaces the progress line
+    std::printf("\r\033[K");
+    progress_shown_ = false;
+  }
   const bool classify = is_classification(loss_);
   if (!config_.quiet) {
     std::string line = "epoch " + std::to_string(r.epoch) + "/" + std::to_string(config_.epochs) + "  loss " +
@@ -792,11 +874,13 @@ EpochResult Trainer::run() {
     }
     const double count_before = epoch_sums_[2];
     bool complete = true, stopping = false, saved = false;
+    last_progress_ = t0;
     for (long s = first; s < steps_per_epoch_; ++s) {
       if (!train_step(s)) {
         complete = false;
         break;
       }
+      show_progress(epoch, s, first, t0, count_before);
       if (s + 1 == steps_per_epoch_) {  // the epoch's end writes the checkpoint
         stopping = stop_ranks_ > 0;
       } else if (stop_ranks_ > 0) {
@@ -849,6 +933,11 @@ void Trainer::print_profile() const {
                                                  {"step", t.total}};
   for (const auto& [name, v] : rows) std::printf("  %-12s %9.4f  %5.1f%%\n", name, v * ms, 100 * v / t.total);
   std::printf("  samples/s    %9.0f\n", sps);
+  if (const auto* stream = dynamic_cast<const StreamSource*>(source_.get())) {
+    std::printf("  streaming: rank 0 read %.1f MB in %.3f s of its reader thread (%.0f MB/s)\n",
+                stream->read_bytes() / 1e6, stream->read_seconds(),
+                stream->read_bytes() / 1e6 / std::max(stream->read_seconds(), 1e-9));
+  }
   std::printf(
       "BENCH_JSON {\"ranks\":%d,\"threads\":%d,\"batch_per_rank\":%ld,\"allreduce\":\"%s\",\"overlap\":%s,"
       "\"buckets\":%zu,\"steps\":%ld,"

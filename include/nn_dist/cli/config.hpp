@@ -18,6 +18,7 @@ struct Config {
   std::vector<std::string> data_files;  // every --data file (and those of @list files), in order: one dataset
   std::string val, x_dataset = "X", y_dataset = "y";
   double val_split = 0;                 // without --val: this fraction of the samples is held out
+  double cache_mb = 0;                  // > 0: stream the shard, holding about this many MiB of samples
   double scale = 1;                     // every feature times this (e.g. 1/255), before --standardize
   bool standardize = false;  // per-feature (x - mean) / std from the training set, stored in checkpoints
   // model
@@ -50,6 +51,8 @@ struct Config {
   bool profile = false;
   long warmup_steps = 10;
   bool quiet = false;
+  std::string progress = "auto";  // auto | terminal | lines | off: progress within an epoch
+  double log_every_seconds = 60;  // how often "lines" prints
   // the --config file, if any (an input: no output may overwrite it)
   std::string config_file;
   // the options as INI text, stored in checkpoints

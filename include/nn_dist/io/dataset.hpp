@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -51,6 +53,29 @@ double shard_bytes(const DatasetInfo& info, long count);
 // shard may span two or more); checks X for NaN/Inf.
 // compact (when info.x_width > 0): X stays in its stored uint8/uint16 form.
 Shard read_shard(const DatasetInfo& info, long offset, long count, bool compact = false);
+// The same rows into buffers the caller owns: x (features, count) as float32,
+// or compact values of info.x_width bytes; y (target_width, count) as double.
+void read_rows_into(const DatasetInfo& info, long offset, long count, bool compact, void* x, double* y);
+
+// Reads rows again and again (the streaming reader): every file and dataset
+// stays open, and values are not checked again (scan them once first).
+class RowReader {
+ public:
+  explicit RowReader(const DatasetInfo& info);
+  ~RowReader();
+  RowReader(const RowReader&) = delete;
+  RowReader& operator=(const RowReader&) = delete;
+  // As read_rows_into, holding hdf5_mutex().
+  void read(long offset, long count, bool compact, void* x, double* y);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Debian's HDF5 is not thread-safe: any HDF5 use that may overlap another
+// thread's (the streaming reader, the checkpoint writer) holds this lock.
+std::mutex& hdf5_mutex();
 
 // Rank r's share of n rows over p ranks: sizes differ by at most one.
 void shard_range(long n, int p, int r, long* offset, long* count);

@@ -24,27 +24,51 @@ struct CompactColumns {
   Standardization transform;
 };
 
-class BatchSource {
+// What the training step reads its batches from: the in-memory BatchSource,
+// or StreamSource (stream.hpp) for data larger than memory.
+class Minibatches {
+ public:
+  virtual ~Minibatches() = default;
+  virtual long batch() const = 0;
+  // This rank's steps per epoch (may be fewer than the job's).
+  virtual long steps() const = 0;
+  virtual void set_seed(uint64_t seed) = 0;
+  // Orders the shard for this epoch.
+  virtual void start_epoch(int64_t epoch) = 0;
+  // Loads batch `step` of the epoch; returns its size (0 past this rank's end).
+  // The pointers below are valid until the next load().
+  virtual long load(long step) = 0;
+  // Gathers batch `step` ahead of its load(), into the buffer not in use.
+  virtual void prefetch(long step) = 0;
+  virtual const float* x() const = 0;          // (features, n)
+  virtual const int32_t* labels() const = 0;   // (n), softmax
+  virtual const float* values() const = 0;     // (width, n), logistic and mse
+};
+
+// Compact values to floats (see CompactColumns): one column of `features`
+// values of `width` bytes. table: byte_table(t) for width 1 with a transform.
+std::vector<float> byte_table(const Standardization& t);
+void convert_column(const unsigned char* column, int width, long features, const Standardization& t,
+                    const std::vector<float>& table, float* out);
+
+class BatchSource : public Minibatches {
  public:
   BatchSource(Matrix<float> x, Targets targets, long batch, bool shuffle, uint64_t seed, int rank);
   BatchSource(CompactColumns x, Targets targets, long batch, bool shuffle, uint64_t seed, int rank);
 
   long count() const { return compact_.bytes.empty() ? x_.cols() : compact_.count; }
-  long batch() const { return batch_; }
-  long steps() const { return (count() + batch_ - 1) / batch_; }  // this rank's own; may be fewer than the job's
+  long batch() const override { return batch_; }
+  long steps() const override { return (count() + batch_ - 1) / batch_; }
 
-  void set_seed(uint64_t seed) { seed_ = seed; }
+  void set_seed(uint64_t seed) override { seed_ = seed; }
   // Orders the shard for this epoch (identity without shuffle).
-  void start_epoch(int64_t epoch);
-  // Loads batch `step` of the epoch; returns its size (0 past this rank's end).
-  // The pointers below are valid until the next load().
-  long load(long step);
-  // Gathers batch `step` ahead of its load(), into the buffer not in use, so
-  // the gather can fill time the rank would otherwise spend waiting.
-  void prefetch(long step);
-  const float* x() const { return x_batch_; }
-  const int32_t* labels() const { return labels_batch_; }
-  const float* values() const { return values_batch_; }
+  void start_epoch(int64_t epoch) override;
+  long load(long step) override;
+  // The gather can fill time the rank would otherwise spend waiting.
+  void prefetch(long step) override;
+  const float* x() const override { return x_batch_; }
+  const int32_t* labels() const override { return labels_batch_; }
+  const float* values() const override { return values_batch_; }
   const std::vector<uint32_t>& order() const { return order_; }
 
  private:

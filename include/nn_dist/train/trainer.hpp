@@ -100,6 +100,10 @@ class Trainer {
   // The stop a signal asked for: checkpoint (unless done), message, exit code.
   void stop_on_signal(int64_t epoch, int64_t epoch_step, bool saved);
   void report(const EpochResult& r);
+  // Rank 0: progress within the epoch (see --log-every-seconds).
+  // step: the one just taken; first: the epoch's first step in this run (a resume starts later).
+  void show_progress(int64_t epoch, long step, long first, std::chrono::steady_clock::time_point epoch_start,
+                     double count_before);
   void write_metrics(const EpochResult& r);
   void print_profile() const;
 
@@ -108,9 +112,12 @@ class Trainer {
   Activation activation_ = Activation::kRelu;
   Loss loss_ = Loss::kSoftmax;
   DatasetInfo train_info_;
-  std::unique_ptr<BatchSource> source_;
+  std::unique_ptr<Minibatches> source_;
   Matrix<float> val_x_;
   Standardization standardization_;  // empty: raw features
+  bool streaming_ = false;            // --cache-mb (or a shard too big for memory): StreamSource
+  long stream_offset_ = 0, stream_count_ = 0;  // this rank's rows
+  long stream_scan_rows_ = 4096;               // rows per read in the setup passes
   Targets val_targets_;
   bool has_val_ = false;
   long classes_ = 0;
@@ -131,6 +138,9 @@ class Trainer {
   bool time_due_ = false;
   std::chrono::steady_clock::time_point last_checkpoint_, stop_seen_;
   int stop_exit_code_ = 0;
+  bool terminal_ = false;                                   // rank 0's stdout is a terminal
+  std::chrono::steady_clock::time_point last_progress_;
+  bool progress_shown_ = false;                             // a self-updating line is on the terminal
   StepTimes times_;
   std::string checkpoint_path_, metrics_path_;  // rank 0: the outputs, symlinks resolved
   std::string checkpoint_dir_;                  // rank 0: --checkpoint-dir, resolved

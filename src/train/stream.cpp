@@ -1,0 +1,250 @@
+// The streaming minibatch source (see stream.hpp): windows of blocks read by
+// a background thread, batches gathered from one or two windows.
+#include "nn_dist/train/stream.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <numeric>
+
+#include "nn_dist/common/error.hpp"
+#include "nn_dist/model/init.hpp"
+
+namespace nn_dist {
+
+namespace {
+
+// A Fisher-Yates shuffle of 0..n-1 from a portable generator.
+void shuffled(uint64_t seed, std::vector<uint32_t>* order) {
+  std::iota(order->begin(), order->end(), 0u);
+  Rng rng(seed);
+  for (std::size_t i = order->size(); i > 1; --i) std::swap((*order)[i - 1], (*order)[rng.below(i)]);
+}
+
+}  // namespace
+
+double stream_row_bytes(const DatasetInfo& info, Loss loss) {
+  const double x = static_cast<double>(info.features) * (info.x_width > 0 ? info.x_width : 4);
+  const double width = static_cast<double>(info.target_width);
+  const double y = 8.0 * width + (loss == Loss::kSoftmax ? 4.0 : 4.0 * width);  // as read, and as used
+  return x + y + 4.0;  // and the window's row order
+}
+
+StreamShape stream_shape(double cache_bytes, double row_bytes, long batch, long count) {
+  const long window = static_cast<long>(cache_bytes / 2 / row_bytes);  // two windows are held
+  if (window < batch) {
+    throw Error("--cache-mb " + std::to_string(cache_bytes / (1 << 20)) + ": too small for two windows of one batch (" +
+                std::to_string(batch) + " rows of " + std::to_string(static_cast<long>(row_bytes)) +
+                " bytes each); give at least " +
+                std::to_string(static_cast<long>(2 * batch * row_bytes / (1 << 20)) + 1));
+  }
+  StreamShape s;
+  // Blocks small enough that a window mixes many of them (16 or more), large
+  // enough that each read is a long contiguous run of rows.
+  s.block_rows = std::clamp<long>(window / 16, 1, 65536);
+  s.window_rows = std::min(window, std::max(count, 1L)) / s.block_rows * s.block_rows;
+  s.window_rows = std::max(s.window_rows, s.block_rows);
+  return s;
+}
+
+StreamSource::StreamSource(const DatasetInfo& info, long offset, long count, Loss loss, Standardization transform,
+                           long batch, bool shuffle, uint64_t seed, int rank, StreamShape shape)
+    : info_(info),
+      offset_(offset),
+      count_(count),
+      features_(info.features),
+      width_(info.x_width),
+      loss_(loss),
+      transform_(std::move(transform)),
+      batch_(batch),
+      shuffle_(shuffle),
+      seed_(seed),
+      rank_(rank),
+      shape_(shape),
+      has_labels_(loss == Loss::kSoftmax),
+      value_bytes_(info.x_width > 0 ? static_cast<std::size_t>(info.x_width) : sizeof(float)) {
+  for (Slot& slot : slots_) {
+    slot.x.resize(features_, batch_);
+    if (has_labels_) slot.labels.resize(batch_);
+    else slot.values.resize(info.target_width, batch_);
+  }
+  if (width_ == 1) table_ = byte_table(transform_);
+  reader_ = std::make_unique<RowReader>(info_);
+  thread_ = std::thread([this] { loader(); });
+}
+
+StreamSource::~StreamSource() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void StreamSource::start_epoch(int64_t epoch) {
+  {  // the loader may still read the last epoch's window, from the last epoch's order
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [this] { return pending_ < 0; });
+  }
+  epoch_ = epoch;
+  prefetched_ = -1;
+  const long blocks = (count_ + shape_.block_rows - 1) / shape_.block_rows;
+  block_order_.resize(static_cast<std::size_t>(blocks));
+  if (shuffle_) {
+    shuffled(mix_seed(seed_, static_cast<uint64_t>(epoch) + 1, static_cast<uint64_t>(rank_) + 0xb10c), &block_order_);
+  } else {
+    std::iota(block_order_.begin(), block_order_.end(), 0u);
+  }
+  const long per_window = shape_.window_rows / shape_.block_rows;
+  window_start_.assign(1, 0);
+  for (long b = 0; b < blocks; b += per_window) {
+    long rows = 0;
+    for (long k = b; k < std::min(blocks, b + per_window); ++k) {
+      const long first = static_cast<long>(block_order_[k]) * shape_.block_rows;
+      rows += std::min(count_, first + shape_.block_rows) - first;
+    }
+    window_start_.push_back(window_start_.back() + rows);
+  }
+  request(0);  // the first window is read while the epoch's setup finishes
+}
+
+void StreamSource::read_window(Window& w, long index, int64_t epoch) {
+  const long per_window = shape_.window_rows / shape_.block_rows;
+  const long blocks = static_cast<long>(block_order_.size());
+  // The buffers keep their size from window to window: after the first, a
+  // read allocates nothing and touches no fresh page.
+  const long width = info_.target_width;
+  w.x.resize(value_bytes_ * static_cast<std::size_t>(shape_.window_rows * features_));
+  w.y.resize(static_cast<std::size_t>(shape_.window_rows * width));
+  w.rows = 0;
+  for (long k = index * per_window; k < std::min(blocks, (index + 1) * per_window); ++k) {
+    const long first = static_cast<long>(block_order_[k]) * shape_.block_rows;
+    const long n = std::min(count_, first + shape_.block_rows) - first;
+    reader_->read(offset_ + first, n, /*compact=*/true,
+                  w.x.data() + value_bytes_ * static_cast<std::size_t>(w.rows * features_), w.y.data() + w.rows * width);
+    w.rows += n;
+  }
+  // Labels and values were checked at setup (scan_shard): only converted here.
+  if (has_labels_) {
+    w.labels.resize(static_cast<std::size_t>(shape_.window_rows));
+    for (long j = 0; j < w.rows; ++j) w.labels[j] = static_cast<int32_t>(w.y[j]);
+  } else {
+    w.values.resize(static_cast<std::size_t>(shape_.window_rows * width));
+    for (long j = 0; j < w.rows * width; ++j) w.values[j] = static_cast<float>(w.y[j]);
+  }
+  w.order.resize(static_cast<std::size_t>(w.rows));
+  if (shuffle_) {
+    shuffled(mix_seed(mix_seed(seed_, static_cast<uint64_t>(epoch) + 1, static_cast<uint64_t>(rank_) + 0x51),
+                      static_cast<uint64_t>(index) + 1, 0x3d),
+             &w.order);
+  } else {
+    std::iota(w.order.begin(), w.order.end(), 0u);
+  }
+}
+
+void StreamSource::loader() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    wake_.wait(lock, [this] { return stop_ || pending_ >= 0; });
+    if (stop_) return;
+    Window& w = windows_[pending_];
+    const long index = w.index;
+    const int64_t epoch = w.epoch;
+    lock.unlock();
+    std::exception_ptr error;
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      read_window(w, index, epoch);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    lock.lock();
+    if (error) error_ = error;
+    read_seconds_ += seconds;
+    read_bytes_ += static_cast<double>(w.rows) *
+                   (static_cast<double>(value_bytes_ * features_) + 8.0 * static_cast<double>(info_.target_width));
+    w.ready = true;
+    pending_ = -1;
+    ++reads_;
+    done_.notify_all();
+  }
+}
+
+void StreamSource::request(long index) {
+  if (index < 0 || index >= windows()) return;
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (const Window& w : windows_) {
+    if (w.epoch == epoch_ && w.index == index && w.requested) return;  // there, or on its way
+  }
+  done_.wait(lock, [this] { return pending_ < 0; });  // one read at a time
+  // The buffer not holding the window the last batch ended in (a batch may still need it).
+  int victim = windows_[0].index == active_ && windows_[0].epoch == epoch_ ? 1 : 0;
+  Window& w = windows_[victim];
+  w.index = index;
+  w.epoch = epoch_;
+  w.ready = false;
+  w.requested = true;
+  pending_ = victim;
+  wake_.notify_all();
+}
+
+StreamSource::Window& StreamSource::ensure(long index) {
+  request(index);
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (Window& w : windows_) {
+    if (w.epoch == epoch_ && w.index == index) {
+      done_.wait(lock, [&] { return w.ready; });
+      if (error_) std::rethrow_exception(error_);
+      return w;
+    }
+  }
+  throw Error("internal: streaming window " + std::to_string(index) + " was not read");
+}
+
+void StreamSource::gather(long step, Slot& slot) {
+  const long begin = step * batch_, end = std::min(count_, begin + batch_);
+  long w = static_cast<long>(std::upper_bound(window_start_.begin(), window_start_.end(), begin) -
+                             window_start_.begin()) - 1;
+  const std::size_t column = value_bytes_ * static_cast<std::size_t>(features_);
+  const long width = has_labels_ ? 1 : info_.target_width;
+  Window* win = &ensure(w);
+  active_ = w;
+  for (long p = begin; p < end; ++p) {
+    if (p >= window_start_[w + 1]) {
+      win = &ensure(++w);
+      active_ = w;
+    }
+    const uint32_t row = win->order[p - window_start_[w]];
+    const long j = p - begin;
+    convert_column(win->x.data() + column * row, static_cast<int>(width_), features_, transform_, table_,
+                   slot.x.col(j).data());
+    if (has_labels_) {
+      slot.labels[j] = win->labels[row];
+    } else {
+      std::copy(win->values.data() + row * width, win->values.data() + (row + 1) * width, slot.values.col(j).data());
+    }
+  }
+  request(w + 1);  // the next window is read while this one is used
+}
+
+void StreamSource::prefetch(long step) {
+  if (step * batch_ >= count_) return;
+  gather(step, slots_[1 - current_]);
+  prefetched_ = step;
+}
+
+long StreamSource::load(long step) {
+  const long n = std::clamp(count_ - step * batch_, 0L, batch_);
+  if (n == 0) return 0;
+  if (prefetched_ == step) {
+    current_ = 1 - current_;
+  } else {
+    gather(step, slots_[current_]);
+  }
+  prefetched_ = -1;
+  return n;
+}
+
+}  // namespace nn_dist
