@@ -173,7 +173,9 @@ void Trainer::load_data() {
   stream_offset_ = offset;
   stream_count_ = count;
   // Setup passes read blocks of a quarter of the cache: within the memory bound too.
-  stream_scan_rows_ = std::max(1L, static_cast<long>(cache_mb * (1 << 20) / 4 / stream_row_bytes(train_info_, loss_)));
+  if (streaming_) {
+    stream_scan_rows_ = std::max(1L, static_cast<long>(cache_mb * (1 << 20) / 4 / stream_row_bytes(train_info_, loss_)));
+  }
   comm_.agreed([&] {
     if (streaming_ && config_.val_split > 0) {
       throw Error("--val-split: cannot hold out samples from a streamed dataset (--cache-mb); give --val");
@@ -195,7 +197,6 @@ void Trainer::load_data() {
     shard = read_shard(train_info_, offset, count, /*compact=*/true);
     targets = make_targets(train_info_, shard, loss_);
   });
-  shard.count = streaming_ ? 0 : shard.count;
   classes_ = comm_.max(targets.max_label) + 1;
   if (config_.val_split > 0) hold_out_validation(&shard, &targets);
 
