@@ -36,6 +36,21 @@ def run(args, ranks=2, wrap=None):
     return p.returncode, p.stdout, p.stderr
 
 
+def peak_rss(args, ranks=2):
+    """Each rank's peak RSS in KiB (/usr/bin/time's "Maximum resident set size"), one file per rank:
+    ranks writing to one stream interleave their lines."""
+    prefix = os.path.join(work, f"rss{len(os.listdir(work))}")
+    wrap = ["sh", "-c", '/usr/bin/time -f "%M" -o "$0.$OMPI_COMM_WORLD_RANK" "$@"', prefix]
+    code, out, err = run(args, ranks, wrap)
+    values = []
+    for r in range(ranks):
+        try:
+            values.append(int(open(f"{prefix}.{r}").read().split()[-1]))
+        except (OSError, ValueError, IndexError):
+            pass
+    return values
+
+
 def same_bits(a, b):
     return subprocess.run(["/usr/bin/python3", SAME_BITS, a, b], capture_output=True).returncode == 0
 
@@ -103,10 +118,7 @@ for flags in ([], ["--scale", "1/255"], ["--standardize"]):
         run(small + flags + ["--data", f"{ref}.h5", "--checkpoint", f"{ref}.ck.h5"])
         check(f"{kind} X ({tag}): the bits of the same values stored as float32",
               same_bits(f"{kind}.ck.h5", f"{ref}.ck.h5"))
-rss = {}
-for kind in ("u8", "f32"):
-    code, out, err = run(small + ["--scale", "1/255", "--data", f"{kind}.h5"], 2, ["/usr/bin/time", "-f", "RSS %M"])
-    rss[kind] = [int(v) for v in re.findall(r"RSS (\d+)", err)]
+rss = {kind: peak_rss(small + ["--scale", "1/255", "--data", f"{kind}.h5"]) for kind in ("u8", "f32")}
 print(f"peak RSS per rank, 60000 x 784: uint8 {rss['u8']} KiB, float32 {rss['f32']} KiB")
 data_kib = n * d / 2 / 1024  # one rank's uint8 shard
 check("uint8 X is kept as bytes: each rank's peak RSS is below float32's by at least 2.5x its uint8 shard",
@@ -144,10 +156,8 @@ code, out, err = run(ref + ["--resume", f"sref/{mids[2]}", "--checkpoint", "sres
 check(f"streaming: resumed mid-epoch from {mids[2]}: the uninterrupted run's bits",
       code == 0 and same_bits(f"sref/{final}", "sresumed.h5"), err)
 # Memory: 60000 x 784 float32 is 94 MB per rank at 2 ranks; --cache-mb 16 holds a sixth of it.
-base = run(small + ["--data", "all.h5"], 2, ["/usr/bin/time", "-f", "RSS %M"])[2]
-rss_base = max(int(v) for v in re.findall(r"RSS (\d+)", base))
-stream = run(small + ["--data", "f32.h5", "--cache-mb", "16"], 2, ["/usr/bin/time", "-f", "RSS %M"])[2]
-rss_stream = [int(v) for v in re.findall(r"RSS (\d+)", stream)]
+rss_base = max(peak_rss(small + ["--data", "all.h5"]) or [0])
+rss_stream = peak_rss(small + ["--data", "f32.h5", "--cache-mb", "16"])
 print(f"peak RSS per rank: streaming 60000 x 784 float32 with --cache-mb 16: {rss_stream} KiB; in memory: {rss['f32']} KiB;"
       f" the same program on a 3001 x 24 file: {rss_base} KiB")
 check("streaming: every rank's peak RSS is under the tiny-data run's + 16 MiB cache + 8 MiB",
