@@ -11,12 +11,14 @@
 
 namespace nn_dist {
 
-void epoch_order(uint64_t seed, int64_t epoch, int rank, std::vector<uint32_t>* order) {
+void shuffled_order(uint64_t seed, std::vector<uint32_t>* order) {
   std::iota(order->begin(), order->end(), 0u);
-  Rng rng(mix_seed(seed, static_cast<uint64_t>(epoch) + 1, static_cast<uint64_t>(rank) + 0x51));
-  for (std::size_t i = order->size() - 1; i > 0 && i < order->size(); --i) {
-    std::swap((*order)[i], (*order)[rng.below(static_cast<uint64_t>(i) + 1)]);
-  }
+  Rng rng(seed);
+  for (std::size_t i = order->size(); i > 1; --i) std::swap((*order)[i - 1], (*order)[rng.below(i)]);
+}
+
+void epoch_order(uint64_t seed, int64_t epoch, int rank, std::vector<uint32_t>* order) {
+  shuffled_order(mix_seed(seed, static_cast<uint64_t>(epoch) + 1, static_cast<uint64_t>(rank) + 0x51), order);
 }
 
 BatchSource::BatchSource(Matrix<float> x, Targets targets, long batch, bool shuffle, uint64_t seed, int rank)

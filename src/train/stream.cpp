@@ -12,17 +12,6 @@
 
 namespace nn_dist {
 
-namespace {
-
-// A Fisher-Yates shuffle of 0..n-1 from a portable generator.
-void shuffled(uint64_t seed, std::vector<uint32_t>* order) {
-  std::iota(order->begin(), order->end(), 0u);
-  Rng rng(seed);
-  for (std::size_t i = order->size(); i > 1; --i) std::swap((*order)[i - 1], (*order)[rng.below(i)]);
-}
-
-}  // namespace
-
 double stream_row_bytes(const DatasetInfo& info, Loss loss) {
   const double x = static_cast<double>(info.features) * (info.x_width > 0 ? info.x_width : 4);
   const double width = static_cast<double>(info.target_width);
@@ -92,7 +81,8 @@ void StreamSource::start_epoch(int64_t epoch) {
   const long blocks = (count_ + shape_.block_rows - 1) / shape_.block_rows;
   block_order_.resize(static_cast<std::size_t>(blocks));
   if (shuffle_) {
-    shuffled(mix_seed(seed_, static_cast<uint64_t>(epoch) + 1, static_cast<uint64_t>(rank_) + 0xb10c), &block_order_);
+    shuffled_order(mix_seed(seed_, static_cast<uint64_t>(epoch) + 1, static_cast<uint64_t>(rank_) + 0xb10c),
+                   &block_order_);
   } else {
     std::iota(block_order_.begin(), block_order_.end(), 0u);
   }
@@ -135,7 +125,7 @@ void StreamSource::read_window(Window& w, long index, int64_t epoch) {
   }
   w.order.resize(static_cast<std::size_t>(w.rows));
   if (shuffle_) {
-    shuffled(mix_seed(mix_seed(seed_, static_cast<uint64_t>(epoch) + 1, static_cast<uint64_t>(rank_) + 0x51),
+    shuffled_order(mix_seed(mix_seed(seed_, static_cast<uint64_t>(epoch) + 1, static_cast<uint64_t>(rank_) + 0x51),
                       static_cast<uint64_t>(index) + 1, 0x3d),
              &w.order);
   } else {

@@ -100,6 +100,10 @@ class BatchSource : public Minibatches {
   const float* values_batch_ = nullptr;
 };
 
+// Fills order (its size) with a permutation of 0..n-1: a Fisher-Yates
+// shuffle drawn from Rng(seed), the same on every platform.
+void shuffled_order(uint64_t seed, std::vector<uint32_t>* order);
+
 // Fills order (n local samples) with the epoch's permutation, a pure function
 // of (seed, epoch, rank): a Fisher-Yates shuffle from a portable generator.
 void epoch_order(uint64_t seed, int64_t epoch, int rank, std::vector<uint32_t>* order);
