@@ -102,13 +102,31 @@ std::vector<hsize_t> dims(hid_t dataset) {
   return out;
 }
 
-void write_floats(hid_t loc, const std::string& name, const std::vector<hsize_t>& shape, const float* data) {
+namespace {
+
+// A whole dataset (file_type on disk) or a 1-D attribute, from memory of mem_type.
+void write_array(hid_t loc, const std::string& name, const std::vector<hsize_t>& shape, hid_t file_type,
+                 hid_t mem_type, const void* data) {
   Handle space(H5Screate_simple(static_cast<int>(shape.size()), shape.data(), nullptr), H5Sclose);
-  Handle ds(H5Dcreate2(loc, name.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-            H5Dclose);
-  if (!ds.valid() || H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+  Handle ds(H5Dcreate2(loc, name.c_str(), file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
+  if (!ds.valid() || H5Dwrite(ds.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
     throw Error("cannot write dataset '" + name + "'");
   }
+}
+
+void write_attr_array(hid_t loc, const std::string& name, hsize_t n, hid_t file_type, hid_t mem_type,
+                      const void* data) {
+  Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  Handle attr(H5Acreate2(loc, name.c_str(), file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  if (!attr.valid() || H5Awrite(attr.get(), mem_type, data) < 0) {
+    throw Error("cannot write attribute '" + name + "'");
+  }
+}
+
+}  // namespace
+
+void write_floats(hid_t loc, const std::string& name, const std::vector<hsize_t>& shape, const float* data) {
+  write_array(loc, name, shape, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, data);
 }
 
 namespace {
@@ -163,12 +181,7 @@ std::vector<double> read_tensor_f64(hid_t loc, const std::string& name, const st
 }
 
 void write_doubles(hid_t loc, const std::string& name, const std::vector<hsize_t>& shape, const double* data) {
-  Handle space(H5Screate_simple(static_cast<int>(shape.size()), shape.data(), nullptr), H5Sclose);
-  Handle ds(H5Dcreate2(loc, name.c_str(), H5T_IEEE_F64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-            H5Dclose);
-  if (!ds.valid() || H5Dwrite(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
-    throw Error("cannot write dataset '" + name + "'");
-  }
+  write_array(loc, name, shape, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, data);
 }
 
 void write_attr_string(hid_t loc, const std::string& name, const std::string& value) {
@@ -182,12 +195,7 @@ void write_attr_string(hid_t loc, const std::string& name, const std::string& va
 }
 
 void write_attr_ints(hid_t loc, const std::string& name, const std::vector<long long>& values) {
-  const hsize_t n = values.size();
-  Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
-  Handle attr(H5Acreate2(loc, name.c_str(), H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
-  if (!attr.valid() || H5Awrite(attr.get(), H5T_NATIVE_LLONG, values.data()) < 0) {
-    throw Error("cannot write attribute '" + name + "'");
-  }
+  write_attr_array(loc, name, values.size(), H5T_STD_I64LE, H5T_NATIVE_LLONG, values.data());
 }
 
 std::string read_attr_string(hid_t loc, const std::string& name, const std::string& what) {
@@ -228,12 +236,7 @@ std::vector<long long> read_attr_ints(hid_t loc, const std::string& name, const 
 }
 
 void write_attr_doubles(hid_t loc, const std::string& name, const std::vector<double>& values) {
-  const hsize_t n = values.size();
-  Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
-  Handle attr(H5Acreate2(loc, name.c_str(), H5T_IEEE_F64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
-  if (!attr.valid() || H5Awrite(attr.get(), H5T_NATIVE_DOUBLE, values.data()) < 0) {
-    throw Error("cannot write attribute '" + name + "'");
-  }
+  write_attr_array(loc, name, values.size(), H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, values.data());
 }
 
 std::vector<double> read_attr_doubles(hid_t loc, const std::string& name, const std::string& what) {
