@@ -296,9 +296,8 @@ void Trainer::hold_out_validation(Shard* shard, Targets* targets) {
       std::memcpy(train_compact.data() + column * at, shard->compact.data() + column * j, column);
     } else {  // validation is kept as float32: float(v), exactly the stored value
       for (long f = 0; f < d_all; ++f) {
-        const std::size_t k = static_cast<std::size_t>(j * d_all + f);
-        hold_x(f, at) = width == 1 ? shard->compact[k]
-                                   : static_cast<float>(reinterpret_cast<const uint16_t*>(shard->compact.data())[k]);
+        hold_x(f, at) = static_cast<float>(
+            compact_value(*shard, train_info_.x_width, static_cast<std::size_t>(j * d_all + f)));
       }
     }
     if (labels) {
@@ -341,10 +340,8 @@ void Trainer::standardize_inputs(Shard* shard) {
       const bool bytes = !s.compact.empty();
       for (long j = 0; j < s.count; ++j) {
         for (long i = 0; i < d; ++i) {
-          const std::size_t k = static_cast<std::size_t>(j * d + i);
           f(i, !bytes ? static_cast<double>(s.x(i, j))
-                      : train_info_.x_width == 1 ? s.compact[k]
-                                                 : reinterpret_cast<const uint16_t*>(s.compact.data())[k]);
+                      : compact_value(s, train_info_.x_width, static_cast<std::size_t>(j * d + i)));
         }
       }
     };

@@ -51,6 +51,12 @@ double shard_bytes(const DatasetInfo& info, long count);
 
 // Rows [offset, offset + count) (of the concatenation, for several files: a
 // shard may span two or more); checks X for NaN/Inf.
+// Value k (sample j, feature f: k = j * features + f) of a shard read
+// compact, whose values are `width` bytes (info.x_width).
+inline double compact_value(const Shard& s, int width, std::size_t k) {
+  return width == 1 ? s.compact[k] : reinterpret_cast<const uint16_t*>(s.compact.data())[k];
+}
+
 // compact (when info.x_width > 0): X stays in its stored uint8/uint16 form.
 Shard read_shard(const DatasetInfo& info, long offset, long count, bool compact = false);
 // The same rows into buffers the caller owns: x (features, count) as float32,
