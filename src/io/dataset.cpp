@@ -45,6 +45,25 @@ void read_rows(hid_t dataset, hid_t mem_type, long offset, long count, long widt
   }
 }
 
+// Rows [offset, offset + count) of the concatenation, file by file: calls
+// read(i, part, first, n, at) for each file i they touch, with n rows from
+// the file's row `first`, landing at row `at` of the request. A single file
+// is its own part 0.
+template <typename Read>
+void for_each_part(const DatasetInfo& info, long offset, long count, Read&& read) {
+  if (info.parts.empty()) {
+    read(std::size_t{0}, info, offset, count, 0L);
+    return;
+  }
+  long start = 0;  // the first row of this part in the concatenation
+  for (std::size_t i = 0; i < info.parts.size(); ++i) {
+    const DatasetInfo& part = info.parts[i];
+    const long lo = std::max(offset, start), hi = std::min(offset + count, start + part.samples);
+    if (lo < hi) read(i, part, lo - start, hi - lo, lo - offset);
+    start += part.samples;
+  }
+}
+
 }  // namespace
 
 DatasetInfo inspect_dataset(const std::string& path, const std::string& what, const std::string& x_name,
@@ -141,8 +160,7 @@ void read_file_rows(const DatasetInfo& info, long offset, long count, void* x_ou
 }  // namespace
 
 struct RowReader::Impl {
-  struct Open {
-    const DatasetInfo* info;
+  struct Open {  // one per file, in the order for_each_part numbers them
     h5::Handle file, x, y;
   };
   const DatasetInfo& info;
@@ -153,7 +171,7 @@ struct RowReader::Impl {
       h5::Handle file = h5::open_file(part.path, part.what);
       h5::Handle x = h5::open_dataset(file.get(), part.x_name, part.what);
       h5::Handle y = h5::open_dataset(file.get(), part.y_name, part.what);
-      parts.push_back({&part, std::move(file), std::move(x), std::move(y)});
+      parts.push_back({std::move(file), std::move(x), std::move(y)});
     };
     if (info.parts.empty()) {
       open(info);
@@ -176,19 +194,13 @@ void RowReader::read(long offset, long count, bool compact, void* x_out, double*
   const std::size_t value_bytes = compact ? static_cast<std::size_t>(info.x_width) : sizeof(float);
   const hid_t x_type = !compact ? H5T_NATIVE_FLOAT : info.x_width == 1 ? H5T_NATIVE_UINT8 : H5T_NATIVE_UINT16;
   unsigned char* x = static_cast<unsigned char*>(x_out);
-  long start = 0;
-  for (const Impl::Open& part : impl_->parts) {
-    const long n = part.info->samples;
-    const long lo = std::max(offset, start), hi = std::min(offset + count, start + n);
-    if (lo < hi) {
-      read_rows(part.x.get(), x_type, lo - start, hi - lo, info.features,
-                x + value_bytes * static_cast<std::size_t>((lo - offset) * info.features), part.info->what,
-                info.x_name);
-      read_rows(part.y.get(), H5T_NATIVE_DOUBLE, lo - start, hi - lo, info.target_width,
-                y + (lo - offset) * info.target_width, part.info->what, info.y_name);
-    }
-    start += n;
-  }
+  for_each_part(info, offset, count, [&](std::size_t i, const DatasetInfo& part, long first, long n, long at) {
+    const Impl::Open& open = impl_->parts[i];
+    read_rows(open.x.get(), x_type, first, n, info.features,
+              x + value_bytes * static_cast<std::size_t>(at * info.features), part.what, info.x_name);
+    read_rows(open.y.get(), H5T_NATIVE_DOUBLE, first, n, info.target_width, y + at * info.target_width, part.what,
+              info.y_name);
+  });
 }
 
 std::mutex& hdf5_mutex() {
@@ -258,21 +270,12 @@ Shard read_shard(const DatasetInfo& info, long offset, long count, bool compact)
 
 void read_rows_into(const DatasetInfo& info, long offset, long count, bool compact, void* x_out, double* y) {
   compact = compact && info.x_width > 0;
-  if (info.parts.empty()) {
-    read_file_rows(info, offset, count, x_out, y, compact);
-    return;
-  }
   const std::size_t value_bytes = compact ? static_cast<std::size_t>(info.x_width) : sizeof(float);
   unsigned char* x = static_cast<unsigned char*>(x_out);
-  long start = 0;  // the first row of this part in the concatenation
-  for (const DatasetInfo& part : info.parts) {
-    const long lo = std::max(offset, start), hi = std::min(offset + count, start + part.samples);
-    if (lo < hi) {
-      read_file_rows(part, lo - start, hi - lo, x + value_bytes * static_cast<std::size_t>((lo - offset) * info.features),
-                     y + (lo - offset) * info.target_width, compact);
-    }
-    start += part.samples;
-  }
+  for_each_part(info, offset, count, [&](std::size_t, const DatasetInfo& part, long first, long n, long at) {
+    read_file_rows(part, first, n, x + value_bytes * static_cast<std::size_t>(at * info.features),
+                   y + at * info.target_width, compact);
+  });
 }
 
 void shard_range(long n, int p, int r, long* offset, long* count) {
