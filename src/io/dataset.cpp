@@ -2,7 +2,12 @@
 // conversion of X to float32 by the HDF5 library itself.
 #include "nn_dist/io/dataset.hpp"
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <csignal>
 
 #include <algorithm>
 #include <cmath>
@@ -159,24 +164,123 @@ void read_file_rows(const DatasetInfo& info, long offset, long count, void* x_ou
 
 }  // namespace
 
+namespace {
+
+// A file that shrinks under its mapping turns reads into SIGBUS: say so, and stop.
+void on_sigbus(int) {
+  static const char kMessage[] =
+      "nn_dist: a --data file shrank or was overwritten while it was being read (SIGBUS on its mapping)\n";
+  [[maybe_unused]] const ssize_t n = write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
+  _exit(1);
+}
+
+std::size_t page_size() {
+  static const std::size_t size = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  return size;
+}
+
+// The whole pages covering [begin, begin + bytes).
+void page_range(const unsigned char* begin, std::size_t bytes, void** start, std::size_t* length) {
+  const std::uintptr_t lo = reinterpret_cast<std::uintptr_t>(begin) / page_size() * page_size();
+  const std::uintptr_t hi = (reinterpret_cast<std::uintptr_t>(begin) + bytes + page_size() - 1) / page_size() * page_size();
+  *start = reinterpret_cast<void*>(lo);
+  *length = hi - lo;
+}
+
+}  // namespace
+
 struct RowReader::Impl {
   struct Open {  // one per file, in the order for_each_part numbers them
     h5::Handle file, x, y;
+    void* map = nullptr;  // the file, mapped read-only (when X can be read in place)
+    std::size_t map_bytes = 0;
+    const unsigned char* x_rows = nullptr;  // X's first row in the mapping
+    long first_row = 0;                     // this file's first row in the concatenation
+    long rows = 0;
   };
   const DatasetInfo& info;
   std::vector<Open> parts;
+  std::size_t row_bytes = 0;  // of X as stored and in memory
+  bool mapped = false;
+
   explicit Impl(const DatasetInfo& i) : info(i) {
     std::lock_guard<std::mutex> lock(hdf5_mutex());
+    long first_row = 0;
     const auto open = [&](const DatasetInfo& part) {
       h5::Handle file = h5::open_file(part.path, part.what);
       h5::Handle x = h5::open_dataset(file.get(), part.x_name, part.what);
       h5::Handle y = h5::open_dataset(file.get(), part.y_name, part.what);
       parts.push_back({std::move(file), std::move(x), std::move(y)});
+      parts.back().first_row = first_row;
+      parts.back().rows = part.samples;
+      first_row += part.samples;
     };
     if (info.parts.empty()) {
       open(info);
     } else {
       for (const DatasetInfo& part : info.parts) open(part);
+    }
+    row_bytes = static_cast<std::size_t>(info.features) * (info.x_width > 0 ? info.x_width : sizeof(float));
+    mapped = true;
+    for (std::size_t k = 0; k < parts.size() && mapped; ++k) {
+      mapped = map(parts[k], info.parts.empty() ? info : info.parts[k]);
+    }
+    if (!mapped) unmap();
+    if (mapped) std::signal(SIGBUS, on_sigbus);
+  }
+  ~Impl() { unmap(); }
+
+  // Maps the file when its X is stored contiguously, unfiltered, in the type
+  // it has in memory; false (and no mapping) otherwise.
+  bool map(Open& open, const DatasetInfo& part) {
+    h5::Handle plist(H5Dget_create_plist(open.x.get()), H5Pclose);
+    if (H5Pget_layout(plist.get()) != H5D_CONTIGUOUS || H5Pget_nfilters(plist.get()) != 0 ||
+        H5Pget_external_count(plist.get()) != 0) {
+      return false;
+    }
+    h5::Handle type(H5Dget_type(open.x.get()), H5Tclose);
+    const hid_t memory = info.x_width == 0 ? H5T_NATIVE_FLOAT : info.x_width == 1 ? H5T_NATIVE_UINT8 : H5T_NATIVE_UINT16;
+    if (H5Tequal(type.get(), memory) <= 0) return false;
+    const haddr_t at = H5Dget_offset(open.x.get());  // from the start of the file, user block included
+    if (at == HADDR_UNDEF) return false;
+    const int fd = ::open(part.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    struct stat st {};
+    const std::size_t end = static_cast<std::size_t>(at) + row_bytes * static_cast<std::size_t>(part.samples);
+    if (fstat(fd, &st) != 0 || static_cast<std::size_t>(st.st_size) < end) {
+      close(fd);
+      return false;
+    }
+    void* map = mmap(nullptr, end, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return false;
+    // The populate calls say what is needed: no read-around, and no 2 MB
+    // mappings of the page cache's large folios (each fault near a window's
+    // edge would map 2 MB that no window asked for).
+    madvise(map, end, MADV_RANDOM);
+    madvise(map, end, MADV_NOHUGEPAGE);
+    open.map = map;
+    open.map_bytes = end;
+    open.x_rows = static_cast<const unsigned char*>(map) + at;
+    return true;
+  }
+  void unmap() {
+    for (Open& open : parts) {
+      if (open.map != nullptr) munmap(open.map, open.map_bytes);
+      open.map = nullptr;
+      open.x_rows = nullptr;
+    }
+  }
+
+  // calls f(start, bytes) for the mapped X bytes of rows [offset, offset + count)
+  template <typename F>
+  void for_each_range(long offset, long count, F&& f) const {
+    for (const Open& open : parts) {
+      const long lo = std::max(offset, open.first_row), hi = std::min(offset + count, open.first_row + open.rows);
+      if (lo < hi) {
+        f(open.x_rows + row_bytes * static_cast<std::size_t>(lo - open.first_row),
+          row_bytes * static_cast<std::size_t>(hi - lo));
+      }
     }
   }
 };
@@ -185,6 +289,64 @@ RowReader::RowReader(const DatasetInfo& info) : impl_(std::make_unique<Impl>(inf
 RowReader::~RowReader() {
   std::lock_guard<std::mutex> lock(hdf5_mutex());
   impl_.reset();
+}
+
+bool RowReader::mapped() const { return impl_->mapped; }
+
+void RowReader::mapped_rows(long offset, long count, const unsigned char** rows) const {
+  const std::size_t row_bytes = impl_->row_bytes;
+  impl_->for_each_range(offset, count, [&](const unsigned char* begin, std::size_t bytes) {
+    for (std::size_t at = 0; at < bytes; at += row_bytes) *rows++ = begin + at;
+  });
+}
+
+void RowReader::populate(long offset, long count) const {
+  impl_->for_each_range(offset, count, [](const unsigned char* begin, std::size_t bytes) {
+    void* start = nullptr;
+    std::size_t length = 0;
+    page_range(begin, bytes, &start, &length);
+#ifdef MADV_POPULATE_READ
+    if (madvise(start, length, MADV_POPULATE_READ) == 0) return;
+#endif
+    // Kernels before 5.14: read ahead, then touch a byte of each page.
+    madvise(start, length, MADV_WILLNEED);
+    volatile unsigned char sink = 0;
+    for (std::size_t k = 0; k < length; k += page_size()) sink = sink + static_cast<const unsigned char*>(start)[k];
+  });
+}
+
+void RowReader::release_except(std::vector<std::pair<long, long>>* keep) const {
+  std::sort(keep->begin(), keep->end());
+  for (const Impl::Open& open : impl_->parts) {
+    if (open.map == nullptr) continue;
+    const auto at = [&](long row) {  // the address of a row of the concatenation, clamped to this file's rows
+      return open.x_rows + impl_->row_bytes * static_cast<std::size_t>(std::clamp(row - open.first_row, 0L, open.rows));
+    };
+    const std::uintptr_t page = page_size();
+    const auto zap = [&](std::uintptr_t lo, std::uintptr_t hi) {  // the whole pages inside [lo, hi)
+      lo = (lo + page - 1) / page * page;
+      hi = hi / page * page;
+      if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+    };
+    std::uintptr_t from = reinterpret_cast<std::uintptr_t>(open.map);
+    for (const auto& [first, n] : *keep) {
+      const std::uintptr_t lo = reinterpret_cast<std::uintptr_t>(at(first));
+      const std::uintptr_t hi = reinterpret_cast<std::uintptr_t>(at(first + n));
+      if (hi == lo) continue;  // not in this file
+      zap(from, lo);
+      from = std::max(from, hi);
+    }
+    zap(from, reinterpret_cast<std::uintptr_t>(open.map) + open.map_bytes);
+  }
+}
+
+void RowReader::read_targets(long offset, long count, double* y) {
+  std::lock_guard<std::mutex> lock(hdf5_mutex());
+  const DatasetInfo& info = impl_->info;
+  for_each_part(info, offset, count, [&](std::size_t i, const DatasetInfo& part, long first, long n, long at) {
+    read_rows(impl_->parts[i].y.get(), H5T_NATIVE_DOUBLE, first, n, info.target_width, y + at * info.target_width,
+              part.what, info.y_name);
+  });
 }
 
 void RowReader::read(long offset, long count, bool compact, void* x_out, double* y) {

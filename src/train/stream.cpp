@@ -16,7 +16,7 @@ double stream_row_bytes(const DatasetInfo& info, Loss loss) {
   const double x = static_cast<double>(info.features) * (info.x_width > 0 ? info.x_width : 4);
   const double width = static_cast<double>(info.target_width);
   const double y = 8.0 * width + (loss == Loss::kSoftmax ? 4.0 : 4.0 * width);  // as read, and as used
-  return x + y + 4.0;  // and the window's row order
+  return x + y + 4.0 + 8.0;  // and the window's row order, and (mapped) each row's address
 }
 
 StreamShape stream_shape(double cache_bytes, double row_bytes, long batch, long count) {
@@ -105,14 +105,34 @@ void StreamSource::read_window(Window& w, long index, int64_t epoch) {
   // The buffers keep their size from window to window: after the first, a
   // read allocates nothing and touches no fresh page.
   const long width = info_.target_width;
-  w.x.resize(value_bytes_ * static_cast<std::size_t>(shape_.window_rows * features_));
+  const bool mapped = reader_->mapped();
+  if (mapped) {  // X is read in place: keep the other window's rows, give back the rest, map the new ones
+    keep_.clear();
+    for (const auto& [first, n] : windows_[&w == &windows_[0] ? 1 : 0].blocks) keep_.emplace_back(offset_ + first, n);
+    reader_->release_except(&keep_);
+    w.blocks.clear();
+    w.x_rows.resize(static_cast<std::size_t>(shape_.window_rows));
+  } else {
+    w.x.resize(value_bytes_ * static_cast<std::size_t>(shape_.window_rows * features_));
+  }
   w.y.resize(static_cast<std::size_t>(shape_.window_rows * width));
   w.rows = 0;
   for (long k = index * per_window; k < std::min(blocks, (index + 1) * per_window); ++k) {
     const long first = static_cast<long>(block_order_[k]) * shape_.block_rows;
     const long n = std::min(count_, first + shape_.block_rows) - first;
-    reader_->read(offset_ + first, n, /*compact=*/true,
-                  w.x.data() + value_bytes_ * static_cast<std::size_t>(w.rows * features_), w.y.data() + w.rows * width);
+    if (mapped) {
+      reader_->populate(offset_ + first, n);
+      // and give back what the kernel mapped around the block (fault-around, large folios)
+      keep_.emplace_back(offset_ + first, n);
+      reader_->release_except(&keep_);
+      reader_->mapped_rows(offset_ + first, n, w.x_rows.data() + w.rows);
+      reader_->read_targets(offset_ + first, n, w.y.data() + w.rows * width);
+      w.blocks.emplace_back(first, n);
+    } else {
+      reader_->read(offset_ + first, n, /*compact=*/true,
+                    w.x.data() + value_bytes_ * static_cast<std::size_t>(w.rows * features_),
+                    w.y.data() + w.rows * width);
+    }
     w.rows += n;
   }
   // Labels and values were checked at setup (scan_shard): only converted here.
@@ -208,8 +228,8 @@ void StreamSource::gather(long step, Slot& slot) {
     }
     const uint32_t row = win->order[p - window_start_[w]];
     const long j = p - begin;
-    convert_column(win->x.data() + column * row, static_cast<int>(width_), features_, transform_, table_,
-                   slot.x.col(j).data());
+    const unsigned char* values = win->x_rows.empty() ? win->x.data() + column * row : win->x_rows[row];
+    convert_column(values, static_cast<int>(width_), features_, transform_, table_, slot.x.col(j).data());
     if (has_labels_) {
       slot.labels[j] = win->labels[row];
     } else {

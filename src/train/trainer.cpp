@@ -247,8 +247,11 @@ void Trainer::load_data() {
     source_ = std::make_unique<StreamSource>(train_info_, offset, count, loss_, standardization_, batch,
                                              config_.shuffle, config_.seed, r, shape);
     if (comm_.root() && !config_.quiet) {
-      std::printf("nn_dist: streaming: %.0f MiB of samples per rank at most, windows of %ld rows read in blocks of %ld\n",
-                  cache_mb, shape.window_rows, shape.block_rows);
+      const auto* stream = static_cast<const StreamSource*>(source_.get());
+      std::printf("nn_dist: streaming: %.0f MiB of samples per rank at most, windows of %ld rows read in blocks of %ld "
+                  "(%s)\n",
+                  cache_mb, shape.window_rows, shape.block_rows,
+                  stream->mapped() ? "X mapped, read in place" : "X copied: chunked, filtered or converted storage");
     }
   } else if (!shard.compact.empty()) {
     CompactColumns compact{std::move(shard.compact), train_info_.x_width, train_info_.features, shard.count,

@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nn_dist/math/activation.hpp"
@@ -73,6 +74,23 @@ class RowReader {
   RowReader& operator=(const RowReader&) = delete;
   // As read_rows_into, holding hdf5_mutex().
   void read(long offset, long count, bool compact, void* x, double* y);
+  // Only y, as read_rows_into's y.
+  void read_targets(long offset, long count, double* y);
+
+  // X mapped into memory: when every file stores X contiguously, unfiltered,
+  // in the type it has in memory (float32, or the compact uint8/uint16), rows
+  // are read in place, with no copy: mapped_rows gives the address of each of
+  // rows [offset, offset + count) of the concatenation (info.features values each).
+  bool mapped() const;
+  void mapped_rows(long offset, long count, const unsigned char** rows) const;
+  // Rows [offset, offset + count) of the mapping made resident now (read from
+  // disk if need be, page tables filled), so touching them later costs
+  // nothing. release_except gives back every page of the mappings but those
+  // of the (first row, rows) ranges in `keep` (the pages leave this process,
+  // not the page cache): also those the kernel mapped around a populated
+  // range (fault-around, large folios), which releasing ranges alone would miss.
+  void populate(long offset, long count) const;
+  void release_except(std::vector<std::pair<long, long>>* keep) const;  // sorts *keep
 
  private:
   struct Impl;

@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "nn_dist/io/dataset.hpp"
@@ -70,6 +71,7 @@ class StreamSource : public Minibatches {
   const float* values() const override { return has_labels_ ? nullptr : slots_[current_].values.data(); }
 
   long windows() const { return static_cast<long>(window_start_.size()) - 1; }
+  bool mapped() const { return reader_->mapped(); }  // X read in place (RowReader::mapped)
   long reads() const { return reads_; }  // windows read so far (tests)
   // Bytes of X and y read so far, and the loader's seconds spent reading them.
   double read_bytes() const { return read_bytes_; }
@@ -81,7 +83,9 @@ class StreamSource : public Minibatches {
     int64_t epoch = -1;
     bool ready = false, requested = false;
     long rows = 0;
-    std::vector<unsigned char> x;  // (features, rows) as stored (compact) or float32
+    std::vector<unsigned char> x;  // (features, rows) as stored (compact) or float32; empty when mapped
+    std::vector<const unsigned char*> x_rows;  // when mapped: each row's values in the mapping
+    std::vector<std::pair<long, long>> blocks;  // when mapped: the (first row, rows) made resident
     std::vector<double> y;         // (width, rows) as read
     std::vector<int32_t> labels;
     std::vector<float> values;     // (width, rows)
@@ -117,6 +121,7 @@ class StreamSource : public Minibatches {
 
   std::vector<float> table_;  // uint8 with a transform (byte_table)
   Window windows_[2];
+  std::vector<std::pair<long, long>> keep_;  // the loader's: rows of the mapping to keep resident
   long active_ = -1;          // the window the last gathered batch ended in
   Slot slots_[2];
   int current_ = 0;
