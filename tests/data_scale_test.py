@@ -10,9 +10,13 @@
   - streaming (--cache-mb): without shuffle the in-memory run's bits (one
     file or four, uint8 or float32, compressed too); resuming mid-epoch gives
     the uninterrupted run's bits; each rank's peak RSS stays under a tiny-data
-    run's plus the cache plus 8 MiB, for a shard six times the cache;
+    run's plus the cache plus 8 MiB, for a shard six times the cache; X read
+    in place from a mapping and X copied (gzip, float64, a user block) give
+    the same shuffled bits;
   - --val-split: the same held-out samples at any rank count, about the
-    asked fraction, and training reports validation on them.
+    asked fraction, and training reports validation on them;
+  - progress within an epoch: plain lines (--progress lines, or auto under a
+    batch system), one line rewritten in place on a terminal, nothing when off.
 Usage: data_scale_test.py NN_DIST NN_DATAGEN MPIEXEC
 """
 import os
@@ -195,5 +199,51 @@ if held[1]:
     check("--val-split 0.2: about a fifth (within 4 sigma)", abs(k - 600.2) < 4 * (3001 * 0.2 * 0.8) ** 0.5, str(k))
 code, out, err = run(["--data", "all.h5", "--val-split", "0.2", "--val", "all.h5"])
 check("--val-split with --val: one clear error", code == 2 and "--val-split and --val: give one, not both" in err, err)
+
+# ---- progress within an epoch
+# One rank run directly (no mpirun), so this process owns its stdout: a pty
+# (a terminal), or a pipe (a log file).
+def run_direct(args, tty, env=None):
+    env = {k: v for k, v in dict(os.environ, **(env or {})).items() if v != ""}  # "": unset it
+    if not tty:
+        p = subprocess.run([NN_DIST] + args, capture_output=True, text=True, env=env)
+        return p.returncode, p.stdout
+    import pty
+    master, slave = pty.openpty()
+    p = subprocess.Popen([NN_DIST] + args, stdout=slave, stderr=subprocess.DEVNULL, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return p.wait(), b"".join(chunks).decode(errors="replace")
+
+
+PROGRESS = re.compile(r"epoch 1/2  step (\d+)/(\d+) \((\d+)%\)  (\d+) samples/s  ETA [0-9.]+ s")
+slow = ["--data", "f32.h5", "--hidden", "512,256", "--epochs", "2", "--lr", "0.0005"]  # 1875 steps, about 1 s per epoch
+batch_env = {k: "" for k in ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID")}
+code, out = run_direct(slow + ["--progress", "lines", "--log-every-seconds", "0.05"], tty=False)
+steps = [(int(a), int(b), int(c)) for a, b, c, _ in PROGRESS.findall(out)]
+lines_ok = all(l.startswith("progress: ") for l in out.splitlines() if "ETA" in l)
+check("--progress lines: several plain lines in epoch 1 (steps rising, below the epoch's 1875, percent right)",
+      code == 0 and lines_ok and len(steps) >= 3 and all(b == 1875 for _, b, _ in steps)
+      and all(x[0] < y[0] for x, y in zip(steps, steps[1:])) and steps[-1][0] < 1875
+      and all(abs(c - 100 * a / b) <= 0.5 for a, b, c in steps), out[-600:])
+code, out = run_direct(slow, tty=True, env=batch_env)
+rewrites = out.count("\r\x1b[K")
+check("--progress auto on a terminal: one line rewritten in place (\\r, erase line), cleared before the epoch line",
+      code == 0 and rewrites >= 3 and "progress: " not in out and re.search(r"\r\x1b\[Kepoch\s+1", out) is not None,
+      repr(out[-400:]))
+code, out = run_direct(slow + ["--log-every-seconds", "0.2"], tty=True, env={"SLURM_JOB_ID": "12345"})
+check("--progress auto on a terminal under SLURM: plain lines, nothing rewritten",
+      code == 0 and "\x1b[K" not in out and "progress: epoch 1/2" in out, repr(out[-400:]))
+code, out = run_direct(slow + ["--progress", "off"], tty=True, env=batch_env)
+check("--progress off: no progress output", code == 0 and "ETA" not in out, repr(out[-300:]))
 
 finish()
