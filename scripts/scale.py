@@ -23,7 +23,8 @@ epoch of every run in one CSV, and plots drawn from it.
                       (SLURM_JOB_ID set), else mpirun
   --launcher-args "..."  extra launcher flags, e.g. "--map-by ppr:2:node"
   --nn-dist PATH      the binary (default: $NN_DIST, else build/nn_dist of
-                      this checkout, else nn_dist on PATH)
+                      this checkout, else the installed one beside this
+                      script, else nn_dist on PATH)
   --run-timeout S     stop a run after S seconds (recorded as exit code 124)
   --no-plots          only runs.csv (plot later with `scale.py plot DIR`)
 
@@ -153,8 +154,9 @@ def local_cores():
 
 
 def find_nn_dist(given):
+    # The checkout's build, or the bin/ of the prefix this script is installed in (share/nn_dist/scripts).
     candidates = [given] if given else [os.environ.get("NN_DIST"), os.path.join(ROOT, "build", "nn_dist"),
-                                        shutil.which("nn_dist")]
+                                        os.path.join(ROOT, "..", "..", "bin", "nn_dist"), shutil.which("nn_dist")]
     for c in candidates:
         if c and os.path.isfile(c) and os.access(c, os.X_OK):
             return os.path.abspath(c)
@@ -683,11 +685,42 @@ def by_series(summary, field):
 MARKERS = "osD^v<>p"
 
 
-def plot_throughput(plt, summary, note, path):
+def plot_throughput_vs_batch(plt, summary, note, path):
+    """A global-batch sweep at one rank count: samples/s against the global batch."""
+    from matplotlib.ticker import EngFormatter, FixedLocator, NullLocator
     fig, ax = plt.subplots(figsize=(7.5, 5), constrained_layout=True)
+    ranks = summary[0]["ranks"]
+    batches = sorted({s["global_batch"] for s in summary})
+    for i, mode in enumerate(sorted({s["mode"] for s in summary})):
+        pts = sorted((s for s in summary if s["mode"] == mode and s["samples_per_sec"][0]),
+                     key=lambda s: s["global_batch"])
+        draw_points(ax, [p["global_batch"] for p in pts], [p["samples_per_sec"] for p in pts],
+                    [p["oversubscribed"] for p in pts], marker=MARKERS[i % len(MARKERS)], label=mode)
+    if max(batches) / min(batches) >= 4:
+        ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(batches))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([str(b) for b in batches])
+    ax.set_xlabel(f"global batch (samples per step over {ranks} rank{'s' if ranks > 1 else ''})")
+    ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_formatter(EngFormatter())
+    ax.set_ylabel("training samples/s over all ranks")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"Throughput vs global batch at {ranks} rank{'s' if ranks > 1 else ''} (median, min-max bars)\n{note}",
+                 fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_throughput(plt, summary, note, path):
     ranks = sorted({s["ranks"] for s in summary})
-    shade_oversubscribed(ax, summary, ranks)
+    if len(ranks) == 1:
+        plot_throughput_vs_batch(plt, summary, note, path)
+        return
     from matplotlib.ticker import EngFormatter
+    fig, ax = plt.subplots(figsize=(7.5, 5), constrained_layout=True)
+    shade_oversubscribed(ax, summary, ranks)
     for i, (key, pts) in enumerate(sorted(by_series(summary, "samples_per_sec").items())):
         xs = [p["ranks"] for p in pts]
         color = draw_points(ax, xs, [p["samples_per_sec"] for p in pts], [p["oversubscribed"] for p in pts],
@@ -797,11 +830,14 @@ def plot_loss(plt, runs, summary, note, path):
     series = sorted({k[0] for k in curves})
     cmap = plt.get_cmap("tab10")
     styles = ["-", "--", ":", "-."]
+    # Colours for whichever varies more (rank counts or curves), line styles for the other.
+    by_ranks = len(all_ranks) >= len(series)
     losses = [v for pts in curves.values() for p in pts for v in p[2:]]
     over = {s["ranks"] for s in summary if s["oversubscribed"]}
     for (key, ranks), pts in sorted(curves.items()):
-        color = cmap(all_ranks.index(ranks) % 10)
-        style = styles[series.index(key) % len(styles)]
+        ri, si = all_ranks.index(ranks), series.index(key)
+        color = cmap((ri if by_ranks else si) % 10)
+        style = styles[(si if by_ranks else ri) % len(styles)]
         label = f"{series_label(key)}, {ranks} rank{'s' if ranks > 1 else ''}"
         label += " (oversub.)" if ranks in over else ""
         for ax, xi in ((a1, 0), (a2, 1)):
@@ -837,7 +873,8 @@ def plot_time_to_accuracy(plt, summary, target, acc_key, note, path):
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(max(7.5, 1.2 * len(ranks) * len(series) + 2), 5), constrained_layout=True)
     cmap = plt.get_cmap("tab10")
-    top = max([s["time_to_target"][2] or 0 for s in summary] + [s["total_wall"][0] or 0 for s in summary] + [1e-9])
+    top = max([(s["time_to_target"][2] if s["time_to_target"][0] is not None else s["total_wall"][0]) or 0
+               for s in summary] + [1e-9])
     for j, key in enumerate(series):
         color = cmap(j % 10)
         for s in summary:
@@ -907,25 +944,32 @@ def plot_dir(out, target=None):
         say(f"no plots ({e}); draw them on a machine with matplotlib: scripts/scale.py plot {out}")
         return 1
     note = machine_note(summary)
-    drawn = []
+    skipped = {}  # plot -> why not
     if any(s["samples_per_sec"][0] for s in summary):
         plot_throughput(plt, summary, note, os.path.join(out, "throughput.png"))
-        plot_efficiency(plt, summary, note, os.path.join(out, "efficiency.png"))
-        drawn += ["throughput.png", "efficiency.png"]
+        if len({s["ranks"] for s in summary}) > 1:
+            plot_efficiency(plt, summary, note, os.path.join(out, "efficiency.png"))
+        else:
+            skipped["efficiency.png"] = "one rank count"
+    else:
+        skipped["throughput.png"] = skipped["efficiency.png"] = "no run succeeded"
     if any(s["step_ms"][0] is not None for s in summary):
         plot_breakdown(plt, summary, note, os.path.join(out, "breakdown.png"))
-        drawn.append("breakdown.png")
+    else:
+        skipped["breakdown.png"] = "no BENCH_JSON line in any run"
     if any(r["epochs"] and r["exit_code"] == 0 for r in runs):
         plot_loss(plt, runs, summary, note, os.path.join(out, "loss.png"))
-        drawn.append("loss.png")
-    has_accuracy = any(e[acc_key] is not None for r in runs for e in r["epochs"])
-    if target is not None and has_accuracy:
+    else:
+        skipped["loss.png"] = "no successful run wrote an epoch"
+    if target is None:
+        skipped["time_to_accuracy.png"] = "no --target-accuracy"
+    elif not any(e[acc_key] is not None for r in runs for e in r["epochs"]):
+        skipped["time_to_accuracy.png"] = "no accuracy in the metrics (regression?)"
+    else:
         plot_time_to_accuracy(plt, summary, target, acc_key, note, os.path.join(out, "time_to_accuracy.png"))
-        drawn.append("time_to_accuracy.png")
-    missing = [p for p in PLOTS if p not in drawn]
+    drawn = [p for p in PLOTS if p not in skipped]
     say(f"plots in {out}/: {', '.join(drawn) or 'none'}" +
-        (f"; not drawn (no data for them{', or no --target-accuracy' if target is None else ''}): "
-         f"{', '.join(missing)}" if missing else ""))
+        "".join(f"; no {p} ({why})" for p, why in skipped.items()))
     return 0
 
 

@@ -7,7 +7,7 @@
     parallel efficiency and time to target recomputed here from runs.csv;
     every plot a PNG that decodes;
   - `scale.py plot DIR` re-draws from runs.csv (an unreachable target: marked
-    never reached);
+    never reached); a global-batch sweep at one rank count;
   - failures: a run that fails (more ranks than samples) is recorded with exit
     code 2 and its log, the next run still happens, scale.py exits 1; an
     unknown nn_dist flag likewise; flags scale.py refuses exit 2 before any run.
@@ -148,6 +148,16 @@ check("plot DIR: time_to_accuracy.png drawn again for the new target",
 _, summary = rows_of("sweep/summary.csv")
 check("plot DIR: unreachable target: 0/2 reached everywhere", all(s["reached"] == "0/2" for s in summary))
 check("plot DIR: the table says not reached", p.stdout.count("not reached") == 6, p.stdout)
+
+# ---- a global-batch sweep at one rank count: throughput against the global batch, no efficiency
+code, out, err = scale("--mode", "strong", "--ranks", "2", "--global-batch", "8,16", "--out", "batches", "--",
+                       *train)
+_, rows = rows_of("batches/runs.csv")
+check("global-batch sweep: 2 runs x 2 epochs at 2 ranks", code == 0 and len(rows) == 4 and
+      sorted({(r["global_batch"], r["batch_per_rank"]) for r in rows}) == [("16", "8"), ("8", "4")], err[-1000:])
+check("global-batch sweep: throughput.png, and no efficiency.png (one rank count)",
+      png_ok("batches/throughput.png") and not os.path.exists("batches/efficiency.png") and
+      "no efficiency.png (one rank count)" in err, err[-600:])
 
 # ---- a run that fails, and the next one still runs
 code, out, err = scale("--ranks", "3,1", "--out", "fail", "--", "--data", "two.h5", "--epochs", "1")
