@@ -437,10 +437,10 @@ def sweep(argv):
         cmd = launcher_command(a.launcher, run["ranks"], a.cores, extra) + nn
         try:
             code, seconds = run_one(cmd, os.path.join(a.out, log_rel), a.run_timeout)
-        except (Stop, KeyboardInterrupt):
+        except (Stop, KeyboardInterrupt) as e:
             say(f"interrupted during run {k}; {csv_path} holds the {k - 1} finished run(s) "
                 f"(scale.py plot {a.out} draws them)")
-            return 130
+            return 128 + (signal.SIGTERM if isinstance(e, Stop) else signal.SIGINT)
         done_seconds.append(seconds)
         bench = read_bench(os.path.join(a.out, log_rel))
         rows = run_rows(run, bench, read_metrics(metrics_path), seconds, code, a.cores, a.launcher, log_rel)
