@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Installs what nn_dist needs from Debian's archive. Idempotent: when every
 # package is already present it does nothing (no apt-get update, no network).
-# Usage: scripts/install_deps.sh [--bench]   (--bench adds plotting and timing tools)
-# PyTorch and h5py are always installed: a test compares nn_dist with PyTorch step for step.
+# Usage: scripts/install_deps.sh [--bench]   (--bench adds timing tools)
+# PyTorch and h5py are always installed: a test compares nn_dist with PyTorch step for step;
+# matplotlib too: scripts/scale.py draws its plots with it, and a test checks them.
 # qemu-user runs the binary on an emulated CPU without AVX-512 (the portable-build test);
 # iproute2 and util-linux make the emulated hosts (network namespaces); SLURM and munge
 # run a private scheduler on them for the batch-script tests (no service is started).
 set -euo pipefail
 
 packages=(build-essential cmake openmpi-bin libopenmpi-dev libeigen3-dev libhdf5-dev hdf5-tools
-          libboost-program-options-dev libgtest-dev python3-h5py python3-numpy python3-torch
+          libboost-program-options-dev libgtest-dev python3-h5py python3-numpy python3-torch python3-matplotlib
           libopenblas0-pthread qemu-user iproute2 util-linux slurmctld slurmd slurm-client munge)
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(python3-matplotlib hyperfine)
+  packages+=(hyperfine)
 fi
 
 missing=()

@@ -12,7 +12,9 @@
 #      --batch to the script) checkpoints, exits 75, requeues itself, resumes,
 #      and ends with the bits of an uninterrupted job;
 #   5. a job with a bad flag: state FAILED, exit code 2, one error line;
-#   6. sweep.sbatch at 1, 2 and 4 ranks: a metrics CSV and a profile line each.
+#   6. sweep.sbatch (scripts/scale.py through srun): weak at 1, 2 and 4 ranks
+#      with nn_dist's arguments only, strong at 2 and 4 with scale.py's
+#      options: runs.csv rows with profiles, and the plots.
 # Each job is waited for by polling scontrol (COMPLETED and ExitCode 0:0).
 # Every daemon is stopped by PID and every namespace removed on exit.
 # Usage: slurm_test.sh BUILD_DIR. Exit 77 only without root or namespaces.
@@ -176,13 +178,31 @@ wait_job "$jid"
 check "bad flag: FAILED with exit code 2" test "$state $exitcode" = "FAILED 2:0"
 check "bad flag: one error line" test "$(grep -c 'nn_dist: error: --epochs' "$WORK/job-$jid.out")" -eq 1
 
+# runs.csv as "mode ranks global_batch batch_per_rank exit_code launcher has_profile" lines, one per row.
+runs_csv() {
+  /usr/bin/python3 -c 'import csv, sys
+for r in csv.DictReader(open(sys.argv[1])):
+    print(r["mode"], r["ranks"], r["global_batch"], r["batch_per_rank"], r["exit_code"], r["launcher"],
+          int(bool(r["step_ms"])))' "$1" 2>&1
+}
+# Only nn_dist's arguments (no --): weak scaling at their --batch-size, with NN_SWEEP_RANKS and NN_SWEEP_OUT.
 NN_SWEEP_RANKS="1 2 4" NN_SWEEP_OUT="$WORK/sweep" submit -N 2 --ntasks-per-node 2 "$ROOT/cluster/sweep.sbatch" \
   "${train[@]}" --epochs 1 --max-steps 30 --warmup-steps 5
 wait_job "$jid"
 check "sweep: COMPLETED 0:0" test "$state $exitcode" = "COMPLETED 0:0"
-check "sweep: a metrics CSV per rank count" test -f "$WORK/sweep/metrics-1.csv" -a -f "$WORK/sweep/metrics-2.csv" -a -f "$WORK/sweep/metrics-4.csv"
-check "sweep: three profile lines" test "$(grep -c samples_per_sec "$WORK/sweep/sweep.jsonl" 2>/dev/null)" -eq 3
-[[ $state == COMPLETED ]] || { out; cat "$WORK"/sweep/run-*.log; }
+check "sweep: runs.csv, weak at 1, 2 and 4 ranks through srun, with profiles" \
+  test "$(runs_csv "$WORK/sweep/runs.csv")" = $'weak 1 25 25 0 srun 1\nweak 2 50 25 0 srun 1\nweak 4 100 25 0 srun 1'
+check "sweep: the plots" test -s "$WORK/sweep/throughput.png" -a -s "$WORK/sweep/efficiency.png" \
+  -a -s "$WORK/sweep/breakdown.png" -a -s "$WORK/sweep/loss.png"
+[[ $state == COMPLETED ]] || { out; cat "$WORK"/sweep/runs/*.log; }
+# scale.py's options before --: strong scaling.
+submit -N 2 --ntasks-per-node 2 "$ROOT/cluster/sweep.sbatch" --mode strong --ranks 2,4 --global-batch 100 \
+  --out "$WORK/strong" -- --data "$WORK/d.h5" --hidden 16 --epochs 1 --max-steps 30 --warmup-steps 5
+wait_job "$jid"
+check "strong sweep: COMPLETED 0:0" test "$state $exitcode" = "COMPLETED 0:0"
+check "strong sweep: global batch 100 at 2 and 4 ranks" \
+  test "$(runs_csv "$WORK/strong/runs.csv")" = $'strong 2 100 50 0 srun 1\nstrong 4 100 25 0 srun 1'
+[[ $state == COMPLETED ]] || { out; cat "$WORK"/strong/runs/*.log; }
 
 echo "$failures failed ($((SECONDS - start)) s)"
 [[ $failures -eq 0 ]]
