@@ -1,7 +1,8 @@
 // nn_allreduce_bench: the latency and bandwidth of summing a float buffer over
 // the ranks (like nccl-tests' all_reduce_perf and OSU's osu_allreduce), for
 // Open MPI's allreduce called directly and for each of nn_dist's gradient sums
-// driven as the trainer drives them, so the numbers predict the trainer's sum.
+// driven as the trainer drives them, so the times are those of the trainer's
+// sum itself (without the wait for slower ranks' backprop, or the overlap).
 #include <boost/program_options.hpp>
 
 #include <algorithm>
