@@ -8,12 +8,10 @@
 #include <climits>
 #include <cmath>
 #include <cstdio>
-#include <exception>
-#include <sstream>
 #include <string>
 #include <vector>
 
-#include "nn_dist/cli/tool_options.hpp"
+#include "nn_dist/cli/mpi_tool.hpp"
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/eval/metrics.hpp"
@@ -23,7 +21,6 @@
 #include "nn_dist/io/predictions.hpp"
 #include "nn_dist/model/mlp.hpp"
 #include "nn_dist/parallel/comm.hpp"
-#include "nn_dist/parallel/watchdog.hpp"
 
 namespace po = boost::program_options;
 using namespace nn_dist;
@@ -48,20 +45,11 @@ bool parse(int argc, char** argv, Options* o, std::string* help) {
       ("y-dataset", po::value(&o->y_name)->default_value(o->y_name), "name of the label/target dataset")
       ("predictions", po::value(&o->predictions), "write each sample's outputs here (HDF5), in file order")
       ("json", po::bool_switch(&o->json), "print the results as one JSON object")
-      ("batch", po::value(&o->batch)->default_value(o->batch), "samples per forward pass")
-      ("collective-timeout", po::value(&o->timeout)->default_value(o->timeout),
-       "seconds a rank waits for the others before it aborts the job");
-  const po::variables_map vm = parse_tool_options(argc, argv, desc);
-  if (vm.count("help")) {
-    std::ostringstream s;
-    s << desc;
-    *help = s.str();
-    return false;
-  }
+      ("batch", po::value(&o->batch)->default_value(o->batch), "samples per forward pass");
+  if (!parse_mpi_tool_options(argc, argv, &desc, &o->timeout, help)) return false;
   if (o->model.empty()) throw Error("--model: required (a checkpoint written by nn_dist)");
   if (o->data.empty()) throw Error("--data: required (the data to evaluate on)");
   if (!(o->batch > 0 && o->batch <= 1 << 20)) throw Error("--batch: must be 1 to 1048576");
-  if (!(o->timeout > 0 && o->timeout <= 1e6)) throw Error("--collective-timeout: must be in (0, 1000000]");
   return true;
 }
 
@@ -349,26 +337,4 @@ int run(const Communicator& comm, const Options& o) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  MpiSession mpi(&argc, &argv);
-  Communicator comm;
-  try {
-    Options o;
-    std::string help;
-    bool go = true;
-    comm.agreed([&] { go = parse(argc, argv, &o, &help); });
-    if (!go) {
-      if (comm.root()) std::printf("%s", help.c_str());
-      return 0;
-    }
-    watchdog::set_timeout(o.timeout);
-    return run(comm, o);
-  } catch (const AgreedError& e) {
-    if (comm.root()) std::fprintf(stderr, "nn_eval: error: %s\n", printable(e.what(), 1000).c_str());
-    return kUsageExitCode;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "nn_eval: error on rank %d: %s\n", comm.rank(), printable(e.what(), 1000).c_str());
-    std::fflush(stderr);
-    comm.abort(kUsageExitCode);
-  }
-}
+int main(int argc, char** argv) { return mpi_tool_main<Options>("nn_eval", &argc, &argv, parse, run); }

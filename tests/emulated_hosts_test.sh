@@ -78,6 +78,24 @@ check "2 + 1: trained" test "$rc" -eq 0
 check "2 + 1: unequal nodes use Open MPI's allreduce and say so" \
   grep -q "gradient sum: mpi (nodes of 1 to 2 ranks, chosen by --allreduce auto)" "$WORK/out"
 
+# nn_allreduce_bench across hosts: 2 nodes counted; shared memory skipped with a note (2 x 2), and
+# the hierarchical sum too on unequal nodes (2 + 1); every other path measured (and its sums checked).
+for layout in "nnt1:2,nnt2:2 4 nn-shared" "nnt1:2,nnt2:1 3 nn-shared,nn-hierarchical"; do
+  set -- $layout
+  on_hosts "$1" "$2" "$BUILD/nn_allreduce_bench" --max-bytes 16K --factor 16 --min-seconds 0.01 --csv "$WORK/bench.csv"
+  check "nn_allreduce_bench on $1: exit 0" test "$rc" -eq 0
+  check "nn_allreduce_bench on $1: $3 skipped with a note, the others measured on 2 nodes" \
+    /usr/bin/python3 - "$WORK/bench.csv" "$WORK/out" "$3" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+out, skipped = open(sys.argv[2]).read(), sys.argv[3].split(",")
+paths = {"mpi", "impi", "nn-shared", "nn-hierarchical", "nn-ring", "nn-mpi"} - set(skipped)
+sys.exit(0 if {r["path"] for r in rows} == paths and len(rows) == 4 * len(paths) and
+         all(r["nodes"] == "2" for r in rows) and all(f"# note: skipping {p}: " in out for p in skipped) else 1)
+PY
+  [[ $rc -eq 0 ]] || tail -20 "$WORK/out"
+done
+
 # NaN in the last sample: only rank 3, on the second host, reads it.
 /usr/bin/python3 - "$WORK/d.h5" "$WORK/nan.h5" <<'PY'
 import sys, h5py

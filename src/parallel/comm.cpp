@@ -53,6 +53,27 @@ void Communicator::sum(double* data, int count) const {
   MPI_Allreduce(MPI_IN_PLACE, data, count, MPI_DOUBLE, MPI_SUM, mpi_comm(*this));
 }
 
+void Communicator::sum(float* data, std::size_t count) const {
+  watchdog::Wait wait(nullptr);
+  for_each_mpi_chunk(0, count, [&](std::size_t offset, int chunk) {
+    MPI_Allreduce(MPI_IN_PLACE, data + offset, chunk, MPI_FLOAT, MPI_SUM, mpi_comm(*this));
+  });
+}
+
+void Communicator::sum_via_iallreduce(float* data, std::size_t count) const {
+  watchdog::Wait wait(nullptr);
+  for_each_mpi_chunk(0, count, [&](std::size_t offset, int chunk) {
+    MPI_Request request = MPI_REQUEST_NULL;
+    MPI_Iallreduce(MPI_IN_PLACE, data + offset, chunk, MPI_FLOAT, MPI_SUM, mpi_comm(*this), &request);
+    MPI_Wait(&request, MPI_STATUS_IGNORE);
+  });
+}
+
+void Communicator::max(double* data, int count) const {
+  watchdog::Wait wait(nullptr);
+  MPI_Allreduce(MPI_IN_PLACE, data, count, MPI_DOUBLE, MPI_MAX, mpi_comm(*this));
+}
+
 long Communicator::max(long value) const {
   watchdog::Wait wait(nullptr);
   long out = value;
@@ -69,11 +90,9 @@ long Communicator::min(long value) const {
 
 void Communicator::broadcast(float* data, std::size_t count, int root) const {
   watchdog::Wait wait(nullptr);
-  for (std::size_t done = 0; done < count;) {  // MPI counts are int
-    const int chunk = static_cast<int>(std::min<std::size_t>(count - done, INT_MAX / 2));
-    MPI_Bcast(data + done, chunk, MPI_FLOAT, root, mpi_comm(*this));
-    done += chunk;
-  }
+  for_each_mpi_chunk(0, count, [&](std::size_t offset, int chunk) {
+    MPI_Bcast(data + offset, chunk, MPI_FLOAT, root, mpi_comm(*this));
+  });
 }
 
 void Communicator::broadcast(int64_t* data, int count, int root) const {

@@ -16,10 +16,15 @@ class Error : public std::runtime_error {
 };
 
 // An Error that every rank throws at the same point, so the job can end
-// cleanly (MPI_Finalize) instead of aborting.
+// cleanly (MPI_Finalize) instead of aborting, every rank with exit_code().
 class AgreedError : public Error {
  public:
-  explicit AgreedError(const std::string& message) : Error(message) {}
+  explicit AgreedError(const std::string& message, int exit_code = kUsageExitCode)
+      : Error(message), exit_code_(exit_code) {}
+  int exit_code() const { return exit_code_; }
+
+ private:
+  int exit_code_;
 };
 
 }  // namespace nn_dist

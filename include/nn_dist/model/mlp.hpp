@@ -14,6 +14,9 @@
 
 namespace nn_dist {
 
+// The most elements one gradient piece holds unless the Mlp is told otherwise.
+constexpr std::size_t kGradientPieceElements = 1 << 16;
+
 // A contiguous range [begin, end) of the flat gradient buffer that backward()
 // finishes in one go. Pieces are listed in the order backward() finishes them
 // (last layer first, each tensor from its end), so they tile the buffer from
@@ -36,7 +39,7 @@ class Mlp {
  public:
   // piece_elements: the most elements one gradient piece may hold (weights
   // are cut between columns; a column is never split).
-  Mlp(Layout layout, Activation hidden, Loss loss, long max_batch, std::size_t piece_elements = 1 << 16);
+  Mlp(Layout layout, Activation hidden, Loss loss, long max_batch, std::size_t piece_elements = kGradientPieceElements);
 
   const Layout& layout() const { return layout_; }
   Activation activation() const { return hidden_; }

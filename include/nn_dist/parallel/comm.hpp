@@ -49,6 +49,12 @@ class Communicator {
   }
 
   void sum(double* data, int count) const;
+  // Every rank's floats summed in place, by Open MPI's MPI_Allreduce, or by
+  // MPI_Iallreduce then MPI_Wait (for nn_allreduce_bench; the gradient goes
+  // through GradientSync).
+  void sum(float* data, std::size_t count) const;
+  void sum_via_iallreduce(float* data, std::size_t count) const;
+  void max(double* data, int count) const;  // element-wise, in place
   long max(long value) const;
   long min(long value) const;
   void broadcast(float* data, std::size_t count, int root = 0) const;

@@ -22,11 +22,7 @@ class MpiSum : public GradientSync {
   const float* finish_slice(std::size_t, std::size_t* begin, std::size_t* end, const float** second) override {
     *second = nullptr;
     if (mode_ == AllreduceMode::kMpi) {
-      for (std::size_t done = 0; done < size_;) {  // MPI counts are int
-        const int chunk = static_cast<int>(std::min<std::size_t>(size_ - done, INT_MAX / 2));
-        MPI_Allreduce(MPI_IN_PLACE, sums_ + done, chunk, MPI_FLOAT, MPI_SUM, mpi_comm(comm_));
-        done += static_cast<std::size_t>(chunk);
-      }
+      comm_.sum(sums_, size_);
     }
     *begin = 0;  // kNone: this rank's own gradient is the "sum"
     *end = size_;

@@ -240,11 +240,9 @@ class SharedSum : public GradientSync {
           for (std::size_t j = *begin; j < *end; ++j) out[j] += in[j];
         }
       }
-      for (std::size_t done = *begin; done < *end;) {  // MPI counts are int
-        const int chunk = static_cast<int>(std::min<std::size_t>(*end - done, INT_MAX / 2));
-        MPI_Allreduce(MPI_IN_PLACE, out + done, chunk, MPI_FLOAT, MPI_SUM, w_.across);
-        done += static_cast<std::size_t>(chunk);
-      }
+      for_each_mpi_chunk(*begin, *end, [&](std::size_t offset, int chunk) {
+        MPI_Allreduce(MPI_IN_PLACE, out + offset, chunk, MPI_FLOAT, MPI_SUM, w_.across);
+      });
       return out;
     }
       default:
