@@ -36,6 +36,7 @@ using Clock = std::chrono::steady_clock;
 // New columns go at the end: scripts cut the others by position.
 constexpr const char* kMetricsHeader =
     "epoch,train_loss,train_accuracy,val_loss,val_accuracy,samples_per_sec,epoch_seconds,lr";
+
 double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
