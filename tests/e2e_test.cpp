@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "e2e_util.hpp"
+#include "nn_dist/io/checkpoint.hpp"
 #include "nn_dist/io/dataset.hpp"
 
 namespace nn_dist::e2e {
@@ -198,6 +200,23 @@ std::vector<BadCase> bad_cases() {
       flag_case("UnknownAllreduce", {"--allreduce", "fast"}, {"--allreduce", "fast"}),
       // Every case runs with --checkpoint: the benchmark mode refuses it.
       flag_case("AllreduceNoneWithCheckpoint", {"--allreduce", "none"}, {"--allreduce none", "--checkpoint"}),
+      flag_case("LrScheduleUnknown", {"--lr-schedule", "exponential"}, {"--lr-schedule", "exponential"}, true),
+      flag_case("LrScalingUnknown", {"--lr-scaling", "cubic"}, {"--lr-scaling", "cubic"}),
+      flag_case("WarmupEpochsNegative", {"--warmup-epochs", "-0.5"}, {"--warmup-epochs", "not below 0", "-0.5"}),
+      flag_case("WarmupEpochsNotBelowEpochs", {"--warmup-epochs", "1"}, {"--warmup-epochs 1", "below --epochs 1"}),
+      flag_case("StepScheduleWithoutDecayEpochs", {"--lr-schedule", "step"}, {"--lr-schedule step", "--lr-decay-epochs"},
+                true),
+      flag_case("DecayEpochsNotIncreasing", {"--lr-schedule", "step", "--lr-decay-epochs", "30,60,45"},
+                {"--lr-decay-epochs 30,60,45", "increase"}),
+      flag_case("DecayEpochsNotNumbers", {"--lr-schedule", "step", "--lr-decay-epochs", "30,x"},
+                {"--lr-decay-epochs", "'x'", "not a number"}),
+      flag_case("DecayEpochsWithoutStepSchedule", {"--lr-decay-epochs", "30"}, {"--lr-decay-epochs", "--lr-schedule step"}),
+      flag_case("DecayFactorAboveOne", {"--lr-schedule", "step", "--lr-decay-epochs", "1", "--lr-decay-factor", "2"},
+                {"--lr-decay-factor", "at most 1"}),
+      flag_case("ReferenceBatchWithoutScaling", {"--lr-reference-batch", "512"}, {"--lr-reference-batch", "--lr-scaling"}),
+      // Found after the global batch is known, by every rank: an agreed error.
+      flag_case("LrMinAboveThePeak", {"--lr-schedule", "cosine", "--lr-min", "0.5"}, {"--lr-min 0.5", "peak lr 0.05"},
+                true),
   };
   for (const std::string flag : {"--init", "--resume"}) {
     const std::string tag = flag == "--init" ? "Init" : "Resume";
@@ -305,12 +324,13 @@ TEST_F(E2eTest, HelpExitsZeroAndListsEveryOptionWithItsDefault) {
   const std::vector<std::string> with_default{
       "x-dataset", "y-dataset", "hidden", "activation", "loss", "epochs", "batch-size", "global-batch-size",
       "optimizer", "lr", "momentum", "weight-decay", "beta1", "beta2", "eps", "seed", "checkpoint-every",
-      "threads", "bucket-mb", "overlap", "allreduce", "max-steps", "warmup-steps"};
+      "threads", "bucket-mb", "overlap", "allreduce", "max-steps", "warmup-steps", "lr-schedule", "lr-decay-factor",
+      "lr-min", "warmup-epochs", "lr-scaling", "lr-reference-batch"};
   for (const std::string& name : with_default) {
     EXPECT_TRUE(contains(r.out, "--" + name + " arg (=")) << "--" << name << " or its default missing\n" << r.out;
   }
   for (const std::string name : {"data", "val", "init", "checkpoint", "resume", "metrics", "config", "no-shuffle",
-                                 "quiet", "profile", "help"}) {
+                                 "quiet", "profile", "help", "lr-decay-epochs"}) {
     EXPECT_TRUE(contains(r.out, "--" + name + " ")) << "--" << name << " missing\n" << r.out;
   }
   EXPECT_TRUE(contains(r.out, "--hidden arg (=128,64)")) << r.out;
@@ -364,6 +384,14 @@ TEST_F(E2eTest, ConfigFileIsReadAndTheCommandLineWins) {
   EXPECT_TRUE(contains(r.out, "layers 2-8-3")) << "hidden = 8 from the file was not used\n" << describe(r);
 }
 
+std::vector<std::string> cells_of(const std::string& row) {
+  std::vector<std::string> cells;
+  std::istringstream in(row);
+  for (std::string cell; std::getline(in, cell, ',');) cells.push_back(cell);
+  if (!row.empty() && row.back() == ',') cells.push_back("");
+  return cells;
+}
+
 TEST_F(E2eTest, MetricsCsvHasTheHeaderAndOneRowPerEpoch) {
   const std::string csv = path("metrics.csv");
   const RunResult r = run_nn_dist(dir_, 2, {"--data", shared().train, "--val", shared().val, "--hidden", "8",
@@ -371,12 +399,12 @@ TEST_F(E2eTest, MetricsCsvHasTheHeaderAndOneRowPerEpoch) {
   expect_success(r);
   const std::vector<std::string> rows = lines_of(file_bytes(csv));
   ASSERT_EQ(rows.size(), 4u) << file_bytes(csv);
-  EXPECT_EQ(rows[0], "epoch,train_loss,train_accuracy,val_loss,val_accuracy,samples_per_sec,epoch_seconds");
+  // New columns go at the end (scripts cut the others by position).
+  EXPECT_EQ(rows[0], "epoch,train_loss,train_accuracy,val_loss,val_accuracy,samples_per_sec,epoch_seconds,lr");
   for (int e = 1; e <= 3; ++e) {
-    std::vector<std::string> cells;
-    std::istringstream in(rows[e]);
-    for (std::string cell; std::getline(in, cell, ',');) cells.push_back(cell);
-    ASSERT_EQ(cells.size(), 7u) << rows[e];
+    const std::vector<std::string> cells = cells_of(rows[e]);
+    ASSERT_EQ(cells.size(), 8u) << rows[e];
+    EXPECT_EQ(cells[7], "0.05") << "the default --lr, constant";
     EXPECT_EQ(cells[0], std::to_string(e));
     for (int column : {2, 4}) {
       const double accuracy = std::atof(cells[column].c_str());
@@ -594,6 +622,103 @@ TEST_F(E2eTest, CheckpointDirKeepsTheNewestAndResumeAutoContinuesFromThem) {
   ASSERT_EQ(resumed.size(), 2u);
   EXPECT_EQ(resumed[0], whole[3]);
   EXPECT_EQ(resumed[1], whole[4]);
+}
+
+// ---- learning-rate schedules
+
+// What --resume reads from a checkpoint of an SGD run with momentum.
+struct SavedRun {
+  FlatBuffer params, momentum;
+  TrainingState state;
+};
+
+SavedRun read_saved(const std::string& path, const std::vector<long>& sizes) {
+  const Layout layout(sizes);
+  SavedRun saved;
+  saved.params.resize(layout.total());
+  read_checkpoint_params(path, path, layout, saved.params.data());
+  OptimizerOptions options;
+  options.momentum = 0.9;
+  Optimizer optimizer(options, layout.total());
+  saved.state = read_checkpoint_state(path, path, layout, optimizer);
+  saved.momentum.assign(optimizer.state()[0], optimizer.state()[0] + layout.total());
+  return saved;
+}
+
+bool same_bits(const FlatBuffer& a, const FlatBuffer& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+TEST_F(E2eTest, ScheduledRunResumedMidEpochEndsWithTheUninterruptedRunsBits) {
+  // 400 samples on 2 ranks, batch 32: 7 steps per epoch, global batch 64, so
+  // the peak lr is 0.02 x 64/16 = 0.08; warmup until step 10.5, then cosine.
+  const std::vector<std::string> common{"--data", shared().train, "--hidden", "8", "--epochs", "4", "--lr", "0.02",
+                                        "--momentum", "0.9", "--lr-schedule", "cosine", "--warmup-epochs", "1.5",
+                                        "--lr-scaling", "linear", "--lr-reference-batch", "16"};
+  const auto with = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), common.begin(), common.end());
+    return more;
+  };
+  const RunResult straight = run_nn_dist(dir_, 2, with({"--checkpoint", path("straight.h5"), "--metrics", path("straight.csv")}));
+  expect_success(straight);
+  EXPECT_EQ(lines_containing(straight.out, "nn_dist: learning rate: peak lr 0.08 (--lr 0.02 x 64/16, linear scaling)").size(), 1u)
+      << describe(straight);
+  const SavedRun whole = read_saved(path("straight.h5"), {2, 8, 3});
+  ASSERT_EQ(whole.state.global_step, 28);
+  // The flags, as /training records them.
+  ASSERT_TRUE(whole.state.has_schedule);
+  EXPECT_EQ(whole.state.schedule.schedule, LrSchedule::kCosine);
+  EXPECT_EQ(whole.state.schedule.warmup_epochs, 1.5);
+  EXPECT_EQ(whole.state.schedule.scaling, LrScaling::kLinear);
+  EXPECT_EQ(whole.state.schedule.reference_batch, 16);
+  EXPECT_EQ(whole.state.schedule.epochs, 4);
+  EXPECT_EQ(whole.state.schedule.lr_min, 0.0);
+  EXPECT_EQ(whole.state.lr, 0.02);
+  EXPECT_DOUBLE_EQ(whole.state.lr_peak, 0.08);
+  EXPECT_EQ(whole.state.global_batch, 64);
+
+  // The same run, checkpointing every 5 steps: step 10 is in epoch 2 (in the
+  // warmup), step 20 in epoch 3 (in the cosine); both mid-epoch.
+  const RunResult stepped = run_nn_dist(
+      dir_, 2, with({"--checkpoint-dir", path("ck"), "--checkpoint-every-steps", "5", "--keep-checkpoints", "100"}));
+  expect_success(stepped);
+  const std::vector<std::string> straight_rows = lines_of(file_bytes(path("straight.csv")));
+  ASSERT_EQ(straight_rows.size(), 5u);
+  for (const std::string step : {"10", "20"}) {
+    SCOPED_TRACE("resumed from step " + step);
+    const std::string from = path("ck/ckpt-00000000" + step + ".h5");
+    ASSERT_GT(read_saved(from, {2, 8, 3}).state.epoch_step, 0) << from << " is not a mid-epoch checkpoint";
+    const std::string out = path("resumed" + step + ".h5"), csv = path("resumed" + step + ".csv");
+    const RunResult resumed = run_nn_dist(dir_, 2, with({"--resume", from, "--checkpoint", out, "--metrics", csv}));
+    expect_success(resumed);
+    EXPECT_FALSE(contains(resumed.out, "differs")) << describe(resumed);
+    const SavedRun end = read_saved(out, {2, 8, 3});
+    EXPECT_TRUE(same_bits(end.params, whole.params)) << "the parameters differ from the uninterrupted run's";
+    EXPECT_TRUE(same_bits(end.momentum, whole.momentum)) << "the momentum differs from the uninterrupted run's";
+    // Its epochs' rows: the same losses and lr as the uninterrupted run's (timings aside).
+    const std::vector<std::string> rows = lines_of(file_bytes(csv));
+    ASSERT_GE(rows.size(), 3u);
+    for (std::size_t i = 1; i < rows.size(); ++i) {
+      std::vector<std::string> mine = cells_of(rows[i]);
+      ASSERT_EQ(mine.size(), 8u) << rows[i];
+      std::vector<std::string> theirs = cells_of(straight_rows[std::stoul(mine[0])]);
+      for (std::vector<std::string>* cells : {&mine, &theirs}) (*cells)[5] = (*cells)[6] = "";
+      EXPECT_EQ(mine, theirs) << rows[i];
+    }
+  }
+  // The lr column follows the cosine to near 0 (the last step is 27 of 28).
+  const double last_lr = std::atof(cells_of(straight_rows[4])[7].c_str());
+  const double p = (27.0 / 7 - 1.5) / 2.5;
+  EXPECT_NEAR(last_lr, 0.08 * (1 + std::cos(std::acos(-1.0) * p)) / 2, 1e-12);
+
+  // Other flags on --resume: one note naming what changed, then training with them.
+  const RunResult changed =
+      run_nn_dist(dir_, 2, with({"--resume", path("ck/ckpt-0000000020.h5"), "--lr-min", "0.001"}));
+  expect_success(changed);
+  const std::vector<std::string> notes = lines_containing(changed.out, "differs from the checkpoint's");
+  ASSERT_EQ(notes.size(), 1u) << describe(changed);
+  EXPECT_TRUE(contains(notes[0], "(--lr-min 0 -> 0.001)")) << notes[0];
+  EXPECT_EQ(epoch_lines(changed.out).size(), 2u) << describe(changed);
 }
 
 TEST_F(E2eTest, ResumeAutoNeedsSomewhereToLookAndOneKindOfCheckpoint) {

@@ -239,18 +239,8 @@ TEST(CheckpointTest, DatasetFileIsNotACheckpoint) {
 }
 
 
-// The message of the Error that f throws ("" if it throws none).
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool has(const std::string& text, const std::string& word) { return text.find(word) != std::string::npos; }
+using testing::error_of;
+using testing::has;
 
 TEST(FilesTest, OutputsThatNameAnInputAreFoundByIdentityNotByName) {
   namespace fs = std::filesystem;

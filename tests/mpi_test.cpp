@@ -5,8 +5,10 @@
 // and the distributed step allocates nothing.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 
 #include "alloc_counter.hpp"
 #include "nn_dist/parallel/comm.hpp"
@@ -224,6 +226,25 @@ TEST(MpiGradientTest, NoneModeKeepsEachRanksOwnGradient) {
   EXPECT_EQ(std::memcmp(handed.data(), own.data(), handed.size() * sizeof(float)), 0);
 }
 
+// Without shuffling, the global batch of step s: the union of the ranks'
+// local batches of batch_of(r) samples, in rank order. x: (d, count).
+template <typename BatchOf>
+void union_batch(const Data& data, long n, long s, BatchOf batch_of, Matrix<float>* x, std::vector<int32_t>* y) {
+  const int p = comm().size();
+  x->resize(data.x.rows(), 0);
+  y->clear();
+  for (int r = 0; r < p; ++r) {
+    long offset = 0, count = 0;
+    shard_range(n, p, r, &offset, &count);
+    const long b = batch_of(r);
+    for (long j = offset + s * b; j < offset + std::min(count, (s + 1) * b); ++j) {
+      x->conservativeResize(Eigen::NoChange, x->cols() + 1);
+      x->col(x->cols() - 1) = data.x.col(j);
+      y->push_back(static_cast<int32_t>(data.y(0, j)));
+    }
+  }
+}
+
 // Trains `steps` steps on `ranks` ranks without shuffling, with per-rank batch
 // b(r), and checks the parameters against one process stepping through the
 // same global batches: the union of the ranks' local batches.
@@ -251,19 +272,10 @@ void check_against_single_process(long global_batch) {
   Optimizer sgd(c.optimizer, layout.total());
   Mlp<float> mlp(layout, Activation::kRelu, Loss::kSoftmax, n);
   FlatBuffer grad(layout.total(), 0.0f);
+  Matrix<float> xb(d, 0);
+  std::vector<int32_t> yb;
   for (long s = 0; s < steps; ++s) {
-    Matrix<float> xb(d, 0);
-    std::vector<int32_t> yb;
-    for (int r = 0; r < p; ++r) {
-      long offset = 0, count = 0;
-      shard_range(n, p, r, &offset, &count);
-      const long b = batch_of(r);
-      for (long j = offset + s * b; j < offset + std::min(count, (s + 1) * b); ++j) {
-        xb.conservativeResize(Eigen::NoChange, xb.cols() + 1);
-        xb.col(xb.cols() - 1) = data.x.col(j);
-        yb.push_back(static_cast<int32_t>(data.y(0, j)));
-      }
-    }
+    union_batch(data, n, s, batch_of, &xb, &yb);
     if (global_batch > 0) {
       ASSERT_EQ(xb.cols(), global_batch);
     }
@@ -282,6 +294,70 @@ void check_against_single_process(long global_batch) {
 TEST(MpiTrainingTest, NRanksEqualSingleProcessOnTheSameGlobalBatches) { check_against_single_process(0); }
 
 TEST(MpiTrainingTest, GlobalBatchSizeIsSplitOverTheRanks) { check_against_single_process(7); }
+
+// With a schedule (cosine after a fractional warmup, lr scaled with the
+// global batch), every SGD step moves each parameter by lr_at(step) times the
+// mean gradient of that step's global batch, and not by a neighbour's lr.
+TEST(MpiTrainingTest, EachScheduledStepMovesTheParametersByItsLrTimesTheGradient) {
+  SharedDir dir("schedule");
+  const long n = 61, d = 4, b = 3;
+  const Data data = write_data(dir.file("d.h5"), n, d, 13);
+  Config c = base_config(dir.file("d.h5"));
+  c.shuffle = false;  // step s of every epoch trains on the same global batch
+  c.batch_size = b;
+  c.epochs = 3;
+  c.optimizer.lr = 0.4;
+  c.schedule.schedule = LrSchedule::kCosine;
+  c.schedule.epochs = c.epochs;
+  c.schedule.warmup_epochs = 0.5;
+  c.schedule.scaling = LrScaling::kLinear;
+  c.schedule.reference_batch = 4;
+  Trainer trainer(comm(), c);
+  const long spe = trainer.steps_per_epoch();
+  EXPECT_DOUBLE_EQ(trainer.peak_lr(), 0.4 * static_cast<double>(b * comm().size()) / 4);
+
+  const Layout& layout = trainer.layout();
+  Mlp<float> mlp(layout, Activation::kRelu, Loss::kSoftmax, n);
+  FlatBuffer grad(layout.total(), 0.0f);
+  Matrix<float> xb;
+  std::vector<int32_t> yb;
+  for (int64_t e = 0; e < c.epochs; ++e) {
+    trainer.start_epoch(e);
+    for (long s = 0; s < spe; ++s) {
+      const int64_t k = e * spe + s;
+      const FlatBuffer before = trainer.params();
+      ASSERT_TRUE(trainer.train_step(s));
+      const FlatBuffer after = trainer.params();
+      union_batch(data, n, s, [&](int) { return b; }, &xb, &yb);
+      mlp.forward(before.data(), xb.data(), xb.cols());
+      mlp.loss_and_delta(yb.data(), nullptr);
+      mlp.backward(before.data(), xb.data(), grad.data());
+      const float scale = static_cast<float>(1.0 / static_cast<double>(xb.cols()));
+      // Whether after = before - lr * mean gradient, up to float rounding (a
+      // few ulps of the parameter) and the ranks' order of summing (1e-4).
+      const auto moved_by = [&](double lr) {
+        for (std::size_t i = 0; i < layout.total(); ++i) {
+          const float delta = static_cast<float>(lr) * (grad[i] * scale);
+          const float tolerance = 4 * std::numeric_limits<float>::epsilon() * std::abs(before[i]) + 1e-4f * std::abs(delta);
+          if (!(std::abs(after[i] - (before[i] - delta)) <= tolerance)) return false;
+        }
+        return true;
+      };
+      const double lr = lr_at(c.schedule, trainer.peak_lr(), k, spe);
+      EXPECT_TRUE(moved_by(lr)) << "step " << k << ": not moved by lr " << lr;
+      const double next = lr_at(c.schedule, trainer.peak_lr(), k + 1, spe);
+      if (std::abs(next - lr) > 0.01 * lr) {
+        EXPECT_FALSE(moved_by(next)) << "step " << k << ": the test cannot tell lr " << lr << " from " << next;
+      }
+    }
+  }
+  // Closed-form spot checks of the lrs used: the first warmup step, the peak, the last step.
+  const double peak = trainer.peak_lr(), ramp = 0.5 * static_cast<double>(spe);
+  EXPECT_DOUBLE_EQ(lr_at(c.schedule, peak, 0, spe), peak / ramp);
+  const int64_t last = 3 * spe - 1;
+  const double p = (static_cast<double>(last) / static_cast<double>(spe) - 0.5) / 2.5;
+  EXPECT_DOUBLE_EQ(lr_at(c.schedule, peak, last, spe), peak * (1 + std::cos(std::acos(-1.0) * p)) / 2);
+}
 
 TEST(MpiTrainingTest, ParametersAreBitIdenticalOnAllRanksAndAcrossRuns) {
   SharedDir dir("bitwise");
@@ -412,6 +488,9 @@ TEST(MpiAllocationTest, DistributedStepAllocatesNothing) {
     c.optimizer.momentum = 0.9;
     c.bucket_mb = 0.002;
     c.overlap = v.overlap;
+    c.schedule.schedule = LrSchedule::kCosine;  // the step's lr comes from the schedule, allocation-free
+    c.schedule.warmup_epochs = 1.5;
+    c.schedule.epochs = 4;
     Trainer trainer(comm(), c);
     auto epoch = [&](int64_t e) {
       trainer.start_epoch(e);

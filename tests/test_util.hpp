@@ -1,10 +1,12 @@
-// Shared helpers for the tests: random parameters and data for small nets.
+// Shared helpers for the tests: random parameters and data for small nets,
+// error messages, temporary folders.
 #pragma once
 
 #include <filesystem>
 #include <string>
 #include <vector>
 
+#include "nn_dist/common/error.hpp"
 #include "nn_dist/model/init.hpp"
 #include "nn_dist/model/layout.hpp"
 
@@ -21,6 +23,19 @@ void random_params(const Layout& layout, uint64_t seed, double scale, Buffer& pa
     }
   }
 }
+
+// The message of the Error that f throws ("" if it throws none).
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+inline bool has(const std::string& text, const std::string& word) { return text.find(word) != std::string::npos; }
 
 // A fresh folder under the system temp dir.
 inline std::string temp_dir(const std::string& tag) {

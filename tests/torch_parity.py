@@ -4,10 +4,13 @@
 Starts nn_dist (under mpirun) and a torch.nn model from the same initial
 weights (a checkpoint this script writes), trains both on the same global
 batches without shuffling, and compares the final weights. Checks the
-forward/backward math, the losses' means over the global batch, and that
-SGD (momentum, weight decay) and Adam follow torch.optim's rules.
+forward/backward math, the losses' means over the global batch, that
+SGD (momentum, weight decay) and Adam follow torch.optim's rules, and that the
+learning-rate schedules (warmup, step, cosine, lr scaling) give the lrs of a
+torch.optim.lr_scheduler.LambdaLR stepped once per step.
 Usage: torch_parity.py NN_DIST NN_DATAGEN MPIEXEC
 """
+import math
 import os
 import subprocess
 import sys
@@ -31,7 +34,38 @@ CASES = [
          opt=dict(name="sgd", lr=0.05, momentum=0.0, weight_decay=0.0)),
     dict(ranks=2, batch=8, kind="xor", loss="logistic", act="tanh", hidden=[8],
          opt=dict(name="adam", lr=0.02, weight_decay=0.0)),
+    # Peak lr 0.05 x 16/8 = 0.1 after half an epoch of warmup, then cosine to 0.001.
+    dict(ranks=2, batch=8, kind="teacher", loss="softmax", act="relu", hidden=[12, 7],
+         opt=dict(name="sgd", lr=0.05, momentum=0.9, weight_decay=0.01),
+         sched=dict(schedule="cosine", warmup=0.5, scaling="linear", reference=8, lr_min=0.001)),
+    # Peak lr 0.01 x sqrt(15/60) = 0.005, a quarter epoch of warmup, halved from epoch 1 on.
+    dict(ranks=3, batch=5, kind="regression", loss="mse", act="tanh", hidden=[10, 6],
+         opt=dict(name="adam", lr=0.01, weight_decay=0.0),
+         sched=dict(schedule="step", warmup=0.25, scaling="sqrt", reference=60, decay_epochs=[1], factor=0.5)),
 ]
+
+
+def scheduled_lr(sched, peak, k, steps_per_epoch, epochs):
+    """nn_dist's lr of step k (README, Command line), written out again."""
+    warm = min(1.0, (k + 1) / (sched["warmup"] * steps_per_epoch)) if sched["warmup"] > 0 else 1.0
+    t = k / steps_per_epoch
+    if sched["schedule"] == "cosine":
+        p = min(max((t - sched["warmup"]) / (epochs - sched["warmup"]), 0.0), 1.0)
+        return warm * (sched["lr_min"] + (peak - sched["lr_min"]) * (1 + math.cos(math.pi * p)) / 2)
+    if sched["schedule"] == "step":
+        return peak * warm * sched["factor"] ** sum(e <= t for e in sched["decay_epochs"])
+    return peak * warm
+
+
+def schedule_flags(sched):
+    flags = ["--lr-schedule", sched["schedule"], "--warmup-epochs", str(sched["warmup"]),
+             "--lr-scaling", sched["scaling"], "--lr-reference-batch", str(sched["reference"])]
+    if sched["schedule"] == "cosine":
+        flags += ["--lr-min", str(sched["lr_min"])]
+    if sched["schedule"] == "step":
+        flags += ["--lr-decay-epochs", ",".join(str(e) for e in sched["decay_epochs"]),
+                  "--lr-decay-factor", str(sched["factor"])]
+    return flags
 
 
 def shards(n, p):
@@ -82,6 +116,9 @@ def run_case(case, tmp, epochs=2):
            "--lr", str(o["lr"]), "--weight-decay", str(o["weight_decay"]), "--checkpoint", out, "--quiet"]
     if o["name"] == "sgd":
         cmd += ["--momentum", str(o["momentum"])]
+    sched = case.get("sched")
+    if sched:
+        cmd += schedule_flags(sched)
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
 
     if o["name"] == "sgd":
@@ -101,6 +138,14 @@ def run_case(case, tmp, epochs=2):
         loss_fn = lambda z, t: 0.5 * mse(z, t) / len(t)  # 1/(2n) sum ||h(x) - y||^2
     parts = shards(len(x), case["ranks"])
     steps = max((count + case["batch"] - 1) // case["batch"] for _, count in parts)
+    scheduler = None
+    if sched:
+        ratio = case["batch"] * case["ranks"] / sched["reference"]
+        peak = o["lr"] * (ratio if sched["scaling"] == "linear" else math.sqrt(ratio))
+        for group in opt.param_groups:
+            group["lr"] = peak
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda k: scheduled_lr(sched, peak, k, steps, epochs) / peak)
     for _ in range(epochs):
         for s in range(steps):
             rows = [i for offset, count in parts
@@ -108,6 +153,8 @@ def run_case(case, tmp, epochs=2):
             opt.zero_grad()
             loss_fn(model(x[rows]), target[rows]).backward()
             opt.step()
+            if scheduler:
+                scheduler.step()
 
     worst = 0.0
     with h5py.File(out) as f:
@@ -126,8 +173,9 @@ def main():
             worst = run_case(case, tmp)
         ok = worst < 2e-5
         failed += not ok
+        sched = f"/{case['sched']['schedule']}+warmup+{case['sched']['scaling']}" if "sched" in case else ""
         print(f"{'ok  ' if ok else 'FAIL'} {case['ranks']} rank(s), {case['loss']}/{case['act']}/"
-              f"{case['opt']['name']}: largest relative weight difference {worst:.2e} (tolerance 2e-5)")
+              f"{case['opt']['name']}{sched}: largest relative weight difference {worst:.2e} (tolerance 2e-5)")
     print(f"{len(CASES) - failed} passed, {failed} failed")
     return 1 if failed else 0
 

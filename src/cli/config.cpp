@@ -24,6 +24,7 @@ struct Choices {  // options parsed as text, then validated
   std::vector<std::string> data;
   std::string scale = "1";
   std::string optimizer, overlap, allreduce, config_file, gemm;
+  std::string lr_schedule, lr_scaling, lr_decay_epochs;
   long long seed = 1;
   bool no_shuffle = false;
 };
@@ -57,7 +58,21 @@ po::options_description describe(Config& c, Choices& k) {
       ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size), "samples per rank per step")
       ("global-batch-size", po::value(&c.global_batch_size)->default_value(0), "samples per step over all ranks (overrides --batch-size)")
       ("optimizer", po::value(&k.optimizer)->default_value("sgd"), "sgd|adam")
-      ("lr", po::value(&c.optimizer.lr)->default_value(c.optimizer.lr, "0.05"), "learning rate")
+      ("lr", po::value(&c.optimizer.lr)->default_value(c.optimizer.lr, "0.05"),
+       "learning rate (with --lr-scaling: the lr for --lr-reference-batch samples per step)")
+      ("lr-schedule", po::value(&k.lr_schedule)->default_value("constant"),
+       "constant|step|cosine: step multiplies the lr by --lr-decay-factor at each of --lr-decay-epochs; cosine "
+       "falls from the peak lr after warmup to --lr-min at the end of --epochs")
+      ("lr-decay-epochs", po::value(&k.lr_decay_epochs), "--lr-schedule step: epochs at which the lr decays, e.g. 30,60,80")
+      ("lr-decay-factor", po::value(&c.schedule.decay_factor)->default_value(c.schedule.decay_factor, "0.1"),
+       "--lr-schedule step: the factor at each decay epoch")
+      ("lr-min", po::value(&c.schedule.lr_min)->default_value(c.schedule.lr_min), "--lr-schedule cosine: the final lr")
+      ("warmup-epochs", po::value(&c.schedule.warmup_epochs)->default_value(c.schedule.warmup_epochs),
+       "linear warmup from ~0 to the peak lr over this many epochs, step by step (fractions allowed, e.g. 0.5)")
+      ("lr-scaling", po::value(&k.lr_scaling)->default_value("none"),
+       "none|linear|sqrt: peak lr = --lr x (global batch / --lr-reference-batch), or x its square root")
+      ("lr-reference-batch", po::value(&c.schedule.reference_batch)->default_value(c.schedule.reference_batch),
+       "--lr-scaling: the global batch that --lr was chosen for")
       ("momentum", po::value(&c.optimizer.momentum)->default_value(c.optimizer.momentum), "SGD momentum")
       ("weight-decay", po::value(&c.optimizer.weight_decay)->default_value(c.optimizer.weight_decay), "L2 weight decay")
       ("beta1", po::value(&c.optimizer.beta1)->default_value(c.optimizer.beta1, "0.9"), "Adam beta1")
@@ -225,6 +240,24 @@ std::vector<std::string> expand_data_lists(const std::vector<std::string>& given
   return files;
 }
 
+// The schedule's choices; a flag that only another schedule or scaling reads is an error, not ignored.
+void parse_schedule(const po::variables_map& vm, const Choices& k, ScheduleOptions* schedule) {
+  schedule->schedule = parse_lr_schedule(k.lr_schedule);
+  schedule->scaling = parse_lr_scaling(k.lr_scaling);
+  if (vm.count("lr-decay-epochs")) schedule->decay_epochs = parse_decay_epochs(k.lr_decay_epochs);
+  const auto refuse_unless = [&](bool used, const char* flag, const char* needs) {
+    if (!used && vm.count(flag) && !vm[flag].defaulted()) {
+      throw Error(std::string("--") + flag + ": only used with " + needs + " (this run has --lr-schedule " +
+                  lr_schedule_name(schedule->schedule) + ", --lr-scaling " + lr_scaling_name(schedule->scaling) + ")");
+    }
+  };
+  const bool step = schedule->schedule == LrSchedule::kStep;
+  refuse_unless(step, "lr-decay-epochs", "--lr-schedule step");
+  refuse_unless(step, "lr-decay-factor", "--lr-schedule step");
+  refuse_unless(schedule->schedule == LrSchedule::kCosine, "lr-min", "--lr-schedule cosine");
+  refuse_unless(schedule->scaling != LrScaling::kNone, "lr-reference-batch", "--lr-scaling linear or sqrt");
+}
+
 std::string ini_text(const po::variables_map& vm) {
   std::ostringstream out;
   for (const auto& [name, value] : vm) {
@@ -304,6 +337,9 @@ ParseResult parse_config(int argc, const char* const* argv, Config* config, std:
   require_positive(c.batch_size, "batch-size");
   require_nonnegative(static_cast<double>(c.global_batch_size), "global-batch-size");
   require_positive(c.optimizer.lr, "lr");
+  parse_schedule(vm, k, &c.schedule);
+  c.schedule.epochs = c.epochs;
+  validate_schedule(c.schedule);
   require_nonnegative(c.optimizer.momentum, "momentum");
   require_nonnegative(c.optimizer.weight_decay, "weight-decay");
   if (!(c.optimizer.beta1 >= 0 && c.optimizer.beta1 < 1)) throw Error("--beta1: must be in [0, 1)");

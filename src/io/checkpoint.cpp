@@ -158,6 +158,53 @@ void seal(std::vector<char>* image) {
   std::copy(header.begin(), header.end(), image->begin());
 }
 
+// The learning-rate flags in /training (see TrainingState).
+void write_schedule(hid_t training, const TrainingState& state) {
+  const ScheduleOptions& o = state.schedule;
+  h5::write_attr_string(training, "lr_schedule", lr_schedule_name(o.schedule));
+  h5::write_attr_doubles(training, "lr", {state.lr});
+  h5::write_attr_doubles(training, "lr_peak", {state.lr_peak});
+  h5::write_attr_doubles(training, "warmup_epochs", {o.warmup_epochs});
+  if (!o.decay_epochs.empty()) h5::write_attr_doubles(training, "lr_decay_epochs", o.decay_epochs);
+  h5::write_attr_doubles(training, "lr_decay_factor", {o.decay_factor});
+  h5::write_attr_doubles(training, "lr_min", {o.lr_min});
+  h5::write_attr_ints(training, "total_epochs", {o.epochs});
+  h5::write_attr_string(training, "lr_scaling", lr_scaling_name(o.scaling));
+  h5::write_attr_ints(training, "lr_reference_batch", {o.reference_batch});
+}
+
+// One float64 attribute, finite and not negative.
+double read_nonnegative(hid_t loc, const std::string& name, const std::string& what) {
+  const std::vector<double> v = h5::read_attr_doubles(loc, name, what);
+  if (v.size() != 1 || !std::isfinite(v[0]) || v[0] < 0) {
+    throw Error(what + ": /training attribute '" + name + "' must hold one finite number not below 0");
+  }
+  return v[0];
+}
+
+void read_schedule(hid_t training, const std::string& what, TrainingState* state) {
+  ScheduleOptions& o = state->schedule;
+  const std::string where = "/training";
+  o.schedule = parse_lr_schedule(read_name(training, where, "lr_schedule", what, parse_lr_schedule,
+                                           "constant, step or cosine"));
+  o.scaling = parse_lr_scaling(read_name(training, where, "lr_scaling", what, parse_lr_scaling,
+                                         "none, linear or sqrt"));
+  state->lr = read_nonnegative(training, "lr", what);
+  state->lr_peak = read_nonnegative(training, "lr_peak", what);
+  o.warmup_epochs = read_nonnegative(training, "warmup_epochs", what);
+  if (H5Aexists(training, "lr_decay_epochs") > 0) {
+    o.decay_epochs = h5::read_attr_doubles(training, "lr_decay_epochs", what);
+    if (!std::all_of(o.decay_epochs.begin(), o.decay_epochs.end(), [](double e) { return std::isfinite(e); })) {
+      throw Error(what + ": /training attribute 'lr_decay_epochs' holds a value that is not a finite number");
+    }
+  }
+  o.decay_factor = read_nonnegative(training, "lr_decay_factor", what);
+  o.lr_min = read_nonnegative(training, "lr_min", what);
+  o.epochs = read_int_in_range(training, where, "total_epochs", what, 1, kMaxCount);
+  o.reference_batch = read_int_in_range(training, where, "lr_reference_batch", what, 1, kMaxCount);
+  state->has_schedule = true;
+}
+
 }  // namespace
 
 void write_checkpoint(const std::string& path, const Layout& layout, Activation hidden, Loss loss,
@@ -197,6 +244,7 @@ void write_checkpoint(const std::string& path, const Layout& layout, Activation 
     h5::write_attr_doubles(training.get(), "epoch_sums", {state.epoch_sums[0], state.epoch_sums[1], state.epoch_sums[2]});
     h5::write_attr_ints(training.get(), "global_batch", {state.global_batch});
     h5::write_attr_ints(training.get(), "samples", {state.samples});
+    if (state.has_schedule) write_schedule(training.get(), state);
     const Standardization& st = state.standardization;
     if (!st.empty()) {
       h5::Handle pre = create_group(file.get(), "preprocess");
@@ -339,6 +387,7 @@ TrainingState read_checkpoint_state(const std::string& path, const std::string& 
   state.epoch_step = optional_int("epoch_step", 0);
   state.global_batch = optional_int("global_batch", 0);
   state.samples = optional_int("samples", 0);
+  if (H5Aexists(training.get(), "lr_schedule") > 0) read_schedule(training.get(), what, &state);
   if (H5Aexists(training.get(), "epoch_sums") > 0) {
     const std::vector<double> sums = h5::read_attr_doubles(training.get(), "epoch_sums", what);
     if (sums.size() != 3 || !std::all_of(sums.begin(), sums.end(), [](double v) { return std::isfinite(v); }) ||

@@ -14,12 +14,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/io/checkpoint.hpp"
 #include "nn_dist/io/checkpoint_dir.hpp"
 #include "nn_dist/io/files.hpp"
 #include "nn_dist/model/init.hpp"
+#include "nn_dist/optim/schedule.hpp"
 #include "nn_dist/parallel/watchdog.hpp"
 #include "nn_dist/train/memory.hpp"
 #include "nn_dist/train/signals.hpp"
@@ -30,6 +32,11 @@ namespace nn_dist {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// New columns go at the end: scripts cut the others by position.
+constexpr const char* kMetricsHeader =
+    "epoch,train_loss,train_accuracy,val_loss,val_accuracy,samples_per_sec,epoch_seconds,lr";
+
 double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
@@ -526,6 +533,8 @@ void Trainer::initialise_parameters() {
   double own_batch = static_cast<double>(source_->batch());
   comm_.sum(&own_batch, 1);
   global_batch_ = static_cast<long>(own_batch);
+  peak_lr_ = nn_dist::peak_lr(config_.optimizer.lr, config_.schedule, global_batch_);
+  comm_.agreed([&] { check_lr_min(config_.schedule, peak_lr_); });
   int64_t progress[4] = {0, 0, static_cast<int64_t>(config_.seed), 0};  // epoch, step, seed, step in the epoch
   if (!ckpt.empty()) {
     comm_.agreed([&] {
@@ -537,6 +546,7 @@ void Trainer::initialise_parameters() {
         progress[1] = state.global_step;
         progress[2] = static_cast<int64_t>(state.seed);
         progress[3] = state.epoch_step;
+        note_schedule_changes(state);
         if (state.epoch_step > 0) {
           check_mid_epoch_resume(state, global_batch_);
           std::copy(state.epoch_sums, state.epoch_sums + 3, resume_epoch_sums_);
@@ -578,6 +588,16 @@ void Trainer::check_mid_epoch_resume(const TrainingState& state, long global_bat
               "epoch-end checkpoint)");
 }
 
+void Trainer::note_schedule_changes(const TrainingState& state) const {
+  if (!state.has_schedule) return;  // written before schedules were recorded
+  const std::string changed = schedule_changes(state.schedule, state.lr, state.lr_peak, config_.schedule,
+                                               config_.optimizer.lr, peak_lr_);
+  if (changed.empty()) return;
+  std::printf("note: %s: the learning-rate schedule differs from the checkpoint's (%s); continuing with this run's "
+              "flags\n",
+              checkpoint_flag().c_str(), changed.c_str());
+}
+
 void Trainer::start_gradient_sum() {
   watchdog::Wait wait("setting up the gradient sum");
   sync_ = GradientSync::create(comm_, grad_.data(), grad_.size(), mlp_->pieces(),
@@ -593,9 +613,19 @@ void Trainer::open_metrics() {
     if (!comm_.root() || config_.metrics.empty()) return;
     const bool existed = std::filesystem::exists(metrics_path_);
     const bool append = !config_.resume.empty() && existed;
+    if (append) {
+      std::ifstream in(metrics_path_);
+      std::string header;
+      std::getline(in, header);
+      if (header.rfind("epoch,", 0) == 0 && header != kMetricsHeader) {
+        std::fprintf(stderr, "note: --metrics %s: its header is not this version's (%s); the rows appended now "
+                             "have the columns %s\n",
+                     printable(config_.metrics, 200).c_str(), printable(header, 200).c_str(), kMetricsHeader);
+      }
+    }
     try {
       metrics_.open(metrics_path_, append, "--metrics " + config_.metrics);
-      if (!append) metrics_.write("epoch,train_loss,train_accuracy,val_loss,val_accuracy,samples_per_sec,epoch_seconds\n");
+      if (!append) metrics_.write(std::string(kMetricsHeader) + "\n");
     } catch (const Error&) {
       metrics_.close();
       if (!existed) std::filesystem::remove(metrics_path_);  // leave no empty file behind
@@ -621,11 +651,19 @@ void Trainer::print_banner() const {
     std::printf("nn_dist: gradient sum: %s (%s)\n", allreduce_mode_name(sync_->mode()).c_str(),
                 sync_->reason().c_str());
   }
+  if (schedule_in_use(config_.schedule)) {
+    std::printf("nn_dist: learning rate: %s\n",
+                describe_schedule(config_.schedule, config_.optimizer.lr, peak_lr_, global_batch_).c_str());
+  }
   std::fflush(stdout);
 }
 
 bool Trainer::train_step(long step) {
   if (config_.max_steps > 0 && global_step_ >= config_.max_steps) return false;
+  // The step's index counts from the start of training in this run's epochs:
+  // the global step, unless an epoch-end resume changed the steps per epoch.
+  step_lr_ = lr_at(config_.schedule, peak_lr_, epoch_ * steps_per_epoch_ + step, steps_per_epoch_);
+  optimizer_->set_lr(step_lr_);
   const auto t0 = Clock::now();
   const long n = source_->load(step);
   const auto t1 = Clock::now();
@@ -750,6 +788,10 @@ void Trainer::save_checkpoint(int64_t epoch, int64_t epoch_step) {
     state.global_batch = global_batch_;
     state.samples = train_info_.samples;
     state.options = config_.options_text;
+    state.has_schedule = true;
+    state.schedule = config_.schedule;
+    state.lr = config_.optimizer.lr;
+    state.lr_peak = peak_lr_;
     state.standardization = standardization_;
     if (checkpoint_dir_.empty()) {
       write_checkpoint(checkpoint_path_, mlp_->layout(), activation_, loss_, params_data_, *optimizer_, state,
@@ -849,11 +891,12 @@ void Trainer::write_metrics(const EpochResult& r) {
     metrics_.write(std::to_string(r.epoch) + ',' + fmt("%.8g", r.train_loss) + ',' +
                    (classify ? fmt("%.6f", r.train_accuracy) : "") + ',' + (r.has_val ? fmt("%.8g", r.val_loss) : "") +
                    ',' + (r.has_val && classify ? fmt("%.6f", r.val_accuracy) : "") + ',' +
-                   fmt("%.1f", r.samples_per_sec) + ',' + fmt("%.4f", r.seconds) + '\n');
+                   fmt("%.1f", r.samples_per_sec) + ',' + fmt("%.4f", r.seconds) + ',' + fmt("%.10g", r.lr) + '\n');
   });
 }
 
 void Trainer::start_epoch(int64_t epoch) {
+  epoch_ = epoch;
   source_->start_epoch(epoch);
   epoch_sums_[0] = epoch_sums_[1] = epoch_sums_[2] = 0;
 }
@@ -898,6 +941,7 @@ EpochResult Trainer::run() {
     result.train_accuracy = epoch_sums_[1] / epoch_sums_[2];
     result.samples_per_sec = (epoch_sums_[2] - count_before) / seconds;
     result.seconds = seconds;
+    result.lr = step_lr_;
     result.has_val = has_val_;
     if (has_val_) evaluate(&result.val_loss, &result.val_accuracy);
     report(result);

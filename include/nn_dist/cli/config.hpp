@@ -9,6 +9,7 @@
 #include "nn_dist/parallel/comm.hpp"
 #include "nn_dist/model/gemm.hpp"
 #include "nn_dist/optim/optimizer.hpp"
+#include "nn_dist/optim/schedule.hpp"
 
 namespace nn_dist {
 
@@ -32,6 +33,7 @@ struct Config {
   long global_batch_size = 0;   // 0: use batch_size
   long epochs = 10;
   OptimizerOptions optimizer;
+  ScheduleOptions schedule;     // the lr of each step (--lr-schedule, --warmup-epochs, --lr-scaling, ...)
   uint64_t seed = 1;
   bool shuffle = true;
   std::string init, resume, checkpoint, metrics;  // resume "auto": the newest checkpoint, or a fresh start

@@ -12,6 +12,7 @@
 #include "nn_dist/model/layout.hpp"
 #include "nn_dist/model/standardization.hpp"
 #include "nn_dist/optim/optimizer.hpp"
+#include "nn_dist/optim/schedule.hpp"
 
 namespace nn_dist {
 
@@ -28,6 +29,11 @@ struct TrainingState {
   double epoch_sums[3] = {0, 0, 0};
   int64_t global_batch = 0;  // samples per step over all ranks (0: not recorded)
   int64_t samples = 0;       // training samples (0: not recorded)
+  // The learning-rate flags, --lr and the peak lr it scaled to (files written
+  // before schedules were recorded have none: has_schedule false).
+  bool has_schedule = false;
+  ScheduleOptions schedule;
+  double lr = 0, lr_peak = 0;
   // --standardize: written to /preprocess (mean, scale: float64, one per input feature).
   Standardization standardization;
 };

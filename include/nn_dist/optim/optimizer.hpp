@@ -46,6 +46,8 @@ class Optimizer {
   void update(float* params, const float* first, const float* second, float grad_scale, std::size_t begin,
               std::size_t end);
   void finish_step() { ++step_; }
+  // The lr of the next update (a schedule sets it before each step; see optim/schedule.hpp).
+  void set_lr(double lr) { options_.lr = lr; }
 
   int64_t step() const { return step_; }  // updates taken so far
   void set_step(int64_t step) { step_ = step; }

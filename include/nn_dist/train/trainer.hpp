@@ -26,6 +26,7 @@ struct EpochResult {
   double val_loss = 0, val_accuracy = 0;
   bool has_val = false;
   double samples_per_sec = 0, seconds = 0;
+  double lr = 0;  // the lr of the epoch's last step
 };
 
 // Seconds spent in each part of the step, summed over the steps measured.
@@ -54,6 +55,7 @@ class Trainer {
   // One synchronous step on batch `step` of the epoch; false once --max-steps is reached.
   bool train_step(long step);
   long steps_per_epoch() const { return steps_per_epoch_; }
+  double peak_lr() const { return peak_lr_; }  // --lr after --lr-scaling
 
   const Layout& layout() const { return mlp_->layout(); }
   // A copy of the current parameters.
@@ -97,6 +99,8 @@ class Trainer {
   void save_checkpoint(int64_t epoch, int64_t epoch_step);
   // Mid-epoch resume needs the same ranks, global batch and data; refuses otherwise.
   void check_mid_epoch_resume(const TrainingState& state, long global_batch) const;
+  // Rank 0, on --resume: one note naming the lr flags that differ from the checkpoint's.
+  void note_schedule_changes(const TrainingState& state) const;
   // The stop a signal asked for: checkpoint (unless done), message, exit code.
   void stop_on_signal(int64_t epoch, int64_t epoch_step, bool saved);
   void report(const EpochResult& r);
@@ -131,6 +135,9 @@ class Trainer {
   int64_t resume_epoch_step_ = 0;             // a mid-epoch resume continues the first epoch here
   double resume_epoch_sums_[3] = {0, 0, 0};   // ... with the sums of its steps before
   long global_batch_ = 0;                     // samples per step over all ranks
+  double peak_lr_ = 0;                        // --lr scaled for global_batch_ (--lr-scaling)
+  double step_lr_ = 0;                        // the lr of the last step taken
+  int64_t epoch_ = 0;                         // the epoch being trained (0-based), for the schedule
   double epoch_sums_[3] = {0, 0, 0};  // loss, correct, count over the epoch
   // What the last step's sum said: ranks with a stop signal, their summed
   // seconds since it, and whether a rank's checkpoint clock ran out.
