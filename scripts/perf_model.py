@@ -61,24 +61,50 @@ def die(msg):
 
 # ---------------------------------------------------------------- the network
 
-def ompi_allreduce_algorithm(p, nbytes):
-    """The algorithm Open MPI 4.1's tuned component picks for MPI_Allreduce of
-    `nbytes` (commutative op) on `p` ranks, with default settings."""
-    return OMPI_DECISION(p, nbytes)
-
-
-def _ompi_41_decision(p, nbytes):
-    # Filled from Open MPI 4.1.4's coll_tuned_decision_fixed.c (see cluster/perf-model.md).
+def ompi_allreduce_algorithm(p, nbytes, type_size=4):
+    """The algorithm Open MPI 4.1's tuned component runs for MPI_Allreduce of
+    `nbytes` of a commutative op on `p` ranks with default settings: the fixed
+    decision table of coll_tuned_decision_fixed.c (identical in 4.1.0-4.1.8),
+    then the fallbacks inside the algorithms (the table's segmented ring gets
+    segment size 0 and runs the plain ring; the ring needs count >= p, else
+    recursive doubling; Rabenseifner needs count >= the largest power of two
+    <= p, else the linear reduce + broadcast). Returns (name, 0)."""
     if p < 2:
         return ("none", 0)
-    if nbytes < 10000:
-        return ("recursive_doubling", 0)
-    if p * (1 << 20) >= nbytes:
-        return ("ring", 0)
-    return ("segmented_ring", 1 << 20)
-
-
-OMPI_DECISION = _ompi_41_decision
+    k = 1024
+    n = nbytes
+    if p < 4:
+        a = (4 if n < 8 else 3 if n < 4 * k else 4 if n < 8 * k else 3 if n < 16 * k else 4 if n < 64 * k
+             else 5 if n < 256 * k else 6)
+    elif p < 8:
+        a = 4 if n < 16 else 3 if n < 8 * k else 6
+    elif p < 16:
+        a = 3 if n < 8 * k else 6
+    elif p < 32:
+        a = 5 if n < 64 else 3 if n < 4 * k else 6
+    elif p < 64:
+        a = 5 if n < 128 else 6
+    elif p < 128:
+        a = 3 if n < 256 * k else 6
+    elif p < 256:
+        a = 2 if n < 128 * k else 3 if n < 256 * k else 6
+    elif p < 512:
+        a = 2 if n < 4 * k else 6
+    elif p < 2048:
+        a = 2 if n < 2 * k else 3 if n < 16 * k else 6
+    elif p < 4096:
+        a = 2 if n < 2 * k else 5 if n < 4 * k else 3 if n < 16 * k else 6
+    else:
+        a = 2 if n < 2 * k else 5 if n < 16 * k else 3 if n < 32 * k else 6
+    count = max(1, int(nbytes) // type_size)
+    pof2 = 1 << (p.bit_length() - 1)
+    if a == 5:
+        a = 4
+    if a == 4 and count < p:
+        a = 3
+    if a == 6 and count < pof2:
+        a = 1
+    return ({1: "linear", 2: "nonoverlapping", 3: "recursive_doubling", 4: "ring", 6: "rabenseifner"}[a], 0)
 
 
 def algorithm_cost(alg, p, n, alpha, beta, gamma, seg=0):
@@ -97,26 +123,32 @@ def algorithm_cost(alg, p, n, alpha, beta, gamma, seg=0):
         messages = 2 * (p - 1) * (max(1, math.ceil(n / (p * seg))) if seg else 1)
         return messages * alpha + 2 * (p - 1) / p * n * beta + (p - 1) / p * n * gamma
     if alg == "rabenseifner":
+        # p' = 2^k survivors: recursive halving then doubling; non-powers of
+        # two first exchange halves in pairs and fold (3 more steps, 2n more bytes)
         k = int(math.log2(pof2))
-        return ((2 * k + 2 * extra) * alpha + (2 * (pof2 - 1) / pof2 * n + 2 * extra * n) * beta
-                + ((pof2 - 1) / pof2 * n + extra * n) * gamma)
-    if alg == "nonoverlapping":  # reduce to one rank, then broadcast (binomial trees)
+        return ((2 * k + 3 * extra) * alpha + (2 * (pof2 - 1) / pof2 * n + 2 * extra * n) * beta
+                + ((pof2 - 1) / pof2 * n + extra * n / 2) * gamma)
+    if alg == "nonoverlapping":  # binomial reduce to rank 0, then a k-nomial (radix 4) broadcast
         k = math.ceil(math.log2(p))
-        return 2 * k * (alpha + n * beta) + k * n * gamma
+        return k * (alpha + n * beta + n * gamma) + 1.5 * k * (alpha + n * beta)
     if alg == "linear":
         return 2 * (p - 1) * (alpha + n * beta) + (p - 1) * n * gamma
     raise ValueError(f"unknown algorithm {alg}")
 
 
-def inter_node_sum(nodes, flows, flow_bytes, alpha, beta_link, beta_cpu, gamma, algorithm="ompi"):
+def inter_node_sum(nodes, flows, flow_bytes, alpha, beta_link, beta_cpu, gamma, duplex=1.0, algorithm="ompi"):
     """`flows` concurrent allreduces of flow_bytes each over `nodes` nodes,
-    sharing each node's link: per byte, the link carries every flow's bytes,
-    the CPU side (copies in the MPI stack) runs per flow in parallel."""
+    sharing each node's link. A byte a rank sends costs the CPU side (the MPI
+    stack's copies, per flow, in parallel) plus its time on the link (which
+    carries every flow's bytes): measured on the emulated links, the two add
+    up rather than overlap. `duplex`: how much longer sending both ways at
+    once takes than one way (1 for a link that carries both at full rate; 2
+    where the transport takes turns, as Open MPI's TCP transport does here)."""
     if algorithm == "ompi":
         alg, seg = ompi_allreduce_algorithm(nodes, flow_bytes)
     else:
         alg, seg = algorithm, 0
-    beta = max(beta_cpu, flows * beta_link)
+    beta = duplex * (beta_cpu + flows * beta_link)
     return algorithm_cost(alg, nodes, flow_bytes, alpha, beta, gamma, seg), alg
 
 
@@ -167,6 +199,7 @@ def predict_step(model, ranks, cores_per_node, gbps, sizes, batch, path="hierarc
     nodes = math.ceil(ranks / per_node)
     beta_link = 8.0 / (gbps * 1e9 * TCP_PAYLOAD_SHARE) if gbps else 0.0
     beta_cpu = net["beta_s_per_byte"] if transport == "tcp" else 0.0
+    duplex = net["duplex"] if transport == "tcp" else 1.0
     alg = "none"
     if ranks == 1:
         exposed = 0.0
@@ -188,7 +221,8 @@ def predict_step(model, ranks, cores_per_node, gbps, sizes, batch, path="hierarc
         link_share = per_node if nodes > 1 else 0
         for t, b in buckets:
             cost = algorithm_cost("ring", ranks, b, net["alpha_s"] if nodes > 1 else shm["alpha_s"],
-                                  max(beta_cpu if nodes > 1 else shm["beta_s_per_byte"], link_share * beta_link),
+                                  duplex * (beta_cpu + link_share * beta_link) if nodes > 1
+                                  else shm["beta_s_per_byte"],
                                   gamma)
             finish = max(finish, t) + cost
         exposed = max(0.0, finish - backprop)
@@ -199,8 +233,9 @@ def predict_step(model, ranks, cores_per_node, gbps, sizes, batch, path="hierarc
         inter = 0.0
         if nodes > 1:
             inter, alg = inter_node_sum(nodes, per_node, n / per_node, net["alpha_s"], beta_link, beta_cpu, gamma,
-                                        algorithm)
-            stats, _ = inter_node_sum(nodes, 1, STATS_BYTES, net["alpha_s"], beta_link, beta_cpu, 0.0, algorithm)
+                                        duplex, algorithm)
+            stats, _ = inter_node_sum(nodes, 1, STATS_BYTES, net["alpha_s"], beta_link, beta_cpu, 0.0, duplex,
+                                      algorithm)
             inter += stats
         exposed = local + inter
     step = compute + exposed
@@ -292,23 +327,29 @@ def calibrate(args):
 
     (a_s, b_s), shm_pts = fit(args.shared_path, 1, "shared memory")
     (a_n, b_n), net_pts = fit("mpi", 2, "network")
+    (_, b_relay), _ = fit("p2p-relay", 2, "network, one way and back")
+    (_, b_exchange), _ = fit("p2p-exchange", 2, "network, both ways at once")
     # gamma: summing in memory, taken as the shared-memory sum's per-byte cost
     # (each of 2 ranks reads both halves of its part and writes the sum)
     gamma = b_s
-    # At 2 ranks Open MPI's pick for large messages: T = steps x alpha + bytes x beta + reduced x gamma
-    big = max(n for n, _ in net_pts)
-    alg, seg = ompi_allreduce_algorithm(2, big)
-    unit = algorithm_cost(alg, 2, 1.0, 1.0, 0.0, 0.0, seg)          # message steps (for n = 1 byte)
-    per_byte = algorithm_cost(alg, 2, 1 << 20, 0.0, 1.0, 0.0, seg) / (1 << 20)  # bytes sent per byte
-    reduced = algorithm_cost(alg, 2, 1 << 20, 0.0, 0.0, 1.0, seg) / (1 << 20)
-    alpha_net = a_n / unit
-    beta_net = max(0.0, (b_n - reduced * gamma) / per_byte)
+    # one way and back: two transfers of n bytes in turn, and rank 0 adds n bytes
+    beta_net = max(1e-15, (b_relay - gamma) / 2)
+    # both ways at once: each rank sends n and adds n bytes
+    duplex = max(1.0, (b_exchange - gamma) / beta_net)
+    # Open MPI's pick at 2 ranks for a gradient-sized message, and what it
+    # costs with these numbers: alpha is what makes up the small messages' time
+    alg, seg = ompi_allreduce_algorithm(2, 1 << 21)
+    steps = algorithm_cost(alg, 2, 1.0, 1.0, 0.0, 0.0, seg)
+    alpha_net = a_n / steps
+    check_b = algorithm_cost(alg, 2, 1 << 20, 0.0, duplex * beta_net, gamma, seg) / (1 << 20)
     model = {
         "compute": compute,
         "links": {
             "shared": {"alpha_s": a_s, "beta_s_per_byte": b_s, "fit_points": len(shm_pts), "path": args.shared_path},
-            "network": {"alpha_s": alpha_net, "beta_s_per_byte": beta_net, "fit_points": len(net_pts),
-                        "fit_a_s": a_n, "fit_b_s_per_byte": b_n, "algorithm_at_2": alg},
+            "network": {"alpha_s": alpha_net, "beta_s_per_byte": beta_net, "duplex": duplex,
+                        "fit_points": len(net_pts), "allreduce_a_s": a_n, "allreduce_b_s_per_byte": b_n,
+                        "relay_b_s_per_byte": b_relay, "exchange_b_s_per_byte": b_exchange, "algorithm_at_2": alg,
+                        "modelled_allreduce_b_s_per_byte": check_b},
         },
         "gamma_s_per_byte": gamma,
         "sources": {"allreduce": args.allreduce, "roofline": args.roofline, "profile": args.profile},
@@ -318,8 +359,10 @@ def calibrate(args):
     print(f"compute: GEMM {compute['gemm_gflops']:.1f} GFLOP/s, other {other_s * 1e3:.3f} ms + update "
           f"{update_s * 1e3:.3f} ms per step at batch {batch} (step {prof['step_ms']:.3f} ms)")
     print(f"shared memory (2 ranks): {a_s * 1e6:.1f} us + {b_s * 1e9:.3f} ns/byte")
-    print(f"network (MPI_Allreduce, 2 nodes): {a_n * 1e6:.1f} us + {b_n * 1e9:.3f} ns/byte -> "
-          f"alpha {alpha_net * 1e6:.1f} us, beta {beta_net * 1e9:.3f} ns/byte ({alg}), gamma {gamma * 1e9:.3f} ns/byte")
+    print(f"network, 2 nodes: one way {beta_net * 1e9:.3f} ns/byte; both ways at once {duplex:.2f}x as long "
+          f"(duplex factor); alpha {alpha_net * 1e6:.1f} us per message step; gamma {gamma * 1e9:.3f} ns/byte")
+    print(f"  MPI_Allreduce ({alg} at 2 ranks) measured {a_n * 1e6:.1f} us + {b_n * 1e9:.3f} ns/byte; "
+          f"the model from the point-to-point numbers: {check_b * 1e9:.3f} ns/byte")
     print(f"wrote {args.out}")
 
 
@@ -392,20 +435,22 @@ def plot(args):
             eff = [predict_step(m, p, cores, net["gbps"], sizes, args.batch_per_rank,
                                 transport=net["transport"])["efficiency"] for p in ranks]
             ax.plot(ranks, eff, style, color=color, label=f"{net['label'].split(',')[0]}, {cores} core(s)/node")
+    ax.text(0.99, 0.99, "TCP: this machine's per-byte cost of Open MPI over TCP, taking turns (duplex factor)\n"
+            "InfiniBand: RDMA, both directions at once; only the reduction costs CPU",
+            transform=ax.transAxes, ha="right", va="top", fontsize=6.5)
     # measured here: 2 emulated hosts x 1 rank, at each link rate (efficiency = 1-rank step / 2-rank step)
     for k, row in enumerate(measured):
         y = float(row["measured_efficiency"])
-        ax.plot(2, y, "ko", ms=5)
-        rate = "unshaped link" if row["kind"] == "unshaped" else f"link {row['rate']}"
-        ax.annotate(f"measured: 2 hosts, {rate}", (2, y), textcoords="offset points", xytext=(8, -3 - 0 * k),
-                    fontsize=7)
+        ax.plot(2, y, "ko", ms=4, label="measured here: 2 emulated hosts x 1 rank" if k == 0 else None)
+        rate = "unshaped" if row["kind"] == "unshaped" else row["rate"]
+        ax.annotate(rate, (2, y), textcoords="offset points", xytext=(5, 2), fontsize=7)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("ranks (1 per core)")
     ax.set_ylabel("weak-scaling efficiency (step at 1 rank / step at p)")
     ax.set_ylim(0, 1.05)
     ax.set_title(f"predicted, {'-'.join(map(str, sizes))}, batch {args.batch_per_rank}/rank", fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.0, 0.78))
     if measured:
         ax = axes[0][1]
         shaped = [r for r in measured if r.get("kind") == "shaped"]

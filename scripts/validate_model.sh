@@ -46,7 +46,7 @@ log "calibrating: nn_roofline, nn_dist at 1 rank, nn_allreduce_bench (shared mem
 nn_mpirun_flags 2
 mpirun "${MPIRUN_FLAGS[@]}" --bind-to none "$NN_BUILD/nn_allreduce_bench" --paths nn-shared,mpi --min-bytes 4 \
   --max-bytes 16777216 --csv "$OUT/allreduce_shm.csv" >"$OUT/allreduce_shm.log"
-two_hosts "$NN_BUILD/nn_allreduce_bench" --paths mpi,nn-hierarchical --min-bytes 4 --max-bytes 16777216 \
+two_hosts "$NN_BUILD/nn_allreduce_bench" --paths mpi,nn-hierarchical,p2p-exchange,p2p-relay --min-bytes 4 --max-bytes 16777216 \
   --csv "$OUT/allreduce_net.csv" >"$OUT/allreduce_net.log"
 $PY "$MODEL" calibrate --allreduce "$OUT/allreduce_shm.csv" --allreduce "$OUT/allreduce_net.csv" \
   --roofline "$OUT/roofline.log" --profile "$OUT/profile1.log" --out "$OUT/model.json" | tee "$OUT/calibration.txt" >&2

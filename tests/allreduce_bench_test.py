@@ -19,6 +19,7 @@ from testkit import check, finish, mpirun  # noqa: E402
 BENCH, MPIEXEC = sys.argv[1:3]
 TOOL = "nn_allreduce_bench"
 PATHS = ["mpi", "impi", "nn-shared", "nn-hierarchical", "nn-ring", "nn-mpi"]
+P2P = ["p2p-exchange", "p2p-relay"]  # exactly 2 ranks
 SIZES = [4 * 4**k for k in range(10)]  # 4 B to 1 MiB with --factor 4
 COLUMNS = "path,ranks,nodes,bytes,iters,time_us_median,time_us_min,algbw_GBps,busbw_GBps".split(",")
 MIN_ITERS = 3
@@ -81,7 +82,10 @@ for ranks in (2, 3):
     check(f"{name}: CSV header", table[0] == COLUMNS, str(table[0]))
     rows = [dict(zip(COLUMNS, row)) for row in table[1:]]
     check(f"{name}: CSV rows, one per path and size", sorted((r["path"], int(r["bytes"])) for r in rows) ==
-          sorted((p, s) for p in PATHS for s in SIZES), f"{len(rows)} rows")
+          sorted((p, s) for p in PATHS + (P2P if ranks == 2 else []) for s in SIZES), f"{len(rows)} rows")
+    if ranks != 2:
+        check(f"{name}: the 2-rank p2p paths are skipped with a note",
+              all(f"# note: skipping {p}: it pairs exactly 2 ranks (here {ranks})" in out for p in P2P), out[-600:])
     check(f"{name}: every row has every column", all(len(row) == len(COLUMNS) for row in table))
     factor = 2 * (ranks - 1) / ranks
     bad = []
@@ -120,7 +124,7 @@ check("1 rank: nn-shared skipped with a note, mpi measured", code == 0 and paths
       any(line.startswith("# note: skipping nn-shared: ") for line in out.splitlines()), f"{code} {paths} {out} {err}")
 
 # A wrong sum is an error naming the path and size, on every rank (the last rank adds 1 to one value).
-for ranks, path in ((2, "nn-ring"), (3, "nn-shared"), (2, "mpi")):
+for ranks, path in ((2, "nn-ring"), (3, "nn-shared"), (2, "mpi"), (2, "p2p-exchange"), (2, "p2p-relay")):
     code, codes, out, err = run(ranks, QUICK + ["--max-bytes", "64", "--paths", path],
                                 env={"NN_ALLREDUCE_BENCH_FAULT": path})
     lines = error_lines(err)

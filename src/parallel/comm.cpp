@@ -60,6 +60,33 @@ void Communicator::sum(float* data, std::size_t count) const {
   });
 }
 
+void Communicator::exchange_sum(float* data, float* scratch, std::size_t count) const {
+  watchdog::Wait wait(nullptr);
+  const int peer = 1 - rank();
+  for_each_mpi_chunk(0, count, [&](std::size_t offset, int chunk) {
+    MPI_Sendrecv(data + offset, chunk, MPI_FLOAT, peer, 0, scratch + offset, chunk, MPI_FLOAT, peer, 0,
+                 mpi_comm(*this), MPI_STATUS_IGNORE);
+  });
+  // The same order of addition on both ranks: rank 0's value first.
+  const float* first = rank() == 0 ? data : scratch;
+  const float* second = rank() == 0 ? scratch : data;
+  for (std::size_t i = 0; i < count; ++i) data[i] = first[i] + second[i];
+}
+
+void Communicator::relay_sum(float* data, float* scratch, std::size_t count) const {
+  watchdog::Wait wait(nullptr);
+  for_each_mpi_chunk(0, count, [&](std::size_t offset, int chunk) {
+    if (rank() == 0) {
+      MPI_Recv(scratch + offset, chunk, MPI_FLOAT, 1, 1, mpi_comm(*this), MPI_STATUS_IGNORE);
+      for (std::size_t i = offset; i < offset + static_cast<std::size_t>(chunk); ++i) data[i] += scratch[i];
+      MPI_Send(data + offset, chunk, MPI_FLOAT, 1, 2, mpi_comm(*this));
+    } else {
+      MPI_Send(data + offset, chunk, MPI_FLOAT, 0, 1, mpi_comm(*this));
+      MPI_Recv(data + offset, chunk, MPI_FLOAT, 0, 2, mpi_comm(*this), MPI_STATUS_IGNORE);
+    }
+  });
+}
+
 void Communicator::sum_via_iallreduce(float* data, std::size_t count) const {
   watchdog::Wait wait(nullptr);
   for_each_mpi_chunk(0, count, [&](std::size_t offset, int chunk) {

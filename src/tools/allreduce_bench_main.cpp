@@ -44,11 +44,17 @@ constexpr std::size_t kMaxBytes = std::size_t{64} << 30;  // per buffer: far bey
 constexpr const char* kFaultVariable = "NN_ALLREDUCE_BENCH_FAULT";
 
 // The ways of summing, in the order they are measured at each size.
+// p2p-exchange and p2p-relay (2 ranks only) measure the transport under the
+// allreduce: the whole buffer sent both ways at once, against one way then
+// back. Their ratio says whether a link carries both directions at once (the
+// performance model's duplex factor, scripts/perf_model.py).
+enum class P2p { kNone, kExchange, kRelay };
 struct Path {
   const char* name;
   bool gradient_sync;  // one of nn_dist's GradientSync sums; else Open MPI's allreduce called directly
   AllreduceMode mode;  // gradient_sync: which one
   bool nonblocking;    // otherwise: MPI_Iallreduce + MPI_Wait instead of MPI_Allreduce
+  P2p p2p = P2p::kNone;  // otherwise: a 2-rank sum by point-to-point messages
 };
 const Path kPaths[] = {
     {"mpi", false, AllreduceMode::kMpi, false},
@@ -57,6 +63,8 @@ const Path kPaths[] = {
     {"nn-hierarchical", true, AllreduceMode::kHierarchical, false},
     {"nn-ring", true, AllreduceMode::kRing, false},
     {"nn-mpi", true, AllreduceMode::kMpi, false},
+    {"p2p-exchange", false, AllreduceMode::kMpi, false, P2p::kExchange},
+    {"p2p-relay", false, AllreduceMode::kMpi, false, P2p::kRelay},
 };
 
 struct Options {
@@ -124,7 +132,8 @@ bool parse(int argc, char** argv, Options* o, std::string* help) {
       ("max-bytes", po::value(&o->max_bytes)->default_value(o->max_bytes), "largest message")
       ("factor", po::value(&o->factor)->default_value(o->factor), "each size is the previous one times this")
       ("paths", po::value(&o->paths)->default_value(o->paths),
-       "all, or a comma-separated list of mpi, impi, nn-shared, nn-hierarchical, nn-ring, nn-mpi "
+       "all, or a comma-separated list of mpi, impi, nn-shared, nn-hierarchical, nn-ring, nn-mpi, "
+       "p2p-exchange, p2p-relay (2 ranks: the buffer both ways at once, or one way and back) "
        "(paths that do not apply to the ranks' layout are skipped with a note)")
       ("warmup-iters", po::value(&o->warmup_iters)->default_value(o->warmup_iters),
        "untimed sums per path and size (their times set the iteration count)")
@@ -240,12 +249,16 @@ class SumPath {
 // MPI_Iallreduce then MPI_Wait.
 class MpiPath : public SumPath {
  public:
-  MpiPath(const Communicator& comm, float* data, std::size_t n, bool nonblocking)
-      : comm_(comm), data_(data), n_(n), nonblocking_(nonblocking) {}
+  MpiPath(const Communicator& comm, float* data, float* scratch, std::size_t n, bool nonblocking, P2p p2p)
+      : comm_(comm), data_(data), scratch_(scratch), n_(n), nonblocking_(nonblocking), p2p_(p2p) {}
   float* input() override { return data_; }
   std::size_t part() const override { return n_; }
   void run(const double*, Check* check) override {
-    if (nonblocking_) {
+    if (p2p_ == P2p::kExchange) {
+      comm_.exchange_sum(data_, scratch_, n_);
+    } else if (p2p_ == P2p::kRelay) {
+      comm_.relay_sum(data_, scratch_, n_);
+    } else if (nonblocking_) {
       comm_.sum_via_iallreduce(data_, n_);
     } else {
       comm_.sum(data_, n_);
@@ -256,8 +269,10 @@ class MpiPath : public SumPath {
  private:
   const Communicator& comm_;
   float* data_;
+  float* scratch_;  // p2p: the peer's values
   std::size_t n_;
   bool nonblocking_;
+  P2p p2p_;
 };
 
 // The pieces backprop would report for a gradient of n floats: the trainer's
@@ -485,8 +500,16 @@ int run(const Communicator& comm, const Options& o) {
       std::unique_ptr<SumPath> path;
       {
         watchdog::Wait wait("setting up a sum");
+        if (info.p2p != P2p::kNone && ranks != 2) {
+          skipped[k] = true;
+          if (comm.root()) {
+            std::printf("# note: skipping %s: it pairs exactly 2 ranks (here %d)\n", info.name, ranks);
+            std::fflush(stdout);
+          }
+          continue;
+        }
         if (!info.gradient_sync) {
-          path = std::make_unique<MpiPath>(comm, data.data(), n, info.nonblocking);
+          path = std::make_unique<MpiPath>(comm, data.data(), sums.data(), n, info.nonblocking, info.p2p);
         } else {
           auto sync = std::make_unique<SyncPath>(comm, info.mode, sums.data(), n, o);
           // GradientSync::create falls back where a sum cannot run (shared memory across nodes).

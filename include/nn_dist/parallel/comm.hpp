@@ -54,6 +54,13 @@ class Communicator {
   // through GradientSync).
   void sum(float* data, std::size_t count) const;
   void sum_via_iallreduce(float* data, std::size_t count) const;
+  // Two ranks' floats summed in place by point-to-point messages, to measure
+  // the transport (nn_allreduce_bench): exchange_sum sends each whole buffer
+  // both ways at once (MPI_Sendrecv, then each adds); relay_sum sends rank 1's
+  // to rank 0, which adds and sends the sum back (two one-way transfers in
+  // turn). scratch: count floats. Only for a communicator of 2 ranks.
+  void exchange_sum(float* data, float* scratch, std::size_t count) const;
+  void relay_sum(float* data, float* scratch, std::size_t count) const;
   void max(double* data, int count) const;  // element-wise, in place
   long max(long value) const;
   long min(long value) const;
