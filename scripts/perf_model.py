@@ -36,6 +36,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 
 # Networks the README quotes (alpha: per-message latency through MPI; gbps: link rate).
@@ -352,7 +353,8 @@ def calibrate(args):
                         "modelled_allreduce_b_s_per_byte": check_b},
         },
         "gamma_s_per_byte": gamma,
-        "sources": {"allreduce": args.allreduce, "roofline": args.roofline, "profile": args.profile},
+        "sources": {"allreduce": [os.path.basename(a) for a in args.allreduce],
+                    "roofline": os.path.basename(args.roofline), "profile": os.path.basename(args.profile)},
     }
     with open(args.out, "w") as f:
         json.dump(model, f, indent=1)
@@ -389,10 +391,11 @@ def predict(args):
     alpha_us, gbps, transport, label = network_of(args)
     m = with_network(model, alpha_us, gbps)
     sizes = layer_sizes(args.features, args.hidden, args.classes)
-    rows = [predict_step(m, p, args.cores_per_node, gbps, sizes, args.batch_per_rank, args.path, transport=transport)
-            for p in args.ranks]
+    rows = [predict_step(m, p, args.cores_per_node, gbps, sizes, args.batch_per_rank, args.path, transport=transport,
+                         algorithm=args.algorithm) for p in args.ranks]
     print(f"{label}; nodes of {args.cores_per_node} cores; layers {'-'.join(map(str, sizes))}; "
-          f"batch {args.batch_per_rank} per rank; {args.path} sum")
+          f"batch {args.batch_per_rank} per rank; {args.path} sum"
+          + ("" if args.algorithm == "ompi" else f"; Open MPI forced to {args.algorithm}"))
     print(f"{'ranks':>6} {'nodes':>6} {'global batch':>12} {'compute ms':>10} {'sum ms':>8} {'step ms':>8} "
           f"{'samples/s':>12} {'efficiency':>10}  algorithm between nodes")
     for r in rows:
@@ -411,7 +414,7 @@ def step(args):
     m = with_network(model, args.alpha_us, args.gbps)
     sizes = layer_sizes(args.features, args.hidden, args.classes)
     r = predict_step(m, args.ranks[0], args.cores_per_node, args.gbps, sizes, args.batch_per_rank, args.path,
-                     None if args.compute_ms is None else args.compute_ms * 1e-3, args.transport)
+                     None if args.compute_ms is None else args.compute_ms * 1e-3, args.transport, args.algorithm)
     print(json.dumps(r, separators=(",", ":")))
 
 
@@ -515,6 +518,10 @@ def main():
         p.add_argument("--ranks", type=rank_list, default=[64, 256, 1024, 4096])
         p.add_argument("--batch-per-rank", type=int, default=128)
         p.add_argument("--path", choices=["hierarchical", "ring"], default="hierarchical")
+        p.add_argument("--algorithm", default="ompi",
+                       choices=["ompi", "ring", "rabenseifner", "recursive_doubling", "nonoverlapping"],
+                       help="between nodes: Open MPI 4.1's own pick (default), or one forced with "
+                            "--mca coll_tuned_use_dynamic_rules 1 --mca coll_tuned_allreduce_algorithm N")
         p.add_argument("--csv")
         p.add_argument("--compute-ms", type=float, default=None, help="(step) measured compute per step instead")
         shape_flags(p)

@@ -7,17 +7,21 @@
 # compute); then, for each rate, it predicts the step time before the step is
 # measured. Writes DIR/validation.csv, DIR/model.json, DIR/perf_model.png and
 # prints the table. Needs root (network namespaces).
-# Usage: scripts/validate_model.sh [--rates "5gbit 1gbit 100mbit"] [--out DIR] [--repeats 3]
+# Usage: scripts/validate_model.sh [--rates "5gbit 1gbit 100mbit"] [--out DIR] [--repeats 3] [--quick]
+# --quick: a few steps per run and sizes up to 4 MiB (tests: the harness
+# works; its numbers are too short to mean much).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 RATES="5gbit 1gbit 100mbit"
 OUT="$NN_BUILD/validate"
 REPEATS=3
+QUICK=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --rates) RATES=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --repeats) REPEATS=$2; shift 2 ;;
+    --quick) QUICK=1; shift ;;
     *) echo "validate_model.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -30,6 +34,11 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS
 PASS_ENV=(-x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM -x OMP_NUM_THREADS)
 mkdir -p "$OUT"
 nn_bench_data
+# steps per run: calibration, unshaped, and the bounds for the shaped runs (about 10 s each)
+ROOF_REPEATS=200 CAL_STEPS=400 UNSHAPED_STEPS=300 MIN_STEPS=40 MAX_STEPS=400 BENCH=(--max-bytes 16777216) SECONDS_PER_RUN=10000
+if ((QUICK)); then
+  ROOF_REPEATS=20 CAL_STEPS=60 UNSHAPED_STEPS=40 MIN_STEPS=8 MAX_STEPS=40 BENCH=(--max-bytes 4194304 --min-seconds 0.02) SECONDS_PER_RUN=500
+fi
 TRAIN=(--data "$DATA" --hidden 512,256 --batch-size 128 --epochs 1 --profile --quiet)
 "$HOSTS" down >/dev/null 2>&1 || true
 trap '"$HOSTS" down >/dev/null 2>&1' EXIT
@@ -41,13 +50,13 @@ median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR % 2) 
 
 # ---- calibration, link unshaped
 log "calibrating: nn_roofline, nn_dist at 1 rank, nn_allreduce_bench (shared memory; 2 hosts unshaped)"
-"$NN_BUILD/nn_roofline" --batch-size 128 >"$OUT/roofline.log"
-"$NN_BUILD/nn_dist" "${TRAIN[@]}" --max-steps 400 --warmup-steps 50 >"$OUT/profile1.log"
+"$NN_BUILD/nn_roofline" --batch-size 128 --repeats "$ROOF_REPEATS" >"$OUT/roofline.log"
+"$NN_BUILD/nn_dist" "${TRAIN[@]}" --max-steps "$CAL_STEPS" --warmup-steps 10 >"$OUT/profile1.log"
 nn_mpirun_flags 2
 mpirun "${MPIRUN_FLAGS[@]}" --bind-to none "$NN_BUILD/nn_allreduce_bench" --paths nn-shared,mpi --min-bytes 4 \
-  --max-bytes 16777216 --csv "$OUT/allreduce_shm.csv" >"$OUT/allreduce_shm.log"
-two_hosts "$NN_BUILD/nn_allreduce_bench" --paths mpi,nn-hierarchical,p2p-exchange,p2p-relay --min-bytes 4 --max-bytes 16777216 \
-  --csv "$OUT/allreduce_net.csv" >"$OUT/allreduce_net.log"
+  "${BENCH[@]}" --csv "$OUT/allreduce_shm.csv" >"$OUT/allreduce_shm.log"
+two_hosts "$NN_BUILD/nn_allreduce_bench" --paths mpi,nn-hierarchical,p2p-exchange,p2p-relay --min-bytes 4 \
+  "${BENCH[@]}" --csv "$OUT/allreduce_net.csv" >"$OUT/allreduce_net.log"
 $PY "$MODEL" calibrate --allreduce "$OUT/allreduce_shm.csv" --allreduce "$OUT/allreduce_net.csv" \
   --roofline "$OUT/roofline.log" --profile "$OUT/profile1.log" --out "$OUT/model.json" | tee "$OUT/calibration.txt" >&2
 step1=$(json_field step_ms <"$OUT/profile1.log")
@@ -65,10 +74,10 @@ measure() {  # measure STEPS -> prints step_ms compute_ms exposed_ms
 
 # The unshaped 2-host step: its compute (forward, backward, update, data) is
 # what the shaped runs' predictions use; its sum is the model's in-sample check.
-log "unshaped link: measuring $REPEATS x 300 steps"
+log "unshaped link: measuring $REPEATS x $UNSHAPED_STEPS steps"
 steps="" computes="" sums=""
 for ((r = 0; r < REPEATS; r++)); do
-  read -r s c e < <(measure 300)
+  read -r s c e < <(measure "$UNSHAPED_STEPS")
   steps+="$s " computes+="$c " sums+="$e "
 done
 compute=$(echo "$computes" | median)
@@ -94,16 +103,16 @@ row unshaped none - "$steps" "$sums"
 for rate in $RATES; do
   case $rate in
     *gbit) gbps=${rate%gbit} ;;
-    *mbit) gbps=$(echo "${rate%mbit} / 1000" | bc -l) ;;
+    *mbit) gbps=$(printf '%g' "$(echo "${rate%mbit} / 1000" | bc -l)") ;;
     *) echo "validate_model.sh: --rates takes e.g. 5gbit or 100mbit, not $rate" >&2; exit 2 ;;
   esac
   "$HOSTS" shape nnv1 "$rate"
   "$HOSTS" shape nnv2 "$rate"
   # about 10 s of steps per run, whatever the rate
   pred=$($PY "$MODEL" step --model "$OUT/model.json" --ranks 2 --cores-per-node 1 --gbps "$gbps" --compute-ms "$compute")
-  n=$(echo "10000 / $(json_field step_ms <<<"$pred")" | bc)
-  ((n < 40)) && n=40
-  ((n > 400)) && n=400
+  n=$(echo "$SECONDS_PER_RUN / $(json_field step_ms <<<"$pred")" | bc)
+  ((n < MIN_STEPS)) && n=$MIN_STEPS
+  ((n > MAX_STEPS)) && n=$MAX_STEPS
   log "$rate: predicted $(json_field step_ms <<<"$pred") ms per step; measuring $REPEATS x $n steps"
   steps="" sums=""
   for ((r = 0; r < REPEATS; r++)); do
