@@ -6,12 +6,13 @@
 # matplotlib too: scripts/scale.py draws its plots with it, and a test checks them.
 # qemu-user runs the binary on an emulated CPU without AVX-512 (the portable-build test);
 # iproute2 and util-linux make the emulated hosts (network namespaces); SLURM and munge
-# run a private scheduler on them for the batch-script tests (no service is started).
+# run a private scheduler on them for the batch-script tests (no service is started);
+# bc does the benchmark scripts' arithmetic (validate_model.sh runs in a test).
 set -euo pipefail
 
 packages=(build-essential cmake openmpi-bin libopenmpi-dev libeigen3-dev libhdf5-dev hdf5-tools
           libboost-program-options-dev libgtest-dev python3-h5py python3-numpy python3-torch python3-matplotlib
-          libopenblas0-pthread qemu-user iproute2 util-linux slurmctld slurmd slurm-client munge)
+          libopenblas0-pthread qemu-user iproute2 util-linux slurmctld slurmd slurm-client munge bc)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(hyperfine)
 fi

@@ -124,5 +124,5 @@ done
 "$HOSTS" down >/dev/null 2>&1 || true
 
 $PY "$MODEL" plot --model "$OUT/model.json" --measured "$OUT/validation.csv" --out "$OUT/perf_model.png" >&2
-column -s, -t <"$OUT/validation.csv" | cut -c1-200
+awk -F, '{printf "%-9s %-8s %5s %11s %17s %16s %18s %17s %10s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9}' "$OUT/validation.csv"
 echo "(2 emulated hosts x 1 rank on a $(getconf _NPROCESSORS_ONLN)-core machine; 1-rank step $step1 ms; files in $OUT)"
