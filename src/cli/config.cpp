@@ -145,14 +145,8 @@ void require_nonnegative(double value, const char* flag) {
 double parse_scale(const std::string& text) {
   const std::size_t slash = text.find('/');
   const auto number = [&](const std::string& t) {
-    std::size_t used = 0;
     double v = 0;
-    try {
-      v = std::stod(t, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != t.size()) throw Error("--scale: '" + printable(text) + "' is not a number or a fraction A/B");
+    if (!whole_number(t, &v)) throw Error("--scale: '" + printable(text) + "' is not a number or a fraction A/B");
     return v;
   };
   const double v = slash == std::string::npos ? number(text) : number(text.substr(0, slash)) / number(text.substr(slash + 1));

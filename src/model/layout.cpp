@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "nn_dist/common/error.hpp"
+#include "nn_dist/common/text.hpp"
 
 namespace nn_dist {
 
@@ -39,14 +40,8 @@ std::vector<long> parse_hidden(const std::string& text) {
   std::stringstream in(text);
   std::string item;
   while (std::getline(in, item, ',')) {
-    std::size_t used = 0;
     long width = 0;
-    try {
-      width = std::stol(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != item.size()) {
+    if (!whole_number(item, &width)) {
       throw Error("--hidden " + text + ": '" + item + "' is not a whole number (expected e.g. --hidden 128,64 or --hidden none)");
     }
     if (width <= 0) throw Error("--hidden " + text + ": width " + item + " must be positive");

@@ -67,14 +67,8 @@ std::vector<double> parse_decay_epochs(const std::string& text) {
   std::stringstream in(text);
   std::string item;
   while (std::getline(in, item, ',')) {
-    std::size_t used = 0;
     double v = 0;
-    try {
-      v = std::stod(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != item.size() || !std::isfinite(v)) {
+    if (!whole_number(item, &v) || !std::isfinite(v)) {
       throw Error("--lr-decay-epochs " + printable(text) + ": '" + printable(item) +
                   "' is not a number (expected e.g. --lr-decay-epochs 30,60,80)");
     }

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstdio>
+#include <exception>
 #include <string>
+#include <type_traits>
 
 namespace nn_dist {
 
@@ -42,6 +44,23 @@ inline std::string printable(const std::string& text, std::size_t max_chars = 60
     }
   }
   return out;
+}
+
+// Whether all of `text` is one number (std::stod / std::stol, with nothing
+// before or after it); it goes to *value. A flag's parser then names the flag.
+template <typename T>
+bool whole_number(const std::string& text, T* value) {
+  std::size_t used = 0;
+  try {
+    if constexpr (std::is_floating_point_v<T>) {
+      *value = static_cast<T>(std::stod(text, &used));
+    } else {
+      *value = static_cast<T>(std::stol(text, &used));
+    }
+  } catch (const std::exception&) {
+    return false;
+  }
+  return used > 0 && used == text.size();
 }
 
 }  // namespace nn_dist
