@@ -188,7 +188,7 @@ def backward_profile(sizes, batch, cal):
 
 
 def predict_step(model, ranks, cores_per_node, gbps, sizes, batch, path="hierarchical", compute_s=None,
-                 transport="tcp", algorithm="ompi", bucket_bytes=25 << 20):
+                 transport="tcp", algorithm="ompi", bucket_bytes=1 << 20):
     cal = model["compute"]
     shm = model["links"]["shared"]
     net = model["links"]["network"]
