@@ -249,7 +249,7 @@ def predict_step(model, ranks, cores_per_node, gbps, sizes, batch, path="hierarc
     }
 
 
-def with_network(model, alpha_us, gbps):
+def with_network(model, alpha_us):
     """The model with the network's alpha replaced (the CPU side's per-byte cost stays as calibrated)."""
     m = json.loads(json.dumps(model))
     if alpha_us is not None:
@@ -389,7 +389,7 @@ def load_model(path):
 def predict(args):
     model = load_model(args.model)
     alpha_us, gbps, transport, label = network_of(args)
-    m = with_network(model, alpha_us, gbps)
+    m = with_network(model, alpha_us)
     sizes = layer_sizes(args.features, args.hidden, args.classes)
     rows = [predict_step(m, p, args.cores_per_node, gbps, sizes, args.batch_per_rank, args.path, transport=transport,
                          algorithm=args.algorithm) for p in args.ranks]
@@ -411,7 +411,7 @@ def predict(args):
 
 def step(args):
     model = load_model(args.model)
-    m = with_network(model, args.alpha_us, args.gbps)
+    m = with_network(model, args.alpha_us)
     sizes = layer_sizes(args.features, args.hidden, args.classes)
     r = predict_step(m, args.ranks[0], args.cores_per_node, args.gbps, sizes, args.batch_per_rank, args.path,
                      None if args.compute_ms is None else args.compute_ms * 1e-3, args.transport, args.algorithm)
@@ -433,7 +433,7 @@ def plot(args):
     ranks = [2 ** k for k in range(0, 13)]
     for name, style in (("ib200", "-"), ("eth25", "--")):
         net = NETWORKS[name]
-        m = with_network(model, net["alpha_us"], net["gbps"])
+        m = with_network(model, net["alpha_us"])
         for cores, color in ((1, "tab:red"), (16, "tab:blue"), (64, "tab:green")):
             eff = [predict_step(m, p, cores, net["gbps"], sizes, args.batch_per_rank,
                                 transport=net["transport"])["efficiency"] for p in ranks]
@@ -461,7 +461,7 @@ def plot(args):
         lo, hi = min(gbps) / 1.5, max(gbps) * 1.5
         xs = [lo * (hi / lo) ** (i / 60) for i in range(61)]
         compute = float(shaped[0]["compute_ms"])
-        base = with_network(model, None, None)
+        base = with_network(model, None)
         ys = [predict_step(base, 2, 1, x, sizes, args.batch_per_rank, compute_s=compute * 1e-3)["step_ms"]
               for x in xs]
         ax.plot(xs, ys, "-", color="tab:blue", label="predicted (calibrated on the unshaped link)")
