@@ -275,13 +275,9 @@ struct RowReader::Impl {
   // calls f(start, bytes) for the mapped X bytes of rows [offset, offset + count)
   template <typename F>
   void for_each_range(long offset, long count, F&& f) const {
-    for (const Open& open : parts) {
-      const long lo = std::max(offset, open.first_row), hi = std::min(offset + count, open.first_row + open.rows);
-      if (lo < hi) {
-        f(open.x_rows + row_bytes * static_cast<std::size_t>(lo - open.first_row),
-          row_bytes * static_cast<std::size_t>(hi - lo));
-      }
-    }
+    for_each_part(info, offset, count, [&](std::size_t i, const DatasetInfo&, long first, long n, long) {
+      f(parts[i].x_rows + row_bytes * static_cast<std::size_t>(first), row_bytes * static_cast<std::size_t>(n));
+    });
   }
 };
 
