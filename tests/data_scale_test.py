@@ -231,7 +231,8 @@ batch_env = {k: "" for k in ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID")}
 code, out = run_direct(slow + ["--progress", "lines", "--log-every-seconds", "0.05"], tty=False)
 steps = [(int(a), int(b), int(c)) for a, b, c, _ in PROGRESS.findall(out)]
 lines_ok = all(l.startswith("progress: ") for l in out.splitlines() if "ETA" in l)
-check("--progress lines: several plain lines in epoch 1 (steps rising, below the epoch's 1875, percent right)",
+check("--progress lines: several plain lines in epoch 1 (steps rising, below the epoch's 1875: its last step has "
+      "the epoch line, percent right)",
       code == 0 and lines_ok and len(steps) >= 3 and all(b == 1875 for _, b, _ in steps)
       and all(x[0] < y[0] for x, y in zip(steps, steps[1:])) and steps[-1][0] < 1875
       and all(abs(c - 100 * a / b) <= 0.5 for a, b, c in steps), out[-600:])

@@ -840,6 +840,7 @@ void Trainer::stop_on_signal(int64_t epoch, int64_t epoch_step, bool saved) {
 }
 void Trainer::show_progress(int64_t epoch, long step, long first, Clock::time_point epoch_start, double count_before) {
   if (!comm_.root() || config_.quiet || config_.progress == "off") return;
+  if (step + 1 >= steps_per_epoch_) return;  // the epoch's last step: its epoch line follows at once
   const auto now = Clock::now();
   const double interval = terminal_ ? 0.5 : config_.log_every_seconds;
   if (seconds_between(last_progress_, now) < interval) return;
