@@ -62,9 +62,11 @@ $PY "$MODEL" calibrate --allreduce "$OUT/allreduce_shm.csv" --allreduce "$OUT/al
 step1=$(json_field step_ms <"$OUT/profile1.log")
 
 # One 2-host run: its BENCH_JSON line.
-measure() {  # measure STEPS -> prints step_ms compute_ms exposed_ms
-  local out
-  out=$(two_hosts "$NN_BUILD/nn_dist" "${TRAIN[@]}" --max-steps "$1" --warmup-steps 10 2>&1 | grep BENCH_JSON)
+run_count=0
+measure() {  # measure STEPS -> prints step_ms compute_ms exposed_ms, timed over STEPS steps after 10 warmup steps
+  local out log="$OUT/run-$((++run_count)).log"
+  two_hosts "$NN_BUILD/nn_dist" "${TRAIN[@]}" --max-steps "$(($1 + 10))" --warmup-steps 10 >"$log" 2>&1 || true
+  out=$(grep BENCH_JSON "$log") || { echo "validate_model.sh: a 2-host run printed no BENCH_JSON line: $log" >&2; return 1; }
   local step fwd bwd opt data test wait
   step=$(json_field step_ms <<<"$out"); fwd=$(json_field forward_ms <<<"$out"); bwd=$(json_field backward_ms <<<"$out")
   opt=$(json_field optimizer_ms <<<"$out"); data=$(json_field data_ms <<<"$out")
@@ -77,7 +79,8 @@ measure() {  # measure STEPS -> prints step_ms compute_ms exposed_ms
 log "unshaped link: measuring $REPEATS x $UNSHAPED_STEPS steps"
 steps="" computes="" sums=""
 for ((r = 0; r < REPEATS; r++)); do
-  read -r s c e < <(measure "$UNSHAPED_STEPS")
+  measure "$UNSHAPED_STEPS" >"$OUT/m" || exit 1
+  read -r s c e <"$OUT/m"
   steps+="$s " computes+="$c " sums+="$e "
 done
 compute=$(echo "$computes" | median)
@@ -116,7 +119,8 @@ for rate in $RATES; do
   log "$rate: predicted $(json_field step_ms <<<"$pred") ms per step; measuring $REPEATS x $n steps"
   steps="" sums=""
   for ((r = 0; r < REPEATS; r++)); do
-    read -r s c e < <(measure "$n")
+    measure "$n" >"$OUT/m" || exit 1
+    read -r s c e <"$OUT/m"
     steps+="$s " sums+="$e "
   done
   row shaped "$rate" "$gbps" "$steps" "$sums"
