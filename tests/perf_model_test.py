@@ -19,6 +19,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -156,11 +157,12 @@ elif subprocess.run(["sh", "-c", "command -v ip && command -v unshare && command
                     capture_output=True).returncode != 0:
     print("SKIPPED: validate_model.sh: ip, unshare and tc (iproute2, util-linux) are needed")
 else:
-    out = os.path.join(work, "validate")
+    # Beside the build, not in /tmp: the emulated hosts have /tmp and /dev/shm of their own.
+    vout = tempfile.mkdtemp(prefix="validate-test.", dir=BUILD)
     env = dict(os.environ, NN_BUILD=BUILD)
     p = subprocess.run(["bash", os.path.join(ROOT, "scripts", "validate_model.sh"), "--quick", "--repeats", "1",
-                        "--rates", "1gbit", "--out", out], capture_output=True, text=True, env=env)
-    rows = list(csv.DictReader(open(os.path.join(out, "validation.csv")))) if p.returncode == 0 else []
+                        "--rates", "1gbit", "--out", vout], capture_output=True, text=True, env=env)
+    rows = list(csv.DictReader(open(os.path.join(vout, "validation.csv")))) if p.returncode == 0 else []
     good = [r for r in rows if float(r["predicted_step_ms"]) > float(r["compute_ms"]) > 0
             and float(r["measured_step_ms"]) > 0 and math.isfinite(float(r["error_pct"]))]
     check("validate_model.sh --quick: an unshaped and a 1gbit row, each predicted and measured",
@@ -169,8 +171,9 @@ else:
         check("validate_model.sh: the shaped link's step is longer, measured and predicted",
               float(good[1]["measured_step_ms"]) > float(good[0]["measured_step_ms"])
               and float(good[1]["predicted_step_ms"]) > float(good[0]["predicted_step_ms"]), str(good))
-    png = os.path.join(out, "perf_model.png")
+    png = os.path.join(vout, "perf_model.png")
     check("validate_model.sh: the plot is a PNG", os.path.exists(png) and open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n")
+    shutil.rmtree(vout, ignore_errors=True)
 
 # ---- batch_sweep.py on a tiny task
 data = os.path.join(work, "spirals.h5")
@@ -190,4 +193,5 @@ p = subprocess.run([PY, os.path.join(ROOT, "scripts", "batch_sweep.py"), "--batc
                    text=True)
 check("batch_sweep.py --batches 33 at 2 ranks: refused", p.returncode == 2 and "--batches" in p.stderr, p.stderr)
 
+shutil.rmtree(work, ignore_errors=True)
 finish()

@@ -1,24 +1,58 @@
 #!/bin/bash
-# Emulated hosts on one machine, for tests and experiments: each host is a
-# network namespace with its own UTS namespace (hostname), address and
-# /etc/hosts, all on a private bridge in a "switch" namespace; no route
-# leaves them and nothing is added to the root namespace. Needs root.
+# Emulated hosts on one machine, for tests and experiments. Each host is a
+# set of namespaces that live as long as the host: its own network (address,
+# /etc/hosts, a private bridge in a "switch" namespace; no route leaves them
+# and nothing is added to the root namespace), its own hostname (UTS) and its
+# own mounts, with a private /tmp and /dev/shm as a real node has. The rest
+# of the file system (the checkout, the build, the data: a cluster's shared
+# file system) is the machine's. Needs root.
 #
 #   hosts.sh up N            create hosts nnh1 .. nnhN (10.231.7.1 .. N)
 #   hosts.sh down            kill what runs in them (by PID) and delete them
-#   hosts.sh run HOST CMD..  run CMD on HOST (its hostname, its network)
+#   hosts.sh run HOST CMD..  run CMD on HOST (its hostname, network and mounts)
 #   hosts.sh mpirun ARGS..   Open MPI's mpirun on nnh1, launching through
 #                            netns-rsh; give --host nnh1:2,nnh2:2 or a hostfile
 #   hosts.sh shape HOST RATE limit HOST's link to RATE (tc tbf, e.g. 1gbit)
 #
 # NN_HOSTS_PREFIX and NN_HOSTS_SUBNET change the names and the /24 used.
+# NN_HOSTS_SHARED_TMP=1 at `up` leaves /tmp and /dev/shm shared by all hosts
+# (the emulation before they were private; kept to reproduce what that did).
 set -euo pipefail
 PREFIX=${NN_HOSTS_PREFIX:-nnh}
 SUBNET=${NN_HOSTS_SUBNET:-10.231.7}
 SWITCH=${PREFIX}sw
+# Each host's mount and UTS namespaces are held by a process that sleeps in
+# them (and in the host's network namespace); its PID is kept here.
+HOLDERS=/run/nn-hosts
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 hosts() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^${PREFIX}[0-9]+$" || true; }
+
+# The host's mount and UTS namespaces: its hostname, its /etc/hosts, and a
+# private /tmp and /dev/shm (tmpfs, as on a node). Mounts made on the machine
+# later still reach the host (slave propagation); the host's do not leave it.
+make_host_namespaces() {
+  local ns=$1
+  mkdir -p "$HOLDERS"
+  nsenter --net="/run/netns/$ns" unshare --mount --uts --propagation slave /bin/sh -ec '
+    hostname "$1"
+    mount --bind "/etc/netns/$1/hosts" /etc/hosts
+    if [ "$2" != 1 ]; then
+      mount -t tmpfs -o mode=1777 "tmp-$1" /tmp
+      mount -t tmpfs -o mode=1777,nosuid,nodev "shm-$1" /dev/shm
+    fi
+    exec sleep infinity' host "$ns" "${NN_HOSTS_SHARED_TMP:-0}" </dev/null >/dev/null 2>&1 &
+  echo $! >"$HOLDERS/$ns.pid"
+  # Ready when the holder sleeps with the host's hostname.
+  local deadline=$((SECONDS + 10))
+  until [[ $(cat "/proc/$!/comm" 2>/dev/null) == sleep ]]; do
+    if ((SECONDS > deadline)) || ! kill -0 $! 2>/dev/null; then
+      echo "hosts.sh: could not make the mount namespace of $ns" >&2
+      return 1
+    fi
+    sleep 0.01
+  done
+}
 
 up() {
   local n=$1
@@ -40,6 +74,7 @@ up() {
     ip netns exec "$ns" sysctl -qw net.ipv4.tcp_retries2=5
     mkdir -p "/etc/netns/$ns"
     { echo "127.0.0.1 localhost"; for j in $(seq 1 "$n"); do echo "$SUBNET.$j $PREFIX$j"; done; } >"/etc/netns/$ns/hosts"
+    make_host_namespaces "$ns"
   done
 }
 
@@ -50,13 +85,21 @@ down() {
     ip netns del "$ns" 2>/dev/null || true
     rm -rf "/etc/netns/$ns"
   done
+  # The holders were killed with the rest: their namespaces (and tmpfs) are gone.
+  rm -f "$HOLDERS/$PREFIX"[0-9]*.pid
   rmdir /etc/netns 2>/dev/null || true
 }
 
+# Runs a command on a host: in its network, mount and UTS namespaces. Not
+# `ip netns exec`, which would give every command a mount namespace of its own
+# (and a /sys in which slurmd finds no cgroup file system).
 run() {
   local host=$1
   shift
-  exec ip netns exec "$host" unshare --uts /bin/sh -c 'hostname "$1"; shift; exec "$@"' run "$host" "$@"
+  local holder
+  holder=$(cat "$HOLDERS/$host.pid" 2>/dev/null) && [[ -r /proc/$holder/ns/mnt ]] ||
+    { echo "hosts.sh: no host $host (hosts.sh up first)" >&2; exit 2; }
+  exec nsenter --target "$holder" --net --mount --uts "$@"
 }
 
 case "${1:-}" in
@@ -72,5 +115,5 @@ case "${1:-}" in
       --mca mpi_yield_when_idle 1 --mca oob_tcp_keepalive_time 5 --mca oob_tcp_keepalive_intvl 2 \
       --mca oob_tcp_keepalive_probes 3 "$@" ;;
   shape) ip netns exec "$2" tc qdisc replace dev eth0 root tbf rate "$3" burst 256kbit latency 50ms ;;
-  *) sed -n '2,17p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,19p' "$0" >&2; exit 2 ;;
 esac

@@ -55,13 +55,23 @@ CONF
   done
   echo "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP" >>"$dir/etc/slurm.conf"
   : >"$dir/etc/plugstack.conf"
-  # Each slurmd gets its own copy of the config with its own PMIx folder:
-  # /tmp is shared by the emulated hosts, and PMIx's folders would clash.
+  # Every node reads this one file, as on a cluster. Only where the emulated
+  # hosts share /tmp (NN_HOSTS_SHARED_TMP=1) does each slurmd get a copy with a
+  # PMIx folder of its own, or the nodes' PMIx folders would clash.
   for i in $(seq 1 "$n"); do
-    mkdir -p "$dir/etc-$PREFIX$i" "$dir/pmix-$PREFIX$i" "$dir/state/d-$PREFIX$i"
-    cp "$dir/etc/slurm.conf" "$dir/etc/plugstack.conf" "$dir/etc-$PREFIX$i/"
-    echo "PMIxCliTmpDirBase=$dir/pmix-$PREFIX$i" >"$dir/etc-$PREFIX$i/mpi.conf"
+    mkdir -p "$dir/state/d-$PREFIX$i"
+    if [[ ${NN_HOSTS_SHARED_TMP:-0} == 1 ]]; then
+      mkdir -p "$dir/etc-$PREFIX$i" "$dir/pmix-$PREFIX$i"
+      cp "$dir/etc/slurm.conf" "$dir/etc/plugstack.conf" "$dir/etc-$PREFIX$i/"
+      echo "PMIxCliTmpDirBase=$dir/pmix-$PREFIX$i" >"$dir/etc-$PREFIX$i/mpi.conf"
+    fi
   done
+}
+
+# The slurm.conf that node I's slurmd reads.
+node_conf() {
+  local dir=$1 i=$2
+  if [[ -d $dir/etc-$PREFIX$i ]]; then echo "$dir/etc-$PREFIX$i/slurm.conf"; else echo "$dir/etc/slurm.conf"; fi
 }
 
 alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -76,12 +86,9 @@ up() {
   write_conf "$dir" "$n"
   munged --key-file="$dir/munge/munge.key" --socket="$dir/munge/munge.socket.2" \
     --pid-file="$dir/munge/munged.pid" --log-file="$dir/munge/munged.log" --seed-file="$dir/munge/munged.seed"
-  SLURM_CONF="$dir/etc/slurm.conf" ip netns exec "${PREFIX}1" unshare --uts \
-    sh -c "hostname ${PREFIX}1; exec slurmctld -i"
-  # nsenter, not ip netns exec: slurmd needs the real /sys (cgroup) that ip netns exec replaces.
+  SLURM_CONF="$dir/etc/slurm.conf" "$HERE/hosts.sh" run "${PREFIX}1" slurmctld -i
   for i in $(seq 1 "$n"); do
-    SLURM_CONF="$dir/etc-$PREFIX$i/slurm.conf" nsenter --net="/run/netns/$PREFIX$i" unshare --uts \
-      sh -c "hostname $PREFIX$i; exec slurmd -N $PREFIX$i"
+    SLURM_CONF=$(node_conf "$dir" "$i") "$HERE/hosts.sh" run "$PREFIX$i" slurmd -N "$PREFIX$i"
   done
   local deadline=$((SECONDS + 60))
   while true; do
@@ -116,7 +123,7 @@ down() {
 client() {
   local dir=$1
   shift
-  SLURM_CONF="$dir/etc/slurm.conf" ip netns exec "${PREFIX}1" "$@"
+  SLURM_CONF="$dir/etc/slurm.conf" "$HERE/hosts.sh" run "${PREFIX}1" "$@"
 }
 
 case "${1:-}" in
