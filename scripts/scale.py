@@ -169,8 +169,10 @@ def find_nn_dist(given):
 def launcher_command(launcher, ranks, cores, extra):
     """The command that starts `ranks` ranks."""
     if launcher == "srun":
-        # --kill-on-bad-exit: a rank that fails ends the whole step, as in cluster/train.sbatch.
-        return ["srun", "--mpi=pmix", "--cpu-bind=cores", "--kill-on-bad-exit=1", "-n", str(ranks)] + extra
+        # --kill-on-bad-exit: a rank that fails ends the whole step, and PMIx fences on the ring
+        # (Slurm 22.05's tree fence is node-local below TreeWidth nodes), as in cluster/train.sbatch.
+        fence = [] if "SLURM_PMIX_FENCE" in os.environ else ["env", "SLURM_PMIX_FENCE=ring"]
+        return fence + ["srun", "--mpi=pmix", "--cpu-bind=cores", "--kill-on-bad-exit=1", "-n", str(ranks)] + extra
     # The flags of nn_mpirun_flags in scripts/common.sh, plus one rank per core when they fit.
     cmd = ["mpirun", "-np", str(ranks), "--mca", "mpi_yield_when_idle", "1"]
     if os.geteuid() == 0:

@@ -29,12 +29,19 @@ if [[ $(id -u) -ne 0 ]]; then echo "SKIPPED: a private SLURM on emulated hosts n
 for tool in ip unshare nsenter slurmctld slurmd sbatch munged; do
   command -v "$tool" >/dev/null || { echo "FAILED: $tool is missing (scripts/install_deps.sh installs it)"; exit 1; }
 done
-WORK=$(mktemp -d)
+# Beside the build (the cluster's shared file system), not in /tmp: each emulated
+# host has a /tmp and /dev/shm of its own, as a node does.
+WORK=$(mktemp -d "$BUILD/slurm-test.XXXXXX")
 chmod 755 "$WORK"  # munged wants every folder above its socket searchable
+source "$ROOT/tests/cores.sh"
+cores_begin "$WORK/cores"  # before SLURM starts: the jobs inherit the core size limit
 cleanup() {
+  local rc=$?
   "$SLURM" down "$WORK/slurm" >/dev/null 2>&1
+  if ! cores_end; then echo "FAILED: a process dumped core (backtraces above)"; rc=1; fi
   "$ROOT/cluster/emulated/hosts.sh" down >/dev/null 2>&1
-  rm -rf "$WORK"
+  if [[ -n ${NN_KEEP_WORK:-} ]]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+  exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 143' TERM INT
@@ -92,21 +99,59 @@ check "mpirun 2 x 2: epochs 3 and 4 only" bash -c "grep -q 'epoch 4/4' '$WORK/jo
 check "mpirun 2 x 2: hierarchical" grep -q "gradient sum: hierarchical (2 nodes x 2 rank(s)" <(out)
 [[ $state == COMPLETED ]] || out
 
+# A requeued job waits 120 s (its BeginTime) before SLURM starts it again, so
+# that its first run has ended on every node. The tests start it at once, but
+# only after that event: no step daemon of the job is left on any node (each
+# slurmstepd keeps a socket <node>_<job>.<step> in its node's spool folder, and
+# the PMIx plugin one named stepd.slurm.pmix.<job>.<step>). Started while they
+# lived, the second run's steps could not start (their PMIx sockets were taken).
+first_run_gone() {  # first_run_gone JOB: waits up to 60 s; 1 (naming what is left) if it did not end
+  local deadline=$((SECONDS + 60)) left
+  while true; do
+    left=$(cd "$WORK/slurm/state" && ls -d d-*/*_"$1".* d-*/stepd.slurm.pmix."$1".* 2>/dev/null | tr '\n' ' ')
+    if [[ -z $left ]]; then
+      # slurmd refuses a job whose credential is not newer than the kill of its
+      # first run ("already killed, do not launch"), in whole seconds: start it
+      # in a later second than the one that saw the first run gone.
+      local now
+      now=$(date +%s)
+      while (($(date +%s) <= now)); do sleep 0.05; done
+      return 0
+    fi
+    if ((SECONDS > deadline)); then
+      echo "job $1: its first run's step daemons did not end within 60 s: $left"
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+start_requeued_now() {  # start_requeued_now JOB: once it is PENDING after its requeue and its first run is gone
+  local deadline=$((SECONDS + 90)) line
+  while ((SECONDS < deadline)); do
+    line=$("$SLURM" client "$WORK/slurm" scontrol -o show job "$1")
+    if grep -q ' Restarts=[1-9]' <<<"$line"; then
+      case $(grep -o 'JobState=[A-Z_]*' <<<"$line") in
+        JobState=PENDING)
+          first_run_gone "$1" || return 1
+          "$SLURM" client "$WORK/slurm" scontrol update JobId="$1" StartTime=now
+          return ;;
+        JobState=RUNNING|JobState=COMPLETED|JobState=FAILED) return ;;
+      esac
+    elif grep -q 'JobState=\(COMPLETED\|FAILED\|CANCELLED\)' <<<"$line"; then
+      return  # it ended without requeueing: the checks below say so
+    fi
+    sleep 0.1
+  done
+  echo "job $1: not requeued within 90 s"
+}
+
 # Requeued while it runs: SLURM stops it (SIGTERM) and starts it again, and it
 # continues from its newest checkpoint (the output file is appended to).
 submit -N 2 --ntasks-per-node 2 "$ROOT/cluster/train.sbatch" "${train[@]}" --epochs 40 --checkpoint-dir "$WORK/rq"
 deadline=$((SECONDS + 60))
 until ls "$WORK"/rq/ckpt-*.h5 >/dev/null 2>&1 || ((SECONDS > deadline)); do sleep 0.1; done
 "$SLURM" client "$WORK/slurm" scontrol requeue "$jid"
-# A requeued job waits 120 s before it may start again: once it is PENDING, let it start now.
-deadline=$((SECONDS + 60))
-while ((SECONDS < deadline)); do
-  case $("$SLURM" client "$WORK/slurm" scontrol -o show job "$jid" | grep -o 'JobState=[A-Z_]*') in
-    JobState=PENDING) "$SLURM" client "$WORK/slurm" scontrol update JobId="$jid" StartTime=now ;;
-    JobState=RUNNING|JobState=COMPLETED) break ;;
-  esac
-  sleep 0.3
-done
+start_requeued_now "$jid"
 wait_job "$jid"
 check "requeued: COMPLETED 0:0" test "$state $exitcode" = "COMPLETED 0:0"
 check "requeued: restarted once and resumed from a checkpoint" \
@@ -119,25 +164,16 @@ check "requeued: finished all 40 epochs" grep -q "epoch 40/40" <(out)
 #   srun:   scancel --signal=USR1 (the job's steps: every rank gets it);
 #   mpirun: scancel --batch --signal=USR1 (the batch script, as --signal=B:USR1@120
 #           does before a time limit; the script passes it to mpirun, which forwards it).
-requeue_now() {  # once the job has requeued itself (it then waits 120 s to start again): start it now
-  local deadline=$((SECONDS + 90)) line
-  while ((SECONDS < deadline)); do
-    line=$("$SLURM" client "$WORK/slurm" scontrol -o show job "$1")
-    if grep -q ' Restarts=[1-9]' <<<"$line"; then
-      case $(grep -o 'JobState=[A-Z_]*' <<<"$line") in
-        # Let the nodes finish cleaning up after the first run before the second starts.
-        JobState=PENDING) sleep 2; "$SLURM" client "$WORK/slurm" scontrol update JobId="$1" StartTime=now 2>/dev/null ;;
-        JobState=RUNNING|JobState=COMPLETED|JobState=FAILED) return ;;
-      esac
-    elif grep -q 'JobState=\(COMPLETED\|FAILED\|CANCELLED\)' <<<"$line"; then
-      return  # it ended without requeueing: the checks below say so
-    fi
-    sleep 0.3
-  done
-}
 last_checkpoint() { ls "$1"/ckpt-*.h5 | tail -1; }
 "$BUILD/nn_datagen" --kind teacher --samples 24000 --features 64 --classes 10 --out "$WORK/t.h5" >/dev/null
-slow=(--data "$WORK/t.h5" --hidden 256,128 --batch-size 8 --optimizer adam --lr 0.001 --epochs 3)
+# 1500 steps per epoch at 2 ranks; a numbered checkpoint every 250 steps says how far a job is.
+slow=(--data "$WORK/t.h5" --hidden 256,128 --batch-size 8 --optimizer adam --lr 0.001 --epochs 3
+      --checkpoint-every-steps 250)
+newest_step() {  # the global step of DIR's newest checkpoint (0 if none)
+  local f
+  f=$(ls "$1"/ckpt-*.h5 2>/dev/null | tail -1)
+  [[ -n $f ]] && echo $((10#$(basename "$f" .h5 | cut -d- -f2))) || echo 0
+}
 submit -N 2 --ntasks-per-node 1 "$ROOT/cluster/train.sbatch" "${slow[@]}" --checkpoint-dir "$WORK/pre-ref"
 wait_job "$jid"
 check "preemption reference: COMPLETED 0:0" test "$state $exitcode" = "COMPLETED 0:0"
@@ -146,15 +182,16 @@ for launcher in srun mpirun; do
   # Emulated hosts share this machine's cores: binding each host's rank to "its" core 0 would stack them.
   NN_LAUNCHER=$launcher NN_MPIRUN_BIND="--bind-to none" submit -N 2 --ntasks-per-node 1 "$ROOT/cluster/train.sbatch" \
     "${slow[@]}" --checkpoint-dir "$dir"
+  # Signalled once it is past step 1750: mid-epoch 2, with 2750 steps left.
   deadline=$((SECONDS + 120))
-  until ls "$dir"/ckpt-*.h5 >/dev/null 2>&1 || ((SECONDS > deadline)); do sleep 0.1; done
-  sleep 0.1  # into epoch 2
+  until (($(newest_step "$dir") >= 1750)) || ((SECONDS > deadline)); do sleep 0.05; done
+  (($(newest_step "$dir") >= 1750)) || echo "job $jid: no checkpoint past step 1750 within 120 s"
   if [[ $launcher == srun ]]; then
     "$SLURM" client "$WORK/slurm" scancel --signal=USR1 "$jid"
   else
     "$SLURM" client "$WORK/slurm" scancel --batch --signal=USR1 "$jid"
   fi
-  requeue_now "$jid"
+  start_requeued_now "$jid"
   wait_job "$jid"
   check "preempted ($launcher): COMPLETED 0:0" test "$state $exitcode" = "COMPLETED 0:0"
   check "preempted ($launcher): checkpointed mid-epoch on SIGUSR1 and exited 75" \
@@ -172,6 +209,64 @@ submit -N 1 -n 4 "$ROOT/cluster/train.sbatch" "${train[@]}" --epochs 1
 wait_job "$jid"
 check "4 tasks on one node: COMPLETED 0:0" test "$state $exitcode" = "COMPLETED 0:0"
 check "4 tasks on one node: shared memory" grep -q "gradient sum: shared (1 node" <(out)
+
+# MPI_Init is a barrier across nodes only if SLURM's PMIx fence is one. The
+# probe's ranks on node 1 enter MPI_Init a second late; no rank may leave it
+# before they entered. train.sbatch fences on the ring; the tree (the default
+# for fences without data) is node-local in Slurm 22.05 when a step has fewer
+# nodes than TreeWidth, which let a rank be sent a message before it could
+# take one: the segmentation fault at start-up on the second node.
+NN_DIST="$BUILD/tests/mpi_init_barrier" submit -N 2 --ntasks-per-node 2 "$ROOT/cluster/train.sbatch"
+wait_job "$jid"
+check "MPI_Init barrier across 2 nodes under train.sbatch: held" grep -q "mpi_init_barrier: barrier held" <(out)
+[[ $state == COMPLETED ]] || out
+# The same probe with the tree fence shows what the ring avoids (a note, not a
+# check: a Slurm whose tree spans the nodes holds the barrier there too).
+NN_DIST="$BUILD/tests/mpi_init_barrier" SLURM_PMIX_FENCE=tree submit -N 2 --ntasks-per-node 2 \
+  "$ROOT/cluster/train.sbatch"
+wait_job "$jid"
+echo "note: with SLURM_PMIX_FENCE=tree: $(grep -o 'mpi_init_barrier: barrier [a-z]*' <(out) || echo 'no result')"
+
+# A step that cannot start on a node: srun exits 0 (Slurm 22.05), so
+# train.sbatch itself must fail the job. The PMIx plugin's socket for the job's
+# first step is taken on node 2 before the job starts.
+submit --hold -N 2 --ntasks-per-node 1 "$ROOT/cluster/train.sbatch" "${train[@]}" --epochs 1
+touch "$WORK/slurm/state/d-nns2/stepd.slurm.pmix.$jid.0"
+"$SLURM" client "$WORK/slurm" scontrol release "$jid"
+wait_job "$jid"
+# srun's own exit code is 0 or that of the task it then killed (137), as the race goes.
+check "launch failure: FAILED, exit code not 0" bash -c "[[ $state == FAILED && $exitcode != 0:0 ]]"
+check "launch failure: train.sbatch says nn_dist did not start" \
+  grep -q "train.sbatch: srun could not start nn_dist on every node" <(out)
+rm -f "$WORK/slurm/state/d-nns2/stepd.slurm.pmix.$jid.0"
+
+# mpirun binds what SLURM allocated. The nodes declare 4 CPUs on this machine's
+# 2 cores (as an SMT node counts hardware threads): 4 ranks on one node do not
+# fit on cores or threads, so they run unbound (mpirun refused to bind them).
+NN_LAUNCHER=mpirun submit -N 1 -n 4 "$ROOT/cluster/train.sbatch" "${train[@]}" --epochs 1
+wait_job "$jid"
+check "mpirun, 4 ranks on a node of 2 cores that declares 4 CPUs: COMPLETED 0:0" test "$state $exitcode" = "COMPLETED 0:0"
+check "mpirun, 4 ranks on 2 cores: not bound, and says why" \
+  grep -q "train.sbatch: mpirun --bind-to none: no binding: 4 rank(s) on 2 CPU(s) of 2 core(s)" <(out)
+[[ $state == COMPLETED ]] || out
+# 2 ranks on a node whose 2 CPUs are the hardware threads of one core (a fake
+# topology, read where train.sbatch reads sysfs): one rank per thread.
+fake="$WORK/sysfs-cpu"
+for cpu in 0 1; do
+  mkdir -p "$fake/cpu$cpu/topology"
+  echo 0 >"$fake/cpu$cpu/topology/physical_package_id"
+  echo 0 >"$fake/cpu$cpu/topology/core_id"
+done
+NN_SYSFS_CPU=$fake NN_LAUNCHER=mpirun submit -N 1 -n 2 "$ROOT/cluster/train.sbatch" "${train[@]}" --epochs 1
+wait_job "$jid"
+check "mpirun, 2 ranks on 2 threads of 1 core: COMPLETED 0:0" test "$state $exitcode" = "COMPLETED 0:0"
+check "mpirun, 2 ranks on 2 threads of 1 core: one rank per hardware thread" \
+  grep -q "train.sbatch: mpirun --map-by hwthread --bind-to hwthread: one rank per hardware thread" <(out)
+[[ $state == COMPLETED ]] || out
+NN_LAUNCHER=mpirun submit -N 1 -n 2 "$ROOT/cluster/train.sbatch" "${train[@]}" --epochs 1
+wait_job "$jid"
+check "mpirun, 2 ranks on 2 cores: one rank per core" \
+  grep -q "train.sbatch: mpirun --map-by core --bind-to core: one rank per core" <(out)
 
 submit -N 2 --ntasks-per-node 2 "$ROOT/cluster/train.sbatch" "${train[@]}" --epochs 0
 wait_job "$jid"
