@@ -13,6 +13,7 @@
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/io/convert.hpp"
+#include "nn_dist/io/files.hpp"
 
 namespace po = boost::program_options;
 using namespace nn_dist;
@@ -33,6 +34,15 @@ bool parse(int argc, char** argv, const po::options_description& desc) {
     return false;
   }
   return true;
+}
+
+// Temporary files of earlier conversions to `out` whose process is gone
+// (killed by SIGKILL, or on a crash): removed, each named. A live writer's stays.
+void remove_leftovers(const std::string& out) {
+  for (const std::string& file : remove_stale_temporaries(out)) {
+    std::printf("note: removed %s, left by an earlier nn_convert that was killed while writing\n",
+                printable(file, 200).c_str());
+  }
 }
 
 void print(const ConvertSummary& s, const std::string& out) {
@@ -80,6 +90,7 @@ int run(int argc, char** argv) {
     if (o.chunk_rows < 1) throw Error("--chunk-rows: must be at least 1");
     if (o.skip_lines < 0) throw Error("--skip-lines: must not be negative");
     o.delimiter = delimiter[0];
+    remove_leftovers(o.output);
     print(convert_csv(o), o.output);
     return 0;
   }
@@ -93,6 +104,7 @@ int run(int argc, char** argv) {
         ("out", po::value(&out), "HDF5 file to write (X and y as uint8)");
     if (!parse(argc, argv, desc)) return 0;
     if (images.empty() || labels.empty() || out.empty()) throw Error("--images, --labels and --out are required");
+    remove_leftovers(out);
     print(convert_idx(images, labels, out), out);
     return 0;
   }
@@ -102,6 +114,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  remove_temporary_file_on_signals();
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {

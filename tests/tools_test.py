@@ -16,10 +16,13 @@ Usage: tools_test.py NN_DIST NN_EVAL NN_CONVERT NN_DATAGEN MPIEXEC
 """
 import json
 import os
+import signal
+import socket
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 import h5py
 import numpy as np
@@ -117,6 +120,61 @@ for name, text, extra, expected in cases:
     line = error_line(err, "nn_convert")
     check(f"csv error, {name}: exit 2, one line with '{expected}'", code == 2 and expected in line, line)
 check("csv errors: no output file left", not os.path.exists("bad.h5") and not any(".tmp." in p for p in os.listdir(".")))
+
+# ---- nn_convert csv ended by a signal: no temporary file stays behind
+def temporaries(out):
+    return sorted(p for p in os.listdir(".") if p.startswith(f".{out}.tmp."))
+
+
+def wait_for(what, probe, seconds=120):
+    """probe()'s first true value, polled until a deadline that fails naming `what`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.002)
+    check(f"{what} within {seconds} s", False)
+    return None
+
+
+with open("slow.csv", "w") as f:  # one row per chunk: seconds of writing after the temporary file appears
+    f.write("0.5,1.25,0\n" * 200000)
+for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    # The signals at their default action in the child, whatever the shell that started the test ignores.
+    p = subprocess.Popen([NN_CONVERT, "csv", "--input", "slow.csv", "--out", "slow.h5", "--chunk-rows", "1"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: [signal.signal(s, signal.SIG_DFL)
+                                             for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)])
+    seen = wait_for(f"{sig.name}: nn_convert's temporary file appears", lambda: temporaries("slow.h5"))
+    p.send_signal(sig)
+    err = p.communicate(timeout=120)[1]
+    check(f"{sig.name}: nn_convert was stopped by it while writing {seen}", p.returncode == -sig, f"exit {p.returncode}")
+    check(f"{sig.name}: no temporary file and no output left", not temporaries("slow.h5") and not os.path.exists("slow.h5"),
+          f"{os.listdir('.')}; {err}")
+    for t in temporaries("slow.h5"):
+        os.remove(t)
+
+# Temporary files left by killed conversions (SIGKILL cannot be caught): a later conversion to the same
+# output removes those of processes that no longer exist on this host, in the old form (.NAME.tmp.PID)
+# and the new (.NAME.tmp.HOST.PID), and keeps a live process's.
+live = subprocess.Popen(["sleep", "600"])
+host = socket.gethostname()
+dead_old, dead_new = ".int2.h5.tmp.999999999", f".int2.h5.tmp.{host}.999999999"
+alive, other_host = f".int2.h5.tmp.{host}.{live.pid}", ".int2.h5.tmp.elsewhere.999999999"
+for t in (dead_old, dead_new, alive, other_host):
+    open(t, "w").write("left behind")
+code, out, err = run([NN_CONVERT, "csv", "--input", "int.csv", "--out", "int2.h5", "--label", "0"])
+check("stale temporaries: the conversion succeeds", code == 0, err)
+check("stale temporaries of dead processes are removed, each named in a note",
+      not os.path.exists(dead_old) and not os.path.exists(dead_new)
+      and all(f"note: removed {t}" in out + err or f"note: removed ./{t}" in out + err for t in (dead_old, dead_new)),
+      f"{os.listdir('.')}; {out}{err}")
+check("a live writer's temporary file and another host's are kept", os.path.exists(alive) and os.path.exists(other_host))
+live.kill()
+live.wait()
+for t in (alive, other_host):
+    os.remove(t)
 
 # ---- nn_convert idx
 img = rng.integers(0, 256, size=(300, 7, 4), dtype=np.uint8)

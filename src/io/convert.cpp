@@ -25,25 +25,29 @@ namespace {
 
 // Appends rows to X (n, features) and y (n) or (n, width) in a new HDF5 file
 // written under a temporary name; commit() renames it into place, and a
-// writer destroyed without commit() removes it.
+// writer destroyed without commit() removes it, as does a signal (when the
+// program has remove_temporary_file_on_signals).
 class RowWriter {
  public:
   RowWriter(const std::string& output, const std::string& what, long features, hid_t x_type, hid_t y_type,
             long chunk_rows)
       : output_(output), what_(what), features_(features), x_type_(x_type), y_type_(y_type) {
     require_output_file(output, what);
-    const std::filesystem::path out(output);
-    const std::filesystem::path dir = out.has_parent_path() ? out.parent_path() : std::filesystem::path(".");
-    temp_ = (dir / ("." + out.filename().string() + ".tmp." + std::to_string(::getpid()))).string();
+    temp_ = temporary_path(output);
+    set_temporary_file(temp_);
     h5::quiet_errors();
     file_ = H5Fcreate(temp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (file_ < 0) throw Error(what_ + ": cannot create " + temp_);
+    if (file_ < 0) {
+      set_temporary_file("");
+      throw Error(what_ + ": cannot create " + temp_);
+    }
     x_ = create("X", x_type_, features_, chunk_rows);
     y_ = create("y", y_type_, 0, chunk_rows);
   }
   ~RowWriter() {
     close();
     if (!committed_) ::unlink(temp_.c_str());
+    set_temporary_file("");
   }
   hid_t file() const { return file_; }
 
