@@ -109,6 +109,17 @@ cases = [
     ("integer labels then a word", "1,2,0\n3,4,1\n5,6,cat\n", ["--chunk-rows", "2"],
      "line 3, label column 2: 'cat' is not an integer"),
     ("unclosed quote", 'a,b,y\n1,"2,0\n', [], "line 2: a quoted field is not closed"),
+    # Two columns of one name: the label could be either, and the other would become a feature.
+    ("label name twice in the header", "a,label,b,label\n1,0,2,1\n", ["--label", "label"],
+     "line 1: the header names column 'label' twice (columns 1 and 3)"),
+    ("feature name twice in the header", "x,x,y\n1,2,0\n", [], "the header names column 'x' twice (columns 0 and 1)"),
+    # A number too large is a number: say it is out of range, not that it is not a number.
+    ("feature beyond float64", "a,b,y\n1,2,0\n3,1e400,1\n", [], "line 3, column 'b': '1e400' is out of float32's range"),
+    ("feature beyond float32", "a,b,y\n1,-5e38,0\n", [], "line 2, column 'b': '-5e38' is out of float32's range"),
+    ("float target beyond float32", "1,2,0.5\n3,4,1e39\n", [], "line 2, label column 2: '1e39' is out of float32's range"),
+    ("float target beyond float64", "1,2,0.5\n3,4,1e400\n", [], "line 2, label column 2: '1e400' is out of float32's range"),
+    ("integer label beyond int64", "1,2,0\n3,4,99999999999999999999\n", ["--label-type", "int"],
+     "line 2, label column 2: '99999999999999999999' is out of int64's range"),
 ]
 for name, text, extra, expected in cases:
     path = name.replace(" ", "_") + ".csv"
@@ -190,12 +201,16 @@ with h5py.File("idx.h5", "r") as f:
           and np.array_equal(f["y"][()], lab), err)
 with open("gz.idx", "wb") as f:
     f.write(b"\x1f\x8b\x08\x00" + bytes(40))
+with open("float.idx", "wb") as f:
+    f.write(struct.pack(">BBBBIII", 0, 0, 0x0D, 3, 300, 7, 4) + bytes(4 * 300 * 28))
 with open("short.idx", "wb") as f:
     f.write(struct.pack(">BBBBIII", 0, 0, 8, 3, 300, 7, 4) + img.tobytes()[:-10])
 for name, args, expected in [
         ("wrong magic", ["--images", "gz.idx", "--labels", "lab.idx"], "magic number 0x1f8b0800 is not IDX"),
         ("size does not match the header", ["--images", "short.idx", "--labels", "lab.idx"],
-         "holds 8406 bytes, but its header (300 x 7 x 4 unsigned bytes) needs 8416")]:
+         "holds 8406 bytes, but its header (300 x 7 x 4 unsigned bytes) needs 8416"),
+        ("float elements (type 0x0d) in hexadecimal", ["--images", "float.idx", "--labels", "lab.idx"],
+         "IDX element type 0x0d (float32) is not supported")]:
     code, out, err = run([NN_CONVERT, "idx"] + args + ["--out", "bad.h5"])
     line = error_line(err, "nn_convert")
     check(f"idx error, {name}: exit 2, one line", code == 2 and expected in line, line)

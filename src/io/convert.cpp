@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 
@@ -156,22 +158,51 @@ std::string trim(const std::string& s) {
   return s.substr(a, s.find_last_not_of(" \t") - a + 1);
 }
 
-bool parse_double(const std::string& text, double* out) {
+// What a field holds: a value of the type asked for, or why not.
+enum class Field { kValue, kEmpty, kNotANumber, kNotFinite, kOutOfRange };
+
+// A number too large for the type is still a number (a label column of them
+// is numeric): only kEmpty and kNotANumber say the text is not one.
+bool is_number(Field f) { return f != Field::kEmpty && f != Field::kNotANumber; }
+
+// A float32 value. Values below float32's smallest round to 0 (or a
+// subnormal), as any float32 conversion rounds them: not an error.
+Field parse_float32(const std::string& text, float* out) {
   const std::string t = trim(text);
-  if (t.empty()) return false;
+  if (t.empty()) return Field::kEmpty;
   errno = 0;
   char* end = nullptr;
-  *out = std::strtod(t.c_str(), &end);
-  return end == t.c_str() + t.size() && errno != ERANGE;
+  const double v = std::strtod(t.c_str(), &end);
+  if (end != t.c_str() + t.size()) return Field::kNotANumber;
+  if (std::isnan(v) || (std::isinf(v) && errno != ERANGE)) return Field::kNotFinite;  // "nan", "inf"
+  if (std::fabs(v) > std::numeric_limits<float>::max()) return Field::kOutOfRange;  // HUGE_VAL on overflow too
+  *out = static_cast<float>(v);
+  return Field::kValue;
 }
 
-bool parse_int(const std::string& text, long long* out) {
+Field parse_int(const std::string& text, long long* out) {
   const std::string t = trim(text);
-  if (t.empty()) return false;
+  if (t.empty()) return Field::kEmpty;
   errno = 0;
   char* end = nullptr;
   *out = std::strtoll(t.c_str(), &end, 10);
-  return end == t.c_str() + t.size() && errno != ERANGE;
+  if (end != t.c_str() + t.size()) return Field::kNotANumber;
+  return errno == ERANGE ? Field::kOutOfRange : Field::kValue;
+}
+
+// Why a field is not a value of `type` ("float32", "int64"), for an error line.
+std::string field_problem(Field f, const std::string& text, const std::string& type) {
+  const std::string shown = "'" + printable(text, 40) + "'";
+  switch (f) {
+    case Field::kEmpty: return "the field is empty";
+    case Field::kNotANumber: return shown + (type == "int64" ? " is not an integer" : " is not a number");
+    case Field::kNotFinite: return shown + " is not a finite " + type + " number";
+    case Field::kOutOfRange:
+      return shown + " is out of " + type + "'s range (" +
+             (type == "int64" ? "-9223372036854775808 to 9223372036854775807" : "magnitudes up to 3.4e38") + ")";
+    case Field::kValue: break;
+  }
+  return "";
 }
 
 class CsvReader {
@@ -219,10 +250,12 @@ ConvertSummary convert_csv(const CsvOptions& o) {
   if (o.label_type != "int" && o.label_type != "float" && o.label_type != "string" && o.label_type != "auto") {
     throw Error("--label-type: unknown value '" + printable(o.label_type) + "' (expected int, float, string or auto)");
   }
+  ConvertSummary summary;
   CsvReader csv(o.input, what);
   csv.skip(o.skip_lines);
   std::vector<std::string> first;
   if (!csv.next(o.delimiter, &first)) throw Error(what + ": is empty (no rows)");
+  const long first_line = csv.line();
   const long columns = static_cast<long>(first.size());
   if (columns < 2) {
     throw Error(csv.where() + ": has 1 field; a row needs features and a label (is --delimiter '" +
@@ -231,7 +264,7 @@ ConvertSummary convert_csv(const CsvOptions& o) {
   // The label column: a name (needs a header), an index, or the last.
   long label = columns - 1;
   long long index = 0;
-  const bool by_name = !o.label.empty() && !parse_int(o.label, &index);
+  const bool by_name = !o.label.empty() && !is_number(parse_int(o.label, &index));
   if (!o.label.empty() && !by_name) {
     if (index < -columns || index >= columns) {
       throw Error("--label " + o.label + ": there are " + std::to_string(columns) + " columns (0.." +
@@ -242,26 +275,35 @@ ConvertSummary convert_csv(const CsvOptions& o) {
   bool header = o.header == "yes" || by_name;
   if (by_name && o.header == "no") throw Error("--label " + o.label + ": a column name needs a header line (--header no was given)");
   if (o.header == "auto" && !by_name) {
-    double v = 0;
+    float v = 0;
     for (long c = 0; c < columns; ++c) {
-      if (c != label && !parse_double(first[c], &v)) header = true;
+      if (c != label && !is_number(parse_float32(first[c], &v))) header = true;
     }
   }
   std::vector<std::string> names;
   if (header) {
     names = first;
     for (std::string& n : names) n = trim(n);
-    if (by_name) {
-      label = -1;
-      for (long c = 0; c < columns; ++c) {
-        if (names[c] == o.label) label = c;
+    // One name, two columns: --label could take either, and the other would
+    // be a feature (perhaps the label itself, leaked into the inputs).
+    std::map<std::string, long> column_of;
+    for (long c = 0; c < columns; ++c) {
+      const auto [it, fresh] = column_of.emplace(names[c], c);
+      if (!fresh) {
+        throw Error(what + ": line " + std::to_string(first_line) + ": the header names column '" +
+                    printable(names[c], 60) + "' twice (columns " + std::to_string(it->second) + " and " +
+                    std::to_string(c) + "); give each column its own name");
       }
-      if (label < 0) {
+    }
+    if (by_name) {
+      const auto it = column_of.find(o.label);
+      if (it == column_of.end()) {
         std::string list;
         for (long c = 0; c < columns && c < 20; ++c) list += (c ? ", " : "") + printable(names[c], 40);
         throw Error("--label " + printable(o.label) + ": no such column in the header of " + what + " (" + list +
                     (columns > 20 ? ", ..." : "") + ")");
       }
+      label = it->second;
     }
   }
   const auto column_name = [&](long c) {
@@ -269,7 +311,6 @@ ConvertSummary convert_csv(const CsvOptions& o) {
   };
   const long features = columns - 1;
   const long chunk = std::max<long>(1, o.chunk_rows);
-  ConvertSummary summary;
   summary.features = features;
   summary.label_name = header ? names[label] : std::to_string(label);
 
@@ -285,12 +326,12 @@ ConvertSummary convert_csv(const CsvOptions& o) {
   if (type == "auto") {
     bool ints = true, numbers = true;
     long long i = 0;
-    double v = 0;
+    float v = 0;
     for (const auto& [line_no, row] : pending) {
       (void)line_no;
       if (static_cast<long>(row.size()) != columns) continue;  // reported below with its line
-      ints = ints && parse_int(row[label], &i);
-      numbers = numbers && parse_double(row[label], &v);
+      ints = ints && is_number(parse_int(row[label], &i));
+      numbers = numbers && is_number(parse_float32(row[label], &v));
     }
     type = ints ? "int" : numbers ? "float" : "string";
   }
@@ -310,35 +351,32 @@ ConvertSummary convert_csv(const CsvOptions& o) {
     }
     for (long c = 0; c < columns; ++c) {
       if (c == label) continue;
-      double v = 0;
-      if (!parse_double(row[c], &v)) {
-        throw Error(where + ", column " + column_name(c) + ": " +
-                    (trim(row[c]).empty() ? std::string("the field is empty") : "'" + printable(row[c], 40) + "' is not a number"));
-      }
-      if (!std::isfinite(v) || std::fabs(v) > 3.4e38) {
-        throw Error(where + ", column " + column_name(c) + ": '" + printable(row[c], 40) +
-                    "' is not a finite float32 number");
-      }
-      x.push_back(static_cast<float>(v));
+      float v = 0;
+      const Field f = parse_float32(row[c], &v);
+      if (f != Field::kValue) throw Error(where + ", column " + column_name(c) + ": " + field_problem(f, row[c], "float32"));
+      x.push_back(v);
     }
     const std::string& l = row[label];
+    const std::string at_label = where + ", label column " + column_name(label) + ": ";
     if (type == "int") {
       long long v = 0;
-      if (!parse_int(l, &v)) {
-        throw Error(where + ", label column " + column_name(label) + ": '" + printable(l, 40) +
-                    "' is not an integer, but the labels are integers (give --label-type float or string)");
+      const Field f = parse_int(l, &v);
+      if (f != Field::kValue) {
+        throw Error(at_label + field_problem(f, l, "int64") +
+                    (f == Field::kNotANumber ? ", but the labels are integers (give --label-type float or string)" : ""));
       }
       y_int.push_back(v);
     } else if (type == "float") {
-      double v = 0;
-      if (!parse_double(l, &v) || !std::isfinite(v)) {
-        throw Error(where + ", label column " + column_name(label) + ": '" + printable(l, 40) +
-                    "' is not a finite number, but the labels are numbers (give --label-type string)");
+      float v = 0;
+      const Field f = parse_float32(l, &v);
+      if (f != Field::kValue) {
+        throw Error(at_label + field_problem(f, l, "float32") +
+                    (f == Field::kNotANumber ? ", but the labels are numbers (give --label-type string)" : ""));
       }
-      y_float.push_back(static_cast<float>(v));
+      y_float.push_back(v);
     } else {
       const std::string key = trim(l);
-      if (key.empty()) throw Error(where + ", label column " + column_name(label) + ": the label is empty");
+      if (key.empty()) throw Error(at_label + "the label is empty");
       auto it = class_of.find(key);
       if (it == class_of.end()) {
         it = class_of.emplace(key, static_cast<long>(summary.class_names.size())).first;
@@ -418,8 +456,15 @@ IdxHeader read_idx_header(std::FILE* f, const std::string& what) {
                 " is not IDX (expected 0x0000TTDD; a gzip file starts 1f8b: gunzip it first)");
   }
   if (magic[2] != 0x08) {
-    throw Error(what + ": IDX element type 0x" + std::to_string(magic[2] / 16) + std::to_string(magic[2] % 16) +
-                " is not supported (only 0x08, unsigned bytes, as MNIST uses)");
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%02x", magic[2]);
+    const char* kind = magic[2] == 0x09   ? " (signed bytes)"
+                       : magic[2] == 0x0B ? " (int16)"
+                       : magic[2] == 0x0C ? " (int32)"
+                       : magic[2] == 0x0D ? " (float32)"
+                       : magic[2] == 0x0E ? " (float64)"
+                                          : "";
+    throw Error(what + ": IDX element type " + hex + kind + " is not supported (only 0x08, unsigned bytes, as MNIST uses)");
   }
   IdxHeader h;
   const int n = magic[3];
