@@ -1,6 +1,6 @@
 // nn_convert: other data formats into nn_dist's HDF5 (X, y).
 //   nn_convert csv --input data.csv --out data.h5 [--label NAME|INDEX] [--header auto|yes|no]
-//                  [--delimiter ,] [--label-type auto|int|float|string] [--skip-lines N]
+//                  [--delimiter ,] [--label-type auto|int|float|string] [--skip-lines N] [--classes-from FILE]
 //   nn_convert idx --images train-images-idx3-ubyte --labels train-labels-idx1-ubyte --out mnist.h5
 #include <boost/program_options.hpp>
 #include <cstdio>
@@ -45,7 +45,7 @@ void remove_leftovers(const std::string& out) {
   }
 }
 
-void print(const ConvertSummary& s, const std::string& out) {
+void print(const ConvertSummary& s, const std::string& out, const std::string& classes_from = "") {
   std::printf("nn_convert: wrote %s: %ld samples x %ld features, labels from column %s (%s)", out.c_str(), s.rows,
               s.features, printable(s.label_name, 80).c_str(), s.label_type.c_str());
   if (!s.class_names.empty()) {
@@ -54,6 +54,8 @@ void print(const ConvertSummary& s, const std::string& out) {
       std::printf(" %zu=%s", i, printable(s.class_names[i], 40).c_str());
     }
     if (s.class_names.size() > 20) std::printf(" ...");
+    std::printf(classes_from.empty() ? " (sorted by name)" : " (classes from --classes-from %s)",
+                printable(classes_from, 200).c_str());
   }
   std::printf("\n");
 }
@@ -77,7 +79,10 @@ int run(int argc, char** argv) {
          "yes|no|auto: auto takes the first line as a header if its feature fields are not all numbers")
         ("delimiter", po::value(&delimiter)->default_value(","), "field separator (one character; \\t for tab)")
         ("label-type", po::value(&o.label_type)->default_value("auto"),
-         "int|float|string|auto: auto decides from the first chunk of rows (string labels become classes 0, 1, ...)")
+         "int|float|string|auto: auto decides from the first chunk of rows (string labels become classes 0, 1, "
+         "... in sorted order of their names)")
+        ("classes-from", po::value(&o.classes_from),
+         "number the classes as this file does (its label_names: a file nn_convert wrote, or a checkpoint)")
         ("skip-lines", po::value(&o.skip_lines)->default_value(0), "lines to skip before the header or data")
         ("chunk-rows", po::value(&o.chunk_rows)->default_value(o.chunk_rows), "rows converted at a time");
     if (!parse(argc, argv, desc)) return 0;
@@ -91,7 +96,7 @@ int run(int argc, char** argv) {
     if (o.skip_lines < 0) throw Error("--skip-lines: must not be negative");
     o.delimiter = delimiter[0];
     remove_leftovers(o.output);
-    print(convert_csv(o), o.output);
+    print(convert_csv(o), o.output, o.classes_from);
     return 0;
   }
   if (mode == "idx") {

@@ -56,6 +56,7 @@ n, d = 1000, 5
 X = rng.normal(size=(n, d)).astype(np.float32)
 names = np.array(["setosa", "versicolor", "virginica"])
 ys = names[rng.integers(0, 3, n)]
+ys[:2] = ["virginica", "setosa"]  # met out of sorted order: renumbered over all 16 chunks at the end
 with open("iris_like.csv", "w") as f:
     f.write("a,b,species,c,d,e\n")
     for i in range(n):
@@ -70,8 +71,10 @@ check("csv, string labels by name: exit 0", code == 0, err)
 with h5py.File("iris.h5", "r") as f:
     stored = [s.decode() for s in f["label_names"][()]]
     check("csv: X equals the values written", np.array_equal(f["X"][()], X))
-    check("csv: string labels map to 0.. in order of first appearance, names stored",
-          [stored[c] for c in f["y"][()]] == list(ys) and stored == list(dict.fromkeys(ys)))
+    check("csv: string labels map to 0.. in sorted order of their names, names stored",
+          [stored[c] for c in f["y"][()]] == list(ys) and stored == sorted(set(ys)))
+    check("csv: the header's names of the features stored", [s.decode() for s in f["feature_names"][()]] ==
+          ["a", "b", "c", "d", "e"])
 
 with open("preamble.csv", "w") as f:  # scikit-learn's layout: a line of counts, then the header
     f.write(f"{n},{d},setosa,versicolor,virginica\n" + open("iris_like.csv").read())

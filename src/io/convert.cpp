@@ -17,9 +17,11 @@
 #include <memory>
 
 #include "h5util.hpp"
+#include "names_h5.hpp"
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/io/files.hpp"
+#include "nn_dist/io/names.hpp"
 
 namespace nn_dist {
 
@@ -33,7 +35,7 @@ class RowWriter {
  public:
   RowWriter(const std::string& output, const std::string& what, long features, hid_t x_type, hid_t y_type,
             long chunk_rows)
-      : output_(output), what_(what), features_(features), x_type_(x_type), y_type_(y_type) {
+      : output_(output), what_(what), features_(features), x_type_(x_type), y_type_(y_type), chunk_rows_(chunk_rows) {
     require_output_file(output, what);
     temp_ = temporary_path(output);
     set_temporary_file(temp_);
@@ -52,6 +54,26 @@ class RowWriter {
     set_temporary_file("");
   }
   hid_t file() const { return file_; }
+
+  // Renumbers the int64 labels written so far: label k becomes to[k].
+  void renumber_labels(const std::vector<int64_t>& to) {
+    std::vector<int64_t> y;
+    for (long at = 0; at < rows_; at += chunk_rows_) {
+      const long n = std::min(chunk_rows_, rows_ - at);
+      const hsize_t start = static_cast<hsize_t>(at), count = static_cast<hsize_t>(n);
+      y.resize(static_cast<std::size_t>(n));
+      h5::Handle file_space(H5Dget_space(y_), H5Sclose);
+      H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &start, nullptr, &count, nullptr);
+      h5::Handle mem_space(H5Screate_simple(1, &count, nullptr), H5Sclose);
+      if (H5Dread(y_, H5T_NATIVE_INT64, mem_space.get(), file_space.get(), H5P_DEFAULT, y.data()) < 0) {
+        throw Error(what_ + ": cannot read back the labels written");
+      }
+      for (int64_t& label : y) label = to[static_cast<std::size_t>(label)];
+      if (H5Dwrite(y_, H5T_NATIVE_INT64, mem_space.get(), file_space.get(), H5P_DEFAULT, y.data()) < 0) {
+        throw Error(what_ + ": write failed (disk full?)");
+      }
+    }
+  }
 
   // rows x features values in x (row-major, of x_type's native form), rows labels in y.
   void append(const void* x, const void* y, long rows, hid_t x_mem, hid_t y_mem) {
@@ -109,6 +131,7 @@ class RowWriter {
   std::string output_, what_, temp_;
   long features_;
   hid_t x_type_, y_type_;
+  long chunk_rows_;
   hid_t file_ = -1, x_ = -1, y_ = -1;
   long rows_ = 0;
   bool committed_ = false;
@@ -237,20 +260,42 @@ class CsvReader {
   long line_no_ = 0;
 };
 
+// The classes --classes-from names: a data file's label_names, or a checkpoint's /model/label_names.
+std::vector<std::string> classes_of(const std::string& path) {
+  const std::string what = "--classes-from " + path;
+  h5::Handle file = h5::open_file(path, what);
+  DataNames names = read_names(file.get(), what, "");
+  if (names.labels.empty() && h5::exists(file.get(), "model")) {
+    h5::Handle model(H5Gopen2(file.get(), "model", H5P_DEFAULT), H5Gclose);
+    if (model.valid()) names = read_names(model.get(), what, "/model/");
+  }
+  if (names.labels.empty()) {
+    throw Error(what + ": has no 'label_names' (its labels are not named classes): give a file nn_convert wrote "
+                "from text labels, or a checkpoint trained on one");
+  }
+  return names.labels;
+}
+
 }  // namespace
 
 ConvertSummary convert_csv(const CsvOptions& o) {
   const std::string what = o.input;
   require_input_file(o.input, what);
   require_output_file(o.output, "--out " + o.output);
-  require_distinct_files({{"--input", o.input}}, {{"--out", o.output}}, {});
+  if (!o.classes_from.empty()) require_input_file(o.classes_from, "--classes-from " + o.classes_from);
+  require_distinct_files({{"--input", o.input}, {"--classes-from", o.classes_from}}, {{"--out", o.output}}, {});
   if (o.header != "yes" && o.header != "no" && o.header != "auto") {
     throw Error("--header: unknown value '" + printable(o.header) + "' (expected yes, no or auto)");
   }
   if (o.label_type != "int" && o.label_type != "float" && o.label_type != "string" && o.label_type != "auto") {
     throw Error("--label-type: unknown value '" + printable(o.label_type) + "' (expected int, float, string or auto)");
   }
+  const bool fixed_classes = !o.classes_from.empty();
+  if (fixed_classes && (o.label_type == "int" || o.label_type == "float")) {
+    throw Error("--label-type " + o.label_type + ": --classes-from makes the labels named classes (string)");
+  }
   ConvertSummary summary;
+  if (fixed_classes) summary.class_names = classes_of(o.classes_from);
   CsvReader csv(o.input, what);
   csv.skip(o.skip_lines);
   std::vector<std::string> first;
@@ -322,7 +367,7 @@ ConvertSummary convert_csv(const CsvOptions& o) {
     pending.emplace_back(csv.line(), fields);
   }
   if (pending.empty()) throw Error(what + ": has a header line but no data rows");
-  std::string type = o.label_type;
+  std::string type = fixed_classes ? "string" : o.label_type;
   if (type == "auto") {
     bool ints = true, numbers = true;
     long long i = 0;
@@ -339,7 +384,9 @@ ConvertSummary convert_csv(const CsvOptions& o) {
   const bool float_y = type == "float";
   RowWriter writer(o.output, "--out " + o.output, features, H5T_IEEE_F32LE, float_y ? H5T_IEEE_F32LE : H5T_STD_I64LE,
                    chunk);
+  // Text labels: numbered as they first appear, renumbered in sorted order at the end.
   std::map<std::string, long> class_of;
+  for (std::size_t k = 0; k < summary.class_names.size(); ++k) class_of.emplace(summary.class_names[k], k);
   std::vector<float> x;
   std::vector<int64_t> y_int;
   std::vector<float> y_float;
@@ -353,7 +400,9 @@ ConvertSummary convert_csv(const CsvOptions& o) {
       if (c == label) continue;
       float v = 0;
       const Field f = parse_float32(row[c], &v);
-      if (f != Field::kValue) throw Error(where + ", column " + column_name(c) + ": " + field_problem(f, row[c], "float32"));
+      if (f != Field::kValue) {
+        throw Error(where + ", column " + column_name(c) + ": " + field_problem(f, row[c], "float32"));
+      }
       x.push_back(v);
     }
     const std::string& l = row[label];
@@ -362,8 +411,8 @@ ConvertSummary convert_csv(const CsvOptions& o) {
       long long v = 0;
       const Field f = parse_int(l, &v);
       if (f != Field::kValue) {
-        throw Error(at_label + field_problem(f, l, "int64") +
-                    (f == Field::kNotANumber ? ", but the labels are integers (give --label-type float or string)" : ""));
+        const char* hint = ", but the labels are integers (give --label-type float or string)";
+        throw Error(at_label + field_problem(f, l, "int64") + (f == Field::kNotANumber ? hint : ""));
       }
       y_int.push_back(v);
     } else if (type == "float") {
@@ -378,6 +427,11 @@ ConvertSummary convert_csv(const CsvOptions& o) {
       const std::string key = trim(l);
       if (key.empty()) throw Error(at_label + "the label is empty");
       auto it = class_of.find(key);
+      if (it == class_of.end() && fixed_classes) {
+        throw Error(at_label + "'" + printable(key, 40) + "' is not one of the " +
+                    std::to_string(summary.class_names.size()) + " classes of --classes-from " + o.classes_from +
+                    " (" + names_text(summary.class_names) + ")");
+      }
       if (it == class_of.end()) {
         it = class_of.emplace(key, static_cast<long>(summary.class_names.size())).first;
         summary.class_names.push_back(key);
@@ -405,24 +459,21 @@ ConvertSummary convert_csv(const CsvOptions& o) {
     }
   }
   flush(rows);
-  if (!summary.class_names.empty()) {
-    std::size_t longest = 1;
-    for (const std::string& n : summary.class_names) longest = std::max(longest, n.size());
-    std::vector<char> packed(longest * summary.class_names.size(), '\0');
-    for (std::size_t i = 0; i < summary.class_names.size(); ++i) {
-      std::memcpy(packed.data() + i * longest, summary.class_names[i].data(), summary.class_names[i].size());
-    }
-    h5::Handle type_id(H5Tcopy(H5T_C_S1), H5Tclose);
-    H5Tset_size(type_id.get(), longest);
-    const hsize_t n = summary.class_names.size();
-    h5::Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
-    h5::Handle ds(H5Dcreate2(writer.file(), "label_names", type_id.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT,
-                             H5P_DEFAULT),
-                  H5Dclose);
-    if (!ds.valid() || H5Dwrite(ds.get(), type_id.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, packed.data()) < 0) {
-      throw Error("--out " + o.output + ": cannot write 'label_names'");
-    }
+  if (!fixed_classes && !std::is_sorted(summary.class_names.begin(), summary.class_names.end())) {
+    std::vector<std::string> sorted = summary.class_names;
+    std::sort(sorted.begin(), sorted.end());
+    std::vector<int64_t> to(sorted.size());
+    for (std::size_t k = 0; k < sorted.size(); ++k) to[class_of.at(sorted[k])] = static_cast<int64_t>(k);
+    writer.renumber_labels(to);
+    summary.class_names = std::move(sorted);
   }
+  DataNames stored;
+  stored.labels = summary.class_names;
+  if (header) {
+    stored.features = names;
+    stored.features.erase(stored.features.begin() + label);
+  }
+  write_names(writer.file(), stored);
   {
     h5::Handle root(H5Oopen(writer.file(), "/", H5P_DEFAULT), H5Oclose);
     h5::write_attr_string(root.get(), "source", "nn_convert csv " + std::filesystem::path(o.input).filename().string());
@@ -464,7 +515,8 @@ IdxHeader read_idx_header(std::FILE* f, const std::string& what) {
                        : magic[2] == 0x0D ? " (float32)"
                        : magic[2] == 0x0E ? " (float64)"
                                           : "";
-    throw Error(what + ": IDX element type " + hex + kind + " is not supported (only 0x08, unsigned bytes, as MNIST uses)");
+    throw Error(what + ": IDX element type " + hex + kind +
+                " is not supported (only 0x08, unsigned bytes, as MNIST uses)");
   }
   IdxHeader h;
   const int n = magic[3];
