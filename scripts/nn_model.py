@@ -33,8 +33,10 @@ def _text(value):
 
 def load(path):
     """The model in a checkpoint: a dict with sizes, activation, loss, W (list of
-    float32 (out, in) arrays, PyTorch's orientation), b, and mean/scale (float64
-    arrays, or None without standardisation)."""
+    float32 (out, in) arrays, PyTorch's orientation), b, mean/scale (float64
+    arrays, or None without standardisation), and feature_names/label_names
+    (lists of str: the names of the inputs and of the classes 0..K-1 it was
+    trained with, or None where the checkpoint has none)."""
     with h5py.File(path, "r") as f:
         model = f["model"]
         sizes = [int(v) for v in model.attrs["sizes"]]
@@ -47,6 +49,8 @@ def load(path):
             "mean": None,
             "scale": None,
         }
+        for key in ("feature_names", "label_names"):
+            m[key] = [_text(s) for s in model[key][()]] if key in model else None
         if "preprocess" in f:
             m["mean"] = np.asarray(f["preprocess/mean"][()], dtype=np.float64)
             m["scale"] = np.asarray(f["preprocess/scale"][()], dtype=np.float64)
@@ -125,12 +129,14 @@ def to_torch(m):
     return nn.Sequential(*layers)
 
 
-def export(net, path, loss="softmax", mean=None, scale=None):
+def export(net, path, loss="softmax", mean=None, scale=None, feature_names=None, label_names=None):
     """Writes a torch nn.Sequential of Linear layers with one kind of activation
     between them (ReLU, Tanh, Sigmoid or Identity; a leading Standardize from
     to_torch, or mean/scale given here, becomes /preprocess) as an nn_dist model
     file for `nn_dist --init` or nn_eval. The last module must be Linear: nn_dist
-    applies the loss's own output function."""
+    applies the loss's own output function. feature_names and label_names (lists
+    of str) name the inputs and the classes; nn_dist and nn_eval refuse data that
+    names them otherwise."""
     from torch import nn
 
     if loss not in LOSSES:
@@ -163,6 +169,9 @@ def export(net, path, loss="softmax", mean=None, scale=None):
         g.attrs["sizes"] = np.asarray(sizes, dtype=np.int64)
         g.attrs["activation"] = activation or "identity"
         g.attrs["loss"] = loss
+        for key, value in (("feature_names", feature_names), ("label_names", label_names)):
+            if value is not None:
+                g[key] = [str(v) for v in value]  # h5py's variable-length UTF-8 strings
         if mean is not None:
             p = f.create_group("preprocess")
             p.attrs["kind"] = "standardize"

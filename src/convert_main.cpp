@@ -1,6 +1,6 @@
 // nn_convert: other data formats into nn_dist's HDF5 (X, y).
 //   nn_convert csv --input data.csv --out data.h5 [--label NAME|INDEX] [--header auto|yes|no]
-//                  [--delimiter ,] [--label-type auto|int|float|string] [--skip-lines N]
+//                  [--delimiter ,] [--label-type auto|int|float|string] [--skip-lines N] [--classes-from FILE]
 //   nn_convert idx --images train-images-idx3-ubyte --labels train-labels-idx1-ubyte --out mnist.h5
 #include <boost/program_options.hpp>
 #include <cstdio>
@@ -13,6 +13,7 @@
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/io/convert.hpp"
+#include "nn_dist/io/files.hpp"
 
 namespace po = boost::program_options;
 using namespace nn_dist;
@@ -35,7 +36,16 @@ bool parse(int argc, char** argv, const po::options_description& desc) {
   return true;
 }
 
-void print(const ConvertSummary& s, const std::string& out) {
+// Temporary files of earlier conversions to `out` whose process is gone
+// (killed by SIGKILL, or on a crash): removed, each named. A live writer's stays.
+void remove_leftovers(const std::string& out) {
+  for (const std::string& file : remove_stale_temporaries(out)) {
+    std::printf("note: removed %s, left by an earlier nn_convert that was killed while writing\n",
+                printable(file, 200).c_str());
+  }
+}
+
+void print(const ConvertSummary& s, const std::string& out, const std::string& classes_from = "") {
   std::printf("nn_convert: wrote %s: %ld samples x %ld features, labels from column %s (%s)", out.c_str(), s.rows,
               s.features, printable(s.label_name, 80).c_str(), s.label_type.c_str());
   if (!s.class_names.empty()) {
@@ -44,6 +54,8 @@ void print(const ConvertSummary& s, const std::string& out) {
       std::printf(" %zu=%s", i, printable(s.class_names[i], 40).c_str());
     }
     if (s.class_names.size() > 20) std::printf(" ...");
+    std::printf(classes_from.empty() ? " (sorted by name)" : " (classes from --classes-from %s)",
+                printable(classes_from, 200).c_str());
   }
   std::printf("\n");
 }
@@ -67,7 +79,10 @@ int run(int argc, char** argv) {
          "yes|no|auto: auto takes the first line as a header if its feature fields are not all numbers")
         ("delimiter", po::value(&delimiter)->default_value(","), "field separator (one character; \\t for tab)")
         ("label-type", po::value(&o.label_type)->default_value("auto"),
-         "int|float|string|auto: auto decides from the first chunk of rows (string labels become classes 0, 1, ...)")
+         "int|float|string|auto: auto decides from the first chunk of rows (string labels become classes 0, 1, "
+         "... in sorted order of their names)")
+        ("classes-from", po::value(&o.classes_from),
+         "number the classes as this file does (its label_names: a file nn_convert wrote, or a checkpoint)")
         ("skip-lines", po::value(&o.skip_lines)->default_value(0), "lines to skip before the header or data")
         ("chunk-rows", po::value(&o.chunk_rows)->default_value(o.chunk_rows), "rows converted at a time");
     if (!parse(argc, argv, desc)) return 0;
@@ -80,7 +95,8 @@ int run(int argc, char** argv) {
     if (o.chunk_rows < 1) throw Error("--chunk-rows: must be at least 1");
     if (o.skip_lines < 0) throw Error("--skip-lines: must not be negative");
     o.delimiter = delimiter[0];
-    print(convert_csv(o), o.output);
+    remove_leftovers(o.output);
+    print(convert_csv(o), o.output, o.classes_from);
     return 0;
   }
   if (mode == "idx") {
@@ -93,6 +109,7 @@ int run(int argc, char** argv) {
         ("out", po::value(&out), "HDF5 file to write (X and y as uint8)");
     if (!parse(argc, argv, desc)) return 0;
     if (images.empty() || labels.empty() || out.empty()) throw Error("--images, --labels and --out are required");
+    remove_leftovers(out);
     print(convert_idx(images, labels, out), out);
     return 0;
   }
@@ -102,6 +119,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  remove_temporary_file_on_signals();
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {

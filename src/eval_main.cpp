@@ -86,6 +86,7 @@ struct LoadedModel {
   Loss loss = Loss::kSoftmax;
   FlatBuffer params;
   Standardization standardization;
+  DataNames names;  // read on rank 0 only
 };
 
 // Rank 0 reads the checkpoint; every rank receives the same model.
@@ -103,6 +104,7 @@ LoadedModel load_model(const Communicator& comm, const Options& o) {
     m.params.assign(layout.total(), 0.0f);
     read_checkpoint_params(o.model, what, layout, m.params.data());
     m.standardization = read_checkpoint_standardization(o.model, what, m.sizes.front());
+    m.names = cm.names;
     header[0] = static_cast<int64_t>(m.sizes.size());
     header[1] = static_cast<int64_t>(m.activation);
     header[2] = static_cast<int64_t>(m.loss);
@@ -223,6 +225,7 @@ int run(const Communicator& comm, const Options& o) {
       throw Error(what + ": has " + std::to_string(info.features) + " features, but the model --model " + o.model +
                   " takes " + std::to_string(model.sizes.front()));
     }
+    if (comm.root()) require_same_names(info.names, what, model.names, "--model " + o.model);
     if (info.samples < p) {
       throw Error(what + ": " + std::to_string(info.samples) + " sample(s) cannot be split over " + std::to_string(p) +
                   " ranks");

@@ -87,6 +87,39 @@ std::string three_feature_data(const std::string& dir) {
   return p;
 }
 
+// Files that name their features and classes (see write_named): training
+// data named ABC, x0 x1, and a second file named as given.
+const std::vector<std::string> kClasses{"ant", "bee", "cat"}, kFeatures{"x0", "x1"};
+
+BadCase names_case(const std::string& name, const std::string& flag, const std::vector<std::string>& features,
+                   const std::vector<std::string>& classes, std::vector<std::string> expected) {
+  return {name,
+          [flag, features, classes](const std::string& dir) {
+            const std::string train = dir + "/named.h5", other = dir + "/other.h5";
+            write_named(train, 40, 2, kFeatures, kClasses);
+            write_named(other, 40, 2, features, classes);
+            return std::vector<std::string>{"--data", train, flag, other, "--epochs", "1", "--hidden", "8"};
+          },
+          expected, true};
+}
+
+// A checkpoint trained on named data, then --init/--resume it with data named otherwise.
+BadCase checkpoint_names_case(const std::string& name, const std::string& flag,
+                              const std::vector<std::string>& features, const std::vector<std::string>& classes,
+                              std::vector<std::string> expected) {
+  return {name,
+          [flag, features, classes](const std::string& dir) {
+            const std::string train = dir + "/named.h5", other = dir + "/other.h5", ck = dir + "/named_ck.h5";
+            write_named(train, 40, 2, kFeatures, kClasses);
+            write_named(other, 40, 2, features, classes);
+            const RunResult fit = run_nn_dist(dir, 1, {"--data", train, "--hidden", "8", "--epochs", "1",
+                                                       "--checkpoint", ck, "--quiet"});
+            EXPECT_EQ(fit.code, 0) << describe(fit);
+            return std::vector<std::string>{"--data", other, flag, ck, "--epochs", "2"};
+          },
+          expected, true};
+}
+
 std::vector<BadCase> bad_cases() {
   const auto nothing = [](const std::string&) {};
   std::vector<BadCase> cases = {
@@ -218,8 +251,27 @@ std::vector<BadCase> bad_cases() {
       flag_case("LrMinAboveThePeak", {"--lr-schedule", "cosine", "--lr-min", "0.5"}, {"--lr-min 0.5", "peak lr 0.05"},
                 true),
   };
+  // Names: two files that name their classes or features otherwise meet.
+  cases.push_back(names_case("ValClassNamesDiffer", "--val", kFeatures, {"ant", "cat", "bee"},
+                             {"--val", "other.h5", "classes", "ant, cat, bee", "--data", "named.h5", "ant, bee, cat"}));
+  cases.push_back(names_case("ValFeatureNamesDiffer", "--val", {"x0", "y1"}, kClasses,
+                             {"--val", "other.h5", "feature 1 is 'y1'", "'x1' in --data", "named.h5"}));
+  cases.push_back(names_case("DataFilesClassNamesDiffer", "--data", kFeatures, {"ant", "bee"},
+                             {"--data", "other.h5", "classes", "ant, bee", "named.h5"}));
+  cases.push_back(names_case("DataFilesFeatureNamesDiffer", "--data", {"x1", "x0"}, {},
+                             {"--data", "other.h5", "feature 0 is 'x1'", "named.h5"}));
+  cases.push_back(data_case("LabelWithoutAName", "unnamed_label.h5",
+                            [](const std::string& p) { write_named(p, 40, 2, {}, {"ant", "bee"}); },
+                            {"--data", "unnamed_label.h5", "label 2", "'label_names' names 2 classes"}, true));
+  cases.push_back(data_case("FeatureNamesDoNotFit", "three_names.h5",
+                            [](const std::string& p) { write_named(p, 40, 2, {"a", "b", "c"}, {}); },
+                            {"--data", "three_names.h5", "'feature_names' holds 3 names for 2 features"}));
   for (const std::string flag : {"--init", "--resume"}) {
     const std::string tag = flag == "--init" ? "Init" : "Resume";
+    cases.push_back(checkpoint_names_case(tag + "ClassNamesDiffer", flag, kFeatures, {"ant", "bee", "dog"},
+                                          {"--data", "other.h5", "classes", flag + " ", "named_ck.h5"}));
+    cases.push_back(checkpoint_names_case(tag + "FeatureNamesDiffer", flag, {"x0", "z"}, {},
+                                          {"--data", "other.h5", "feature 1 is 'z'", flag + " ", "named_ck.h5"}));
     cases.push_back(flag_case(tag + "MissingFile", {flag, "/nonexistent/ck.h5"}, {flag, "ck.h5", "not found"}));
     cases.push_back({tag + "NotACheckpoint",  // a dataset file, not a checkpoint
                      [flag](const std::string&) { return with_good_data({flag, shared().val}); },

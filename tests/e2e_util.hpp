@@ -314,6 +314,24 @@ inline void add_string_dataset(hid_t file, const std::string& name, hsize_t rows
   H5Tclose(type);
 }
 
+// A 1-D dataset of fixed-length strings, as nn_convert writes label_names and feature_names.
+inline void add_names(hid_t file, const std::string& name, const std::vector<std::string>& names) {
+  std::size_t longest = 1;
+  for (const std::string& n : names) longest = std::max(longest, n.size());
+  std::string packed(longest * names.size(), '\0');
+  for (std::size_t i = 0; i < names.size(); ++i) packed.replace(i * longest, names[i].size(), names[i]);
+  const hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, longest);
+  const hsize_t n = names.size();
+  const hid_t space = H5Screate_simple(1, &n, nullptr);
+  const hid_t ds = H5Dcreate2(file, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  ASSERT_GE(ds, 0) << name;
+  ASSERT_GE(H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, packed.data()), 0) << name;
+  H5Dclose(ds);
+  H5Sclose(space);
+  H5Tclose(type);
+}
+
 // Writes a file with whatever datasets `fill` adds.
 inline void write_h5(const std::string& path, const std::function<void(hid_t)>& fill) {
   const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
@@ -345,6 +363,19 @@ inline void write_labelled(const std::string& path, long n, long d, const Edit& 
   write_h5(path, [&](hid_t f) {
     add_dataset(f, "X", {hsize_t(n), hsize_t(d)}, H5T_IEEE_F32LE, x);
     add_dataset(f, "y", {hsize_t(n)}, H5T_STD_I64LE, y);
+  });
+}
+
+// write_labelled's set (3 classes), naming its features and classes as given (empty: unnamed).
+inline void write_named(const std::string& path, long n, long d, const std::vector<std::string>& feature_names,
+                        const std::vector<std::string>& label_names, const Edit& edit = nullptr) {
+  std::vector<double> x = features(n, d), y = labels(n, 3);
+  if (edit) edit(x, y);
+  write_h5(path, [&](hid_t f) {
+    add_dataset(f, "X", {hsize_t(n), hsize_t(d)}, H5T_IEEE_F32LE, x);
+    add_dataset(f, "y", {hsize_t(n)}, H5T_STD_I64LE, y);
+    if (!feature_names.empty()) add_names(f, "feature_names", feature_names);
+    if (!label_names.empty()) add_names(f, "label_names", label_names);
   });
 }
 

@@ -17,6 +17,7 @@
 #include "nn_dist/io/checkpoint_dir.hpp"
 #include "nn_dist/io/dataset.hpp"
 #include "nn_dist/io/files.hpp"
+#include "nn_dist/io/names.hpp"
 #include "test_util.hpp"
 
 namespace nn_dist {
@@ -321,6 +322,56 @@ TEST(FilesTest, StaleTemporariesOfDeadProcessesOnThisHostAreRemoved) {
   std::ofstream(numbered) << "x";
   EXPECT_EQ(remove_stale_temporaries(dir, is_checkpoint_name), std::vector<std::string>{numbered});
   for (const std::string& p : {mine, other_host, other_file}) EXPECT_TRUE(std::filesystem::exists(p)) << p;
+  std::filesystem::remove_all(dir);
+}
+
+TEST(NamesTest, MismatchesAreOneLineNamingBothFilesAndUnnamedListsAreNotCompared) {
+  const DataNames train{{"x", "y"}, {"ant", "bee"}};
+  const auto mismatch = [&](const DataNames& other) {
+    return error_of([&] { require_same_names(other, "--val v.h5", train, "--data t.h5"); });
+  };
+  EXPECT_EQ(mismatch(train), "");
+  EXPECT_EQ(mismatch(DataNames{}), "");                // unnamed: compared by count elsewhere
+  EXPECT_EQ(mismatch(DataNames{{}, {"ant", "bee"}}), "");  // features unnamed, classes equal
+  EXPECT_EQ(mismatch(DataNames{{"x", "z"}, {}}),
+            "--val v.h5: feature 1 is 'z' here but 'y' in --data t.h5 ('feature_names' differ: the features must be "
+            "the same, in the same order)");
+  const std::string classes = mismatch(DataNames{{}, {"bee", "ant"}});
+  EXPECT_TRUE(has(classes, "--val v.h5: its classes ('label_names': bee, ant) are not those of --data t.h5 (ant, bee)"))
+      << classes;
+  EXPECT_TRUE(has(mismatch(DataNames{{}, {"ant"}}), "('label_names': ant) are not those of"));  // a class fewer
+  const DataNames merged = names_or(DataNames{{}, {"cat"}}, train);
+  EXPECT_EQ(merged.features, train.features);
+  EXPECT_EQ(merged.labels, std::vector<std::string>{"cat"});
+  std::vector<std::string> many;
+  for (int i = 0; i < 12; ++i) many.push_back("c" + std::to_string(i));
+  EXPECT_EQ(names_text(many), "c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, ... (12 in all)");
+}
+
+TEST(NamesTest, CheckpointRecordsTheNamesAndOneWithoutThemIsUnnamed) {
+  const std::string dir = testing::temp_dir("names");
+  const Layout layout({3, 4, 2});
+  FlatBuffer params;
+  testing::random_params(layout, 4, 1.0, params);
+  Optimizer opt(OptimizerOptions{}, layout.total());
+  TrainingState state;
+  state.names = {{"alcohol", "ash", "hue"}, {"no", "yes"}};
+  write_checkpoint(dir + "/named.h5", layout, Activation::kRelu, Loss::kSoftmax, params.data(), opt, state);
+  const CheckpointModel named = read_checkpoint_model(dir + "/named.h5", "--model named.h5");
+  EXPECT_EQ(named.names.features, state.names.features);
+  EXPECT_EQ(named.names.labels, state.names.labels);
+  write_checkpoint(dir + "/unnamed.h5", layout, Activation::kRelu, Loss::kSoftmax, params.data(), opt, TrainingState{});
+  const CheckpointModel unnamed = read_checkpoint_model(dir + "/unnamed.h5", "--model unnamed.h5");
+  EXPECT_TRUE(unnamed.names.features.empty() && unnamed.names.labels.empty());
+  // Names that do not fit the model: one per input, one per softmax output.
+  state.names.features.pop_back();
+  write_checkpoint(dir + "/short.h5", layout, Activation::kRelu, Loss::kSoftmax, params.data(), opt, state);
+  EXPECT_EQ(error_of([&] { read_checkpoint_model(dir + "/short.h5", "--init short.h5"); }),
+            "--init short.h5: '/model/feature_names' holds 2 names for 3 features");
+  state.names = {{}, {"a", "b", "c"}};
+  write_checkpoint(dir + "/three.h5", layout, Activation::kRelu, Loss::kSoftmax, params.data(), opt, state);
+  EXPECT_EQ(error_of([&] { read_checkpoint_model(dir + "/three.h5", "--init three.h5"); }),
+            "--init three.h5: '/model/label_names' holds 3 names for 2 classes");
   std::filesystem::remove_all(dir);
 }
 

@@ -16,10 +16,13 @@ Usage: tools_test.py NN_DIST NN_EVAL NN_CONVERT NN_DATAGEN MPIEXEC
 """
 import json
 import os
+import signal
+import socket
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 import h5py
 import numpy as np
@@ -53,6 +56,7 @@ n, d = 1000, 5
 X = rng.normal(size=(n, d)).astype(np.float32)
 names = np.array(["setosa", "versicolor", "virginica"])
 ys = names[rng.integers(0, 3, n)]
+ys[:2] = ["virginica", "setosa"]  # met out of sorted order: renumbered over all 16 chunks at the end
 with open("iris_like.csv", "w") as f:
     f.write("a,b,species,c,d,e\n")
     for i in range(n):
@@ -67,8 +71,10 @@ check("csv, string labels by name: exit 0", code == 0, err)
 with h5py.File("iris.h5", "r") as f:
     stored = [s.decode() for s in f["label_names"][()]]
     check("csv: X equals the values written", np.array_equal(f["X"][()], X))
-    check("csv: string labels map to 0.. in order of first appearance, names stored",
-          [stored[c] for c in f["y"][()]] == list(ys) and stored == list(dict.fromkeys(ys)))
+    check("csv: string labels map to 0.. in sorted order of their names, names stored",
+          [stored[c] for c in f["y"][()]] == list(ys) and stored == sorted(set(ys)))
+    check("csv: the header's names of the features stored", [s.decode() for s in f["feature_names"][()]] ==
+          ["a", "b", "c", "d", "e"])
 
 with open("preamble.csv", "w") as f:  # scikit-learn's layout: a line of counts, then the header
     f.write(f"{n},{d},setosa,versicolor,virginica\n" + open("iris_like.csv").read())
@@ -106,6 +112,17 @@ cases = [
     ("integer labels then a word", "1,2,0\n3,4,1\n5,6,cat\n", ["--chunk-rows", "2"],
      "line 3, label column 2: 'cat' is not an integer"),
     ("unclosed quote", 'a,b,y\n1,"2,0\n', [], "line 2: a quoted field is not closed"),
+    # Two columns of one name: the label could be either, and the other would become a feature.
+    ("label name twice in the header", "a,label,b,label\n1,0,2,1\n", ["--label", "label"],
+     "line 1: the header names column 'label' twice (columns 1 and 3)"),
+    ("feature name twice in the header", "x,x,y\n1,2,0\n", [], "the header names column 'x' twice (columns 0 and 1)"),
+    # A number too large is a number: say it is out of range, not that it is not a number.
+    ("feature beyond float64", "a,b,y\n1,2,0\n3,1e400,1\n", [], "line 3, column 'b': '1e400' is out of float32's range"),
+    ("feature beyond float32", "a,b,y\n1,-5e38,0\n", [], "line 2, column 'b': '-5e38' is out of float32's range"),
+    ("float target beyond float32", "1,2,0.5\n3,4,1e39\n", [], "line 2, label column 2: '1e39' is out of float32's range"),
+    ("float target beyond float64", "1,2,0.5\n3,4,1e400\n", [], "line 2, label column 2: '1e400' is out of float32's range"),
+    ("integer label beyond int64", "1,2,0\n3,4,99999999999999999999\n", ["--label-type", "int"],
+     "line 2, label column 2: '99999999999999999999' is out of int64's range"),
 ]
 for name, text, extra, expected in cases:
     path = name.replace(" ", "_") + ".csv"
@@ -117,6 +134,61 @@ for name, text, extra, expected in cases:
     line = error_line(err, "nn_convert")
     check(f"csv error, {name}: exit 2, one line with '{expected}'", code == 2 and expected in line, line)
 check("csv errors: no output file left", not os.path.exists("bad.h5") and not any(".tmp." in p for p in os.listdir(".")))
+
+# ---- nn_convert csv ended by a signal: no temporary file stays behind
+def temporaries(out):
+    return sorted(p for p in os.listdir(".") if p.startswith(f".{out}.tmp."))
+
+
+def wait_for(what, probe, seconds=120):
+    """probe()'s first true value, polled until a deadline that fails naming `what`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.002)
+    check(f"{what} within {seconds} s", False)
+    return None
+
+
+with open("slow.csv", "w") as f:  # one row per chunk: seconds of writing after the temporary file appears
+    f.write("0.5,1.25,0\n" * 200000)
+for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    # The signals at their default action in the child, whatever the shell that started the test ignores.
+    p = subprocess.Popen([NN_CONVERT, "csv", "--input", "slow.csv", "--out", "slow.h5", "--chunk-rows", "1"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: [signal.signal(s, signal.SIG_DFL)
+                                             for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)])
+    seen = wait_for(f"{sig.name}: nn_convert's temporary file appears", lambda: temporaries("slow.h5"))
+    p.send_signal(sig)
+    err = p.communicate(timeout=120)[1]
+    check(f"{sig.name}: nn_convert was stopped by it while writing {seen}", p.returncode == -sig, f"exit {p.returncode}")
+    check(f"{sig.name}: no temporary file and no output left", not temporaries("slow.h5") and not os.path.exists("slow.h5"),
+          f"{os.listdir('.')}; {err}")
+    for t in temporaries("slow.h5"):
+        os.remove(t)
+
+# Temporary files left by killed conversions (SIGKILL cannot be caught): a later conversion to the same
+# output removes those of processes that no longer exist on this host, in the old form (.NAME.tmp.PID)
+# and the new (.NAME.tmp.HOST.PID), and keeps a live process's.
+live = subprocess.Popen(["sleep", "600"])
+host = socket.gethostname()
+dead_old, dead_new = ".int2.h5.tmp.999999999", f".int2.h5.tmp.{host}.999999999"
+alive, other_host = f".int2.h5.tmp.{host}.{live.pid}", ".int2.h5.tmp.elsewhere.999999999"
+for t in (dead_old, dead_new, alive, other_host):
+    open(t, "w").write("left behind")
+code, out, err = run([NN_CONVERT, "csv", "--input", "int.csv", "--out", "int2.h5", "--label", "0"])
+check("stale temporaries: the conversion succeeds", code == 0, err)
+check("stale temporaries of dead processes are removed, each named in a note",
+      not os.path.exists(dead_old) and not os.path.exists(dead_new)
+      and all(f"note: removed {t}" in out + err or f"note: removed ./{t}" in out + err for t in (dead_old, dead_new)),
+      f"{os.listdir('.')}; {out}{err}")
+check("a live writer's temporary file and another host's are kept", os.path.exists(alive) and os.path.exists(other_host))
+live.kill()
+live.wait()
+for t in (alive, other_host):
+    os.remove(t)
 
 # ---- nn_convert idx
 img = rng.integers(0, 256, size=(300, 7, 4), dtype=np.uint8)
@@ -132,12 +204,16 @@ with h5py.File("idx.h5", "r") as f:
           and np.array_equal(f["y"][()], lab), err)
 with open("gz.idx", "wb") as f:
     f.write(b"\x1f\x8b\x08\x00" + bytes(40))
+with open("float.idx", "wb") as f:
+    f.write(struct.pack(">BBBBIII", 0, 0, 0x0D, 3, 300, 7, 4) + bytes(4 * 300 * 28))
 with open("short.idx", "wb") as f:
     f.write(struct.pack(">BBBBIII", 0, 0, 8, 3, 300, 7, 4) + img.tobytes()[:-10])
 for name, args, expected in [
         ("wrong magic", ["--images", "gz.idx", "--labels", "lab.idx"], "magic number 0x1f8b0800 is not IDX"),
         ("size does not match the header", ["--images", "short.idx", "--labels", "lab.idx"],
-         "holds 8406 bytes, but its header (300 x 7 x 4 unsigned bytes) needs 8416")]:
+         "holds 8406 bytes, but its header (300 x 7 x 4 unsigned bytes) needs 8416"),
+        ("float elements (type 0x0d) in hexadecimal", ["--images", "float.idx", "--labels", "lab.idx"],
+         "IDX element type 0x0d (float32) is not supported")]:
     code, out, err = run([NN_CONVERT, "idx"] + args + ["--out", "bad.h5"])
     line = error_line(err, "nn_convert")
     check(f"idx error, {name}: exit 2, one line", code == 2 and expected in line, line)

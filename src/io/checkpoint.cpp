@@ -13,6 +13,7 @@
 #include <memory>
 
 #include "h5util.hpp"
+#include "names_h5.hpp"
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/io/dataset.hpp"
@@ -223,6 +224,7 @@ void write_checkpoint(const std::string& path, const Layout& layout, Activation 
     h5::write_attr_ints(model.get(), "sizes", sizes);
     h5::write_attr_string(model.get(), "activation", activation_name(hidden));
     h5::write_attr_string(model.get(), "loss", loss_name(loss));
+    write_names(model.get(), state.names);
 
     h5::Handle opt = create_group(file.get(), "optimizer");
     h5::write_attr_string(opt.get(), "name", optimizer_name(optimizer.options().kind));
@@ -317,6 +319,8 @@ CheckpointModel read_checkpoint_model(const std::string& path, const std::string
   out.activation = read_name(model.get(), "/model", "activation", what, parse_activation,
                              "relu, tanh, sigmoid or identity");
   out.loss = read_name(model.get(), "/model", "loss", what, parse_loss, "softmax, logistic or mse");
+  out.names = read_names(model.get(), what, "/model/");
+  require_names_fit(out.names, out.sizes.front(), out.loss == "softmax" ? out.sizes.back() : 0, what, "/model/");
   return out;
 }
 

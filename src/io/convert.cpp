@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -11,13 +12,16 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 
 #include "h5util.hpp"
+#include "names_h5.hpp"
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/io/files.hpp"
+#include "nn_dist/io/names.hpp"
 
 namespace nn_dist {
 
@@ -25,27 +29,51 @@ namespace {
 
 // Appends rows to X (n, features) and y (n) or (n, width) in a new HDF5 file
 // written under a temporary name; commit() renames it into place, and a
-// writer destroyed without commit() removes it.
+// writer destroyed without commit() removes it, as does a signal (when the
+// program has remove_temporary_file_on_signals).
 class RowWriter {
  public:
   RowWriter(const std::string& output, const std::string& what, long features, hid_t x_type, hid_t y_type,
             long chunk_rows)
-      : output_(output), what_(what), features_(features), x_type_(x_type), y_type_(y_type) {
+      : output_(output), what_(what), features_(features), x_type_(x_type), y_type_(y_type), chunk_rows_(chunk_rows) {
     require_output_file(output, what);
-    const std::filesystem::path out(output);
-    const std::filesystem::path dir = out.has_parent_path() ? out.parent_path() : std::filesystem::path(".");
-    temp_ = (dir / ("." + out.filename().string() + ".tmp." + std::to_string(::getpid()))).string();
+    temp_ = temporary_path(output);
+    set_temporary_file(temp_);
     h5::quiet_errors();
     file_ = H5Fcreate(temp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (file_ < 0) throw Error(what_ + ": cannot create " + temp_);
+    if (file_ < 0) {
+      set_temporary_file("");
+      throw Error(what_ + ": cannot create " + temp_);
+    }
     x_ = create("X", x_type_, features_, chunk_rows);
     y_ = create("y", y_type_, 0, chunk_rows);
   }
   ~RowWriter() {
     close();
     if (!committed_) ::unlink(temp_.c_str());
+    set_temporary_file("");
   }
   hid_t file() const { return file_; }
+
+  // Renumbers the int64 labels written so far: label k becomes to[k].
+  void renumber_labels(const std::vector<int64_t>& to) {
+    std::vector<int64_t> y;
+    for (long at = 0; at < rows_; at += chunk_rows_) {
+      const long n = std::min(chunk_rows_, rows_ - at);
+      const hsize_t start = static_cast<hsize_t>(at), count = static_cast<hsize_t>(n);
+      y.resize(static_cast<std::size_t>(n));
+      h5::Handle file_space(H5Dget_space(y_), H5Sclose);
+      H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &start, nullptr, &count, nullptr);
+      h5::Handle mem_space(H5Screate_simple(1, &count, nullptr), H5Sclose);
+      if (H5Dread(y_, H5T_NATIVE_INT64, mem_space.get(), file_space.get(), H5P_DEFAULT, y.data()) < 0) {
+        throw Error(what_ + ": cannot read back the labels written");
+      }
+      for (int64_t& label : y) label = to[static_cast<std::size_t>(label)];
+      if (H5Dwrite(y_, H5T_NATIVE_INT64, mem_space.get(), file_space.get(), H5P_DEFAULT, y.data()) < 0) {
+        throw Error(what_ + ": write failed (disk full?)");
+      }
+    }
+  }
 
   // rows x features values in x (row-major, of x_type's native form), rows labels in y.
   void append(const void* x, const void* y, long rows, hid_t x_mem, hid_t y_mem) {
@@ -103,6 +131,7 @@ class RowWriter {
   std::string output_, what_, temp_;
   long features_;
   hid_t x_type_, y_type_;
+  long chunk_rows_;
   hid_t file_ = -1, x_ = -1, y_ = -1;
   long rows_ = 0;
   bool committed_ = false;
@@ -152,22 +181,51 @@ std::string trim(const std::string& s) {
   return s.substr(a, s.find_last_not_of(" \t") - a + 1);
 }
 
-bool parse_double(const std::string& text, double* out) {
+// What a field holds: a value of the type asked for, or why not.
+enum class Field { kValue, kEmpty, kNotANumber, kNotFinite, kOutOfRange };
+
+// A number too large for the type is still a number (a label column of them
+// is numeric): only kEmpty and kNotANumber say the text is not one.
+bool is_number(Field f) { return f != Field::kEmpty && f != Field::kNotANumber; }
+
+// A float32 value. Values below float32's smallest round to 0 (or a
+// subnormal), as any float32 conversion rounds them: not an error.
+Field parse_float32(const std::string& text, float* out) {
   const std::string t = trim(text);
-  if (t.empty()) return false;
+  if (t.empty()) return Field::kEmpty;
   errno = 0;
   char* end = nullptr;
-  *out = std::strtod(t.c_str(), &end);
-  return end == t.c_str() + t.size() && errno != ERANGE;
+  const double v = std::strtod(t.c_str(), &end);
+  if (end != t.c_str() + t.size()) return Field::kNotANumber;
+  if (std::isnan(v) || (std::isinf(v) && errno != ERANGE)) return Field::kNotFinite;  // "nan", "inf"
+  if (std::fabs(v) > std::numeric_limits<float>::max()) return Field::kOutOfRange;  // HUGE_VAL on overflow too
+  *out = static_cast<float>(v);
+  return Field::kValue;
 }
 
-bool parse_int(const std::string& text, long long* out) {
+Field parse_int(const std::string& text, long long* out) {
   const std::string t = trim(text);
-  if (t.empty()) return false;
+  if (t.empty()) return Field::kEmpty;
   errno = 0;
   char* end = nullptr;
   *out = std::strtoll(t.c_str(), &end, 10);
-  return end == t.c_str() + t.size() && errno != ERANGE;
+  if (end != t.c_str() + t.size()) return Field::kNotANumber;
+  return errno == ERANGE ? Field::kOutOfRange : Field::kValue;
+}
+
+// Why a field is not a value of `type` ("float32", "int64"), for an error line.
+std::string field_problem(Field f, const std::string& text, const std::string& type) {
+  const std::string shown = "'" + printable(text, 40) + "'";
+  switch (f) {
+    case Field::kEmpty: return "the field is empty";
+    case Field::kNotANumber: return shown + (type == "int64" ? " is not an integer" : " is not a number");
+    case Field::kNotFinite: return shown + " is not a finite " + type + " number";
+    case Field::kOutOfRange:
+      return shown + " is out of " + type + "'s range (" +
+             (type == "int64" ? "-9223372036854775808 to 9223372036854775807" : "magnitudes up to 3.4e38") + ")";
+    case Field::kValue: break;
+  }
+  return "";
 }
 
 class CsvReader {
@@ -202,23 +260,47 @@ class CsvReader {
   long line_no_ = 0;
 };
 
+// The classes --classes-from names: a data file's label_names, or a checkpoint's /model/label_names.
+std::vector<std::string> classes_of(const std::string& path) {
+  const std::string what = "--classes-from " + path;
+  h5::Handle file = h5::open_file(path, what);
+  DataNames names = read_names(file.get(), what, "");
+  if (names.labels.empty() && h5::exists(file.get(), "model")) {
+    h5::Handle model(H5Gopen2(file.get(), "model", H5P_DEFAULT), H5Gclose);
+    if (model.valid()) names = read_names(model.get(), what, "/model/");
+  }
+  if (names.labels.empty()) {
+    throw Error(what + ": has no 'label_names' (its labels are not named classes): give a file nn_convert wrote "
+                "from text labels, or a checkpoint trained on one");
+  }
+  return names.labels;
+}
+
 }  // namespace
 
 ConvertSummary convert_csv(const CsvOptions& o) {
   const std::string what = o.input;
   require_input_file(o.input, what);
   require_output_file(o.output, "--out " + o.output);
-  require_distinct_files({{"--input", o.input}}, {{"--out", o.output}}, {});
+  if (!o.classes_from.empty()) require_input_file(o.classes_from, "--classes-from " + o.classes_from);
+  require_distinct_files({{"--input", o.input}, {"--classes-from", o.classes_from}}, {{"--out", o.output}}, {});
   if (o.header != "yes" && o.header != "no" && o.header != "auto") {
     throw Error("--header: unknown value '" + printable(o.header) + "' (expected yes, no or auto)");
   }
   if (o.label_type != "int" && o.label_type != "float" && o.label_type != "string" && o.label_type != "auto") {
     throw Error("--label-type: unknown value '" + printable(o.label_type) + "' (expected int, float, string or auto)");
   }
+  const bool fixed_classes = !o.classes_from.empty();
+  if (fixed_classes && (o.label_type == "int" || o.label_type == "float")) {
+    throw Error("--label-type " + o.label_type + ": --classes-from makes the labels named classes (string)");
+  }
+  ConvertSummary summary;
+  if (fixed_classes) summary.class_names = classes_of(o.classes_from);
   CsvReader csv(o.input, what);
   csv.skip(o.skip_lines);
   std::vector<std::string> first;
   if (!csv.next(o.delimiter, &first)) throw Error(what + ": is empty (no rows)");
+  const long first_line = csv.line();
   const long columns = static_cast<long>(first.size());
   if (columns < 2) {
     throw Error(csv.where() + ": has 1 field; a row needs features and a label (is --delimiter '" +
@@ -227,7 +309,7 @@ ConvertSummary convert_csv(const CsvOptions& o) {
   // The label column: a name (needs a header), an index, or the last.
   long label = columns - 1;
   long long index = 0;
-  const bool by_name = !o.label.empty() && !parse_int(o.label, &index);
+  const bool by_name = !o.label.empty() && !is_number(parse_int(o.label, &index));
   if (!o.label.empty() && !by_name) {
     if (index < -columns || index >= columns) {
       throw Error("--label " + o.label + ": there are " + std::to_string(columns) + " columns (0.." +
@@ -238,26 +320,35 @@ ConvertSummary convert_csv(const CsvOptions& o) {
   bool header = o.header == "yes" || by_name;
   if (by_name && o.header == "no") throw Error("--label " + o.label + ": a column name needs a header line (--header no was given)");
   if (o.header == "auto" && !by_name) {
-    double v = 0;
+    float v = 0;
     for (long c = 0; c < columns; ++c) {
-      if (c != label && !parse_double(first[c], &v)) header = true;
+      if (c != label && !is_number(parse_float32(first[c], &v))) header = true;
     }
   }
   std::vector<std::string> names;
   if (header) {
     names = first;
     for (std::string& n : names) n = trim(n);
-    if (by_name) {
-      label = -1;
-      for (long c = 0; c < columns; ++c) {
-        if (names[c] == o.label) label = c;
+    // One name, two columns: --label could take either, and the other would
+    // be a feature (perhaps the label itself, leaked into the inputs).
+    std::map<std::string, long> column_of;
+    for (long c = 0; c < columns; ++c) {
+      const auto [it, fresh] = column_of.emplace(names[c], c);
+      if (!fresh) {
+        throw Error(what + ": line " + std::to_string(first_line) + ": the header names column '" +
+                    printable(names[c], 60) + "' twice (columns " + std::to_string(it->second) + " and " +
+                    std::to_string(c) + "); give each column its own name");
       }
-      if (label < 0) {
+    }
+    if (by_name) {
+      const auto it = column_of.find(o.label);
+      if (it == column_of.end()) {
         std::string list;
         for (long c = 0; c < columns && c < 20; ++c) list += (c ? ", " : "") + printable(names[c], 40);
         throw Error("--label " + printable(o.label) + ": no such column in the header of " + what + " (" + list +
                     (columns > 20 ? ", ..." : "") + ")");
       }
+      label = it->second;
     }
   }
   const auto column_name = [&](long c) {
@@ -265,7 +356,6 @@ ConvertSummary convert_csv(const CsvOptions& o) {
   };
   const long features = columns - 1;
   const long chunk = std::max<long>(1, o.chunk_rows);
-  ConvertSummary summary;
   summary.features = features;
   summary.label_name = header ? names[label] : std::to_string(label);
 
@@ -277,16 +367,16 @@ ConvertSummary convert_csv(const CsvOptions& o) {
     pending.emplace_back(csv.line(), fields);
   }
   if (pending.empty()) throw Error(what + ": has a header line but no data rows");
-  std::string type = o.label_type;
+  std::string type = fixed_classes ? "string" : o.label_type;
   if (type == "auto") {
     bool ints = true, numbers = true;
     long long i = 0;
-    double v = 0;
+    float v = 0;
     for (const auto& [line_no, row] : pending) {
       (void)line_no;
       if (static_cast<long>(row.size()) != columns) continue;  // reported below with its line
-      ints = ints && parse_int(row[label], &i);
-      numbers = numbers && parse_double(row[label], &v);
+      ints = ints && is_number(parse_int(row[label], &i));
+      numbers = numbers && is_number(parse_float32(row[label], &v));
     }
     type = ints ? "int" : numbers ? "float" : "string";
   }
@@ -294,7 +384,9 @@ ConvertSummary convert_csv(const CsvOptions& o) {
   const bool float_y = type == "float";
   RowWriter writer(o.output, "--out " + o.output, features, H5T_IEEE_F32LE, float_y ? H5T_IEEE_F32LE : H5T_STD_I64LE,
                    chunk);
+  // Text labels: numbered as they first appear, renumbered in sorted order at the end.
   std::map<std::string, long> class_of;
+  for (std::size_t k = 0; k < summary.class_names.size(); ++k) class_of.emplace(summary.class_names[k], k);
   std::vector<float> x;
   std::vector<int64_t> y_int;
   std::vector<float> y_float;
@@ -306,36 +398,40 @@ ConvertSummary convert_csv(const CsvOptions& o) {
     }
     for (long c = 0; c < columns; ++c) {
       if (c == label) continue;
-      double v = 0;
-      if (!parse_double(row[c], &v)) {
-        throw Error(where + ", column " + column_name(c) + ": " +
-                    (trim(row[c]).empty() ? std::string("the field is empty") : "'" + printable(row[c], 40) + "' is not a number"));
+      float v = 0;
+      const Field f = parse_float32(row[c], &v);
+      if (f != Field::kValue) {
+        throw Error(where + ", column " + column_name(c) + ": " + field_problem(f, row[c], "float32"));
       }
-      if (!std::isfinite(v) || std::fabs(v) > 3.4e38) {
-        throw Error(where + ", column " + column_name(c) + ": '" + printable(row[c], 40) +
-                    "' is not a finite float32 number");
-      }
-      x.push_back(static_cast<float>(v));
+      x.push_back(v);
     }
     const std::string& l = row[label];
+    const std::string at_label = where + ", label column " + column_name(label) + ": ";
     if (type == "int") {
       long long v = 0;
-      if (!parse_int(l, &v)) {
-        throw Error(where + ", label column " + column_name(label) + ": '" + printable(l, 40) +
-                    "' is not an integer, but the labels are integers (give --label-type float or string)");
+      const Field f = parse_int(l, &v);
+      if (f != Field::kValue) {
+        const char* hint = ", but the labels are integers (give --label-type float or string)";
+        throw Error(at_label + field_problem(f, l, "int64") + (f == Field::kNotANumber ? hint : ""));
       }
       y_int.push_back(v);
     } else if (type == "float") {
-      double v = 0;
-      if (!parse_double(l, &v) || !std::isfinite(v)) {
-        throw Error(where + ", label column " + column_name(label) + ": '" + printable(l, 40) +
-                    "' is not a finite number, but the labels are numbers (give --label-type string)");
+      float v = 0;
+      const Field f = parse_float32(l, &v);
+      if (f != Field::kValue) {
+        throw Error(at_label + field_problem(f, l, "float32") +
+                    (f == Field::kNotANumber ? ", but the labels are numbers (give --label-type string)" : ""));
       }
-      y_float.push_back(static_cast<float>(v));
+      y_float.push_back(v);
     } else {
       const std::string key = trim(l);
-      if (key.empty()) throw Error(where + ", label column " + column_name(label) + ": the label is empty");
+      if (key.empty()) throw Error(at_label + "the label is empty");
       auto it = class_of.find(key);
+      if (it == class_of.end() && fixed_classes) {
+        throw Error(at_label + "'" + printable(key, 40) + "' is not one of the " +
+                    std::to_string(summary.class_names.size()) + " classes of --classes-from " + o.classes_from +
+                    " (" + names_text(summary.class_names) + ")");
+      }
       if (it == class_of.end()) {
         it = class_of.emplace(key, static_cast<long>(summary.class_names.size())).first;
         summary.class_names.push_back(key);
@@ -363,24 +459,21 @@ ConvertSummary convert_csv(const CsvOptions& o) {
     }
   }
   flush(rows);
-  if (!summary.class_names.empty()) {
-    std::size_t longest = 1;
-    for (const std::string& n : summary.class_names) longest = std::max(longest, n.size());
-    std::vector<char> packed(longest * summary.class_names.size(), '\0');
-    for (std::size_t i = 0; i < summary.class_names.size(); ++i) {
-      std::memcpy(packed.data() + i * longest, summary.class_names[i].data(), summary.class_names[i].size());
-    }
-    h5::Handle type_id(H5Tcopy(H5T_C_S1), H5Tclose);
-    H5Tset_size(type_id.get(), longest);
-    const hsize_t n = summary.class_names.size();
-    h5::Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
-    h5::Handle ds(H5Dcreate2(writer.file(), "label_names", type_id.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT,
-                             H5P_DEFAULT),
-                  H5Dclose);
-    if (!ds.valid() || H5Dwrite(ds.get(), type_id.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, packed.data()) < 0) {
-      throw Error("--out " + o.output + ": cannot write 'label_names'");
-    }
+  if (!fixed_classes && !std::is_sorted(summary.class_names.begin(), summary.class_names.end())) {
+    std::vector<std::string> sorted = summary.class_names;
+    std::sort(sorted.begin(), sorted.end());
+    std::vector<int64_t> to(sorted.size());
+    for (std::size_t k = 0; k < sorted.size(); ++k) to[class_of.at(sorted[k])] = static_cast<int64_t>(k);
+    writer.renumber_labels(to);
+    summary.class_names = std::move(sorted);
   }
+  DataNames stored;
+  stored.labels = summary.class_names;
+  if (header) {
+    stored.features = names;
+    stored.features.erase(stored.features.begin() + label);
+  }
+  write_names(writer.file(), stored);
   {
     h5::Handle root(H5Oopen(writer.file(), "/", H5P_DEFAULT), H5Oclose);
     h5::write_attr_string(root.get(), "source", "nn_convert csv " + std::filesystem::path(o.input).filename().string());
@@ -414,7 +507,15 @@ IdxHeader read_idx_header(std::FILE* f, const std::string& what) {
                 " is not IDX (expected 0x0000TTDD; a gzip file starts 1f8b: gunzip it first)");
   }
   if (magic[2] != 0x08) {
-    throw Error(what + ": IDX element type 0x" + std::to_string(magic[2] / 16) + std::to_string(magic[2] % 16) +
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%02x", magic[2]);
+    const char* kind = magic[2] == 0x09   ? " (signed bytes)"
+                       : magic[2] == 0x0B ? " (int16)"
+                       : magic[2] == 0x0C ? " (int32)"
+                       : magic[2] == 0x0D ? " (float32)"
+                       : magic[2] == 0x0E ? " (float64)"
+                                          : "";
+    throw Error(what + ": IDX element type " + hex + kind +
                 " is not supported (only 0x08, unsigned bytes, as MNIST uses)");
   }
   IdxHeader h;

@@ -15,6 +15,7 @@
 #include <cstdio>
 
 #include "h5util.hpp"
+#include "names_h5.hpp"
 #include "nn_dist/common/error.hpp"
 
 namespace nn_dist {
@@ -109,6 +110,8 @@ DatasetInfo inspect_dataset(const std::string& path, const std::string& what, co
   if (H5Tget_class(xtype.get()) == H5T_INTEGER && H5Tget_sign(xtype.get()) == H5T_SGN_NONE && bytes <= 2) {
     info.x_width = static_cast<int>(bytes);
   }
+  info.names = read_names(file.get(), what, "");
+  require_names_fit(info.names, info.features, 0, what, "");
   return info;
 }
 
@@ -370,6 +373,7 @@ DatasetInfo inspect_datasets(const std::vector<std::string>& paths, const std::s
                              const std::string& y_name) {
   if (paths.size() == 1) return inspect_dataset(paths[0], flag + " " + paths[0], x_name, y_name);
   DatasetInfo all;
+  long named_features = -1, named_labels = -1;  // the first parts that name them
   for (const std::string& path : paths) {
     DatasetInfo part = inspect_dataset(path, flag + " " + path, x_name, y_name);
     if (!all.parts.empty()) {
@@ -387,6 +391,14 @@ DatasetInfo inspect_datasets(const std::vector<std::string>& paths, const std::s
                     kind(first) + " (files of one dataset must match)");
       }
     }
+    // Named parts all agree when each agrees with the first that named its
+    // features and with the first that named its classes.
+    for (const long k : {named_features, named_labels}) {
+      if (k >= 0) require_same_names(part.names, part.what, all.parts[k].names, all.parts[k].what);
+    }
+    const long k = static_cast<long>(all.parts.size());
+    if (named_features < 0 && !part.names.features.empty()) named_features = k;
+    if (named_labels < 0 && !part.names.labels.empty()) named_labels = k;
     all.samples += part.samples;
     all.parts.push_back(std::move(part));
   }
@@ -400,6 +412,8 @@ DatasetInfo inspect_datasets(const std::vector<std::string>& paths, const std::s
   all.target_width = first.target_width;
   all.integer_targets = first.integer_targets;
   all.x_width = first.x_width;
+  if (named_features >= 0) all.names.features = all.parts[named_features].names.features;
+  if (named_labels >= 0) all.names.labels = all.parts[named_labels].names.labels;
   for (const DatasetInfo& part : all.parts) {
     if (part.x_width != all.x_width) all.x_width = 0;  // mixed storage: read all as float32
   }
@@ -458,6 +472,12 @@ Targets make_targets(const DatasetInfo& info, const Shard& shard, Loss loss) {
       if (v < 0 || v != std::floor(v) || v > 1e9) {
         throw Error(where + " has label " + number(v) + " at sample " + std::to_string(shard.offset + j) +
                     "; softmax needs integer labels 0..K-1");
+      }
+      const std::size_t named = info.names.labels.size();
+      if (named > 0 && v >= static_cast<double>(named)) {
+        throw Error(where + " has label " + number(v) + " at sample " + std::to_string(shard.offset + j) +
+                    ", but 'label_names' names " + std::to_string(named) + " classes (0.." +
+                    std::to_string(named - 1) + ")");
       }
       t.labels[j] = static_cast<int32_t>(v);
       t.max_label = std::max<long>(t.max_label, t.labels[j]);

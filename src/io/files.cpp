@@ -87,6 +87,12 @@ void set_temp(const std::string& path) {
 
 void clear_temp() { g_temp_set = 0; }
 
+extern "C" void remove_temporary_file_and_end(int sig) {
+  remove_temporary_file_from_signal_handler();
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
 
 void write_all(int fd, const char* data, std::size_t size, int* error) {
   while (size > 0) {
@@ -291,6 +297,27 @@ bool same_file(const std::string& a, const std::string& b) { return identity_of(
 
 void remove_temporary_file_from_signal_handler() {
   if (g_temp_set) ::unlink(g_temp_file);
+}
+
+std::string temporary_path(const std::string& path) { return temp_path(fs::path(path)); }
+
+void set_temporary_file(const std::string& path) {
+  if (path.empty()) {
+    clear_temp();
+  } else {
+    set_temp(path);
+  }
+}
+
+void remove_temporary_file_on_signals() {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGXCPU, SIGXFSZ}) {
+    struct sigaction old {};
+    if (::sigaction(sig, nullptr, &old) != 0 || old.sa_handler != SIG_DFL) continue;  // ignored, or someone else's
+    struct sigaction action {};
+    action.sa_handler = remove_temporary_file_and_end;
+    sigemptyset(&action.sa_mask);
+    ::sigaction(sig, &action, nullptr);
+  }
 }
 
 TextFileWriter::~TextFileWriter() { close(); }

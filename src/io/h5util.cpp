@@ -5,8 +5,10 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstring>
 
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
@@ -182,6 +184,54 @@ std::vector<double> read_tensor_f64(hid_t loc, const std::string& name, const st
 
 void write_doubles(hid_t loc, const std::string& name, const std::vector<hsize_t>& shape, const double* data) {
   write_array(loc, name, shape, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, data);
+}
+
+void write_strings(hid_t loc, const std::string& name, const std::vector<std::string>& values) {
+  std::size_t longest = 1;
+  for (const std::string& v : values) longest = std::max(longest, v.size());
+  std::vector<char> packed(longest * values.size(), '\0');
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    std::copy(values[i].begin(), values[i].end(), packed.data() + i * longest);
+  }
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(type.get(), longest);
+  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  write_array(loc, name, {static_cast<hsize_t>(values.size())}, type.get(), type.get(), packed.data());
+}
+
+std::vector<std::string> read_strings(hid_t loc, const std::string& name, const std::string& what,
+                                      const std::string& where) {
+  Handle ds = open_dataset(loc, name, what);
+  Handle type(H5Dget_type(ds.get()), H5Tclose);
+  const std::vector<hsize_t> shape = dims(ds.get());
+  if (H5Tget_class(type.get()) != H5T_STRING || shape.size() != 1) {
+    throw Error(what + ": '" + where + "' is not a 1-D list of strings");
+  }
+  const std::size_t n = shape[0];
+  std::vector<std::string> out;
+  const auto fail = [&] { return Error(what + ": cannot read '" + where + "' (damaged file?)"); };
+  if (H5Tis_variable_str(type.get()) > 0) {
+    std::vector<char*> texts(n, nullptr);
+    Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(mem.get(), H5T_VARIABLE);
+    H5Tset_cset(mem.get(), H5Tget_cset(type.get()));
+    if (n > 0 && H5Dread(ds.get(), mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, texts.data()) < 0) throw fail();
+    for (char* text : texts) {
+      out.emplace_back(text ? text : "");
+      H5free_memory(text);
+    }
+    return out;
+  }
+  const std::size_t size = H5Tget_size(type.get());
+  std::vector<char> packed(size * n);
+  if (n > 0 && H5Dread(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, packed.data()) < 0) throw fail();
+  const bool spaces = H5Tget_strpad(type.get()) == H5T_STR_SPACEPAD;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::string text(packed.data() + i * size, strnlen(packed.data() + i * size, size));
+    if (spaces) text.erase(text.find_last_not_of(' ') + 1);
+    out.push_back(std::move(text));
+  }
+  return out;
 }
 
 void write_attr_string(hid_t loc, const std::string& name, const std::string& value) {

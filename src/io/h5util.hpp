@@ -56,6 +56,11 @@ std::vector<double> read_tensor_f64(hid_t loc, const std::string& name, const st
                                     const std::string& where, const std::vector<hsize_t>& shape,
                                     const std::string& shape_source);
 void write_doubles(hid_t loc, const std::string& name, const std::vector<hsize_t>& shape, const double* data);
+// A 1-D dataset of strings: written fixed-length (UTF-8), read in either HDF5
+// form (fixed-length, or h5py's default variable-length). `where` names it in errors.
+void write_strings(hid_t loc, const std::string& name, const std::vector<std::string>& values);
+std::vector<std::string> read_strings(hid_t loc, const std::string& name, const std::string& what,
+                                      const std::string& where);
 void write_attr_string(hid_t loc, const std::string& name, const std::string& value);
 void write_attr_ints(hid_t loc, const std::string& name, const std::vector<long long>& values);
 void write_attr_doubles(hid_t loc, const std::string& name, const std::vector<double>& values);

@@ -205,6 +205,8 @@ void Trainer::load_data() {
     targets = make_targets(train_info_, shard, loss_);
   });
   classes_ = comm_.max(targets.max_label) + 1;
+  classes_ = std::max<long>(classes_, static_cast<long>(train_info_.names.labels.size()));  // named, if not all seen
+  names_ = train_info_.names;
   if (config_.val_split > 0) hold_out_validation(&shard, &targets);
 
   if (!config_.val.empty()) {
@@ -216,6 +218,7 @@ void Trainer::load_data() {
         throw Error(what + ": has " + std::to_string(info.features) + " features but the training data has " +
                     std::to_string(train_info_.features));
       }
+      require_same_names(info.names, what, train_info_.names, train_info_.what);
       if (loss_ == Loss::kMse && info.target_width != train_info_.target_width) {
         throw Error(what + ": has " + std::to_string(info.target_width) + " target columns but the training data has " +
                     std::to_string(train_info_.target_width));
@@ -479,6 +482,7 @@ std::vector<long> Trainer::model_sizes() {
       throw Error(what + ": the checkpoint's input width " + std::to_string(m.sizes.front()) +
                   " does not fit the data's " + std::to_string(sizes.front()) + " features");
     }
+    check_checkpoint_names(m.names, what);
     if (m.sizes.back() != outputs) {
       throw Error(what + ": the checkpoint's output width " + std::to_string(m.sizes.back()) +
                   " does not fit the data's " + std::to_string(outputs) + " outputs");
@@ -793,6 +797,7 @@ void Trainer::save_checkpoint(int64_t epoch, int64_t epoch_step) {
     state.lr = config_.optimizer.lr;
     state.lr_peak = peak_lr_;
     state.standardization = standardization_;
+    state.names = names_;
     if (checkpoint_dir_.empty()) {
       write_checkpoint(checkpoint_path_, mlp_->layout(), activation_, loss_, params_data_, *optimizer_, state,
                        "--checkpoint " + config_.checkpoint);
@@ -994,6 +999,13 @@ void Trainer::print_profile() const {
       t.steps, sps, t.total * ms, t.data * ms, t.forward * ms, t.backward * ms, t.sync_test * ms, t.sync_wait * ms,
       t.optimizer * ms);
   std::fflush(stdout);
+}
+
+// The names meet here, apart from the rest of the setup: a checkpoint's
+// features and classes must be the data's where both name them.
+void Trainer::check_checkpoint_names(const DataNames& saved, const std::string& what) {
+  require_same_names(train_info_.names, train_info_.what, saved, what);
+  names_ = names_or(train_info_.names, saved);
 }
 
 }  // namespace nn_dist

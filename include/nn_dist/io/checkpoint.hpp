@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "nn_dist/io/names.hpp"
 #include "nn_dist/math/activation.hpp"
 #include "nn_dist/math/loss.hpp"
 #include "nn_dist/model/layout.hpp"
@@ -36,12 +37,16 @@ struct TrainingState {
   double lr = 0, lr_peak = 0;
   // --standardize: written to /preprocess (mean, scale: float64, one per input feature).
   Standardization standardization;
+  // The feature and class names the model was trained with: written to
+  // /model/feature_names and /model/label_names, each when known.
+  DataNames names;
 };
 
 struct CheckpointModel {
   std::vector<long> sizes;
   std::string activation;
   std::string loss;
+  DataNames names;  // empty lists: unnamed (files written before names were recorded, or without them)
 };
 
 // Builds the whole checkpoint in memory, writes it to a temporary file beside
@@ -63,8 +68,8 @@ bool verify_checkpoint_file(const std::string& path, const std::string& what);
 // The readers check everything: every tensor's exact shape against 'sizes',
 // floating-point type and finite values; every attribute's type and range;
 // both HDF5 string forms. Each throws Error naming `what` and the item at fault.
-// Reads /model's attributes; throws Error naming `what` if path is not a
-// checkpoint or fails verify_checkpoint_file.
+// Reads /model's attributes and names; throws Error naming `what` if path is
+// not a checkpoint or fails verify_checkpoint_file.
 CheckpointModel read_checkpoint_model(const std::string& path, const std::string& what);
 // Reads /model's tensors into params (layout.total() elements).
 void read_checkpoint_params(const std::string& path, const std::string& what, const Layout& layout, float* params);

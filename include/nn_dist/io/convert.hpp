@@ -15,6 +15,7 @@ struct CsvOptions {
   long skip_lines = 0;            // lines before the header or data (a preamble)
   std::string header = "auto";    // yes | no | auto (a first line whose feature fields are not all numbers)
   std::string label_type = "auto";  // int | float | string | auto (decided from the first chunk of rows)
+  std::string classes_from;         // a data file or checkpoint whose label_names number the classes ("": sorted)
   long chunk_rows = 65536;
 };
 
@@ -22,13 +23,17 @@ struct ConvertSummary {
   long rows = 0, features = 0;
   std::string label_name;                // the label column's header name, or its index
   std::string label_type;                // int, float or string
-  std::vector<std::string> class_names;  // string labels: class i is class_names[i] (order of first appearance)
+  std::vector<std::string> class_names;  // string labels: class i is class_names[i]
 };
 
 // CSV -> HDF5: X float32, y int64 (int and string labels) or float32 (float
-// targets); string labels map to 0, 1, ... in order of first appearance, and
-// the names are stored in the dataset 'label_names'. Written under a
-// temporary name and renamed into place when complete.
+// targets). String labels are classes numbered in sorted (byte) order of
+// their names, as scikit-learn's LabelEncoder numbers them, so files
+// converted apart agree whatever order their rows come in; or in the order
+// of classes_from's label_names. The class names are stored in the dataset
+// 'label_names', a header's feature names (the label column's aside) in
+// 'feature_names'. Written under a temporary name (see temporary_path) and
+// renamed into place when complete.
 ConvertSummary convert_csv(const CsvOptions& options);
 
 // MNIST-style IDX (unsigned bytes) -> HDF5: X uint8 (samples x pixels), y uint8.

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "nn_dist/io/names.hpp"
 #include "nn_dist/math/activation.hpp"
 #include "nn_dist/math/loss.hpp"
 
@@ -23,6 +24,7 @@ struct DatasetInfo {
   long target_width = 1;     // columns of y (1 for 1-D y)
   bool integer_targets = false;
   int x_width = 0;  // X stored as unsigned integers of 1 or 2 bytes (kept so in memory); 0: any other type
+  DataNames names;  // the datasets feature_names and label_names, if the file has them
   // Several files read as one dataset (rows in file order): one entry per
   // file; empty for a single file.
   std::vector<DatasetInfo> parts;
@@ -33,8 +35,9 @@ DatasetInfo inspect_dataset(const std::string& path, const std::string& what, co
                             const std::string& y_name);
 // Several files as one dataset, their rows one after the other. Every file
 // must have the same feature count and the same kind of y (integer labels, or
-// float targets of the same width); a mismatch is one Error naming both
-// files. `flag` names them ("--data").
+// float targets of the same width), and the files that name their features
+// or classes the same names; a mismatch is one Error naming both files.
+// `flag` names them ("--data").
 DatasetInfo inspect_datasets(const std::vector<std::string>& paths, const std::string& flag, const std::string& x_name,
                              const std::string& y_name);
 
@@ -111,8 +114,9 @@ struct Targets {
   long max_label = -1;          // largest label seen (softmax)
 };
 
-// Checks y fits the loss (integer labels >= 0 for softmax, 0/1 for logistic,
-// one column for both) and converts; throws Error naming info.what.
+// Checks y fits the loss (integer labels >= 0 for softmax, each with a name
+// when the file names its classes; 0/1 for logistic; one column for both)
+// and converts; throws Error naming info.what.
 Targets make_targets(const DatasetInfo& info, const Shard& shard, Loss loss);
 
 }  // namespace nn_dist

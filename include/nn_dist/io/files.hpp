@@ -58,6 +58,17 @@ bool same_file(const std::string& a, const std::string& b);
 // any: for signal handlers (async-signal-safe) before the process ends.
 void remove_temporary_file_from_signal_handler();
 
+// The temporary name beside path that a whole-file write goes through,
+// ".NAME.tmp.HOST.PID" (the form remove_stale_temporaries knows), and for
+// writers of their own (nn_convert's HDF5 files): which file a signal
+// removes ("" for none).
+std::string temporary_path(const std::string& path);
+void set_temporary_file(const std::string& path);
+// For programs without signal handlers of their own: SIGINT, SIGTERM, SIGHUP
+// and the other signals that end a process remove the temporary file, then
+// end it by the same signal. A signal the process was started ignoring (nohup) stays ignored.
+void remove_temporary_file_on_signals();
+
 // A text file written in whole lines; every write is checked, so a full disk
 // or a device error is an Error naming the file, never a silently short file.
 class TextFileWriter {

@@ -101,6 +101,9 @@ class Trainer {
   void check_mid_epoch_resume(const TrainingState& state, long global_batch) const;
   // Rank 0, on --resume: one note naming the lr flags that differ from the checkpoint's.
   void note_schedule_changes(const TrainingState& state) const;
+  // Rank 0, on --init/--resume: refuses a checkpoint whose feature or class
+  // names differ from the data's; the model keeps the names either gives.
+  void check_checkpoint_names(const DataNames& saved, const std::string& what);
   // The stop a signal asked for: checkpoint (unless done), message, exit code.
   void stop_on_signal(int64_t epoch, int64_t epoch_step, bool saved);
   void report(const EpochResult& r);
@@ -119,6 +122,7 @@ class Trainer {
   std::unique_ptr<Minibatches> source_;
   Matrix<float> val_x_;
   Standardization standardization_;  // empty: raw features
+  DataNames names_;                  // the names the model is trained with (saved in checkpoints)
   bool streaming_ = false;            // --cache-mb (or a shard too big for memory): StreamSource
   long stream_offset_ = 0, stream_count_ = 0;  // this rank's rows
   long stream_scan_rows_ = 4096;               // rows per read in the setup passes
