@@ -721,6 +721,66 @@ TEST_F(E2eTest, ScheduledRunResumedMidEpochEndsWithTheUninterruptedRunsBits) {
   EXPECT_EQ(epoch_lines(changed.out).size(), 2u) << describe(changed);
 }
 
+// ---- --progress auto under mpirun: mpirun's own stdout decides, not the ranks' (a pseudo-terminal of mpirun's)
+
+// Runs nn_dist with --progress auto as a batch system would not: none of their variables set.
+std::string without_batch_system(const std::string& command) {
+  return "env -u SLURM_JOB_ID -u PBS_JOBID -u LSB_JOBID " + command;
+}
+
+TEST_F(E2eTest, ProgressAutoUnderMpirunIntoAFileIsPlainLines) {
+  // 25 steps in the epoch; a line after each but the last (they come every 1e-9 s).
+  const std::vector<std::string> args{"--data", shared().train, "--hidden", "8", "--epochs", "1", "--batch-size", "8",
+                                      "--progress", "auto", "--log-every-seconds", "1e-9"};
+  const std::string wrapper = " sh -c " + quote("\"$0\" \"$@\"");  // a wrapper between mpirun and nn_dist
+  for (const std::string& via : {std::string(), wrapper}) {
+    SCOPED_TRACE(via.empty() ? "nn_dist started by mpirun" : "nn_dist started by sh, started by mpirun");
+    const RunResult r =
+        run_shell(dir_, without_batch_system(mpirun_prefix(2) + via + " " + quote(NN_DIST_BIN) + joined(args)));
+    expect_success(r);
+    EXPECT_EQ(lines_containing(r.out, "progress: epoch 1/1  step ").size(), 24u) << describe(r);
+    EXPECT_FALSE(contains(r.out, "\033[K")) << describe(r);
+    EXPECT_FALSE(contains(r.out, "\r")) << describe(r);
+  }
+}
+
+TEST_F(E2eTest, ProgressAutoUnderMpirunOnATerminalRewritesOneLine) {
+  if (std::system("command -v script >/dev/null 2>&1") != 0) GTEST_SKIP() << "needs script(1) for a terminal";
+  const std::string data = path("many.h5");
+  const RunResult gen = run_datagen(dir_, {"--kind", "spirals", "--samples", "40000", "--out", data});
+  ASSERT_EQ(gen.code, 0) << describe(gen);
+  // 20000 steps an epoch (seconds here): the rewritten line comes 0.5 s into it.
+  const std::vector<std::string> args{"--data", data, "--hidden", "512,512", "--epochs", "100", "--batch-size", "1",
+                                      "--progress", "auto", "--log-every-seconds", "1e-9"};
+  for (const bool to_files : {false, true}) {
+    SCOPED_TRACE(to_files ? "mpirun --output-filename" : "mpirun");
+    const std::string tag = to_files ? "files" : "tty", typescript = path("typescript." + tag),
+                      pid_file = path("mpirun.pid." + tag);
+    const std::string mpirun = mpirun_prefix(2) + (to_files ? " --output-filename " + quote(path("out")) : "") + " " +
+                               quote(NN_DIST_BIN) + joined(args);
+    // script(1) gives mpirun a terminal; once a progress line is there, SIGUSR1 to mpirun ends the run.
+    const std::string command =
+        without_batch_system("script -qfec " + quote(mpirun + " & echo $! > " + quote(pid_file) + "; wait $!") + " " +
+                             quote(typescript)) +
+        " >/dev/null 2>&1 & s=$!; i=0; "
+        "while [ $i -lt 1200 ] && ! grep -q ETA " + quote(typescript) + " 2>/dev/null && kill -0 $s 2>/dev/null; do "
+        "  sleep 0.05; i=$((i+1)); "
+        "done; "
+        "grep -q ETA " + quote(typescript) + " && echo 'test: a progress line came' >&2; "
+        "kill -USR1 $(cat " + quote(pid_file) + "); wait $s";
+    const RunResult r = run_shell(dir_, "sh -c " + quote(command));
+    const std::string out = file_bytes(typescript);
+    ASSERT_TRUE(contains(r.err, "test: a progress line came")) << describe(r) << "--- terminal ---\n" << out;
+    if (to_files) {  // the rank's output lands in files too: plain lines
+      EXPECT_TRUE(contains(out, "progress: epoch 1/100  step 1/20000")) << out;
+      EXPECT_FALSE(contains(out, "\033[K")) << out;
+    } else {
+      EXPECT_TRUE(contains(out, "\r\033[Kepoch 1/100  step ")) << out;
+      EXPECT_FALSE(contains(out, "progress: ")) << out;
+    }
+  }
+}
+
 TEST_F(E2eTest, ResumeAutoNeedsSomewhereToLookAndOneKindOfCheckpoint) {
   expect_clean_failure(dir_, 2, {"--data", shared().train, "--resume", "auto"}, {"--resume auto", "--checkpoint-dir"});
   expect_clean_failure(dir_, 2, {"--data", shared().train, "--checkpoint", path("a.h5"), "--checkpoint-dir", path("d")},

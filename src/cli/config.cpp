@@ -96,7 +96,8 @@ po::options_description describe(Config& c, Choices& k) {
       ("quiet", po::bool_switch(&c.quiet), "no per-epoch lines")
       ("progress", po::value(&c.progress)->default_value(c.progress),
        "progress within an epoch: terminal (one line that updates itself), lines (a plain line every "
-       "--log-every-seconds), off; auto: terminal when stdout is one and no batch system runs the job, else lines")
+       "--log-every-seconds), off; auto: terminal when the output reaches one (under mpirun: mpirun's stdout) and no "
+       "batch system runs the job, else lines")
       ("log-every-seconds", po::value(&c.log_every_seconds)->default_value(c.log_every_seconds),
        "seconds between progress lines (--progress lines)");
   po::options_description perf("Performance", 100);

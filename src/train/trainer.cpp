@@ -26,6 +26,7 @@
 #include "nn_dist/train/memory.hpp"
 #include "nn_dist/train/signals.hpp"
 #include "nn_dist/train/stream.hpp"
+#include "nn_dist/train/terminal.hpp"
 
 namespace nn_dist {
 
@@ -65,10 +66,7 @@ Trainer::Trainer(const Communicator& comm, const Config& config) : comm_(comm), 
   load_data();
   build_model();
   last_checkpoint_ = Clock::now();  // the --checkpoint-minutes clock starts with training
-  // mpirun gives its ranks a terminal even when its own output goes to a
-  // file, so "auto" also asks whether a batch system runs the job.
-  const bool batch_job = std::getenv("SLURM_JOB_ID") || std::getenv("PBS_JOBID") || std::getenv("LSB_JOBID");
-  terminal_ = config_.progress == "terminal" || (config_.progress == "auto" && ::isatty(STDOUT_FILENO) == 1 && !batch_job);
+  terminal_ = config_.progress == "terminal" || (config_.progress == "auto" && output_reaches_terminal());
 }
 
 Trainer::~Trainer() = default;
