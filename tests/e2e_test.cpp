@@ -182,6 +182,13 @@ std::vector<BadCase> bad_cases() {
       val_case("ValLabelBeyondTrainingClasses",
                [](const std::string& p) { write_labelled(p, 20, 2, [](auto&, auto& y) { y[17] = 5; }); },
                {"--val", "bad_val.h5", "label 5", "class"}, true),
+      // A list's line that starts with a byte-order mark (two lists joined by cat): the mark shown, not hidden.
+      {"DataListNamesAFileWithAnInvisibleCharacter",
+       [](const std::string& dir) {
+         write_text(dir + "/list.txt", shared().train + "\n\xef\xbb\xbfmore.h5\n");
+         return std::vector<std::string>{"--data", "@" + dir + "/list.txt", "--epochs", "1", "--hidden", "8"};
+       },
+       {"--data", "\\xef\\xbb\\xbfmore.h5", "not found"}},
       flag_case("HiddenZero", {"--hidden", "0"}, {"--hidden", "positive"}),
       flag_case("HiddenNegative", {"--hidden", "-3"}, {"--hidden", "-3"}),
       flag_case("HiddenNotANumber", {"--hidden", "abc"}, {"--hidden", "abc"}, true),
@@ -256,6 +263,16 @@ TEST_P(BadInputTest, FailsWithOneLineAndExitCodeTwoOnEveryRankAndKeepsTheCheckpo
 
 INSTANTIATE_TEST_SUITE_P(E2e, BadInputTest, ::testing::ValuesIn(bad_cases()),
                          [](const ::testing::TestParamInfo<BadCase>& info) { return info.param.name; });
+
+// ---- @list files
+
+TEST_F(E2eTest, DataListWithAByteOrderMarkIsRead) {
+  // As Windows editors save a list: a byte-order mark first, CRLF line ends.
+  write_text(path("list.txt"), "\xef\xbb\xbf" + shared().train + "\r\n");
+  const RunResult r = run_nn_dist(dir_, 2, {"--data", "@" + path("list.txt"), "--hidden", "8", "--epochs", "1"});
+  expect_success(r);
+  EXPECT_TRUE(contains(r.out, "400 samples")) << describe(r);
+}
 
 // ---- divergence
 

@@ -185,8 +185,8 @@ void reject_empty_paths(const po::variables_map& vm) {
   }
 }
 
-// A --config file's text: a regular file of a sane size, with no binary bytes,
-// so that an error never echoes binary data or a 10 MB line.
+// A --config or @list file's text: a regular file of a sane size, with no
+// binary bytes, so that an error never echoes binary data or a 10 MB line.
 std::string config_text(const std::string& path, const std::string& what_given = "") {
   const std::string what = what_given.empty() ? "--config " + printable(path, 200) : what_given;
   require_input_file(path, what);
@@ -205,6 +205,8 @@ std::string config_text(const std::string& path, const std::string& what_given =
                   " at offset " + std::to_string(i) + ")");
     }
   }
+  // The byte-order mark some editors write first is not part of the first line.
+  if (text.rfind("\xef\xbb\xbf", 0) == 0) text.erase(0, 3);
   return text;
 }
 
