@@ -189,6 +189,8 @@ std::vector<BadCase> bad_cases() {
          return std::vector<std::string>{"--data", "@" + dir + "/list.txt", "--epochs", "1", "--hidden", "8"};
        },
        {"--data", "\\xef\\xbb\\xbfmore.h5", "not found"}},
+      // 1e308 MiB is Inf bytes: it was reported as "--cache-mb inf: too small".
+      flag_case("CacheMbBeyondAnyMemory", {"--cache-mb", "1e308"}, {"--cache-mb", "at most 1000000000", "1e+308"}),
       flag_case("HiddenZero", {"--hidden", "0"}, {"--hidden", "positive"}),
       flag_case("HiddenNegative", {"--hidden", "-3"}, {"--hidden", "-3"}),
       flag_case("HiddenNotANumber", {"--hidden", "abc"}, {"--hidden", "abc"}, true),

@@ -312,6 +312,11 @@ ParseResult parse_config(int argc, const char* const* argv, Config* config, std:
   c.data_files = expand_data_lists(k.data);
   c.scale = parse_scale(k.scale);
   require_nonnegative(c.cache_mb, "cache-mb");
+  if (c.cache_mb > 1e9) {  // 1 PB a rank; beyond about 1e300 the byte count was Inf
+    std::ostringstream s;
+    s << "--cache-mb: at most 1000000000 (MiB per rank), got " << c.cache_mb;
+    throw Error(s.str());
+  }
   require_positive(c.log_every_seconds, "log-every-seconds");
   if (c.progress != "auto" && c.progress != "terminal" && c.progress != "lines" && c.progress != "off") {
     throw Error("--progress: unknown value '" + printable(c.progress) + "' (expected auto, terminal, lines or off)");
