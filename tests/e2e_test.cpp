@@ -191,6 +191,9 @@ std::vector<BadCase> bad_cases() {
        {"--data", "\\xef\\xbb\\xbfmore.h5", "not found"}},
       // 1e308 MiB is Inf bytes: it was reported as "--cache-mb inf: too small".
       flag_case("CacheMbBeyondAnyMemory", {"--cache-mb", "1e308"}, {"--cache-mb", "at most 1000000000", "1e+308"}),
+      // Every feature x 1e39 overflows float: it was reported as divergence ("try a smaller --lr").
+      flag_case("ScaleOverflowsFloat", {"--scale", "1e39"},
+                {"feature", "beyond float's range", "step 1", "--scale 1e+39", "smaller --scale"}, true),
       flag_case("HiddenZero", {"--hidden", "0"}, {"--hidden", "positive"}),
       flag_case("HiddenNegative", {"--hidden", "-3"}, {"--hidden", "-3"}),
       flag_case("HiddenNotANumber", {"--hidden", "abc"}, {"--hidden", "abc"}, true),
