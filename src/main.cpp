@@ -14,9 +14,13 @@
 #include "nn_dist/train/trainer.hpp"
 
 int main(int argc, char** argv) {
+  // Before MPI_Init, which takes a while at scale (and waits for every rank):
+  // a stop signal in it must be recorded, not end the rank. MPI_Init leaves
+  // these handlers alone (Open MPI installs its own only for SIGSEGV, SIGBUS,
+  // SIGFPE and SIGABRT); the first step's sum then carries the stop.
+  nn_dist::install_signal_handlers();
   nn_dist::MpiSession mpi(&argc, &argv);
   nn_dist::Communicator comm;
-  nn_dist::install_signal_handlers();
   int exit_code = 0;
   try {
     // Stop signals wait for a step boundary only while the try block runs.

@@ -215,6 +215,18 @@ std::vector<BadCase> bad_cases() {
       val_case("ValLabelBeyondTrainingClasses",
                [](const std::string& p) { write_labelled(p, 20, 2, [](auto&, auto& y) { y[17] = 5; }); },
                {"--val", "bad_val.h5", "label 5", "class"}, true),
+      // A list's line that starts with a byte-order mark (two lists joined by cat): the mark shown, not hidden.
+      {"DataListNamesAFileWithAnInvisibleCharacter",
+       [](const std::string& dir) {
+         write_text(dir + "/list.txt", shared().train + "\n\xef\xbb\xbfmore.h5\n");
+         return std::vector<std::string>{"--data", "@" + dir + "/list.txt", "--epochs", "1", "--hidden", "8"};
+       },
+       {"--data", "\\xef\\xbb\\xbfmore.h5", "not found"}},
+      // 1e308 MiB is Inf bytes: it was reported as "--cache-mb inf: too small".
+      flag_case("CacheMbBeyondAnyMemory", {"--cache-mb", "1e308"}, {"--cache-mb", "at most 1000000000", "1e+308"}),
+      // Every feature x 1e39 overflows float: it was reported as divergence ("try a smaller --lr").
+      flag_case("ScaleOverflowsFloat", {"--scale", "1e39"},
+                {"feature", "beyond float's range", "step 1", "--scale 1e+39", "smaller --scale"}, true),
       flag_case("HiddenZero", {"--hidden", "0"}, {"--hidden", "positive"}),
       flag_case("HiddenNegative", {"--hidden", "-3"}, {"--hidden", "-3"}),
       flag_case("HiddenNotANumber", {"--hidden", "abc"}, {"--hidden", "abc"}, true),
@@ -308,6 +320,16 @@ TEST_P(BadInputTest, FailsWithOneLineAndExitCodeTwoOnEveryRankAndKeepsTheCheckpo
 
 INSTANTIATE_TEST_SUITE_P(E2e, BadInputTest, ::testing::ValuesIn(bad_cases()),
                          [](const ::testing::TestParamInfo<BadCase>& info) { return info.param.name; });
+
+// ---- @list files
+
+TEST_F(E2eTest, DataListWithAByteOrderMarkIsRead) {
+  // As Windows editors save a list: a byte-order mark first, CRLF line ends.
+  write_text(path("list.txt"), "\xef\xbb\xbf" + shared().train + "\r\n");
+  const RunResult r = run_nn_dist(dir_, 2, {"--data", "@" + path("list.txt"), "--hidden", "8", "--epochs", "1"});
+  expect_success(r);
+  EXPECT_TRUE(contains(r.out, "400 samples")) << describe(r);
+}
 
 // ---- divergence
 
@@ -771,6 +793,66 @@ TEST_F(E2eTest, ScheduledRunResumedMidEpochEndsWithTheUninterruptedRunsBits) {
   ASSERT_EQ(notes.size(), 1u) << describe(changed);
   EXPECT_TRUE(contains(notes[0], "(--lr-min 0 -> 0.001)")) << notes[0];
   EXPECT_EQ(epoch_lines(changed.out).size(), 2u) << describe(changed);
+}
+
+// ---- --progress auto under mpirun: mpirun's own stdout decides, not the ranks' (a pseudo-terminal of mpirun's)
+
+// Runs nn_dist with --progress auto as a batch system would not: none of their variables set.
+std::string without_batch_system(const std::string& command) {
+  return "env -u SLURM_JOB_ID -u PBS_JOBID -u LSB_JOBID " + command;
+}
+
+TEST_F(E2eTest, ProgressAutoUnderMpirunIntoAFileIsPlainLines) {
+  // 25 steps in the epoch; a line after each but the last (they come every 1e-9 s).
+  const std::vector<std::string> args{"--data", shared().train, "--hidden", "8", "--epochs", "1", "--batch-size", "8",
+                                      "--progress", "auto", "--log-every-seconds", "1e-9"};
+  const std::string wrapper = " sh -c " + quote("\"$0\" \"$@\"");  // a wrapper between mpirun and nn_dist
+  for (const std::string& via : {std::string(), wrapper}) {
+    SCOPED_TRACE(via.empty() ? "nn_dist started by mpirun" : "nn_dist started by sh, started by mpirun");
+    const RunResult r =
+        run_shell(dir_, without_batch_system(mpirun_prefix(2) + via + " " + quote(NN_DIST_BIN) + joined(args)));
+    expect_success(r);
+    EXPECT_EQ(lines_containing(r.out, "progress: epoch 1/1  step ").size(), 24u) << describe(r);
+    EXPECT_FALSE(contains(r.out, "\033[K")) << describe(r);
+    EXPECT_FALSE(contains(r.out, "\r")) << describe(r);
+  }
+}
+
+TEST_F(E2eTest, ProgressAutoUnderMpirunOnATerminalRewritesOneLine) {
+  if (std::system("command -v script >/dev/null 2>&1") != 0) GTEST_SKIP() << "needs script(1) for a terminal";
+  const std::string data = path("many.h5");
+  const RunResult gen = run_datagen(dir_, {"--kind", "spirals", "--samples", "40000", "--out", data});
+  ASSERT_EQ(gen.code, 0) << describe(gen);
+  // 20000 steps an epoch (seconds here): the rewritten line comes 0.5 s into it.
+  const std::vector<std::string> args{"--data", data, "--hidden", "512,512", "--epochs", "100", "--batch-size", "1",
+                                      "--progress", "auto", "--log-every-seconds", "1e-9"};
+  for (const bool to_files : {false, true}) {
+    SCOPED_TRACE(to_files ? "mpirun --output-filename" : "mpirun");
+    const std::string tag = to_files ? "files" : "tty", typescript = path("typescript." + tag),
+                      pid_file = path("mpirun.pid." + tag);
+    const std::string mpirun = mpirun_prefix(2) + (to_files ? " --output-filename " + quote(path("out")) : "") + " " +
+                               quote(NN_DIST_BIN) + joined(args);
+    // script(1) gives mpirun a terminal; once a progress line is there, SIGUSR1 to mpirun ends the run.
+    const std::string command =
+        without_batch_system("script -qfec " + quote(mpirun + " & echo $! > " + quote(pid_file) + "; wait $!") + " " +
+                             quote(typescript)) +
+        " >/dev/null 2>&1 & s=$!; i=0; "
+        "while [ $i -lt 1200 ] && ! grep -q ETA " + quote(typescript) + " 2>/dev/null && kill -0 $s 2>/dev/null; do "
+        "  sleep 0.05; i=$((i+1)); "
+        "done; "
+        "grep -q ETA " + quote(typescript) + " && echo 'test: a progress line came' >&2; "
+        "kill -USR1 $(cat " + quote(pid_file) + "); wait $s";
+    const RunResult r = run_shell(dir_, "sh -c " + quote(command));
+    const std::string out = file_bytes(typescript);
+    ASSERT_TRUE(contains(r.err, "test: a progress line came")) << describe(r) << "--- terminal ---\n" << out;
+    if (to_files) {  // the rank's output lands in files too: plain lines
+      EXPECT_TRUE(contains(out, "progress: epoch 1/100  step 1/20000")) << out;
+      EXPECT_FALSE(contains(out, "\033[K")) << out;
+    } else {
+      EXPECT_TRUE(contains(out, "\r\033[Kepoch 1/100  step ")) << out;
+      EXPECT_FALSE(contains(out, "progress: ")) << out;
+    }
+  }
 }
 
 TEST_F(E2eTest, ResumeAutoNeedsSomewhereToLookAndOneKindOfCheckpoint) {

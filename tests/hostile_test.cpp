@@ -2,7 +2,8 @@
 // outputs that alias inputs, special files, stray arguments, hand-edited
 // checkpoints, absurd sizes, full and read-only disks, signals during
 // checkpoint writes. Each ends in one clear line, exit code 2 on every rank,
-// no crash, no hang, and every file compared byte for byte afterwards.
+// no crash, no hang, and every file compared byte for byte afterwards. And a
+// stop signal during MPI_Init: a checkpoint after the first step, exit 75.
 #include <hdf5.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -726,6 +727,47 @@ TEST_F(E2eTest, SigtermDuringCheckpointWritesLeavesNoTemporaryFile) {
     }
   }
   EXPECT_EQ(ended_by_signal, 10) << "the signal did not end the runs";
+}
+
+// ---- a stop signal during start-up
+
+// Rank 1 is held before it starts nn_dist until the file `gate` exists, so
+// rank 0 waits inside MPI_Init (for every rank) as long as the test wants: the
+// signal lands there, where it used to end the rank (exit 143/138/130, no
+// requeue). Rank 0 is in MPI_Init once it runs Open MPI's threads (nn_dist
+// starts none before). The script prints what it saw, for the test to check.
+std::string stop_during_mpi_init(const std::string& dir, const std::string& sig, const std::vector<std::string>& args) {
+  const std::string gate = dir + "/gate." + sig;
+  const std::string hold = "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then i=0; while [ ! -e " + quote(gate) +
+                           " ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; fi; exec \"$0\" \"$@\"";
+  return mpirun_prefix(2) + " sh -c " + quote(hold) + " " + quote(NN_DIST_BIN) + joined(args) +
+         " & m=$!; p=; i=0; "
+         "while [ $i -lt 3000 ]; do "
+         "  p=$(pgrep -P $m -x nn_dist) && [ \"$(ls /proc/$p/task | wc -l)\" -gt 1 ] && break; "
+         "  p=; sleep 0.01; i=$((i+1)); "
+         "done; "
+         "if [ -n \"$p\" ]; then kill -" + sig + " $p && echo \"test: SIG" + sig + " sent to rank 0 in MPI_Init\" >&2; "
+         "else echo 'test: rank 0 was never seen in MPI_Init' >&2; fi; "
+         "touch " + quote(gate) + "; wait $m";
+}
+
+TEST_F(E2eTest, StopSignalDuringMpiInitCheckpointsAfterTheFirstStepAndExits75) {
+  for (const std::string sig : {"TERM", "USR1", "INT"}) {
+    SCOPED_TRACE("SIG" + sig);
+    const std::string ck = path("ck_" + sig + ".h5");
+    const std::vector<std::string> args{"--data", shared().train, "--hidden", "8", "--epochs", "2", "--checkpoint", ck};
+    const RunResult r = run_shell(dir_, "sh -c " + quote(stop_during_mpi_init(dir_, sig, args)));
+    ASSERT_TRUE(contains(r.err, "test: SIG" + sig + " sent to rank 0 in MPI_Init")) << describe(r);
+    EXPECT_EQ(r.code, 75) << describe(r);
+    EXPECT_TRUE(contains(r.out, "nn_dist: SIG" + sig + " reached 1 of 2 rank(s); stopped after step 1 (step 1 of"))
+        << describe(r);
+    EXPECT_TRUE(contains(r.out, "checkpoint " + ck + " written")) << describe(r);
+    ASSERT_TRUE(fs::is_regular_file(ck)) << describe(r);
+    const RunResult resumed = run_nn_dist(dir_, 2, {"--data", shared().train, "--hidden", "8", "--epochs", "2",
+                                                    "--resume", ck, "--checkpoint", ck});
+    expect_success(resumed);
+    EXPECT_EQ(epoch_lines(resumed.out).size(), 2u) << describe(resumed);
+  }
 }
 
 TEST_F(E2eTest, LeftoversOfKilledRunsOnThisHostAreRemoved) {

@@ -380,6 +380,14 @@ TEST(TextTest, PrintableBoundsAndEscapesButKeepsUtf8) {
   EXPECT_EQ(printable("donn\xc3\xa9" "es.h5"), "donn\xc3\xa9" "es.h5");
   EXPECT_EQ(printable(std::string("a\x1b[2J\x00\xff", 7)), "a\\x1b[2J\\x00\\xff");
   EXPECT_EQ(printable(std::string(100, 'z'), 10), "zzzzzzzzzz... (100 bytes)");
+  // Characters that print as nothing would hide in a file name: a byte-order
+  // mark, a zero-width space, a right-to-left override, a C1 control.
+  EXPECT_EQ(printable("\xef\xbb\xbftrain.h5"), "\\xef\\xbb\\xbftrain.h5");
+  EXPECT_EQ(printable("a\xe2\x80\x8b" "b"), "a\\xe2\\x80\\x8b" "b");
+  EXPECT_EQ(printable("x\xe2\x80\xaeh5.exe"), "x\\xe2\\x80\\xaeh5.exe");
+  EXPECT_EQ(printable("c\xc2\x85" "d"), "c\\xc2\\x85" "d");
+  const std::string visible = "\xe2\x82\xac \xe4\xb8\xad \xf0\x9f\x98\x80";  // euro sign, a CJK character, an emoji
+  EXPECT_EQ(printable(visible), visible);
 }
 
 }  // namespace

@@ -96,7 +96,8 @@ po::options_description describe(Config& c, Choices& k) {
       ("quiet", po::bool_switch(&c.quiet), "no per-epoch lines")
       ("progress", po::value(&c.progress)->default_value(c.progress),
        "progress within an epoch: terminal (one line that updates itself), lines (a plain line every "
-       "--log-every-seconds), off; auto: terminal when stdout is one and no batch system runs the job, else lines")
+       "--log-every-seconds), off; auto: terminal when the output reaches one (under mpirun: mpirun's stdout) and no "
+       "batch system runs the job, else lines")
       ("log-every-seconds", po::value(&c.log_every_seconds)->default_value(c.log_every_seconds),
        "seconds between progress lines (--progress lines)");
   po::options_description perf("Performance", 100);
@@ -184,8 +185,8 @@ void reject_empty_paths(const po::variables_map& vm) {
   }
 }
 
-// A --config file's text: a regular file of a sane size, with no binary bytes,
-// so that an error never echoes binary data or a 10 MB line.
+// A --config or @list file's text: a regular file of a sane size, with no
+// binary bytes, so that an error never echoes binary data or a 10 MB line.
 std::string config_text(const std::string& path, const std::string& what_given = "") {
   const std::string what = what_given.empty() ? "--config " + printable(path, 200) : what_given;
   require_input_file(path, what);
@@ -204,6 +205,8 @@ std::string config_text(const std::string& path, const std::string& what_given =
                   " at offset " + std::to_string(i) + ")");
     }
   }
+  // The byte-order mark some editors write first is not part of the first line.
+  if (text.rfind("\xef\xbb\xbf", 0) == 0) text.erase(0, 3);
   return text;
 }
 
@@ -309,6 +312,11 @@ ParseResult parse_config(int argc, const char* const* argv, Config* config, std:
   c.data_files = expand_data_lists(k.data);
   c.scale = parse_scale(k.scale);
   require_nonnegative(c.cache_mb, "cache-mb");
+  if (c.cache_mb > 1e9) {  // 1 PB a rank; beyond about 1e300 the byte count was Inf
+    std::ostringstream s;
+    s << "--cache-mb: at most 1000000000 (MiB per rank), got " << c.cache_mb;
+    throw Error(s.str());
+  }
   require_positive(c.log_every_seconds, "log-every-seconds");
   if (c.progress != "auto" && c.progress != "terminal" && c.progress != "lines" && c.progress != "off") {
     throw Error("--progress: unknown value '" + printable(c.progress) + "' (expected auto, terminal, lines or off)");

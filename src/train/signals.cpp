@@ -41,6 +41,9 @@ void install(int sig, void (*handler)(int)) {
   struct sigaction action {};
   action.sa_handler = handler;
   sigemptyset(&action.sa_mask);
+  // The handler only records: a system call it interrupts (in MPI_Init, or a
+  // write to stdout's pipe) resumes instead of failing with EINTR.
+  action.sa_flags = SA_RESTART;
   ::sigaction(sig, &action, nullptr);
 }
 

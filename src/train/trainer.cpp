@@ -15,6 +15,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/io/checkpoint.hpp"
@@ -26,6 +27,7 @@
 #include "nn_dist/train/memory.hpp"
 #include "nn_dist/train/signals.hpp"
 #include "nn_dist/train/stream.hpp"
+#include "nn_dist/train/terminal.hpp"
 
 namespace nn_dist {
 
@@ -47,6 +49,14 @@ std::string fmt(const char* format, double value) {
   return buf;
 }
 
+// The feature of the first value of x (features, n) that is NaN or Inf, or -1.
+long first_nonfinite_feature(const float* x, long features, long n) {
+  for (long i = 0; i < features * n; ++i) {
+    if (!std::isfinite(x[i])) return i % features;
+  }
+  return -1;
+}
+
 // Agreed, broadcast description of a checkpoint's model (read on rank 0).
 struct SavedModel {
   int64_t present = 0;
@@ -65,10 +75,7 @@ Trainer::Trainer(const Communicator& comm, const Config& config) : comm_(comm), 
   load_data();
   build_model();
   last_checkpoint_ = Clock::now();  // the --checkpoint-minutes clock starts with training
-  // mpirun gives its ranks a terminal even when its own output goes to a
-  // file, so "auto" also asks whether a batch system runs the job.
-  const bool batch_job = std::getenv("SLURM_JOB_ID") || std::getenv("PBS_JOBID") || std::getenv("LSB_JOBID");
-  terminal_ = config_.progress == "terminal" || (config_.progress == "auto" && ::isatty(STDOUT_FILENO) == 1 && !batch_job);
+  terminal_ = config_.progress == "terminal" || (config_.progress == "auto" && output_reaches_terminal());
 }
 
 Trainer::~Trainer() = default;
@@ -726,6 +733,17 @@ bool Trainer::train_step(long step) {
   time_due_ = sum[kStatCheckpointDue] > 0;
   if (stop_ranks_ > 0) stop_seen_ = Clock::now();
   if (!finite) {
+    // The data holds no NaN or Inf (checked when read): a feature that is
+    // one now was pushed beyond float's range by --scale or a standardisation,
+    // and no learning rate helps. Every rank is here (the loss is the sum's).
+    const long feature = comm_.max(n > 0 ? first_nonfinite_feature(source_->x(), train_info_.features, n) : -1L);
+    if (feature >= 0) {
+      const bool scaled = config_.scale != 1;
+      throw AgreedError((scaled ? "--scale " + fmt("%g", config_.scale) : std::string("the standardisation")) +
+                        " takes feature " + std::to_string(feature) + " of the training data beyond float's range (" +
+                        fmt("%g", std::numeric_limits<float>::max()) + ") at step " + std::to_string(global_step_ + 1) +
+                        (scaled ? ": give a smaller --scale" : ": the data's range is too wide for float"));
+    }
     throw AgreedError("training diverged: the loss is " + fmt("%g", sum[kStatLoss]) + " at step " +
                       std::to_string(global_step_ + 1) + " (try a smaller --lr)" +
                       (!config_.checkpoint.empty()       ? "; the last checkpoint " + config_.checkpoint + " is unchanged"

@@ -21,8 +21,20 @@ inline std::size_t utf8_length(const std::string& text, std::size_t i) {
   return n;
 }
 
-// At most max_chars characters of text (then "... (N bytes)"); control bytes
-// and bytes that are not UTF-8 become \xNN (names like "données.h5" stay).
+// Whether the n-byte UTF-8 sequence at text[i] is a character that shows as
+// nothing: a C1 control or a format character (zero-width ones, direction
+// marks and overrides, the byte-order mark U+FEFF), which would hide inside a
+// file name in a message.
+inline bool invisible_character(const std::string& text, std::size_t i, std::size_t n) {
+  unsigned long c = static_cast<unsigned char>(text[i]) & (0x7fu >> n);
+  for (std::size_t k = 1; k < n; ++k) c = (c << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3fu);
+  return (c >= 0x80 && c <= 0x9f) || c == 0xad || c == 0x61c || c == 0x180e || (c >= 0x200b && c <= 0x200f) ||
+         (c >= 0x2028 && c <= 0x202e) || (c >= 0x2060 && c <= 0x206f) || c == 0xfeff || (c >= 0xfff9 && c <= 0xfffb);
+}
+
+// At most max_chars characters of text (then "... (N bytes)"); control bytes,
+// invisible characters and bytes that are not UTF-8 become \xNN (names like
+// "données.h5" stay).
 inline std::string printable(const std::string& text, std::size_t max_chars = 60) {
   std::string out;
   std::size_t chars = 0;
@@ -30,7 +42,7 @@ inline std::string printable(const std::string& text, std::size_t max_chars = 60
     if (chars >= max_chars) return out + "... (" + std::to_string(text.size()) + " bytes)";
     const unsigned char c = static_cast<unsigned char>(text[i]);
     const std::size_t n = c >= 0x80 ? utf8_length(text, i) : 0;
-    if (n > 0) {
+    if (n > 0 && !invisible_character(text, i, n)) {
       out.append(text, i, n);
       i += n;
     } else if (c >= 0x20 && c < 0x7f) {

@@ -13,7 +13,9 @@ namespace nn_dist {
 // "checkpointed, resume me" (EX_TEMPFAIL). cluster/train.sbatch requeues on it.
 constexpr int kResumeExitCode = 75;
 
-// Installs the handlers (signals someone else already handles or ignores are left alone).
+// Installs the handlers (signals someone else already handles or ignores are
+// left alone). Called before MPI_Init: a stop during start-up is then carried
+// by the first step's sum like any other.
 void install_signal_handlers();
 // Once training is over (or failed), a stop signal ends the process at once
 // again: mpirun's SIGTERM to the ranks of a failing job must not wait for a step.
