@@ -244,6 +244,7 @@ void write_checkpoint(const std::string& path, const Layout& layout, Activation 
     h5::write_attr_doubles(training.get(), "epoch_sums", {state.epoch_sums[0], state.epoch_sums[1], state.epoch_sums[2]});
     h5::write_attr_ints(training.get(), "global_batch", {state.global_batch});
     h5::write_attr_ints(training.get(), "samples", {state.samples});
+    if (!state.sample_order.empty()) h5::write_attr_string(training.get(), "sample_order", state.sample_order);
     if (state.has_schedule) write_schedule(training.get(), state);
     const Standardization& st = state.standardization;
     if (!st.empty()) {
@@ -388,6 +389,9 @@ TrainingState read_checkpoint_state(const std::string& path, const std::string& 
   state.global_batch = optional_int("global_batch", 0);
   state.samples = optional_int("samples", 0);
   if (H5Aexists(training.get(), "lr_schedule") > 0) read_schedule(training.get(), what, &state);
+  if (H5Aexists(training.get(), "sample_order") > 0) {
+    state.sample_order = printable(h5::read_attr_string(training.get(), "sample_order", what), 120);
+  }
   if (H5Aexists(training.get(), "epoch_sums") > 0) {
     const std::vector<double> sums = h5::read_attr_doubles(training.get(), "epoch_sums", what);
     if (sums.size() != 3 || !std::all_of(sums.begin(), sums.end(), [](double v) { return std::isfinite(v); }) ||

@@ -576,16 +576,25 @@ void Trainer::initialise_parameters() {
 }
 
 void Trainer::check_mid_epoch_resume(const TrainingState& state, long global_batch) const {
+  const std::string saved = checkpoint_flag() + ": was saved in the middle of epoch " +
+                            std::to_string(state.epoch + 1) + " (after step " + std::to_string(state.epoch_step) + ")";
   const bool same = state.ranks == comm_.size() && state.global_batch == global_batch &&
                     state.samples == train_info_.samples && state.epoch_step < steps_per_epoch_;
-  if (same) return;
-  throw Error(checkpoint_flag() + ": was saved in the middle of epoch " + std::to_string(state.epoch + 1) +
-              " (after step " + std::to_string(state.epoch_step) + ") by " + std::to_string(state.ranks) +
-              " ranks, global batch " + std::to_string(state.global_batch) + ", " + std::to_string(state.samples) +
-              " samples; this run has " + std::to_string(comm_.size()) + " ranks, global batch " +
-              std::to_string(global_batch) + ", " + std::to_string(train_info_.samples) +
-              " samples. A mid-epoch checkpoint continues only the same run (run it as saved, or resume from an "
-              "epoch-end checkpoint)");
+  if (!same) {
+    throw Error(saved + " by " + std::to_string(state.ranks) + " ranks, global batch " +
+                std::to_string(state.global_batch) + ", " + std::to_string(state.samples) + " samples; this run has " +
+                std::to_string(comm_.size()) + " ranks, global batch " + std::to_string(global_batch) + ", " +
+                std::to_string(train_info_.samples) +
+                " samples. A mid-epoch checkpoint continues only the same run (run it as saved, or resume from an "
+                "epoch-end checkpoint)");
+  }
+  // Checkpoints written before the order was recorded continue as before, unchecked.
+  if (!state.sample_order.empty() && state.sample_order != source_->sample_order()) {
+    throw Error(saved + " with the samples " + state.sample_order + "; this run takes them " +
+                source_->sample_order() + " (--no-shuffle and --cache-mb decide it), so the rest of the epoch would "
+                "train some samples twice and skip others: resume it with the flags it was saved with, or resume "
+                "from an epoch-end checkpoint");
+  }
 }
 
 void Trainer::note_schedule_changes(const TrainingState& state) const {
@@ -787,6 +796,7 @@ void Trainer::save_checkpoint(int64_t epoch, int64_t epoch_step) {
     state.ranks = comm_.size();
     state.global_batch = global_batch_;
     state.samples = train_info_.samples;
+    state.sample_order = source_->sample_order();
     state.options = config_.options_text;
     state.has_schedule = true;
     state.schedule = config_.schedule;

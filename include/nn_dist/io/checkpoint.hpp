@@ -29,6 +29,7 @@ struct TrainingState {
   double epoch_sums[3] = {0, 0, 0};
   int64_t global_batch = 0;  // samples per step over all ranks (0: not recorded)
   int64_t samples = 0;       // training samples (0: not recorded)
+  std::string sample_order;  // Minibatches::sample_order() ("": not recorded)
   // The learning-rate flags, --lr and the peak lr it scaled to (files written
   // before schedules were recorded have none: has_schedule false).
   bool has_schedule = false;

@@ -97,7 +97,7 @@ class Trainer {
   // Saves the state after `epoch_step` steps of epoch `epoch` (0-based); at
   // an epoch's end, epoch + 1 and 0. Collective: rank 0 writes.
   void save_checkpoint(int64_t epoch, int64_t epoch_step);
-  // Mid-epoch resume needs the same ranks, global batch and data; refuses otherwise.
+  // Mid-epoch resume needs the same ranks, global batch, data and sample order; refuses otherwise.
   void check_mid_epoch_resume(const TrainingState& state, long global_batch) const;
   // Rank 0, on --resume: one note naming the lr flags that differ from the checkpoint's.
   void note_schedule_changes(const TrainingState& state) const;
