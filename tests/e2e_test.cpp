@@ -16,6 +16,7 @@
 #include <iterator>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -623,6 +624,49 @@ TEST_F(E2eTest, CheckpointDirKeepsTheNewestAndResumeAutoContinuesFromThem) {
   ASSERT_EQ(resumed.size(), 2u);
   EXPECT_EQ(resumed[0], whole[3]);
   EXPECT_EQ(resumed[1], whole[4]);
+}
+
+// mpirun's prefix that takes away root's power to read and search any folder
+// (the suite may run as root), "" when not root, or nullopt (with *why) when
+// it cannot be taken away here.
+std::optional<std::string> without_root_powers(std::string* why) {
+  if (::geteuid() != 0) return std::string();
+  const std::string setpriv = "setpriv --bounding-set -dac_override,-dac_read_search ";
+  if (std::system((setpriv + "true >/dev/null 2>&1").c_str()) != 0) {
+    *why = "running as root, and setpriv cannot drop CAP_DAC_OVERRIDE here";
+    return std::nullopt;
+  }
+  return setpriv;
+}
+
+TEST_F(E2eTest, CheckpointDirThatCannotBeListedOrSearchedIsAnError) {
+  std::string why;
+  const std::optional<std::string> launcher = without_root_powers(&why);
+  if (!launcher) GTEST_SKIP() << why;
+  const std::string ck = path("ck");
+  expect_success(run_nn_dist(dir_, 2, {"--data", shared().train, "--hidden", "8", "--epochs", "2", "--checkpoint-dir",
+                                       ck, "--quiet"}));
+  const FileSnapshot first(ck + "/ckpt-0000000007.h5"), second(ck + "/ckpt-0000000014.h5");
+  // Written to but not read (mode 333). Before: --resume auto said "no checkpoint yet, starting
+  // fresh" and overwrote both.
+  fs::permissions(ck, fs::perms(0333));
+  expect_clean_failure(dir_, 2,
+                       {"--data", shared().train, "--hidden", "8", "--epochs", "2", "--checkpoint-dir", ck, "--resume",
+                        "auto"},
+                       {"--checkpoint-dir", "cannot list the folder", "Permission denied"}, *launcher);
+  fs::permissions(ck, fs::perms(0755));
+  expect_unchanged(first, ck + "/ckpt-0000000007.h5");
+  expect_unchanged(second, ck + "/ckpt-0000000014.h5");
+  // A folder on the way that cannot be searched. Before: "filesystem error" and MPI_ABORT.
+  fs::create_directories(path("closed/ck"));
+  fs::permissions(path("closed"), fs::perms(0600));
+  for (const bool resume : {true, false}) {
+    std::vector<std::string> args{"--data", shared().train, "--checkpoint-dir", path("closed/ck")};
+    if (resume) args.insert(args.end(), {"--resume", "auto"});
+    expect_clean_failure(dir_, 2, args, {"--checkpoint-dir", "closed/ck", "cannot be examined", "Permission denied"},
+                         *launcher);
+  }
+  fs::permissions(path("closed"), fs::perms(0755));
 }
 
 TEST_F(E2eTest, MidEpochResumeRefusesAnotherSampleOrder) {

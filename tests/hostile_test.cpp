@@ -490,10 +490,36 @@ std::vector<HostileCase> message_cases() {
   };
 }
 
+// A --checkpoint-dir (or --checkpoint with --resume auto) that cannot be
+// examined is one error line, not an exception from std::filesystem.
+std::vector<HostileCase> checkpoint_dir_cases() {
+  const std::string long_name(300, 'x');
+  return {
+      {"CheckpointDirIsASymlinkLoop",
+       [](const std::string& d) { return on_data(d, {"--checkpoint-dir", make_symlink(d, "loop", "loop")}); },
+       {"--checkpoint-dir", "loop", "Too many levels of symbolic links"}, true, {"File exists"}},
+      {"CheckpointDirIsASymlinkLoopWithResumeAuto",
+       [](const std::string& d) {
+         return on_data(d, {"--checkpoint-dir", make_symlink(d, "loop", "loop"), "--resume", "auto"});
+       },
+       {"--checkpoint-dir", "loop", "Too many levels of symbolic links"}, true, {"filesystem error"}},
+      {"CheckpointDirNameTooLongWithResumeAuto",
+       [long_name](const std::string& d) {
+         return on_data(d, {"--checkpoint-dir", d + "/" + long_name, "--resume", "auto"});
+       },
+       {"--checkpoint-dir", "File name too long"}, false, {"filesystem error"}},
+      {"CheckpointNameTooLongWithResumeAuto",
+       [long_name](const std::string& d) {
+         return on_data(d, {"--checkpoint", d + "/" + long_name, "--resume", "auto"});
+       },
+       {"--checkpoint", "File name too long"}, false, {"filesystem error"}},
+  };
+}
+
 std::vector<HostileCase> all_cases() {
   std::vector<HostileCase> all;
   for (auto group : {alias_cases(), special_file_cases(), argument_cases(), checkpoint_content_cases(), size_cases(),
-                     message_cases()}) {
+                     message_cases(), checkpoint_dir_cases()}) {
     all.insert(all.end(), group.begin(), group.end());
   }
   return all;

@@ -34,13 +34,16 @@ std::string checkpoint_file_name(int64_t global_step) {
   return name;
 }
 
-std::vector<std::string> list_checkpoints(const std::string& dir) {
+std::vector<std::string> list_checkpoints(const std::string& dir, const std::string& what) {
   std::vector<std::string> found;
   std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (is_checkpoint_name(name) && entry.is_regular_file(ec)) found.push_back(entry.path().string());
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::error_code kind;
+    if (is_checkpoint_name(name) && it->is_regular_file(kind)) found.push_back(it->path().string());
   }
+  if (ec == std::errc::not_a_directory) throw Error(what + ": is not a folder");
+  if (ec) throw Error(what + ": cannot list the folder (" + ec.message() + ")");
   // Names hold the step zero-padded, but a step beyond 10 digits is longer: sort by length, then name.
   std::sort(found.begin(), found.end(), [](const std::string& a, const std::string& b) {
     return a.size() != b.size() ? a.size() < b.size() : a < b;
@@ -48,8 +51,9 @@ std::vector<std::string> list_checkpoints(const std::string& dir) {
   return found;
 }
 
-std::string newest_valid_checkpoint(const std::string& dir, std::vector<std::string>* warnings) {
-  const std::vector<std::string> all = list_checkpoints(dir);
+std::string newest_valid_checkpoint(const std::string& dir, const std::string& what,
+                                    std::vector<std::string>* warnings) {
+  const std::vector<std::string> all = list_checkpoints(dir, what);
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     try {
       // The model's description and the groups a resume needs; the tensors
@@ -67,8 +71,9 @@ std::string newest_valid_checkpoint(const std::string& dir, std::vector<std::str
   return "";
 }
 
-void prune_checkpoints(const std::string& dir, long keep, const std::vector<NamedPath>& protect) {
-  const std::vector<std::string> all = list_checkpoints(dir);
+void prune_checkpoints(const std::string& dir, const std::string& what, long keep,
+                       const std::vector<NamedPath>& protect) {
+  const std::vector<std::string> all = list_checkpoints(dir, what);
   const long excess = static_cast<long>(all.size()) - keep;
   for (long i = 0; i < excess; ++i) {
     const bool is_input = std::any_of(protect.begin(), protect.end(), [&](const NamedPath& p) {

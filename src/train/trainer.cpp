@@ -78,14 +78,17 @@ void Trainer::resolve_resume_auto() {
   std::string chosen;
   comm_.agreed([&] {
     if (!comm_.root()) return;
-    namespace fs = std::filesystem;
+    // A folder that cannot be examined or listed is an error, never "no checkpoint yet".
     if (!config_.checkpoint_dir.empty()) {
+      const std::string what = "--checkpoint-dir " + config_.checkpoint_dir;
       std::vector<std::string> warnings;
-      if (fs::is_directory(config_.checkpoint_dir)) chosen = newest_valid_checkpoint(config_.checkpoint_dir, &warnings);
+      if (path_exists(config_.checkpoint_dir, what)) {
+        chosen = newest_valid_checkpoint(config_.checkpoint_dir, what, &warnings);
+      }
       for (const std::string& w : warnings) {
         std::fprintf(stderr, "warning: --resume auto: skipping an unreadable checkpoint: %s\n", printable(w, 300).c_str());
       }
-    } else if (fs::exists(config_.checkpoint)) {
+    } else if (path_exists(config_.checkpoint, "--checkpoint " + config_.checkpoint)) {
       chosen = config_.checkpoint;
     }
     if (!config_.quiet) {
@@ -123,15 +126,7 @@ void Trainer::check_files() {
       checkpoint_path_ = require_output_file(config_.checkpoint, "--checkpoint " + config_.checkpoint);
     }
     if (!config_.checkpoint_dir.empty()) {
-      namespace fs = std::filesystem;
-      const std::string what = "--checkpoint-dir " + config_.checkpoint_dir;
-      std::error_code ec;
-      if (!fs::exists(config_.checkpoint_dir, ec) && !fs::create_directory(config_.checkpoint_dir, ec)) {
-        throw Error(what + ": cannot create the folder (" + (ec ? ec.message() : "its parent does not exist") + ")");
-      }
-      if (!fs::is_directory(config_.checkpoint_dir)) throw Error(what + ": is not a folder");
-      checkpoint_dir_ = fs::canonical(config_.checkpoint_dir).string();
-      require_output_file(checkpoint_dir_ + "/" + checkpoint_file_name(0), what);  // the folder takes new files
+      checkpoint_dir_ = require_output_folder(config_.checkpoint_dir, "--checkpoint-dir " + config_.checkpoint_dir);
     }
     if (!config_.metrics.empty()) metrics_path_ = require_output_file(config_.metrics, "--metrics " + config_.metrics);
     // The documented continuation: --resume X --checkpoint X rewrites X.
@@ -817,7 +812,7 @@ void Trainer::save_checkpoint(int64_t epoch, int64_t epoch_step) {
     for (const NamedPath& in : inputs_) {
       if (in.flag != "--resume") protect.push_back(in);
     }
-    prune_checkpoints(checkpoint_dir_, config_.keep_checkpoints, protect);
+    prune_checkpoints(checkpoint_dir_, what, config_.keep_checkpoints, protect);
   });
   last_checkpoint_ = Clock::now();
   time_due_ = false;
