@@ -626,6 +626,72 @@ TEST_F(E2eTest, CheckpointDirKeepsTheNewestAndResumeAutoContinuesFromThem) {
   EXPECT_EQ(resumed[1], whole[4]);
 }
 
+// ---- a --checkpoint-dir belongs to one run
+
+std::vector<std::string> names_in(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+TEST_F(E2eTest, FreshRunIntoAnotherRunsCheckpointDirIsRefusedAndChangesNothing) {
+  // Before: the second run exited 0, its own checkpoint pruned by the first run's three newer ones,
+  // and --resume auto then continued the first run's model.
+  const std::string ck = path("ck");
+  const RunResult first = run_nn_dist(dir_, 2, {"--data", shared().train, "--hidden", "8", "--epochs", "4",
+                                                "--checkpoint-dir", ck, "--quiet"});
+  expect_success(first);
+  ASSERT_EQ(names_in(ck), (std::vector<std::string>{"ckpt-0000000014.h5", "ckpt-0000000021.h5", "ckpt-0000000028.h5"}));
+  const TreeSnapshot before(ck);
+  expect_clean_failure(dir_, 2,
+                       {"--data", shared().train, "--hidden", "16", "--epochs", "1", "--checkpoint-dir", ck, "--seed",
+                        "7"},
+                       {"--checkpoint-dir", "another run", "ckpt-0000000014.h5 to ckpt-0000000028.h5, 3 files",
+                        "--resume auto", "folder of its own"});
+  expect_tree_unchanged(before, ck);
+  // The first run continues from its own newest, in its own folder.
+  const RunResult resumed = run_nn_dist(dir_, 2, {"--data", shared().train, "--hidden", "8", "--epochs", "5",
+                                                  "--checkpoint-dir", ck, "--resume", "auto"});
+  expect_success(resumed);
+  EXPECT_TRUE(contains(resumed.out, "resuming from " + fs::canonical(ck).string() + "/ckpt-0000000028.h5") ||
+              contains(resumed.out, "resuming from " + ck + "/ckpt-0000000028.h5"))
+      << describe(resumed);
+  EXPECT_EQ(names_in(ck), (std::vector<std::string>{"ckpt-0000000021.h5", "ckpt-0000000028.h5", "ckpt-0000000035.h5"}));
+}
+
+TEST_F(E2eTest, PruningKeepsTheRunsOwnNewestBesideFilesNamedLikeCheckpoints) {
+  // An input (the validation set) and a file of the user's, named like checkpoints past this run's last
+  // step. Before: counted as checkpoints, they made --keep-checkpoints 1 delete the user's file and then
+  // the run's own new checkpoint, leaving the run without one.
+  const std::string ck = path("ck");
+  fs::create_directory(ck);
+  const std::string val = ck + "/ckpt-0000000099.h5", notes = ck + "/ckpt-0000000098.h5";
+  fs::copy_file(shared().val, val);
+  write_text(notes, "the user's notes");
+  const FileSnapshot val_before(val), notes_before(notes);
+  const RunResult r = run_nn_dist(dir_, 2, {"--data", shared().train, "--val", val, "--hidden", "8", "--epochs", "2",
+                                            "--checkpoint-dir", ck, "--keep-checkpoints", "1", "--quiet"});
+  expect_success(r);
+  EXPECT_EQ(names_in(ck), (std::vector<std::string>{"ckpt-0000000014.h5", "ckpt-0000000098.h5", "ckpt-0000000099.h5"}));
+  expect_unchanged(val_before, val);
+  expect_unchanged(notes_before, notes);
+}
+
+TEST_F(E2eTest, ContinuingFromAnEarlierCheckpointIntoItsFolderIsRefused) {
+  // Before: the continuation overwrote ckpt-14 and ckpt-21 with another history, and a later
+  // --resume auto could take either one.
+  const std::string ck = path("ck");
+  expect_success(run_nn_dist(dir_, 2, {"--data", shared().train, "--hidden", "8", "--epochs", "3", "--checkpoint-dir",
+                                       ck, "--quiet"}));
+  const TreeSnapshot before(ck);
+  expect_clean_failure(dir_, 2,
+                       {"--data", shared().train, "--hidden", "8", "--epochs", "4", "--checkpoint-dir", ck, "--resume",
+                        ck + "/ckpt-0000000007.h5"},
+                       {"--checkpoint-dir", "ckpt-0000000014.h5", "later checkpoint", "step 7", "--resume auto"});
+  expect_tree_unchanged(before, ck);
+}
+
 // mpirun's prefix that takes away root's power to read and search any folder
 // (the suite may run as root), "" when not root, or nullopt (with *why) when
 // it cannot be taken away here.
@@ -650,10 +716,11 @@ TEST_F(E2eTest, CheckpointDirThatCannotBeListedOrSearchedIsAnError) {
   // Written to but not read (mode 333). Before: --resume auto said "no checkpoint yet, starting
   // fresh" and overwrote both.
   fs::permissions(ck, fs::perms(0333));
-  expect_clean_failure(dir_, 2,
-                       {"--data", shared().train, "--hidden", "8", "--epochs", "2", "--checkpoint-dir", ck, "--resume",
-                        "auto"},
-                       {"--checkpoint-dir", "cannot list the folder", "Permission denied"}, *launcher);
+  for (const bool resume : {true, false}) {
+    std::vector<std::string> args{"--data", shared().train, "--hidden", "8", "--epochs", "2", "--checkpoint-dir", ck};
+    if (resume) args.insert(args.end(), {"--resume", "auto"});
+    expect_clean_failure(dir_, 2, args, {"--checkpoint-dir", "cannot list the folder", "Permission denied"}, *launcher);
+  }
   fs::permissions(ck, fs::perms(0755));
   expect_unchanged(first, ck + "/ckpt-0000000007.h5");
   expect_unchanged(second, ck + "/ckpt-0000000014.h5");

@@ -131,14 +131,27 @@ void Trainer::check_files() {
     if (!config_.metrics.empty()) metrics_path_ = require_output_file(config_.metrics, "--metrics " + config_.metrics);
     // The documented continuation: --resume X --checkpoint X rewrites X.
     require_distinct_files(inputs, outputs, {{"--checkpoint", "--resume"}});
-    const std::vector<std::string> stale = !checkpoint_path_.empty() ? remove_stale_temporaries(checkpoint_path_)
-                                           : !checkpoint_dir_.empty()
-                                               ? remove_stale_temporaries(checkpoint_dir_, is_checkpoint_name)
-                                               : std::vector<std::string>{};
-    for (const std::string& file : stale) {
-      std::printf("note: removed %s, left by an earlier run that was killed while writing a checkpoint\n",
-                  printable(file, 200).c_str());
-    }
+    // A --checkpoint-dir's leftovers are removed once the folder is known to be this run's (check_checkpoint_dir).
+    if (!checkpoint_path_.empty()) note_removed(remove_stale_temporaries(checkpoint_path_));
+  });
+}
+
+void Trainer::note_removed(const std::vector<std::string>& stale) const {
+  for (const std::string& file : stale) {
+    std::printf("note: removed %s, left by an earlier run that was killed while writing a checkpoint\n",
+                printable(file, 200).c_str());
+  }
+}
+
+void Trainer::check_checkpoint_dir() {
+  comm_.agreed([&] {
+    if (!comm_.root() || checkpoint_dir_.empty()) return;
+    // The steps this run may write a checkpoint at: up to the last of its epochs, or --max-steps.
+    const int64_t epochs_left = std::max<int64_t>(0, config_.epochs - start_epoch_);
+    int64_t last = std::max(global_step_, global_step_ + epochs_left * steps_per_epoch_ - resume_epoch_step_);
+    if (config_.max_steps > 0) last = std::min<int64_t>(last, config_.max_steps);
+    claim_checkpoint_dir(checkpoint_dir_, "--checkpoint-dir " + config_.checkpoint_dir, run_id_, global_step_, last);
+    note_removed(remove_stale_temporaries(checkpoint_dir_, is_checkpoint_name));
   });
 }
 
@@ -443,6 +456,7 @@ void Trainer::build_model() {
   const std::vector<long> sizes = model_sizes();
   allocate_model(sizes);
   initialise_parameters();
+  check_checkpoint_dir();
   start_gradient_sum();
   open_metrics();
   print_banner();
@@ -541,6 +555,7 @@ void Trainer::initialise_parameters() {
         progress[1] = state.global_step;
         progress[2] = static_cast<int64_t>(state.seed);
         progress[3] = state.epoch_step;
+        run_id_ = state.run_id;  // a continuation is the same run
         note_schedule_changes(state);
         if (state.epoch_step > 0) {
           check_mid_epoch_resume(state, global_batch_);
@@ -556,6 +571,7 @@ void Trainer::initialise_parameters() {
   } else if (comm_.root()) {
     init_parameters(layout, activation_, config_.seed, params_.data());
   }
+  if (comm_.root() && run_id_.empty()) run_id_ = new_run_id();  // a fresh run, or one resumed from a file without an id
   comm_.broadcast(params_.data(), params_.size());
   comm_.broadcast(progress, 4);
   comm_.sum(resume_epoch_sums_, 3);  // rank 0's values (the others hold zeros)
@@ -798,6 +814,7 @@ void Trainer::save_checkpoint(int64_t epoch, int64_t epoch_step) {
     state.lr = config_.optimizer.lr;
     state.lr_peak = peak_lr_;
     state.standardization = standardization_;
+    state.run_id = run_id_;
     if (checkpoint_dir_.empty()) {
       write_checkpoint(checkpoint_path_, mlp_->layout(), activation_, loss_, params_data_, *optimizer_, state,
                        "--checkpoint " + config_.checkpoint);
@@ -806,13 +823,14 @@ void Trainer::save_checkpoint(int64_t epoch, int64_t epoch_step) {
     const std::string what = "--checkpoint-dir " + config_.checkpoint_dir;
     const std::string target = checkpoint_dir_ + "/" + checkpoint_file_name(global_step_);
     require_distinct_files(inputs_, {{"--checkpoint-dir", target}}, {{"--checkpoint-dir", "--resume"}});
+    require_own_or_absent(target, what, run_id_);
     write_checkpoint(target, mlp_->layout(), activation_, loss_, params_data_, *optimizer_, state, what);
-    // The run's own older checkpoints go (the one resumed from too); no other input ever does.
+    // The run's own older checkpoints go (the one resumed from too); no other input, no other run's file.
     std::vector<NamedPath> protect;
     for (const NamedPath& in : inputs_) {
       if (in.flag != "--resume") protect.push_back(in);
     }
-    prune_checkpoints(checkpoint_dir_, what, config_.keep_checkpoints, protect);
+    prune_checkpoints(checkpoint_dir_, what, run_id_, global_step_, config_.keep_checkpoints, protect);
   });
   last_checkpoint_ = Clock::now();
   time_due_ = false;

@@ -37,6 +37,10 @@ struct TrainingState {
   double lr = 0, lr_peak = 0;
   // --standardize: written to /preprocess (mean, scale: float64, one per input feature).
   Standardization standardization;
+  // The run the checkpoint belongs to: made when a run starts fresh, kept by
+  // every --resume of it (see checkpoint_dir.hpp). "": files written before
+  // runs had ids, or by other tools.
+  std::string run_id;
 };
 
 struct CheckpointModel {
@@ -60,6 +64,13 @@ void write_checkpoint(const std::string& path, const Layout& layout, Activation 
 // the header (written by another tool, e.g. h5py) passes unchecked; returns
 // whether the file carried one.
 bool verify_checkpoint_file(const std::string& path, const std::string& what);
+
+// The run id in a checkpoint's header ("" if the file has none or cannot be
+// read). Only the header is read: even a truncated or damaged file names its run.
+std::string checkpoint_run_id(const std::string& path);
+
+// A new run's id: 16 hex digits from the system's random source.
+std::string new_run_id();
 
 // The readers check everything: every tensor's exact shape against 'sizes',
 // floating-point type and finite values; every attribute's type and range;
