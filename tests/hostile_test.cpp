@@ -534,6 +534,9 @@ std::vector<HostileCase> checkpoint_dir_cases() {
          return on_data(d, {"--val", d + "/ckpt-0000000005.h5", "--checkpoint-dir", d});
        },
        {"--checkpoint-dir", "ckpt-0000000005.h5", "move it out"}},
+      {"MetricsNamedLikeACheckpointInTheDir",
+       [](const std::string& d) { return on_data(d, {"--checkpoint-dir", d, "--metrics", d + "/ckpt-0000000007.h5"}); },
+       {"--metrics", "ckpt-0000000007.h5", "checkpoint of --checkpoint-dir", "step 7", "another name"}, true},
       {"CheckpointDirIsASymlinkLoop",
        [](const std::string& d) { return on_data(d, {"--checkpoint-dir", make_symlink(d, "loop", "loop")}); },
        {"--checkpoint-dir", "loop", "Too many levels of symbolic links"}, true, {"File exists"}},

@@ -140,6 +140,18 @@ void require_own_or_absent(const std::string& path, const std::string& what, con
               "same folder?); it was not overwritten");
 }
 
+void require_no_checkpoint_names(const std::string& dir, const std::string& what,
+                                 const std::vector<NamedPath>& outputs) {
+  for (const NamedPath& out : outputs) {
+    const fs::path p(out.path);
+    if (out.path.empty() || !is_checkpoint_name(p.filename().string())) continue;
+    if (same_file(p.has_parent_path() ? p.parent_path().string() : ".", dir)) {
+      throw Error(out.flag + " " + printable(out.path, 200) + ": has the name of a checkpoint of " + what +
+                  ", which would replace it at step " + std::to_string(step_of(out.path)) + "; give it another name");
+    }
+  }
+}
+
 void prune_checkpoints(const std::string& dir, const std::string& what, const std::string& run_id, int64_t newest,
                        long keep, const std::vector<NamedPath>& protect) {
   std::vector<std::string> own;

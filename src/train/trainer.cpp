@@ -131,6 +131,10 @@ void Trainer::check_files() {
     if (!config_.metrics.empty()) metrics_path_ = require_output_file(config_.metrics, "--metrics " + config_.metrics);
     // The documented continuation: --resume X --checkpoint X rewrites X.
     require_distinct_files(inputs, outputs, {{"--checkpoint", "--resume"}});
+    if (!checkpoint_dir_.empty()) {
+      require_no_checkpoint_names(checkpoint_dir_, "--checkpoint-dir " + config_.checkpoint_dir,
+                                  {{"--metrics", metrics_path_}});
+    }
     // A --checkpoint-dir's leftovers are removed once the folder is known to be this run's (check_checkpoint_dir).
     if (!checkpoint_path_.empty()) note_removed(remove_stale_temporaries(checkpoint_path_));
   });

@@ -40,6 +40,11 @@ void claim_checkpoint_dir(const std::string& dir, const std::string& what, const
 // checkpoint is never written over a file this run did not write.
 void require_own_or_absent(const std::string& path, const std::string& what, const std::string& run_id);
 
+// Throws Error when an output lies in the folder under a checkpoint's name
+// (e.g. --metrics dir/ckpt-0000000064.h5): that step's checkpoint would replace it.
+void require_no_checkpoint_names(const std::string& dir, const std::string& what,
+                                 const std::vector<NamedPath>& outputs);
+
 // Deletes all but the newest `keep` of run_id's checkpoints up to step
 // `newest`; never another run's file, a later one, or one of `protect` (the
 // run's inputs, compared by identity).
