@@ -15,6 +15,8 @@
 #include <functional>
 #include <iterator>
 #include <limits>
+#include <numeric>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -696,6 +698,169 @@ TEST_F(E2eTest, CheckpointDirKeepsTheNewestAndResumeAutoContinuesFromThem) {
   ASSERT_EQ(resumed.size(), 2u);
   EXPECT_EQ(resumed[0], whole[3]);
   EXPECT_EQ(resumed[1], whole[4]);
+}
+
+// ---- a --checkpoint-dir belongs to one run
+
+std::vector<std::string> names_in(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+TEST_F(E2eTest, FreshRunIntoAnotherRunsCheckpointDirIsRefusedAndChangesNothing) {
+  // Before: the second run exited 0, its own checkpoint pruned by the first run's three newer ones,
+  // and --resume auto then continued the first run's model.
+  const std::string ck = path("ck");
+  const RunResult first = run_nn_dist(dir_, 2, {"--data", shared().train, "--hidden", "8", "--epochs", "4",
+                                                "--checkpoint-dir", ck, "--quiet"});
+  expect_success(first);
+  ASSERT_EQ(names_in(ck), (std::vector<std::string>{"ckpt-0000000014.h5", "ckpt-0000000021.h5", "ckpt-0000000028.h5"}));
+  const TreeSnapshot before(ck);
+  expect_clean_failure(dir_, 2,
+                       {"--data", shared().train, "--hidden", "16", "--epochs", "1", "--checkpoint-dir", ck, "--seed",
+                        "7"},
+                       {"--checkpoint-dir", "another run", "ckpt-0000000014.h5 to ckpt-0000000028.h5, 3 files",
+                        "--resume auto", "folder of its own"});
+  expect_tree_unchanged(before, ck);
+  // The first run continues from its own newest, in its own folder.
+  const RunResult resumed = run_nn_dist(dir_, 2, {"--data", shared().train, "--hidden", "8", "--epochs", "5",
+                                                  "--checkpoint-dir", ck, "--resume", "auto"});
+  expect_success(resumed);
+  EXPECT_TRUE(contains(resumed.out, "resuming from " + fs::canonical(ck).string() + "/ckpt-0000000028.h5") ||
+              contains(resumed.out, "resuming from " + ck + "/ckpt-0000000028.h5"))
+      << describe(resumed);
+  EXPECT_EQ(names_in(ck), (std::vector<std::string>{"ckpt-0000000021.h5", "ckpt-0000000028.h5", "ckpt-0000000035.h5"}));
+}
+
+TEST_F(E2eTest, PruningKeepsTheRunsOwnNewestBesideFilesNamedLikeCheckpoints) {
+  // An input (the validation set) and a file of the user's, named like checkpoints past this run's last
+  // step. Before: counted as checkpoints, they made --keep-checkpoints 1 delete the user's file and then
+  // the run's own new checkpoint, leaving the run without one.
+  const std::string ck = path("ck");
+  fs::create_directory(ck);
+  const std::string val = ck + "/ckpt-0000000099.h5", notes = ck + "/ckpt-0000000098.h5";
+  fs::copy_file(shared().val, val);
+  write_text(notes, "the user's notes");
+  const FileSnapshot val_before(val), notes_before(notes);
+  const RunResult r = run_nn_dist(dir_, 2, {"--data", shared().train, "--val", val, "--hidden", "8", "--epochs", "2",
+                                            "--checkpoint-dir", ck, "--keep-checkpoints", "1", "--quiet"});
+  expect_success(r);
+  EXPECT_EQ(names_in(ck), (std::vector<std::string>{"ckpt-0000000014.h5", "ckpt-0000000098.h5", "ckpt-0000000099.h5"}));
+  expect_unchanged(val_before, val);
+  expect_unchanged(notes_before, notes);
+}
+
+TEST_F(E2eTest, ContinuingFromAnEarlierCheckpointIntoItsFolderIsRefused) {
+  // Before: the continuation overwrote ckpt-14 and ckpt-21 with another history, and a later
+  // --resume auto could take either one.
+  const std::string ck = path("ck");
+  expect_success(run_nn_dist(dir_, 2, {"--data", shared().train, "--hidden", "8", "--epochs", "3", "--checkpoint-dir",
+                                       ck, "--quiet"}));
+  const TreeSnapshot before(ck);
+  expect_clean_failure(dir_, 2,
+                       {"--data", shared().train, "--hidden", "8", "--epochs", "4", "--checkpoint-dir", ck, "--resume",
+                        ck + "/ckpt-0000000007.h5"},
+                       {"--checkpoint-dir", "ckpt-0000000014.h5", "later checkpoint", "step 7", "--resume auto"});
+  expect_tree_unchanged(before, ck);
+}
+
+// mpirun's prefix that takes away root's power to read and search any folder
+// (the suite may run as root), "" when not root, or nullopt (with *why) when
+// it cannot be taken away here.
+std::optional<std::string> without_root_powers(std::string* why) {
+  if (::geteuid() != 0) return std::string();
+  const std::string setpriv = "setpriv --bounding-set -dac_override,-dac_read_search ";
+  if (std::system((setpriv + "true >/dev/null 2>&1").c_str()) != 0) {
+    *why = "running as root, and setpriv cannot drop CAP_DAC_OVERRIDE here";
+    return std::nullopt;
+  }
+  return setpriv;
+}
+
+TEST_F(E2eTest, CheckpointDirThatCannotBeListedOrSearchedIsAnError) {
+  std::string why;
+  const std::optional<std::string> launcher = without_root_powers(&why);
+  if (!launcher) GTEST_SKIP() << why;
+  const std::string ck = path("ck");
+  expect_success(run_nn_dist(dir_, 2, {"--data", shared().train, "--hidden", "8", "--epochs", "2", "--checkpoint-dir",
+                                       ck, "--quiet"}));
+  const FileSnapshot first(ck + "/ckpt-0000000007.h5"), second(ck + "/ckpt-0000000014.h5");
+  // Written to but not read (mode 333). Before: --resume auto said "no checkpoint yet, starting
+  // fresh" and overwrote both.
+  fs::permissions(ck, fs::perms(0333));
+  for (const bool resume : {true, false}) {
+    std::vector<std::string> args{"--data", shared().train, "--hidden", "8", "--epochs", "2", "--checkpoint-dir", ck};
+    if (resume) args.insert(args.end(), {"--resume", "auto"});
+    expect_clean_failure(dir_, 2, args, {"--checkpoint-dir", "cannot list the folder", "Permission denied"}, *launcher);
+  }
+  fs::permissions(ck, fs::perms(0755));
+  expect_unchanged(first, ck + "/ckpt-0000000007.h5");
+  expect_unchanged(second, ck + "/ckpt-0000000014.h5");
+  // A folder on the way that cannot be searched. Before: "filesystem error" and MPI_ABORT.
+  fs::create_directories(path("closed/ck"));
+  fs::permissions(path("closed"), fs::perms(0600));
+  for (const bool resume : {true, false}) {
+    std::vector<std::string> args{"--data", shared().train, "--checkpoint-dir", path("closed/ck")};
+    if (resume) args.insert(args.end(), {"--resume", "auto"});
+    expect_clean_failure(dir_, 2, args, {"--checkpoint-dir", "closed/ck", "cannot be examined", "Permission denied"},
+                         *launcher);
+  }
+  fs::permissions(path("closed"), fs::perms(0755));
+}
+
+TEST_F(E2eTest, MidEpochResumeRefusesAnotherSampleOrder) {
+  // y = 0..1999 and an lr too small to move anything: an epoch's loss is the mean of y^2/2 over the
+  // samples it trained, 666166.75 when each is trained once. Before: a mid-epoch resume with another
+  // --no-shuffle or --cache-mb continued in another order (764500.17 and 663820.96).
+  const std::string data = path("id.h5");
+  std::vector<double> y(2000);
+  std::iota(y.begin(), y.end(), 0.0);
+  write_h5(data, [&](hid_t f) {
+    add_dataset(f, "X", {2000, 1}, H5T_IEEE_F32LE, std::vector<double>(2000, 0.0));
+    add_dataset(f, "y", {2000}, H5T_IEEE_F32LE, y);
+  });
+  const auto run = [&](std::vector<std::string> more) {
+    std::vector<std::string> args{"--data", data, "--hidden", "none", "--loss", "mse", "--lr", "1e-30", "--epochs", "1",
+                                  "--progress", "off"};
+    args.insert(args.end(), more.begin(), more.end());
+    return args;
+  };
+  const std::string whole_pass = "epoch 1/1  loss 666166.75000";
+  const auto expect_whole_pass = [&](const RunResult& r) {
+    expect_success(r);
+    ASSERT_EQ(epoch_lines(r.out).size(), 1u) << describe(r);
+    EXPECT_EQ(epoch_lines(r.out)[0].rfind(whole_pass, 0), 0u) << describe(r);
+  };
+  for (const bool streamed : {false, true}) {
+    SCOPED_TRACE(streamed ? "saved while streaming (--cache-mb 1)" : "saved from memory");
+    const std::string ck = path(streamed ? "streamed" : "memory");
+    const std::vector<std::string> storage = streamed ? std::vector<std::string>{"--cache-mb", "1"}
+                                                      : std::vector<std::string>{};
+    std::vector<std::string> save{"--checkpoint-dir", ck, "--checkpoint-every-steps", "10", "--keep-checkpoints", "10"};
+    save.insert(save.end(), storage.begin(), storage.end());
+    expect_success(run_nn_dist(dir_, 2, run(save)));
+    const std::string mid = ck + "/ckpt-0000000010.h5";  // step 10 of 32
+    std::vector<std::string> same{"--resume", mid, "--checkpoint", path("out.h5")};
+    same.insert(same.end(), storage.begin(), storage.end());
+    expect_whole_pass(run_nn_dist(dir_, 2, run(same)));
+    const std::vector<std::string> other_storage = streamed ? std::vector<std::string>{}
+                                                            : std::vector<std::string>{"--cache-mb", "1"};
+    std::vector<std::string> moved{"--resume", mid};
+    moved.insert(moved.end(), other_storage.begin(), other_storage.end());
+    expect_clean_failure(dir_, 2, run(moved), {"--resume", "middle of epoch 1", "windows of", "--cache-mb"});
+    std::vector<std::string> unshuffled{"--resume", mid, "--no-shuffle"};
+    unshuffled.insert(unshuffled.end(), storage.begin(), storage.end());
+    expect_clean_failure(dir_, 2, run(unshuffled), {"--resume", "shuffled", "in file order", "--no-shuffle"});
+  }
+  // What is compared is the order, not the flag: a larger cache with the same windows over this rank's
+  // 1000 rows continues, and in file order streaming gives the same batches as memory.
+  expect_whole_pass(run_nn_dist(dir_, 2, run({"--resume", path("streamed/ckpt-0000000010.h5"), "--cache-mb", "2"})));
+  expect_success(run_nn_dist(dir_, 2, run({"--no-shuffle", "--checkpoint-dir", path("in_order"),
+                                           "--checkpoint-every-steps", "10", "--keep-checkpoints", "10"})));
+  expect_whole_pass(run_nn_dist(
+      dir_, 2, run({"--resume", path("in_order/ckpt-0000000010.h5"), "--no-shuffle", "--cache-mb", "1"})));
 }
 
 // ---- learning-rate schedules

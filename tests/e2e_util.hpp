@@ -116,22 +116,24 @@ inline std::string joined(const std::vector<std::string>& args) {
 }
 
 // nn_dist under plain mpirun: the exit code is what a job script sees.
+// launcher: a command mpirun runs under (e.g. setpriv), or "".
 inline RunResult run_nn_dist(const std::string& dir, int ranks, const std::vector<std::string>& args,
-                      int timeout_seconds = kTrainingTimeoutSeconds) {
-  return run_shell(dir, mpirun_prefix(ranks) + " " + quote(NN_DIST_BIN) + joined(args), timeout_seconds);
+                      int timeout_seconds = kTrainingTimeoutSeconds, const std::string& launcher = "") {
+  return run_shell(dir, launcher + mpirun_prefix(ranks) + " " + quote(NN_DIST_BIN) + joined(args), timeout_seconds);
 }
 
 // nn_dist with each rank's own exit code recorded. mpirun is told not to kill
 // the other ranks when the first one exits non-zero, so a rank that would
 // hang shows up as a timeout instead of being killed quietly.
-inline RunResult run_nn_dist_per_rank(const std::string& dir, int ranks, const std::vector<std::string>& args) {
+inline RunResult run_nn_dist_per_rank(const std::string& dir, int ranks, const std::vector<std::string>& args,
+                                      const std::string& launcher = "") {
   static int counter = 0;
   fs::create_directories(dir + "/logs");
   const std::string prefix = dir + "/logs/rank_code" + std::to_string(++counter) + ".";
   // The trap ends a hung rank when `timeout` stops mpirun, which signals only its direct children.
   const std::string wrapper = "\"$0\" \"$@\" & pid=$!; trap 'kill -9 $pid; exit 143' TERM INT HUP; wait $pid; "
                               "code=$?; echo $code > " + prefix + "$OMPI_COMM_WORLD_RANK; exit $code";
-  RunResult r = run_shell(dir, mpirun_prefix(ranks) + " --mca orte_abort_on_non_zero_status 0 sh -c " +
+  RunResult r = run_shell(dir, launcher + mpirun_prefix(ranks) + " --mca orte_abort_on_non_zero_status 0 sh -c " +
                                    quote(wrapper) + " " + quote(NN_DIST_BIN) + joined(args),
                            kErrorTimeoutSeconds);
   for (int rank = 0; rank < ranks; ++rank) {
@@ -175,9 +177,9 @@ inline void expect_one_clean_error_line(const RunResult& r, const std::vector<st
 // Fails the job with a clear error at `ranks` ranks: exit code 2 from every
 // rank on its own (first run), and from mpirun as a job script sees it (second).
 inline RunResult expect_clean_failure(const std::string& dir, int ranks, const std::vector<std::string>& args,
-                                      const std::vector<std::string>& expected) {
+                                      const std::vector<std::string>& expected, const std::string& launcher = "") {
   SCOPED_TRACE("at " + std::to_string(ranks) + " ranks");
-  const RunResult per_rank = run_nn_dist_per_rank(dir, ranks, args);
+  const RunResult per_rank = run_nn_dist_per_rank(dir, ranks, args, launcher);
   EXPECT_NE(per_rank.code, kTimedOut) << "a rank was still running after " << kErrorTimeoutSeconds << " s\n"
                                       << describe(per_rank);
   for (int rank = 0; rank < ranks; ++rank) {
@@ -185,7 +187,7 @@ inline RunResult expect_clean_failure(const std::string& dir, int ranks, const s
   }
   expect_one_clean_error_line(per_rank, expected);
 
-  const RunResult plain = run_nn_dist(dir, ranks, args, kErrorTimeoutSeconds);
+  const RunResult plain = run_nn_dist(dir, ranks, args, kErrorTimeoutSeconds, launcher);
   EXPECT_EQ(plain.code, 2) << describe(plain);
   expect_one_clean_error_line(plain, expected);
   return plain;
@@ -252,7 +254,7 @@ struct TreeSnapshot {
   explicit TreeSnapshot(const std::string& dir) {
     std::error_code ec;
     for (auto it = fs::recursive_directory_iterator(dir, ec); it != fs::recursive_directory_iterator(); ++it) {
-      const std::string rel = fs::relative(it->path(), dir).string();
+      const std::string rel = it->path().lexically_relative(dir).string();  // fs::relative fails on a symlink loop
       if (rel == "logs") {
         it.disable_recursion_pending();
         continue;

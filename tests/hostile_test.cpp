@@ -491,10 +491,78 @@ std::vector<HostileCase> message_cases() {
   };
 }
 
+// A copy of the good checkpoint at dir/name whose header names another run
+// (the header is outside the checksum: the file still loads).
+std::string checkpoint_of_another_run(const std::string& dir, const std::string& name) {
+  const std::string p = local_checkpoint(dir, name);
+  std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
+  std::string head(512, '\0');
+  f.read(head.data(), 512);
+  const std::size_t at = head.find("\nrun ");
+  EXPECT_NE(at, std::string::npos) << p << " names no run";
+  f.seekp(static_cast<std::streamoff>(at + 5));
+  f.write("0123456789abcdef", 16);
+  return p;
+}
+
+// A --checkpoint-dir belongs to one run; what cannot be examined is an error.
+// The case's own folder is the --checkpoint-dir (a folder in it would show
+// a new mtime from the probe that checks it takes new files).
+std::vector<HostileCase> checkpoint_dir_cases() {
+  const std::string long_name(300, 'x');
+  return {
+      {"CheckpointDirHoldsAnotherRunsCheckpoint",  // 1 epoch: steps 1..7
+       [](const std::string& d) {
+         local_checkpoint(d, "ckpt-0000000007.h5");
+         return on_data(d, {"--checkpoint-dir", d});
+       },
+       {"--checkpoint-dir", "another run", "ckpt-0000000007.h5", "--resume auto", "folder of its own"}, true},
+      {"ResumedRunIntoAnotherRunsCheckpointDir",
+       [](const std::string& d) {
+         checkpoint_of_another_run(d, "ckpt-0000000003.h5");
+         return on_data(d, {"--resume", local_checkpoint(d), "--checkpoint-dir", d});
+       },
+       {"--checkpoint-dir", "another run", "ckpt-0000000003.h5"}},
+      {"CheckpointDirHoldsAFileInTheWay",
+       [](const std::string& d) {
+         write_text(d + "/ckpt-0000000003.h5", "mine, not a checkpoint");
+         return on_data(d, {"--checkpoint-dir", d});
+       },
+       {"--checkpoint-dir", "ckpt-0000000003.h5", "not a checkpoint of this run", "steps 1 to 7", "move it out"}},
+      {"ValidationSetNamedLikeACheckpointInTheDir",
+       [](const std::string& d) {
+         fs::copy_file(shared().val, d + "/ckpt-0000000005.h5");
+         return on_data(d, {"--val", d + "/ckpt-0000000005.h5", "--checkpoint-dir", d});
+       },
+       {"--checkpoint-dir", "ckpt-0000000005.h5", "move it out"}},
+      {"MetricsNamedLikeACheckpointInTheDir",
+       [](const std::string& d) { return on_data(d, {"--checkpoint-dir", d, "--metrics", d + "/ckpt-0000000007.h5"}); },
+       {"--metrics", "ckpt-0000000007.h5", "checkpoint of --checkpoint-dir", "step 7", "another name"}, true},
+      {"CheckpointDirIsASymlinkLoop",
+       [](const std::string& d) { return on_data(d, {"--checkpoint-dir", make_symlink(d, "loop", "loop")}); },
+       {"--checkpoint-dir", "loop", "Too many levels of symbolic links"}, true, {"File exists"}},
+      {"CheckpointDirIsASymlinkLoopWithResumeAuto",
+       [](const std::string& d) {
+         return on_data(d, {"--checkpoint-dir", make_symlink(d, "loop", "loop"), "--resume", "auto"});
+       },
+       {"--checkpoint-dir", "loop", "Too many levels of symbolic links"}, true, {"filesystem error"}},
+      {"CheckpointDirNameTooLongWithResumeAuto",
+       [long_name](const std::string& d) {
+         return on_data(d, {"--checkpoint-dir", d + "/" + long_name, "--resume", "auto"});
+       },
+       {"--checkpoint-dir", "File name too long"}, false, {"filesystem error"}},
+      {"CheckpointNameTooLongWithResumeAuto",
+       [long_name](const std::string& d) {
+         return on_data(d, {"--checkpoint", d + "/" + long_name, "--resume", "auto"});
+       },
+       {"--checkpoint", "File name too long"}, false, {"filesystem error"}},
+  };
+}
+
 std::vector<HostileCase> all_cases() {
   std::vector<HostileCase> all;
   for (auto group : {alias_cases(), special_file_cases(), argument_cases(), checkpoint_content_cases(), size_cases(),
-                     message_cases()}) {
+                     message_cases(), checkpoint_dir_cases()}) {
     all.insert(all.end(), group.begin(), group.end());
   }
   return all;

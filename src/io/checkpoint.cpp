@@ -5,12 +5,16 @@
 #include "nn_dist/io/checkpoint.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <memory>
+#include <random>
 
 #include "h5util.hpp"
 #include "names_h5.hpp"
@@ -98,6 +102,12 @@ std::string read_name(hid_t loc, const std::string& where, const std::string& na
   return value;
 }
 
+// A run id as written (new_run_id) or as a user may have set it by hand: short and printable.
+bool valid_run_id(const std::string& id) {
+  const auto ok = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_'; };
+  return !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), ok);
+}
+
 constexpr long long kMaxCount = std::numeric_limits<int64_t>::max() / 2;  // a step or epoch count, not garbage
 
 // The header in the user block (see verify_checkpoint_file).
@@ -148,13 +158,15 @@ std::string hex64(uint64_t v) {
   return text;
 }
 
+constexpr const char* kRunLine = "\nrun ";  // the header's line naming the run, if any
+
 // Writes the header into the image's user block.
-void seal(std::vector<char>* image) {
+void seal(std::vector<char>* image, const std::string& run_id) {
   Checksum sum;
   sum.update(reinterpret_cast<const unsigned char*>(image->data()) + kHeaderBytes, image->size() - kHeaderBytes);
   const std::string header = std::string(kMagic) + "bytes " + std::to_string(image->size()) + "\nchecksum " +
                              hex64(sum.finish()) + " (of the bytes after the first " + std::to_string(kHeaderBytes) +
-                             ")\n";
+                             ")" + (run_id.empty() ? "" : kRunLine + run_id) + "\n";
   std::fill(image->begin(), image->begin() + kHeaderBytes, '\0');
   std::copy(header.begin(), header.end(), image->begin());
 }
@@ -246,6 +258,8 @@ void write_checkpoint(const std::string& path, const Layout& layout, Activation 
     h5::write_attr_doubles(training.get(), "epoch_sums", {state.epoch_sums[0], state.epoch_sums[1], state.epoch_sums[2]});
     h5::write_attr_ints(training.get(), "global_batch", {state.global_batch});
     h5::write_attr_ints(training.get(), "samples", {state.samples});
+    if (!state.sample_order.empty()) h5::write_attr_string(training.get(), "sample_order", state.sample_order);
+    if (!state.run_id.empty()) h5::write_attr_string(training.get(), "run_id", state.run_id);
     if (state.has_schedule) write_schedule(training.get(), state);
     const Standardization& st = state.standardization;
     if (!st.empty()) {
@@ -259,11 +273,32 @@ void write_checkpoint(const std::string& path, const Layout& layout, Activation 
     const std::vector<char> hdf5 = h5::file_image(file.get());
     image.assign(kHeaderBytes, '\0');
     image.insert(image.end(), hdf5.begin(), hdf5.end());
-    seal(&image);
+    seal(&image, state.run_id);
   } catch (const Error& e) {
     throw Error(what + ": cannot build the checkpoint (" + std::string(e.what()) + "); the old checkpoint is unchanged");
   }
   write_file_atomically(path, image.data(), image.size(), what);
+}
+
+std::string checkpoint_run_id(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return "";  // a FIFO would block the read
+  std::ifstream in(path, std::ios::binary);
+  char block[kHeaderBytes] = {};
+  in.read(block, sizeof block);
+  const std::string header(block, strnlen(block, static_cast<std::size_t>(in.gcount())));
+  if (header.rfind(kMagic, 0) != 0) return "";
+  const std::size_t at = header.find(kRunLine);
+  if (at == std::string::npos) return "";
+  const std::size_t from = at + std::strlen(kRunLine);
+  const std::string id = header.substr(from, header.find('\n', from) - from);
+  return valid_run_id(id) ? id : "";
+}
+
+std::string new_run_id() {
+  std::random_device source;
+  const uint64_t id = (static_cast<uint64_t>(source()) << 32) ^ source();
+  return hex64(id);
 }
 
 bool verify_checkpoint_file(const std::string& path, const std::string& what) {
@@ -392,6 +427,16 @@ TrainingState read_checkpoint_state(const std::string& path, const std::string& 
   state.global_batch = optional_int("global_batch", 0);
   state.samples = optional_int("samples", 0);
   if (H5Aexists(training.get(), "lr_schedule") > 0) read_schedule(training.get(), what, &state);
+  if (H5Aexists(training.get(), "sample_order") > 0) {
+    state.sample_order = printable(h5::read_attr_string(training.get(), "sample_order", what), 120);
+  }
+  if (H5Aexists(training.get(), "run_id") > 0) {
+    state.run_id = h5::read_attr_string(training.get(), "run_id", what);
+    if (!valid_run_id(state.run_id)) {
+      throw Error(what + ": /training attribute 'run_id' is '" + printable(state.run_id, 80) +
+                  "' (expected 1 to 64 letters, digits, '-' or '_')");
+    }
+  }
   if (H5Aexists(training.get(), "epoch_sums") > 0) {
     const std::vector<double> sums = h5::read_attr_doubles(training.get(), "epoch_sums", what);
     if (sums.size() != 3 || !std::all_of(sums.begin(), sums.end(), [](double v) { return std::isfinite(v); }) ||

@@ -107,6 +107,22 @@ void write_all(int fd, const char* data, std::size_t size, int* error) {
   }
 }
 
+// Tries what writing target will do (create a file beside it), now rather
+// than after an epoch of training.
+void probe_new_file(const fs::path& target, const std::string& what) {
+  const std::string probe = temp_path(target);
+  set_temp(probe);  // a signal now must not leave the probe behind
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  const int error = errno;
+  if (fd >= 0) ::close(fd);
+  ::unlink(probe.c_str());
+  clear_temp();
+  if (fd < 0) {
+    throw Error(what + ": cannot create files in folder " + quoted(folder_of(target).string()) + " (" +
+                errno_text(error) + ")");
+  }
+}
+
 }  // namespace
 
 void require_input_file(const std::string& path, const std::string& what) {
@@ -143,21 +159,37 @@ std::string require_output_file(const std::string& path, const std::string& what
     throw Error(what + ": folder " + quoted(folder.string()) + " does not exist");
   }
   if (!S_ISDIR(dir.st_mode)) throw Error(what + ": " + quoted(folder.string()) + " is not a folder");
-  // Try what the real write will do, now rather than after an epoch of training.
-  const std::string probe = temp_path(target);
-  set_temp(probe);  // a signal now must not leave the probe behind
-  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  const int error = errno;
-  if (fd >= 0) ::close(fd);
-  ::unlink(probe.c_str());
-  clear_temp();
-  if (fd < 0) {
-    throw Error(what + ": cannot create files in folder " + quoted(folder.string()) + " (" + errno_text(error) + ")");
-  }
+  probe_new_file(target, what);
   if (::access(target.c_str(), F_OK) == 0 && ::access(target.c_str(), W_OK) != 0) {
     throw Error(what + ": cannot be written (" + errno_text(errno) + ")");
   }
   return target.string();
+}
+
+bool path_exists(const std::string& path, const std::string& what) {
+  struct stat st {};
+  std::string why;
+  if (stat_or_explain(path, &st, &why)) return true;
+  if (!why.empty()) throw Error(what + ": " + why);
+  return false;
+}
+
+std::string require_output_folder(const std::string& path, const std::string& what) {
+  if (path.empty()) throw Error(what + ": the path is empty");
+  if (!path_exists(path, what) && ::mkdir(path.c_str(), 0777) != 0 && errno != EEXIST) {
+    const int error = errno;
+    throw Error(what + ": cannot create the folder (" +
+                (error == ENOENT ? std::string("its parent does not exist") : errno_text(error)) + ")");
+  }
+  struct stat st {};
+  std::string why;
+  if (!stat_or_explain(path, &st, &why)) throw Error(what + ": " + (why.empty() ? "vanished" : why));
+  if (!S_ISDIR(st.st_mode)) throw Error(what + ": is not a folder");
+  std::error_code ec;
+  const fs::path folder = fs::canonical(path, ec);
+  if (ec) throw Error(what + ": cannot be resolved (" + ec.message() + ")");
+  probe_new_file(folder / ".probe", what);
+  return folder.string();
 }
 
 namespace {

@@ -71,6 +71,15 @@ StreamSource::~StreamSource() {
   thread_.join();
 }
 
+std::string StreamSource::sample_order() const {
+  if (!shuffle_) return "in file order";
+  const long block = std::min(shape_.block_rows, std::max(count_, 1L));
+  const long blocks = (count_ + block - 1) / block;
+  const long per_window = std::min(shape_.window_rows / shape_.block_rows, std::max(blocks, 1L));
+  return "shuffled in windows of " + std::to_string(per_window * block) + " rows (blocks of " + std::to_string(block) +
+         ")";
+}
+
 void StreamSource::start_epoch(int64_t epoch) {
   {  // the loader may still read the last epoch's window, from the last epoch's order
     std::unique_lock<std::mutex> lock(mutex_);

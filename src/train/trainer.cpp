@@ -85,14 +85,17 @@ void Trainer::resolve_resume_auto() {
   std::string chosen;
   comm_.agreed([&] {
     if (!comm_.root()) return;
-    namespace fs = std::filesystem;
+    // A folder that cannot be examined or listed is an error, never "no checkpoint yet".
     if (!config_.checkpoint_dir.empty()) {
+      const std::string what = "--checkpoint-dir " + config_.checkpoint_dir;
       std::vector<std::string> warnings;
-      if (fs::is_directory(config_.checkpoint_dir)) chosen = newest_valid_checkpoint(config_.checkpoint_dir, &warnings);
+      if (path_exists(config_.checkpoint_dir, what)) {
+        chosen = newest_valid_checkpoint(config_.checkpoint_dir, what, &warnings);
+      }
       for (const std::string& w : warnings) {
         std::fprintf(stderr, "warning: --resume auto: skipping an unreadable checkpoint: %s\n", printable(w, 300).c_str());
       }
-    } else if (fs::exists(config_.checkpoint)) {
+    } else if (path_exists(config_.checkpoint, "--checkpoint " + config_.checkpoint)) {
       chosen = config_.checkpoint;
     }
     if (!config_.quiet) {
@@ -130,27 +133,36 @@ void Trainer::check_files() {
       checkpoint_path_ = require_output_file(config_.checkpoint, "--checkpoint " + config_.checkpoint);
     }
     if (!config_.checkpoint_dir.empty()) {
-      namespace fs = std::filesystem;
-      const std::string what = "--checkpoint-dir " + config_.checkpoint_dir;
-      std::error_code ec;
-      if (!fs::exists(config_.checkpoint_dir, ec) && !fs::create_directory(config_.checkpoint_dir, ec)) {
-        throw Error(what + ": cannot create the folder (" + (ec ? ec.message() : "its parent does not exist") + ")");
-      }
-      if (!fs::is_directory(config_.checkpoint_dir)) throw Error(what + ": is not a folder");
-      checkpoint_dir_ = fs::canonical(config_.checkpoint_dir).string();
-      require_output_file(checkpoint_dir_ + "/" + checkpoint_file_name(0), what);  // the folder takes new files
+      checkpoint_dir_ = require_output_folder(config_.checkpoint_dir, "--checkpoint-dir " + config_.checkpoint_dir);
     }
     if (!config_.metrics.empty()) metrics_path_ = require_output_file(config_.metrics, "--metrics " + config_.metrics);
     // The documented continuation: --resume X --checkpoint X rewrites X.
     require_distinct_files(inputs, outputs, {{"--checkpoint", "--resume"}});
-    const std::vector<std::string> stale = !checkpoint_path_.empty() ? remove_stale_temporaries(checkpoint_path_)
-                                           : !checkpoint_dir_.empty()
-                                               ? remove_stale_temporaries(checkpoint_dir_, is_checkpoint_name)
-                                               : std::vector<std::string>{};
-    for (const std::string& file : stale) {
-      std::printf("note: removed %s, left by an earlier run that was killed while writing a checkpoint\n",
-                  printable(file, 200).c_str());
+    if (!checkpoint_dir_.empty()) {
+      require_no_checkpoint_names(checkpoint_dir_, "--checkpoint-dir " + config_.checkpoint_dir,
+                                  {{"--metrics", metrics_path_}});
     }
+    // A --checkpoint-dir's leftovers are removed once the folder is known to be this run's (check_checkpoint_dir).
+    if (!checkpoint_path_.empty()) note_removed(remove_stale_temporaries(checkpoint_path_));
+  });
+}
+
+void Trainer::note_removed(const std::vector<std::string>& stale) const {
+  for (const std::string& file : stale) {
+    std::printf("note: removed %s, left by an earlier run that was killed while writing a checkpoint\n",
+                printable(file, 200).c_str());
+  }
+}
+
+void Trainer::check_checkpoint_dir() {
+  comm_.agreed([&] {
+    if (!comm_.root() || checkpoint_dir_.empty()) return;
+    // The steps this run may write a checkpoint at: up to the last of its epochs, or --max-steps.
+    const int64_t epochs_left = std::max<int64_t>(0, config_.epochs - start_epoch_);
+    int64_t last = std::max(global_step_, global_step_ + epochs_left * steps_per_epoch_ - resume_epoch_step_);
+    if (config_.max_steps > 0) last = std::min<int64_t>(last, config_.max_steps);
+    claim_checkpoint_dir(checkpoint_dir_, "--checkpoint-dir " + config_.checkpoint_dir, run_id_, global_step_, last);
+    note_removed(remove_stale_temporaries(checkpoint_dir_, is_checkpoint_name));
   });
 }
 
@@ -458,6 +470,7 @@ void Trainer::build_model() {
   const std::vector<long> sizes = model_sizes();
   allocate_model(sizes);
   initialise_parameters();
+  check_checkpoint_dir();
   start_gradient_sum();
   open_metrics();
   print_banner();
@@ -557,6 +570,7 @@ void Trainer::initialise_parameters() {
         progress[1] = state.global_step;
         progress[2] = static_cast<int64_t>(state.seed);
         progress[3] = state.epoch_step;
+        run_id_ = state.run_id;  // a continuation is the same run
         note_schedule_changes(state);
         if (state.epoch_step > 0) {
           check_mid_epoch_resume(state, global_batch_);
@@ -572,6 +586,7 @@ void Trainer::initialise_parameters() {
   } else if (comm_.root()) {
     init_parameters(layout, activation_, config_.seed, params_.data());
   }
+  if (comm_.root() && run_id_.empty()) run_id_ = new_run_id();  // a fresh run, or one resumed from a file without an id
   comm_.broadcast(params_.data(), params_.size());
   comm_.broadcast(progress, 4);
   comm_.sum(resume_epoch_sums_, 3);  // rank 0's values (the others hold zeros)
@@ -587,16 +602,25 @@ void Trainer::initialise_parameters() {
 }
 
 void Trainer::check_mid_epoch_resume(const TrainingState& state, long global_batch) const {
+  const std::string saved = checkpoint_flag() + ": was saved in the middle of epoch " +
+                            std::to_string(state.epoch + 1) + " (after step " + std::to_string(state.epoch_step) + ")";
   const bool same = state.ranks == comm_.size() && state.global_batch == global_batch &&
                     state.samples == train_info_.samples && state.epoch_step < steps_per_epoch_;
-  if (same) return;
-  throw Error(checkpoint_flag() + ": was saved in the middle of epoch " + std::to_string(state.epoch + 1) +
-              " (after step " + std::to_string(state.epoch_step) + ") by " + std::to_string(state.ranks) +
-              " ranks, global batch " + std::to_string(state.global_batch) + ", " + std::to_string(state.samples) +
-              " samples; this run has " + std::to_string(comm_.size()) + " ranks, global batch " +
-              std::to_string(global_batch) + ", " + std::to_string(train_info_.samples) +
-              " samples. A mid-epoch checkpoint continues only the same run (run it as saved, or resume from an "
-              "epoch-end checkpoint)");
+  if (!same) {
+    throw Error(saved + " by " + std::to_string(state.ranks) + " ranks, global batch " +
+                std::to_string(state.global_batch) + ", " + std::to_string(state.samples) + " samples; this run has " +
+                std::to_string(comm_.size()) + " ranks, global batch " + std::to_string(global_batch) + ", " +
+                std::to_string(train_info_.samples) +
+                " samples. A mid-epoch checkpoint continues only the same run (run it as saved, or resume from an "
+                "epoch-end checkpoint)");
+  }
+  // Checkpoints written before the order was recorded continue as before, unchecked.
+  if (!state.sample_order.empty() && state.sample_order != source_->sample_order()) {
+    throw Error(saved + " with the samples " + state.sample_order + "; this run takes them " +
+                source_->sample_order() + " (--no-shuffle and --cache-mb decide it), so the rest of the epoch would "
+                "train some samples twice and skip others: resume it with the flags it was saved with, or resume "
+                "from an epoch-end checkpoint");
+  }
 }
 
 void Trainer::note_schedule_changes(const TrainingState& state) const {
@@ -809,6 +833,7 @@ void Trainer::save_checkpoint(int64_t epoch, int64_t epoch_step) {
     state.ranks = comm_.size();
     state.global_batch = global_batch_;
     state.samples = train_info_.samples;
+    state.sample_order = source_->sample_order();
     state.options = config_.options_text;
     state.has_schedule = true;
     state.schedule = config_.schedule;
@@ -816,6 +841,7 @@ void Trainer::save_checkpoint(int64_t epoch, int64_t epoch_step) {
     state.lr_peak = peak_lr_;
     state.standardization = standardization_;
     state.names = names_;
+    state.run_id = run_id_;
     if (checkpoint_dir_.empty()) {
       write_checkpoint(checkpoint_path_, mlp_->layout(), activation_, loss_, params_data_, *optimizer_, state,
                        "--checkpoint " + config_.checkpoint);
@@ -824,13 +850,14 @@ void Trainer::save_checkpoint(int64_t epoch, int64_t epoch_step) {
     const std::string what = "--checkpoint-dir " + config_.checkpoint_dir;
     const std::string target = checkpoint_dir_ + "/" + checkpoint_file_name(global_step_);
     require_distinct_files(inputs_, {{"--checkpoint-dir", target}}, {{"--checkpoint-dir", "--resume"}});
+    require_own_or_absent(target, what, run_id_);
     write_checkpoint(target, mlp_->layout(), activation_, loss_, params_data_, *optimizer_, state, what);
-    // The run's own older checkpoints go (the one resumed from too); no other input ever does.
+    // The run's own older checkpoints go (the one resumed from too); no other input, no other run's file.
     std::vector<NamedPath> protect;
     for (const NamedPath& in : inputs_) {
       if (in.flag != "--resume") protect.push_back(in);
     }
-    prune_checkpoints(checkpoint_dir_, config_.keep_checkpoints, protect);
+    prune_checkpoints(checkpoint_dir_, what, run_id_, global_step_, config_.keep_checkpoints, protect);
   });
   last_checkpoint_ = Clock::now();
   time_due_ = false;

@@ -30,6 +30,7 @@ struct TrainingState {
   double epoch_sums[3] = {0, 0, 0};
   int64_t global_batch = 0;  // samples per step over all ranks (0: not recorded)
   int64_t samples = 0;       // training samples (0: not recorded)
+  std::string sample_order;  // Minibatches::sample_order() ("": not recorded)
   // The learning-rate flags, --lr and the peak lr it scaled to (files written
   // before schedules were recorded have none: has_schedule false).
   bool has_schedule = false;
@@ -40,6 +41,10 @@ struct TrainingState {
   // The feature and class names the model was trained with: written to
   // /model/feature_names and /model/label_names, each when known.
   DataNames names;
+  // The run the checkpoint belongs to: made when a run starts fresh, kept by
+  // every --resume of it (see checkpoint_dir.hpp). "": files written before
+  // runs had ids, or by other tools.
+  std::string run_id;
 };
 
 struct CheckpointModel {
@@ -64,6 +69,13 @@ void write_checkpoint(const std::string& path, const Layout& layout, Activation 
 // the header (written by another tool, e.g. h5py) passes unchecked; returns
 // whether the file carried one.
 bool verify_checkpoint_file(const std::string& path, const std::string& what);
+
+// The run id in a checkpoint's header ("" if the file has none or cannot be
+// read). Only the header is read: even a truncated or damaged file names its run.
+std::string checkpoint_run_id(const std::string& path);
+
+// A new run's id: 16 hex digits from the system's random source.
+std::string new_run_id();
 
 // The readers check everything: every tensor's exact shape against 'sizes',
 // floating-point type and finite values; every attribute's type and range;

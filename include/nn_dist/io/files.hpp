@@ -24,6 +24,17 @@ void require_input_file(const std::string& path, const std::string& what);
 // with symlinks resolved, so a rename replaces the target, not the link.
 std::string require_output_file(const std::string& path, const std::string& what);
 
+// Whether anything is at path (false: nothing, not even a dangling symlink).
+// What keeps path from being examined (a symlink loop, a name too long, a
+// folder on the way that cannot be searched, a file where a folder should
+// be, a dangling symlink) is an Error "<what>: ...", never "absent".
+bool path_exists(const std::string& path, const std::string& what);
+
+// Checks an output folder before any work: creates it if absent (its parent
+// must exist), refuses anything that is not a folder, and probes that it
+// takes new files. Returns the folder with symlinks resolved.
+std::string require_output_folder(const std::string& path, const std::string& what);
+
 struct NamedPath {
   std::string flag;  // e.g. "--data"
   std::string path;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "nn_dist/io/dataset.hpp"
@@ -33,6 +34,11 @@ class Minibatches {
   // This rank's steps per epoch (may be fewer than the job's).
   virtual long steps() const = 0;
   virtual void set_seed(uint64_t seed) = 0;
+  // What, besides the seed, epoch, rank and batch, decides the order of the
+  // samples in an epoch, in words ("in file order", "shuffled", ...): a
+  // mid-epoch resume must find the same words, or it would train some
+  // samples twice and skip others.
+  virtual std::string sample_order() const = 0;
   // Orders the shard for this epoch.
   virtual void start_epoch(int64_t epoch) = 0;
   // Loads batch `step` of the epoch; returns its size (0 past this rank's end).
@@ -61,6 +67,7 @@ class BatchSource : public Minibatches {
   long steps() const override { return (count() + batch_ - 1) / batch_; }
 
   void set_seed(uint64_t seed) override { seed_ = seed; }
+  std::string sample_order() const override { return shuffle_ ? "shuffled" : "in file order"; }
   // Orders the shard for this epoch (identity without shuffle).
   void start_epoch(int64_t epoch) override;
   long load(long step) override;

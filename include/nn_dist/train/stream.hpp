@@ -63,6 +63,10 @@ class StreamSource : public Minibatches {
   long batch() const override { return batch_; }
   long steps() const override { return (count_ + batch_ - 1) / batch_; }
   void set_seed(uint64_t seed) override { seed_ = seed; }
+  // In file order: the same batches as BatchSource's. Shuffled: the sizes
+  // of the windows and blocks (from --cache-mb) shape the order too, as far
+  // as this rank's rows fill them (a larger cache may give the same order).
+  std::string sample_order() const override;
   void start_epoch(int64_t epoch) override;
   long load(long step) override;
   void prefetch(long step) override;

@@ -87,6 +87,11 @@ class Trainer {
   std::string checkpoint_flag() const;     // how errors name it: "--resume ck.h5"
   void allocate_model(const std::vector<long>& sizes);
   void initialise_parameters();
+  // Rank 0, --checkpoint-dir: refuses a folder holding another run's
+  // checkpoints or a file this run would write over (checkpoint_dir.hpp).
+  void check_checkpoint_dir();
+  // Rank 0: one note per leftover temporary file removed.
+  void note_removed(const std::vector<std::string>& stale) const;
   void start_gradient_sum();
   void open_metrics();
   void print_banner() const;
@@ -97,7 +102,7 @@ class Trainer {
   // Saves the state after `epoch_step` steps of epoch `epoch` (0-based); at
   // an epoch's end, epoch + 1 and 0. Collective: rank 0 writes.
   void save_checkpoint(int64_t epoch, int64_t epoch_step);
-  // Mid-epoch resume needs the same ranks, global batch and data; refuses otherwise.
+  // Mid-epoch resume needs the same ranks, global batch, data and sample order; refuses otherwise.
   void check_mid_epoch_resume(const TrainingState& state, long global_batch) const;
   // Rank 0, on --resume: one note naming the lr flags that differ from the checkpoint's.
   void note_schedule_changes(const TrainingState& state) const;
@@ -155,6 +160,7 @@ class Trainer {
   StepTimes times_;
   std::string checkpoint_path_, metrics_path_;  // rank 0: the outputs, symlinks resolved
   std::string checkpoint_dir_;                  // rank 0: --checkpoint-dir, resolved
+  std::string run_id_;                          // rank 0: the run the checkpoints belong to (TrainingState::run_id)
   std::vector<NamedPath> inputs_;               // every input file, which no output may replace
   TextFileWriter metrics_;
 };
