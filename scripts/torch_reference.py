@@ -123,171 +123,245 @@ def build_model(torch, d, hidden, k, activation, init):
     return model
 
 
-def run(rank, world, args, port):
+def start_process(rank, world, args, port):
+    """This process's threads, its core (--bind-to-core) and, with --ddp, its process group; returns the
+    OpenBLAS core name. Before torch (and numpy, h5py) are first imported."""
     set_thread_env(args.threads)
     if args.bind_to_core and hasattr(os, "sched_setaffinity"):
         cpus = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cpus[rank % len(cpus)]})
-    import h5py
-    import numpy as np
     import torch
-    import torch.nn.functional as F
 
     torch.set_num_threads(args.threads)
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:
         pass
-    blas_core, blas_config = openblas_info(args.threads)
-    root = rank == 0
-
+    blas_core, _ = openblas_info(args.threads)
     if args.ddp:
         import torch.distributed as dist
         os.environ["MASTER_ADDR"] = "127.0.0.1"
         os.environ["MASTER_PORT"] = str(port)
         dist.init_process_group("gloo", rank=rank, world_size=world)
+    return blas_core
 
-    # This rank's contiguous shard (all of it in one process).
-    with h5py.File(args.data, "r") as f:
-        xd, yd = f[args.x_dataset], f[args.y_dataset]
-        n_total, d = xd.shape
-        offset, count = shard_range(n_total, world, rank)
-        x = torch.from_numpy(np.ascontiguousarray(xd[offset:offset + count], dtype=np.float32))
-        y = torch.from_numpy(np.asarray(yd[offset:offset + count]).reshape(-1).astype(np.int64))
-        # Every rank needs the class count; read all labels (small).
-        k = int(np.asarray(yd[:]).max()) + 1
 
+class Shard:
+    """This rank's contiguous shard of the training set (all of it in one process): x (count, d) float32,
+    y (count,) int64 labels, n_total samples in the set, k classes."""
+
+    def __init__(self, args, world, rank):
+        import h5py
+        import numpy as np
+        import torch
+        with h5py.File(args.data, "r") as f:
+            xd, yd = f[args.x_dataset], f[args.y_dataset]
+            self.n_total, self.d = xd.shape
+            offset, self.count = shard_range(self.n_total, world, rank)
+            self.x = torch.from_numpy(np.ascontiguousarray(xd[offset:offset + self.count], dtype=np.float32))
+            self.y = torch.from_numpy(np.asarray(yd[offset:offset + self.count]).reshape(-1).astype(np.int64))
+            # Every rank needs the class count; read all labels (small).
+            self.k = int(np.asarray(yd[:]).max()) + 1
+
+
+def make_model(args, d, k):
+    """The MLP from --seed (with --ddp wrapped in DistributedDataParallel, which broadcasts rank 0's
+    parameters) and its SGD optimizer."""
+    import torch
     torch.manual_seed(args.seed)
     model = build_model(torch, d, args.hidden_sizes, k, args.activation, args.init)
     if args.ddp:
         from torch.nn.parallel import DistributedDataParallel as DDP
         model = DDP(model, bucket_cap_mb=args.bucket_mb)  # broadcasts rank 0's parameters
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    return model, opt
 
-    B = args.batch_size
-    shard_counts = [shard_range(n_total, world, r)[1] for r in range(world)]
-    steps_per_epoch = max(1, -(-max(shard_counts) // B))  # every rank takes the largest shard's steps
 
-    def size_of(c, step):
-        return min(max(c - step * B, 0), B)
+class StepTimes:
+    """Seconds of each phase summed over the steps after --warmup-steps, and their samples over all ranks."""
 
-    xbuf = torch.empty(B, d, dtype=torch.float32)
-    ybuf = torch.empty(B, dtype=torch.int64)
-    gen = torch.Generator()
-    log_every = args.log_every or max(1, steps_per_epoch // 10)
+    def __init__(self):
+        self.data = self.forward = self.backward = self.optimizer = self.total = 0.0
+        self.steps = 0
+        self.samples = 0
 
-    t_data = t_fwd = t_bwd = t_opt = t_total = 0.0
-    timed_steps = 0
-    timed_samples = 0
-    global_step = 0
-    first_losses, last_losses = [], []
-    epoch_loss = float("nan")
-    done = False
-    if root and not args.quiet:
-        print(f"torch {torch.__version__}: {world} rank(s), {n_total} samples x {d} features, "
-              f"{d}-{'-'.join(map(str, args.hidden_sizes + [k]))} {args.activation}, batch {B}/rank, "
-              f"{steps_per_epoch} steps/epoch, OpenBLAS core {blas_core}", flush=True)
-    for epoch in range(args.epochs):
-        gen.manual_seed(args.seed * 1000003 + epoch * 1009 + rank)
-        perm = torch.randperm(count, generator=gen)
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        correct = torch.zeros((), dtype=torch.int64)
-        epoch_samples = 0
+    def add(self, t0, t1, t2, t3, t4, global_n):
+        self.data += t1 - t0
+        self.forward += t2 - t1
+        self.backward += t3 - t2
+        self.optimizer += t4 - t3
+        self.total += t4 - t0
+        self.steps += 1
+        self.samples += global_n
+
+
+class Training:
+    """One rank's training: every rank takes the largest shard's steps per epoch, gathers each minibatch
+    by index into preallocated tensors, and times the step as nn_dist --profile does."""
+
+    def __init__(self, args, rank, world, shard, model, opt):
+        import torch
+        import torch.nn.functional as F
+        self.torch, self.F = torch, F
+        if args.ddp:
+            import torch.distributed as dist
+            self.dist = dist
+        self.args, self.rank, self.world, self.shard, self.model, self.opt = args, rank, world, shard, model, opt
+        self.root = rank == 0
+        B = self.B = args.batch_size
+        self.shard_counts = [shard_range(shard.n_total, world, r)[1] for r in range(world)]
+        self.steps_per_epoch = max(1, -(-max(self.shard_counts) // B))  # every rank takes the largest shard's steps
+        self.xbuf = torch.empty(B, shard.d, dtype=torch.float32)
+        self.ybuf = torch.empty(B, dtype=torch.int64)
+        self.gen = torch.Generator()
+        self.log_every = args.log_every or max(1, self.steps_per_epoch // 10)
+        self.times = StepTimes()
+        self.global_step = 0
+        self.first_losses, self.last_losses = [], []
+        self.epoch_loss = float("nan")
+
+    def size_of(self, c, step):
+        return min(max(c - step * self.B, 0), self.B)
+
+    def train(self):
+        for epoch in range(self.args.epochs):
+            if not self.epoch(epoch):
+                break
+
+    def epoch(self, epoch):
+        """One epoch, and its line; returns False when training ends (--max-steps, or no samples left)."""
+        torch, args = self.torch, self.args
+        self.gen.manual_seed(args.seed * 1000003 + epoch * 1009 + self.rank)
+        perm = torch.randperm(self.shard.count, generator=self.gen)
+        self.loss_sum = torch.zeros((), dtype=torch.float64)
+        self.correct = torch.zeros((), dtype=torch.int64)
+        epoch_samples, done = 0, False
         t_epoch = time.perf_counter()
-        for step in range(steps_per_epoch):
-            if args.max_steps and global_step >= args.max_steps:
+        for step in range(self.steps_per_epoch):
+            if args.max_steps and self.global_step >= args.max_steps:
                 done = True
                 break
-            n = size_of(count, step)
-            global_n = sum(size_of(c, step) for c in shard_counts)
-            t0 = time.perf_counter()
-            idx = perm[step * B:step * B + n]
-            xb, yb = xbuf[:n], ybuf[:n]
-            torch.index_select(x, 0, idx, out=xb)
-            torch.index_select(y, 0, idx, out=yb)
-            t1 = time.perf_counter()
-            out = model(xb)
-            if n > 0:
-                loss = F.cross_entropy(out, yb)  # mean over this rank's batch
-                if n * world != global_n:  # uneven batches: weight so the DDP average is the global mean
-                    loss = loss * (n * world / global_n)
-            else:
-                loss = out.sum() * 0.0
-            if n > 0:  # loss and accuracy sums, as nn_dist's forward pass computes them
-                with torch.no_grad():
-                    loss_sum += loss.detach().double() * (global_n / world)
-                    correct += (out.detach().argmax(1) == yb).sum()
-            t2 = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # with DDP: includes the gradient allreduce
-            t3 = time.perf_counter()
-            opt.step()
-            t4 = time.perf_counter()
-            global_step += 1
-            if global_step > args.warmup_steps:
-                t_data += t1 - t0
-                t_fwd += t2 - t1
-                t_bwd += t3 - t2
-                t_opt += t4 - t3
-                t_total += t4 - t0
-                timed_steps += 1
-                timed_samples += global_n
-            epoch_samples += global_n
-            if args.check:
-                lv = loss.item()
-                if args.ddp:
-                    t = torch.tensor([lv * global_n / world])
-                    dist.all_reduce(t)
-                    lv = t.item() / global_n
-                if epoch == 0 and step < log_every:
-                    first_losses.append(lv)
-                last_losses.append(lv)
-                last_losses = last_losses[-log_every:]
-                if root and ((step + 1) % log_every == 0 or step + 1 == steps_per_epoch):
-                    print(f"check: epoch {epoch + 1} step {step + 1}/{steps_per_epoch} loss {lv:.5f}", flush=True)
+            epoch_samples += self.step(epoch, step, perm)
         seconds = time.perf_counter() - t_epoch
         if epoch_samples == 0:
-            break
-        sums = torch.stack([loss_sum, correct.double()])
-        if args.ddp:
-            dist.all_reduce(sums)
-        epoch_loss = sums[0].item() / epoch_samples
-        if root and not args.quiet:
-            print(f"epoch {epoch + 1}/{args.epochs}  loss {epoch_loss:.5f}  acc {sums[1].item() / epoch_samples:.4f}  "
-                  f"{epoch_samples / seconds:.0f} samples/s  {seconds:.2f} s", flush=True)
-        if done:
-            break
+            return False
+        self.end_epoch(epoch, epoch_samples, seconds)
+        return not done
 
-    ok = True
-    if args.check and root:
-        first = sum(first_losses) / max(1, len(first_losses))
-        last = sum(last_losses) / max(1, len(last_losses))
-        ok = math.isfinite(last) and last < first
-        print(f"check: mean loss of the first {len(first_losses)} steps {first:.5f}, "
-              f"of the last {len(last_losses)} steps {last:.5f}: {'decreased' if ok else 'DID NOT DECREASE'}", flush=True)
-
-    if root:
-        if timed_steps == 0:
-            print(f"profile: no steps measured (raise --max-steps above --warmup-steps {args.warmup_steps})", flush=True)
+    def step(self, epoch, step, perm):
+        """One step: gather, forward, backward (with --ddp: the gradient allreduce), update; returns its
+        samples over all ranks."""
+        args, B, n = self.args, self.B, self.size_of(self.shard.count, step)
+        global_n = sum(self.size_of(c, step) for c in self.shard_counts)
+        t0 = time.perf_counter()
+        idx = perm[step * B:step * B + n]
+        xb, yb = self.xbuf[:n], self.ybuf[:n]
+        self.torch.index_select(self.shard.x, 0, idx, out=xb)
+        self.torch.index_select(self.shard.y, 0, idx, out=yb)
+        t1 = time.perf_counter()
+        out = self.model(xb)
+        if n > 0:
+            loss = self.F.cross_entropy(out, yb)  # mean over this rank's batch
+            if n * self.world != global_n:  # uneven batches: weight so the DDP average is the global mean
+                loss = loss * (n * self.world / global_n)
         else:
-            ms = 1000.0 / timed_steps
-            rec = {
-                "impl": "torch-ddp" if args.ddp else "torch",
-                "ranks": world, "threads": args.threads, "batch_per_rank": B,
-                "steps": timed_steps,
-                "samples_per_sec": round(timed_samples / t_total, 1),
-                "step_ms": round(t_total * ms, 4), "data_ms": round(t_data * ms, 4),
-                "forward_ms": round(t_fwd * ms, 4), "backward_ms": round(t_bwd * ms, 4),
-                "optimizer_ms": round(t_opt * ms, 4),
-                "loss": round(epoch_loss, 6),
-                "blas_core": blas_core,
-                "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE", ""),
-                "torch": torch.__version__,
-            }
-            print("BENCH_JSON " + json.dumps(rec, separators=(",", ":")), flush=True)
+            loss = out.sum() * 0.0
+        if n > 0:  # loss and accuracy sums, as nn_dist's forward pass computes them
+            with self.torch.no_grad():
+                self.loss_sum += loss.detach().double() * (global_n / self.world)
+                self.correct += (out.detach().argmax(1) == yb).sum()
+        t2 = time.perf_counter()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()  # with DDP: includes the gradient allreduce
+        t3 = time.perf_counter()
+        self.opt.step()
+        t4 = time.perf_counter()
+        self.global_step += 1
+        if self.global_step > args.warmup_steps:
+            self.times.add(t0, t1, t2, t3, t4, global_n)
+        if args.check:
+            self.watch_loss(loss, global_n, epoch, step)
+        return global_n
+
+    def watch_loss(self, loss, global_n, epoch, step):
+        """--check: the step's loss over all ranks, kept for the verdict and printed every --log-every steps."""
+        lv = loss.item()
+        if self.args.ddp:
+            t = self.torch.tensor([lv * global_n / self.world])
+            self.dist.all_reduce(t)
+            lv = t.item() / global_n
+        if epoch == 0 and step < self.log_every:
+            self.first_losses.append(lv)
+        self.last_losses.append(lv)
+        self.last_losses = self.last_losses[-self.log_every:]
+        if self.root and ((step + 1) % self.log_every == 0 or step + 1 == self.steps_per_epoch):
+            print(f"check: epoch {epoch + 1} step {step + 1}/{self.steps_per_epoch} loss {lv:.5f}", flush=True)
+
+    def end_epoch(self, epoch, epoch_samples, seconds):
+        """The epoch's loss and accuracy over all ranks, and its line."""
+        sums = self.torch.stack([self.loss_sum, self.correct.double()])
+        if self.args.ddp:
+            self.dist.all_reduce(sums)
+        self.epoch_loss = sums[0].item() / epoch_samples
+        if self.root and not self.args.quiet:
+            print(f"epoch {epoch + 1}/{self.args.epochs}  loss {self.epoch_loss:.5f}  "
+                  f"acc {sums[1].item() / epoch_samples:.4f}  "
+                  f"{epoch_samples / seconds:.0f} samples/s  {seconds:.2f} s", flush=True)
+
+    def loss_decreased(self):
+        """--check's verdict, printed: did the mean loss of the last steps fall below the first steps'?"""
+        first = sum(self.first_losses) / max(1, len(self.first_losses))
+        last = sum(self.last_losses) / max(1, len(self.last_losses))
+        ok = math.isfinite(last) and last < first
+        print(f"check: mean loss of the first {len(self.first_losses)} steps {first:.5f}, "
+              f"of the last {len(self.last_losses)} steps {last:.5f}: {'decreased' if ok else 'DID NOT DECREASE'}",
+              flush=True)
+        return ok
+
+
+def print_bench(args, world, times, epoch_loss, blas_core):
+    """The BENCH_JSON line (rank 0), as nn_dist --profile prints it."""
+    import torch
+    if times.steps == 0:
+        print(f"profile: no steps measured (raise --max-steps above --warmup-steps {args.warmup_steps})", flush=True)
+        return
+    ms = 1000.0 / times.steps
+    rec = {
+        "impl": "torch-ddp" if args.ddp else "torch",
+        "ranks": world, "threads": args.threads, "batch_per_rank": args.batch_size,
+        "steps": times.steps,
+        "samples_per_sec": round(times.samples / times.total, 1),
+        "step_ms": round(times.total * ms, 4), "data_ms": round(times.data * ms, 4),
+        "forward_ms": round(times.forward * ms, 4), "backward_ms": round(times.backward * ms, 4),
+        "optimizer_ms": round(times.optimizer * ms, 4),
+        "loss": round(epoch_loss, 6),
+        "blas_core": blas_core,
+        "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE", ""),
+        "torch": torch.__version__,
+    }
+    print("BENCH_JSON " + json.dumps(rec, separators=(",", ":")), flush=True)
+
+
+def run(rank, world, args, port):
+    """Trains on one rank; returns False when --check saw the loss not decrease (rank 0)."""
+    blas_core = start_process(rank, world, args, port)
+    import torch
+    shard = Shard(args, world, rank)
+    model, opt = make_model(args, shard.d, shard.k)
+    training = Training(args, rank, world, shard, model, opt)
+    root = rank == 0
+    if root and not args.quiet:
+        print(f"torch {torch.__version__}: {world} rank(s), {shard.n_total} samples x {shard.d} features, "
+              f"{shard.d}-{'-'.join(map(str, args.hidden_sizes + [shard.k]))} {args.activation}, "
+              f"batch {args.batch_size}/rank, {training.steps_per_epoch} steps/epoch, OpenBLAS core {blas_core}",
+              flush=True)
+    training.train()
+    ok = training.loss_decreased() if args.check and root else True
+    if root:
+        print_bench(args, world, training.times, training.epoch_loss, blas_core)
     if args.ddp:
-        dist.barrier()
-        dist.destroy_process_group()
+        training.dist.barrier()
+        training.dist.destroy_process_group()
     return ok
 
 
