@@ -96,21 +96,10 @@ def log_if_positive(ax, values):
         ax.set_yscale("log")
 
 
-def plot(out, target):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    runs = load(out)
-    if not runs:
-        die(f"{out}: no runs.csv of any recipe")
-    batches = sorted({b for _, b in runs})
-    names = [n for n in RECIPES if any(k[0] == n for k in runs)]
-    cmap = plt.get_cmap("viridis")
-    color = {b: cmap(i / max(1, len(batches) - 1)) for i, b in enumerate(batches)}
-    fig, axes = plt.subplots(2, len(names), figsize=(4.2 * len(names), 7.6), squeeze=False)
-    rows = []
+def draw_loss_curves(axes, runs, names, batches, color):
+    """Top row: validation loss against epoch, one panel per recipe, one line per global batch."""
     for j, name in enumerate(names):
-        ax = axes[0][j]
+        ax = axes[j]
         for b in batches:
             r = runs.get((name, b))
             if not r:
@@ -124,34 +113,56 @@ def plot(out, target):
             ax.set_ylabel("validation loss")
         ax.grid(True, alpha=0.3)
         ax.legend(title="global batch", fontsize=7, title_fontsize=7)
-    ax = axes[1][0]
+
+
+def summary_rows(runs, names, batches, target):
+    """batch_summary.csv: per recipe and global batch, the final loss and the seconds to the target loss."""
+    rows = []
     for name in names:
-        xs, ys = [], []
         for b in batches:
             r = runs.get((name, b))
             final = r["loss"][-1] if r and r["loss"] and r["exit"] == 0 else float("nan")
-            reached = next((s for s, l in zip(r["seconds"], r["loss"]) if l <= target), float("nan")) if r else float("nan")
+            reached = (next((s for s, l in zip(r["seconds"], r["loss"]) if l <= target), float("nan")) if r
+                       else float("nan"))
             rows.append({"recipe": name, "global_batch": b, "final_val_loss": final,
                          "epochs": len(r["loss"]) if r else 0, "exit_code": r["exit"] if r else "",
                          "seconds_to_target": reached, "train_seconds": r["seconds"][-1] if r and r["seconds"] else ""})
-            xs.append(b)
-            ys.append(final)
-        ax.plot(xs, ys, "-o", ms=4, label=name)
+    return rows
+
+
+def draw_against_batch(ax, rows, names, column):
+    """One line per recipe: rows' column against the global batch (log axes)."""
+    for name in names:
+        pts = [(r["global_batch"], r[column]) for r in rows if r["recipe"] == name]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", ms=4, label=name)
     ax.set_xscale("log", base=2)
-    log_if_positive(ax, [r["final_val_loss"] for r in rows])
+    log_if_positive(ax, [r[column] for r in rows])
     ax.set_xlabel("global batch")
+
+
+def plot(out, target):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    runs = load(out)
+    if not runs:
+        die(f"{out}: no runs.csv of any recipe")
+    batches = sorted({b for _, b in runs})
+    names = [n for n in RECIPES if any(k[0] == n for k in runs)]
+    cmap = plt.get_cmap("viridis")
+    color = {b: cmap(i / max(1, len(batches) - 1)) for i, b in enumerate(batches)}
+    fig, axes = plt.subplots(2, len(names), figsize=(4.2 * len(names), 7.6), squeeze=False)
+    draw_loss_curves(axes[0], runs, names, batches, color)
+    rows = summary_rows(runs, names, batches, target)
+    ax = axes[1][0]
+    draw_against_batch(ax, rows, names, "final_val_loss")
     ax.set_ylabel("validation loss after the last epoch")
     ax.set_title("final loss (about 1.1 = ln 3: the net learned nothing)", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
-    ax = axes[1][1] if len(names) > 1 else None
-    if ax is not None:
-        for name in names:
-            pts = [(r["global_batch"], r["seconds_to_target"]) for r in rows if r["recipe"] == name]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", ms=4, label=name)
-        ax.set_xscale("log", base=2)
-        log_if_positive(ax, [r["seconds_to_target"] for r in rows])
-        ax.set_xlabel("global batch")
+    if len(names) > 1:
+        ax = axes[1][1]
+        draw_against_batch(ax, rows, names, "seconds_to_target")
         ax.set_ylabel(f"training seconds to validation loss {target:g}")
         ax.set_title("time to target (missing: never reached)", fontsize=10)
         ax.grid(True, alpha=0.3)
@@ -162,6 +173,10 @@ def plot(out, target):
                  "lr at batch 32 = 0.01", fontsize=10)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "batch_sweep.png"), dpi=100)
+    write_summary(out, rows)
+
+
+def write_summary(out, rows):
     with open(os.path.join(out, "batch_summary.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
         w.writeheader()

@@ -78,7 +78,8 @@ def shards(n, p):
     return out
 
 
-def run_case(case, tmp, epochs=2):
+def make_data(case, tmp):
+    """The case's data set (nn_datagen): its path, X as a tensor and y as stored."""
     data = os.path.join(tmp, "data.h5")
     subprocess.run([NN_DATAGEN, "--kind", case["kind"], "--samples", "203", "--features", "5",
                     "--classes", "3", "--targets", "2", "--seed", "3", "--out", data],
@@ -86,9 +87,11 @@ def run_case(case, tmp, epochs=2):
     with h5py.File(data) as f:
         x = torch.from_numpy(f["X"][:].astype(np.float32))
         y_raw = f["y"][:]
-    outputs = {"softmax": 3, "logistic": 1, "mse": y_raw.shape[1] if y_raw.ndim == 2 else 1}[case["loss"]]
-    sizes = [x.shape[1]] + case["hidden"] + [outputs]
+    return data, x, y_raw
 
+
+def torch_model(case, sizes):
+    """torch's MLP of these layer sizes from seed 0, and its Linear layers."""
     torch.manual_seed(0)
     layers = []
     for i in range(len(sizes) - 1):
@@ -96,10 +99,12 @@ def run_case(case, tmp, epochs=2):
         if i + 2 < len(sizes):
             layers.append(ACTIVATIONS[case["act"]]())
     model = torch.nn.Sequential(*layers)
-    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    return model, [m for m in model if isinstance(m, torch.nn.Linear)]
 
-    init = os.path.join(tmp, "init.h5")
-    with h5py.File(init, "w") as f:
+
+def write_init(path, case, sizes, linears):
+    """torch's initial weights as an nn_dist --init checkpoint."""
+    with h5py.File(path, "w") as f:
         g = f.create_group("model")
         for l, lin in enumerate(linears, start=1):
             g[f"W{l}"] = lin.weight.detach().numpy()
@@ -108,8 +113,10 @@ def run_case(case, tmp, epochs=2):
         g.attrs["activation"] = np.bytes_(case["act"])
         g.attrs["loss"] = np.bytes_(case["loss"])
 
+
+def run_nn_dist(case, data, init, out, epochs):
+    """nn_dist from init, without shuffling, its final weights in out."""
     o = case["opt"]
-    out = os.path.join(tmp, "out.h5")
     cmd = [MPIEXEC, "-np", str(case["ranks"]), "--oversubscribe", "--mca", "mpi_yield_when_idle", "1",
            NN_DIST, "--data", data, "--init", init, "--loss", case["loss"], "--no-shuffle",
            "--batch-size", str(case["batch"]), "--epochs", str(epochs), "--optimizer", o["name"],
@@ -121,31 +128,42 @@ def run_case(case, tmp, epochs=2):
         cmd += schedule_flags(sched)
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
 
+
+def torch_loss(case, y_raw):
+    """(targets, loss function) of nn_dist's loss, as torch computes it."""
+    if case["loss"] == "softmax":
+        return torch.from_numpy(y_raw.astype(np.int64)), torch.nn.CrossEntropyLoss()
+    if case["loss"] == "logistic":
+        # mean of log(1 + exp(z)) - y z
+        return torch.from_numpy(y_raw.astype(np.float32)).reshape(-1, 1), torch.nn.BCEWithLogitsLoss()
+    target = torch.from_numpy(y_raw.astype(np.float32)).reshape(len(y_raw), -1)
+    mse = torch.nn.MSELoss(reduction="sum")
+    return target, lambda z, t: 0.5 * mse(z, t) / len(t)  # 1/(2n) sum ||h(x) - y||^2
+
+
+def torch_optimizer(case, model, steps, epochs):
+    """torch.optim's optimizer for the case, and a LambdaLR of nn_dist's schedule (or None)."""
+    o, sched = case["opt"], case.get("sched")
     if o["name"] == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"],
                               weight_decay=o["weight_decay"])
     else:
         opt = torch.optim.Adam(model.parameters(), lr=o["lr"], weight_decay=o["weight_decay"])
-    if case["loss"] == "softmax":
-        target = torch.from_numpy(y_raw.astype(np.int64))
-        loss_fn = torch.nn.CrossEntropyLoss()
-    elif case["loss"] == "logistic":
-        target = torch.from_numpy(y_raw.astype(np.float32)).reshape(-1, 1)
-        loss_fn = torch.nn.BCEWithLogitsLoss()  # mean of log(1 + exp(z)) - y z
-    else:
-        target = torch.from_numpy(y_raw.astype(np.float32)).reshape(len(y_raw), -1)
-        mse = torch.nn.MSELoss(reduction="sum")
-        loss_fn = lambda z, t: 0.5 * mse(z, t) / len(t)  # 1/(2n) sum ||h(x) - y||^2
+    if not sched:
+        return opt, None
+    ratio = case["batch"] * case["ranks"] / sched["reference"]
+    peak = o["lr"] * (ratio if sched["scaling"] == "linear" else math.sqrt(ratio))
+    for group in opt.param_groups:
+        group["lr"] = peak
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda k: scheduled_lr(sched, peak, k, steps, epochs) / peak)
+
+
+def train_torch(case, model, x, y_raw, epochs):
+    """torch on the same global batches nn_dist took: each step, every rank's next rows of its shard."""
+    target, loss_fn = torch_loss(case, y_raw)
     parts = shards(len(x), case["ranks"])
     steps = max((count + case["batch"] - 1) // case["batch"] for _, count in parts)
-    scheduler = None
-    if sched:
-        ratio = case["batch"] * case["ranks"] / sched["reference"]
-        peak = o["lr"] * (ratio if sched["scaling"] == "linear" else math.sqrt(ratio))
-        for group in opt.param_groups:
-            group["lr"] = peak
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda k: scheduled_lr(sched, peak, k, steps, epochs) / peak)
+    opt, scheduler = torch_optimizer(case, model, steps, epochs)
     for _ in range(epochs):
         for s in range(steps):
             rows = [i for offset, count in parts
@@ -156,6 +174,9 @@ def run_case(case, tmp, epochs=2):
             if scheduler:
                 scheduler.step()
 
+
+def largest_difference(out, linears):
+    """The largest difference between nn_dist's weights in out and torch's, relative to the layer's largest."""
     worst = 0.0
     with h5py.File(out) as f:
         for l, lin in enumerate(linears, start=1):
@@ -164,6 +185,19 @@ def run_case(case, tmp, epochs=2):
                 diff = np.abs(theirs - mine.detach().numpy()).max()
                 worst = max(worst, diff / max(1.0, np.abs(theirs).max()))
     return worst
+
+
+def run_case(case, tmp, epochs=2):
+    data, x, y_raw = make_data(case, tmp)
+    outputs = {"softmax": 3, "logistic": 1, "mse": y_raw.shape[1] if y_raw.ndim == 2 else 1}[case["loss"]]
+    sizes = [x.shape[1]] + case["hidden"] + [outputs]
+    model, linears = torch_model(case, sizes)
+    init = os.path.join(tmp, "init.h5")
+    write_init(init, case, sizes, linears)
+    out = os.path.join(tmp, "out.h5")
+    run_nn_dist(case, data, init, out, epochs)
+    train_torch(case, model, x, y_raw, epochs)
+    return largest_difference(out, linears)
 
 
 def main():
