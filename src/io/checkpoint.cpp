@@ -16,8 +16,8 @@
 #include <memory>
 #include <random>
 
-#include "h5util.hpp"
-#include "names_h5.hpp"
+#include "io/h5util.hpp"
+#include "io/names_h5.hpp"
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/io/dataset.hpp"

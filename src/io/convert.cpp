@@ -16,8 +16,8 @@
 #include <map>
 #include <memory>
 
-#include "h5util.hpp"
-#include "names_h5.hpp"
+#include "io/h5util.hpp"
+#include "io/names_h5.hpp"
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/io/files.hpp"

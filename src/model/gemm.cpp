@@ -152,7 +152,7 @@ void kernel(long kc, const float* a, long a_stride, const float* b, float* c, lo
   }
 }
 
-#include "gemm_blocked.inc"
+#include "model/gemm_blocked.inc"
 
 }  // namespace
 }  // namespace avx512
@@ -216,7 +216,7 @@ void kernel(long kc, const float* a, long a_stride, const float* b, float* c, lo
   }
 }
 
-#include "gemm_blocked.inc"
+#include "model/gemm_blocked.inc"
 
 }  // namespace
 }  // namespace avx2

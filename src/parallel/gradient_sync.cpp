@@ -6,8 +6,8 @@
 
 #include <algorithm>
 
-#include "mpi_comm.hpp"
-#include "sum/sums.hpp"
+#include "parallel/mpi_comm.hpp"
+#include "parallel/sum/sums.hpp"
 
 namespace nn_dist {
 
