@@ -4,8 +4,8 @@
 #include <boost/program_options.hpp>
 #include <cmath>
 #include <cstdio>
-#include <iostream>
 
+#include "nn_dist/cli/options.hpp"
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/io/dataset.hpp"
 #include "nn_dist/model/init.hpp"
@@ -71,13 +71,12 @@ void generate(const Options& o, long n, nn_dist::Rng& sample_rng, const Teacher*
   }
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
+  const nn_dist::ProgramHelp program{"nn_datagen", "synthetic datasets for nn_dist",
+                            {"nn_datagen --out train.h5 [--kind spirals] [options]"}};
   Options o;
-  po::options_description desc(
-      "nn_datagen: synthetic datasets for nn_dist\n\nUsage: nn_datagen --out train.h5 [--kind spirals] [options]\n");
-  desc.add_options()("help,h", "show this help")
+  po::options_description table = nn_dist::option_table();
+  table.add_options()
       ("out", po::value(&o.out), "output HDF5 file (required)")
       ("val-out", po::value(&o.val_out), "also write a validation set from the same distribution")
       ("kind", po::value(&o.kind)->default_value(o.kind), "spirals|teacher|xor|linear|regression")
@@ -89,49 +88,45 @@ int main(int argc, char** argv) {
       ("noise", po::value(&o.noise)->default_value(o.noise), "noise level")
       ("seed", po::value(&o.seed)->default_value(o.seed), "random seed")
       ("x-dtype", po::value(&o.x_dtype)->default_value(o.x_dtype), "stored type of X: float32|float64|int32");
-  try {
-    po::variables_map vm;
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-    if (vm.count("help")) {
-      std::cout << desc;
-      return 0;
-    }
-    if (o.out.empty()) throw nn_dist::Error("--out: required");
-    const bool known = o.kind == "spirals" || o.kind == "teacher" || o.kind == "xor" || o.kind == "linear" ||
-                       o.kind == "regression";
-    if (!known) throw nn_dist::Error("--kind: unknown value '" + o.kind + "'");
-    if (o.features == 0) o.features = (o.kind == "spirals" || o.kind == "xor") ? 2 : 20;
-    if (o.samples <= 0 || o.val_samples <= 0) throw nn_dist::Error("--samples: must be positive");
-    if (o.classes < 2 || o.targets < 1) throw nn_dist::Error("--classes must be >= 2 and --targets >= 1");
-    if ((o.kind == "spirals" || o.kind == "xor") && o.features < 2) throw nn_dist::Error("--features: at least 2");
-    nn_dist::StoredType type = nn_dist::StoredType::kFloat32;
-    if (o.x_dtype == "float64") type = nn_dist::StoredType::kFloat64;
-    else if (o.x_dtype == "int32") type = nn_dist::StoredType::kInt32;
-    else if (o.x_dtype != "float32") throw nn_dist::Error("--x-dtype: unknown value '" + o.x_dtype + "'");
+  std::string help;
+  if (!nn_dist::parse_options(argc, argv, program, table, &help)) {
+    std::printf("%s", help.c_str());
+    return 0;
+  }
+  if (o.out.empty()) throw nn_dist::Error("--out: required");
+  const bool known = o.kind == "spirals" || o.kind == "teacher" || o.kind == "xor" || o.kind == "linear" ||
+                     o.kind == "regression";
+  if (!known) throw nn_dist::Error("--kind: unknown value '" + o.kind + "'");
+  if (o.features == 0) o.features = (o.kind == "spirals" || o.kind == "xor") ? 2 : 20;
+  if (o.samples <= 0 || o.val_samples <= 0) throw nn_dist::Error("--samples: must be positive");
+  if (o.classes < 2 || o.targets < 1) throw nn_dist::Error("--classes must be >= 2 and --targets >= 1");
+  if ((o.kind == "spirals" || o.kind == "xor") && o.features < 2) throw nn_dist::Error("--features: at least 2");
+  nn_dist::StoredType type = nn_dist::StoredType::kFloat32;
+  if (o.x_dtype == "float64") type = nn_dist::StoredType::kFloat64;
+  else if (o.x_dtype == "int32") type = nn_dist::StoredType::kInt32;
+  else if (o.x_dtype != "float32") throw nn_dist::Error("--x-dtype: unknown value '" + o.x_dtype + "'");
 
-    nn_dist::Rng teacher_rng(nn_dist::mix_seed(static_cast<uint64_t>(o.seed), 7));
-    const Teacher teacher(o.features, o.kind == "regression" ? o.targets : o.classes, teacher_rng);
-    const bool labels = o.kind != "regression";
-    Matrix<float> x;
-    Matrix<double> y;
-    nn_dist::Rng train_rng(nn_dist::mix_seed(static_cast<uint64_t>(o.seed), 1));
-    generate(o, o.samples, train_rng, &teacher, x, y);
-    nn_dist::write_dataset(o.out, x, y, labels, type);
-    std::printf("nn_datagen: wrote %s (%ld x %ld, %s)\n", o.out.c_str(), o.samples, o.features, o.kind.c_str());
-    if (!o.val_out.empty()) {
-      nn_dist::Rng val_rng(nn_dist::mix_seed(static_cast<uint64_t>(o.seed), 2));
-      generate(o, o.val_samples, val_rng, &teacher, x, y);
-      nn_dist::write_dataset(o.val_out, x, y, labels, type);
-      std::printf("nn_datagen: wrote %s (%ld x %ld, %s)\n", o.val_out.c_str(), o.val_samples, o.features,
-                  o.kind.c_str());
-    }
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "nn_datagen: error: %s\n", e.what());
-    return nn_dist::kUsageExitCode;
-  } catch (const nn_dist::Error& e) {
-    std::fprintf(stderr, "nn_datagen: error: %s\n", e.what());
-    return nn_dist::kUsageExitCode;
+  nn_dist::Rng teacher_rng(nn_dist::mix_seed(static_cast<uint64_t>(o.seed), 7));
+  const Teacher teacher(o.features, o.kind == "regression" ? o.targets : o.classes, teacher_rng);
+  const bool labels = o.kind != "regression";
+  Matrix<float> x;
+  Matrix<double> y;
+  nn_dist::Rng train_rng(nn_dist::mix_seed(static_cast<uint64_t>(o.seed), 1));
+  generate(o, o.samples, train_rng, &teacher, x, y);
+  nn_dist::write_dataset(o.out, x, y, labels, type);
+  std::printf("nn_datagen: wrote %s (%ld x %ld, %s)\n", o.out.c_str(), o.samples, o.features, o.kind.c_str());
+  if (!o.val_out.empty()) {
+    nn_dist::Rng val_rng(nn_dist::mix_seed(static_cast<uint64_t>(o.seed), 2));
+    generate(o, o.val_samples, val_rng, &teacher, x, y);
+    nn_dist::write_dataset(o.val_out, x, y, labels, type);
+    std::printf("nn_datagen: wrote %s (%ld x %ld, %s)\n", o.val_out.c_str(), o.val_samples, o.features,
+                o.kind.c_str());
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return nn_dist::program_main("nn_datagen", [&] { return run(argc, argv); });
 }

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "nn_dist/cli/mpi_tool.hpp"
+#include "nn_dist/cli/mpi_program.hpp"
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/eval/metrics.hpp"
@@ -36,9 +36,12 @@ struct Options {
 
 // Returns false for --help (printed by rank 0).
 bool parse(int argc, char** argv, Options* o, std::string* help) {
-  po::options_description desc("Usage: [mpirun -np N] nn_eval --model CKPT.h5 --data test.h5 [options]", 100);
-  desc.add_options()
-      ("help,h", "show this help")
+  const ProgramHelp program{"nn_eval",
+                            "a checkpoint's loss and metrics on a dataset (accuracy, precision/recall/F1, "
+                            "confusion matrix; or MSE, MAE, R^2)",
+                            {"[mpirun -np N] nn_eval --model CKPT.h5 --data test.h5 [options]"}};
+  po::options_description table = option_table();
+  table.add_options()
       ("model", po::value(&o->model), "checkpoint written by nn_dist (or a model file with its /model group)")
       ("data", po::value(&o->data), "HDF5 data in nn_dist's format (X, and y)")
       ("x-dataset", po::value(&o->x_name)->default_value(o->x_name), "name of the feature dataset")
@@ -46,7 +49,7 @@ bool parse(int argc, char** argv, Options* o, std::string* help) {
       ("predictions", po::value(&o->predictions), "write each sample's outputs here (HDF5), in file order")
       ("json", po::bool_switch(&o->json), "print the results as one JSON object")
       ("batch", po::value(&o->batch)->default_value(o->batch), "samples per forward pass");
-  if (!parse_mpi_tool_options(argc, argv, &desc, &o->timeout, help)) return false;
+  if (!parse_mpi_tool_options(argc, argv, program, &table, &o->timeout, help)) return false;
   if (o->model.empty()) throw Error("--model: required (a checkpoint written by nn_dist)");
   if (o->data.empty()) throw Error("--data: required (the data to evaluate on)");
   if (!(o->batch > 0 && o->batch <= 1 << 20)) throw Error("--batch: must be 1 to 1048576");

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "nn_dist/cli/config.hpp"
-#include "nn_dist/cli/mpi_tool.hpp"
+#include "nn_dist/cli/mpi_program.hpp"
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/io/files.hpp"
@@ -124,9 +124,12 @@ bool parse(int argc, char** argv, Options* o, std::string* help) {
   o->bucket_mb = trainer.bucket_mb;
   o->overlap = trainer.overlap ? "on" : "off";
   o->timeout = trainer.collective_timeout;
-  po::options_description desc("Usage: mpirun -np N nn_allreduce_bench [options]", 100);
-  desc.add_options()
-      ("help,h", "show this help")
+  const ProgramHelp program{"nn_allreduce_bench",
+                            "latency and bandwidth of Open MPI's allreduce and of nn_dist's gradient sums, size by "
+                            "size",
+                            {"mpirun -np N nn_allreduce_bench [options]"}};
+  po::options_description table = option_table();
+  table.add_options()
       ("min-bytes", po::value(&o->min_bytes)->default_value(o->min_bytes),
        "smallest message (bytes, or with K, M, G: KiB, MiB, GiB); a multiple of 4 (float32 values)")
       ("max-bytes", po::value(&o->max_bytes)->default_value(o->max_bytes), "largest message")
@@ -145,7 +148,7 @@ bool parse(int argc, char** argv, Options* o, std::string* help) {
       ("bucket-mb", po::value(&o->bucket_mb)->default_value(o->bucket_mb), "nn-ring: bucket size in MB, as nn_dist's")
       ("overlap", po::value(&o->overlap)->default_value(o->overlap),
        "nn-ring: on, buckets started as backprop reports its pieces; off, one ring after backprop (as nn_dist's)");
-  if (!parse_mpi_tool_options(argc, argv, &desc, &o->timeout, help)) return false;
+  if (!parse_mpi_tool_options(argc, argv, program, &table, &o->timeout, help)) return false;
   const std::size_t min_bytes = parse_bytes(o->min_bytes, "--min-bytes");
   const std::size_t max_bytes = parse_bytes(o->max_bytes, "--max-bytes");
   if (min_bytes < 4 || min_bytes % 4 != 0) {
@@ -160,9 +163,7 @@ bool parse(int argc, char** argv, Options* o, std::string* help) {
   }
   if (!(o->min_seconds >= 0 && o->min_seconds <= 1e5)) throw Error("--min-seconds: must be 0 to 100000");
   if (!(o->bucket_mb > 0 && o->bucket_mb <= 1e6)) throw Error("--bucket-mb: must be in (0, 1000000]");
-  if (o->overlap != "on" && o->overlap != "off") {
-    throw Error("--overlap: unknown value '" + printable(o->overlap) + "' (expected on or off)");
-  }
+  parse_on_off(o->overlap, "--overlap");
   o->chosen = parse_paths(o->paths);
   for (std::size_t bytes = min_bytes; bytes <= max_bytes; bytes *= static_cast<std::size_t>(o->factor)) {
     o->sizes.push_back(bytes);

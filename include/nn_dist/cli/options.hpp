@@ -21,7 +21,7 @@ struct ProgramHelp {
   std::string summary;             // what it does, one line
   std::vector<std::string> usage;  // the usage lines, without "Usage: "
   // Added to the error for a stray word, e.g. " (write lists with commas, e.g. --hidden 64,32)".
-  std::string stray_hint;
+  std::string stray_hint = "";
 };
 
 // "<name>: <summary>\n\nUsage: <usage lines>\n<table>", the table with its defaults.
