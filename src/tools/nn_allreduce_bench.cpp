@@ -52,18 +52,14 @@ std::size_t parse_bytes(const std::string& text, const std::string& flag) {
   return count << shift;
 }
 
-// Returns false for --help (printed by rank 0).
-bool parse(int argc, char** argv, Options* o, std::string* help) {
-  const Config trainer;  // the ring's buckets and overlap, and the timeout, default to the trainer's
+// The options, their defaults from *o (the ring's buckets and overlap, and the timeout, are the trainer's).
+po::options_description option_table(Options* o) {
+  const Config trainer;
   o->bucket_mb = trainer.bucket_mb;
   o->overlap = trainer.overlap ? "on" : "off";
   o->timeout = trainer.collective_timeout;
   MeasureOptions& m = o->measure;
-  const ProgramHelp program{"nn_allreduce_bench",
-                            "latency and bandwidth of Open MPI's allreduce and of nn_dist's gradient sums, size by "
-                            "size",
-                            {"mpirun -np N nn_allreduce_bench [options]"}};
-  po::options_description table = option_table();
+  po::options_description table = nn_dist::option_table();
   table.add_options()
       ("min-bytes", po::value(&o->min_bytes)->default_value(o->min_bytes),
        "smallest message (bytes, or with K, M, G: KiB, MiB, GiB); a multiple of 4 (float32 values)")
@@ -83,7 +79,12 @@ bool parse(int argc, char** argv, Options* o, std::string* help) {
       ("bucket-mb", po::value(&o->bucket_mb)->default_value(o->bucket_mb), "nn-ring: bucket size in MB, as nn_dist's")
       ("overlap", po::value(&o->overlap)->default_value(o->overlap),
        "nn-ring: on, buckets started as backprop reports its pieces; off, one ring after backprop (as nn_dist's)");
-  if (!parse_mpi_tool_options(argc, argv, program, &table, &o->timeout, help)) return false;
+  return table;
+}
+
+// The values, and what follows from them: the ring's settings, the paths, the sizes.
+void check_options(Options* o) {
+  const MeasureOptions& m = o->measure;
   const std::size_t min_bytes = parse_bytes(o->min_bytes, "--min-bytes");
   const std::size_t max_bytes = parse_bytes(o->max_bytes, "--max-bytes");
   if (min_bytes < 4 || min_bytes % 4 != 0) {
@@ -104,6 +105,17 @@ bool parse(int argc, char** argv, Options* o, std::string* help) {
   for (std::size_t bytes = min_bytes; bytes <= max_bytes; bytes *= static_cast<std::size_t>(o->factor)) {
     o->sizes.push_back(bytes);
   }
+}
+
+// Returns false for --help (printed by rank 0).
+bool parse(int argc, char** argv, Options* o, std::string* help) {
+  const ProgramHelp program{"nn_allreduce_bench",
+                            "latency and bandwidth of Open MPI's allreduce and of nn_dist's gradient sums, size by "
+                            "size",
+                            {"mpirun -np N nn_allreduce_bench [options]"}};
+  po::options_description table = option_table(o);
+  if (!parse_mpi_tool_options(argc, argv, program, &table, &o->timeout, help)) return false;
+  check_options(o);
   return true;
 }
 
