@@ -4,8 +4,6 @@
 //   nn_convert idx --images train-images-idx3-ubyte --labels train-labels-idx1-ubyte --out mnist.h5
 #include <boost/program_options.hpp>
 #include <cstdio>
-#include <cstring>
-#include <exception>
 #include <string>
 
 #include "nn_dist/cli/options.hpp"
