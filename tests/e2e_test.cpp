@@ -437,7 +437,7 @@ TEST_F(E2eTest, BenchmarkToolsReportAndRejectBadFlags) {
   for (const std::string tool : {NN_ROOFLINE_BIN, NN_CORELAT_BIN}) {
     const RunResult help = run_shell(dir_, quote(tool) + " --help");
     EXPECT_EQ(help.code, 0) << describe(help);
-    EXPECT_TRUE(contains(help.out, "usage: ")) << describe(help);
+    EXPECT_TRUE(contains(help.out, "Usage: ")) << describe(help);
   }
 
   const RunResult bad_cpus = run_shell(dir_, quote(NN_CORELAT_BIN) + " --cpus 0,100000");

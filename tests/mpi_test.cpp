@@ -518,5 +518,14 @@ TEST(MpiAllocationTest, DistributedStepAllocatesNothing) {
   }
 }
 
+// --allreduce's names (parallel/ is the only place that knows them).
+TEST(MpiGradientTest, AllreduceNamesParseAndPrint) {
+  for (const char* name : {"auto", "shared", "hierarchical", "ring", "mpi", "none"}) {
+    EXPECT_EQ(allreduce_mode_name(parse_allreduce_mode(name)), name);
+  }
+  EXPECT_EQ(testing::error_of([] { parse_allreduce_mode("tr\tee"); }),
+            "--allreduce: unknown value 'tr\\x09ee' (expected auto, shared, hierarchical, ring, mpi or none)");
+}
+
 }  // namespace
 }  // namespace nn_dist

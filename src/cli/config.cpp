@@ -9,6 +9,7 @@
 #include <iterator>
 #include <sstream>
 
+#include "nn_dist/cli/options.hpp"
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/io/files.hpp"
@@ -20,7 +21,8 @@ namespace nn_dist {
 
 namespace {
 
-struct Choices {  // options parsed as text, then validated
+// The options read as text, checked and converted into Config after parsing.
+struct TextOptions {
   std::vector<std::string> data;
   std::string scale = "1";
   std::string optimizer, overlap, allreduce, config_file, gemm;
@@ -29,10 +31,10 @@ struct Choices {  // options parsed as text, then validated
   bool no_shuffle = false;
 };
 
-po::options_description describe(Config& c, Choices& k) {
+po::options_description data_options(Config& c, TextOptions& t) {
   po::options_description data("Data", 100);
   data.add_options()
-      ("data", po::value(&k.data), "training set (HDF5 with X: samples x features, y: labels or targets); "
+      ("data", po::value(&t.data), "training set (HDF5 with X: samples x features, y: labels or targets); "
        "repeat for several files read as one dataset, or give @list.txt (one file per line)")
       ("val", po::value(&c.val), "validation set in the same format, evaluated after every epoch")
       ("val-split", po::value(&c.val_split)->default_value(0),
@@ -42,34 +44,42 @@ po::options_description describe(Config& c, Choices& k) {
       ("cache-mb", po::value(&c.cache_mb)->default_value(0),
        "stream the training data, holding at most about this many MiB of samples per rank (0: all in memory, "
        "unless a shard would not fit)")
-      ("scale", po::value(&k.scale)->default_value("1"),
+      ("scale", po::value(&t.scale)->default_value("1"),
        "multiply every feature by this, e.g. 1/255 for bytes (stored in checkpoints like --standardize)")
       ("standardize", po::bool_switch(&c.standardize),
        "scale each feature to mean 0, standard deviation 1 over the training set (stored in checkpoints)");
+  return data;
+}
+
+po::options_description model_options(Config& c) {
   po::options_description model("Model", 100);
   model.add_options()
       ("hidden", po::value(&c.hidden)->default_value(c.hidden), "hidden widths, comma-separated; 'none' for no hidden layer")
       ("activation", po::value(&c.activation)->default_value(c.activation), "hidden activation: relu|tanh|sigmoid|identity")
       ("loss", po::value(&c.loss)->default_value(c.loss), "softmax|logistic|mse; auto: softmax for integer y, mse for float y")
       ("init", po::value(&c.init), "start from the /model group of this checkpoint");
+  return model;
+}
+
+po::options_description training_options(Config& c, TextOptions& t) {
   po::options_description train("Training", 100);
   train.add_options()
       ("epochs", po::value(&c.epochs)->default_value(c.epochs), "total epochs (including resumed ones)")
       ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size), "samples per rank per step")
       ("global-batch-size", po::value(&c.global_batch_size)->default_value(0), "samples per step over all ranks (overrides --batch-size)")
-      ("optimizer", po::value(&k.optimizer)->default_value("sgd"), "sgd|adam")
+      ("optimizer", po::value(&t.optimizer)->default_value("sgd"), "sgd|adam")
       ("lr", po::value(&c.optimizer.lr)->default_value(c.optimizer.lr, "0.05"),
        "learning rate (with --lr-scaling: the lr for --lr-reference-batch samples per step)")
-      ("lr-schedule", po::value(&k.lr_schedule)->default_value("constant"),
+      ("lr-schedule", po::value(&t.lr_schedule)->default_value("constant"),
        "constant|step|cosine: step multiplies the lr by --lr-decay-factor at each of --lr-decay-epochs; cosine "
        "falls from the peak lr after warmup to --lr-min at the end of --epochs")
-      ("lr-decay-epochs", po::value(&k.lr_decay_epochs), "--lr-schedule step: epochs at which the lr decays, e.g. 30,60,80")
+      ("lr-decay-epochs", po::value(&t.lr_decay_epochs), "--lr-schedule step: epochs at which the lr decays, e.g. 30,60,80")
       ("lr-decay-factor", po::value(&c.schedule.decay_factor)->default_value(c.schedule.decay_factor, "0.1"),
        "--lr-schedule step: the factor at each decay epoch")
       ("lr-min", po::value(&c.schedule.lr_min)->default_value(c.schedule.lr_min), "--lr-schedule cosine: the final lr")
       ("warmup-epochs", po::value(&c.schedule.warmup_epochs)->default_value(c.schedule.warmup_epochs),
        "linear warmup from ~0 to the peak lr over this many epochs, step by step (fractions allowed, e.g. 0.5)")
-      ("lr-scaling", po::value(&k.lr_scaling)->default_value("none"),
+      ("lr-scaling", po::value(&t.lr_scaling)->default_value("none"),
        "none|linear|sqrt: peak lr = --lr x (global batch / --lr-reference-batch), or x its square root")
       ("lr-reference-batch", po::value(&c.schedule.reference_batch)->default_value(c.schedule.reference_batch),
        "--lr-scaling: the global batch that --lr was chosen for")
@@ -78,8 +88,12 @@ po::options_description describe(Config& c, Choices& k) {
       ("beta1", po::value(&c.optimizer.beta1)->default_value(c.optimizer.beta1, "0.9"), "Adam beta1")
       ("beta2", po::value(&c.optimizer.beta2)->default_value(c.optimizer.beta2), "Adam beta2")
       ("eps", po::value(&c.optimizer.eps)->default_value(c.optimizer.eps), "Adam epsilon")
-      ("seed", po::value(&k.seed)->default_value(1), "seed for initialisation and shuffling")
-      ("no-shuffle", po::bool_switch(&k.no_shuffle), "keep file order (no per-epoch shuffle)");
+      ("seed", po::value(&t.seed)->default_value(1), "seed for initialisation and shuffling")
+      ("no-shuffle", po::bool_switch(&t.no_shuffle), "keep file order (no per-epoch shuffle)");
+  return train;
+}
+
+po::options_description output_options(Config& c) {
   po::options_description output("Checkpoints and output", 100);
   output.add_options()
       ("checkpoint", po::value(&c.checkpoint), "checkpoint file written by rank 0 (atomically)")
@@ -100,14 +114,18 @@ po::options_description describe(Config& c, Choices& k) {
        "batch system runs the job, else lines")
       ("log-every-seconds", po::value(&c.log_every_seconds)->default_value(c.log_every_seconds),
        "seconds between progress lines (--progress lines)");
+  return output;
+}
+
+po::options_description performance_options(Config& c, TextOptions& t) {
   po::options_description perf("Performance", 100);
   perf.add_options()
       ("threads", po::value(&c.threads)->default_value(c.threads), "threads per rank: 1 (run one rank per core instead)")
-      ("gemm", po::value(&k.gemm)->default_value("auto"),
+      ("gemm", po::value(&t.gemm)->default_value("auto"),
        "matrix kernel: auto (the best this CPU runs)|avx512|avx2|eigen (to test or compare the fallbacks)")
       ("bucket-mb", po::value(&c.bucket_mb)->default_value(c.bucket_mb), "gradient allreduce bucket size in MB")
-      ("overlap", po::value(&k.overlap)->default_value("on"), "on: bucketed allreduce overlapping backprop; off: one blocking allreduce")
-      ("allreduce", po::value(&k.allreduce)->default_value("auto"),
+      ("overlap", po::value(&t.overlap)->default_value("on"), "on: bucketed allreduce overlapping backprop; off: one blocking allreduce")
+      ("allreduce", po::value(&t.allreduce)->default_value("auto"),
        "gradient sum: auto|shared|hierarchical|ring|mpi (auto: shared memory on one node, hierarchical "
        "(shared memory inside nodes, MPI_Allreduce between) on several, mpi if nodes differ in size); "
        "none: no sum, every rank trains its own model (a benchmark of the scaling ceiling)")
@@ -116,12 +134,18 @@ po::options_description describe(Config& c, Choices& k) {
       ("warmup-steps", po::value(&c.warmup_steps)->default_value(c.warmup_steps), "steps left out of --profile timings")
       ("collective-timeout", po::value(&c.collective_timeout)->default_value(c.collective_timeout),
        "seconds a rank waits for the others (a stopped, dead or cut-off rank) before it aborts the job");
+  return perf;
+}
+
+// Every option, in the sections --help shows; values land in c, or in t to be checked.
+po::options_description option_table(Config& c, TextOptions& t) {
   po::options_description general("General", 100);
   general.add_options()
       ("help,h", "show this help")
-      ("config", po::value(&k.config_file), "read options from this INI file (command-line flags win)");
+      ("config", po::value(&t.config_file), "read options from this INI file (command-line flags win)");
   po::options_description all(100);
-  all.add(data).add(model).add(train).add(output).add(perf).add(general);
+  all.add(data_options(c, t)).add(model_options(c)).add(training_options(c, t)).add(output_options(c));
+  all.add(performance_options(c, t)).add(general);
   return all;
 }
 
@@ -153,22 +177,6 @@ double parse_scale(const std::string& text) {
   const double v = slash == std::string::npos ? number(text) : number(text.substr(0, slash)) / number(text.substr(slash + 1));
   if (!(std::isfinite(v) && v > 0)) throw Error("--scale: must be a positive finite number, got '" + printable(text) + "'");
   return v;
-}
-
-// Command-line words that belong to no option, e.g. the 32 of "--hidden 64 32".
-void reject_stray_arguments(const po::parsed_options& parsed) {
-  std::string previous;
-  for (const po::option& o : parsed.options) {
-    if (o.position_key < 0 && !o.string_key.empty()) {
-      previous = o.original_tokens.empty() ? "" : o.original_tokens.front();
-      continue;
-    }
-    const std::string word = o.original_tokens.empty() ? "" : printable(o.original_tokens.front());
-    std::string message = "unexpected argument '" + word + "'";
-    if (!previous.empty()) message += " after " + printable(previous);
-    message += ": every option takes one value (write lists with commas, e.g. --hidden 64,32)";
-    throw Error(message);
-  }
 }
 
 // Options given with an empty value, e.g. --checkpoint "" from an unset shell variable.
@@ -238,10 +246,10 @@ std::vector<std::string> expand_data_lists(const std::vector<std::string>& given
 }
 
 // The schedule's choices; a flag that only another schedule or scaling reads is an error, not ignored.
-void parse_schedule(const po::variables_map& vm, const Choices& k, ScheduleOptions* schedule) {
-  schedule->schedule = parse_lr_schedule(k.lr_schedule);
-  schedule->scaling = parse_lr_scaling(k.lr_scaling);
-  if (vm.count("lr-decay-epochs")) schedule->decay_epochs = parse_decay_epochs(k.lr_decay_epochs);
+void parse_schedule(const po::variables_map& vm, const TextOptions& t, ScheduleOptions* schedule) {
+  schedule->schedule = parse_lr_schedule(t.lr_schedule);
+  schedule->scaling = parse_lr_scaling(t.lr_scaling);
+  if (vm.count("lr-decay-epochs")) schedule->decay_epochs = parse_decay_epochs(t.lr_decay_epochs);
   const auto refuse_unless = [&](bool used, const char* flag, const char* needs) {
     if (!used && vm.count(flag) && !vm[flag].defaulted()) {
       throw Error(std::string("--") + flag + ": only used with " + needs + " (this run has --lr-schedule " +
@@ -274,72 +282,77 @@ std::string ini_text(const po::variables_map& vm) {
   return out.str();
 }
 
-}  // namespace
-
-ParseResult parse_config(int argc, const char* const* argv, Config* config, std::string* help_text) {
-  Config& c = *config;
-  Choices k;
-  const po::options_description options = describe(c, k);
-  po::variables_map vm;
-  try {
-    const po::parsed_options parsed = po::command_line_parser(argc, argv).options(options).run();
-    reject_stray_arguments(parsed);
-    po::store(parsed, vm);
-    if (vm.count("help")) {
-      std::ostringstream s;
-      s << "nn_dist: data-parallel MLP training over MPI\n\n"
-        << "Usage: mpirun -np N nn_dist --data train.h5 [options]\n"
-        << options;
-      *help_text = s.str();
-      return ParseResult::kHelp;
-    }
-    reject_empty_paths(vm);
-    if (vm.count("config")) {
-      const std::string path = vm["config"].as<std::string>();
-      std::istringstream in(config_text(path));
-      try {
-        po::store(po::parse_config_file(in, options), vm);  // values already given on the command line stay
-      } catch (const po::error& e) {
-        throw Error("--config " + printable(path, 200) + ": " + printable(e.what(), 200));
-      }
-      reject_empty_paths(vm);
-    }
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw Error(printable(e.what(), 200));
+// The command line, then the --config file under it (flags win). Returns
+// false for --help, with the help text in *help.
+bool read_options(int argc, const char* const* argv, const po::options_description& table, po::variables_map* vm,
+                  std::string* help) {
+  const ProgramHelp program{"nn_dist", "data-parallel MLP training over MPI",
+                            {"mpirun -np N nn_dist --data train.h5 [options]"},
+                            " (write lists with commas, e.g. --hidden 64,32)"};
+  const po::parsed_options parsed = parse_command_line(argc, argv, program, table);
+  with_option_errors([&] { po::store(parsed, *vm); });
+  if (vm->count("help")) {
+    *help = help_text(program, table);
+    return false;
   }
-  if (k.data.empty()) throw Error("--data: required (the training set, an HDF5 file)");
-  c.data_files = expand_data_lists(k.data);
-  c.scale = parse_scale(k.scale);
+  reject_empty_paths(*vm);
+  if (vm->count("config")) {
+    const std::string path = (*vm)["config"].as<std::string>();
+    std::istringstream in(config_text(path));
+    try {
+      po::store(po::parse_config_file(in, table), *vm);  // values already given on the command line stay
+    } catch (const po::error& e) {
+      throw Error("--config " + printable(path, 200) + ": " + printable(e.what(), 200));
+    }
+    reject_empty_paths(*vm);
+  }
+  with_option_errors([&] { po::notify(*vm); });
+  return true;
+}
+
+// The training data, its scaling and how much of it a rank holds.
+void check_data_options(Config& c, const TextOptions& t) {
+  if (t.data.empty()) throw Error("--data: required (the training set, an HDF5 file)");
+  c.data_files = expand_data_lists(t.data);
+  c.scale = parse_scale(t.scale);
   require_nonnegative(c.cache_mb, "cache-mb");
   if (c.cache_mb > 1e9) {  // 1 PB a rank; beyond about 1e300 the byte count was Inf
     std::ostringstream s;
     s << "--cache-mb: at most 1000000000 (MiB per rank), got " << c.cache_mb;
     throw Error(s.str());
   }
+}
+
+// How progress within an epoch is shown.
+void check_progress_options(const Config& c) {
   require_positive(c.log_every_seconds, "log-every-seconds");
   if (c.progress != "auto" && c.progress != "terminal" && c.progress != "lines" && c.progress != "off") {
     throw Error("--progress: unknown value '" + printable(c.progress) + "' (expected auto, terminal, lines or off)");
   }
+}
+
+// The validation set: a file, or a held-out fraction of the training set.
+void check_validation_options(Config& c) {
   c.data = c.data_files.front();
   if (!(c.val_split >= 0 && c.val_split < 1)) throw Error("--val-split: must be at least 0 and below 1");
   if (c.val_split > 0 && !c.val.empty()) throw Error("--val-split and --val: give one, not both");
-  c.shuffle = !k.no_shuffle;
+}
+
+// The optimizer, its schedule and the steps of training.
+void check_training_options(Config& c, const TextOptions& t, const po::variables_map& vm) {
+  c.shuffle = !t.no_shuffle;
   c.hidden_given = !vm["hidden"].defaulted();
   c.activation_given = !vm["activation"].defaulted();
-  c.overlap = k.overlap == "on";
-  if (k.overlap != "on" && k.overlap != "off") {
-    throw Error("--overlap: unknown value '" + k.overlap + "' (expected on or off)");
-  }
-  c.allreduce = parse_allreduce_mode(k.allreduce);
-  c.optimizer.kind = parse_optimizer(k.optimizer);
-  if (k.seed < 0) throw Error("--seed: must not be negative");
-  c.seed = static_cast<uint64_t>(k.seed);
+  c.overlap = parse_on_off(t.overlap, "--overlap");
+  c.allreduce = parse_allreduce_mode(t.allreduce);
+  c.optimizer.kind = parse_optimizer(t.optimizer);
+  if (t.seed < 0) throw Error("--seed: must not be negative");
+  c.seed = static_cast<uint64_t>(t.seed);
   require_positive(c.epochs, "epochs");
   require_positive(c.batch_size, "batch-size");
   require_nonnegative(static_cast<double>(c.global_batch_size), "global-batch-size");
   require_positive(c.optimizer.lr, "lr");
-  parse_schedule(vm, k, &c.schedule);
+  parse_schedule(vm, t, &c.schedule);
   c.schedule.epochs = c.epochs;
   validate_schedule(c.schedule);
   require_nonnegative(c.optimizer.momentum, "momentum");
@@ -348,6 +361,10 @@ ParseResult parse_config(int argc, const char* const* argv, Config* config, std:
   if (!(c.optimizer.beta2 >= 0 && c.optimizer.beta2 < 1)) throw Error("--beta2: must be in [0, 1)");
   require_positive(c.optimizer.eps, "eps");
   require_positive(c.checkpoint_every, "checkpoint-every");
+}
+
+// Threads, the matrix kernel, the gradient sum's buckets and the benchmark limits.
+void check_performance_options(Config& c, const TextOptions& t) {
   require_positive(c.threads, "threads");
   if (c.threads > 1) {
     // Measured on 2 cores: 1 rank x 2 threads (Eigen's threaded product) 25-122k samples/s, 2 ranks x 1
@@ -356,11 +373,15 @@ ParseResult parse_config(int argc, const char* const* argv, Config* config, std:
                 ": threads inside a rank run far slower than the same cores as ranks; run one rank per core "
                 "instead (e.g. mpirun -np " + std::to_string(c.threads) + " per rank you had, with --threads 1)");
   }
-  c.gemm = parse_gemm_kernel(k.gemm);
+  c.gemm = parse_gemm_kernel(t.gemm);
   require_positive(c.bucket_mb, "bucket-mb");
   if (c.bucket_mb > 1e6) throw Error("--bucket-mb: at most 1000000 (1 TB), got " + std::to_string(c.bucket_mb));
   require_nonnegative(static_cast<double>(c.max_steps), "max-steps");
   require_nonnegative(static_cast<double>(c.warmup_steps), "warmup-steps");
+}
+
+// Where the run starts from and where its checkpoints go.
+void check_checkpoint_options(const Config& c) {
   if (!c.init.empty() && !c.resume.empty()) throw Error("--init and --resume: give one, not both");
   if (!c.checkpoint.empty() && !c.checkpoint_dir.empty()) {
     throw Error("--checkpoint and --checkpoint-dir: give one, not both");
@@ -377,7 +398,25 @@ ParseResult parse_config(int argc, const char* const* argv, Config* config, std:
     throw Error("--allreduce none: the ranks train separate models (a benchmark), so there is no model for "
                 "--checkpoint to save");
   }
-  c.config_file = k.config_file;
+}
+
+}  // namespace
+
+// The checks run in the order of the options they name, as they always have:
+// where several flags are wrong, the first is reported.
+ParseResult parse_config(int argc, const char* const* argv, Config* config, std::string* help_text) {
+  Config& c = *config;
+  TextOptions t;
+  const po::options_description table = option_table(c, t);
+  po::variables_map vm;
+  if (!read_options(argc, argv, table, &vm, help_text)) return ParseResult::kHelp;
+  check_data_options(c, t);
+  check_progress_options(c);
+  check_validation_options(c);
+  check_training_options(c, t, vm);
+  check_performance_options(c, t);
+  check_checkpoint_options(c);
+  c.config_file = t.config_file;
   c.options_text = ini_text(vm);
   return ParseResult::kRun;
 }

@@ -16,8 +16,8 @@
 #include <memory>
 #include <random>
 
-#include "h5util.hpp"
-#include "names_h5.hpp"
+#include "io/h5util.hpp"
+#include "io/names_h5.hpp"
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/io/dataset.hpp"
@@ -88,16 +88,15 @@ long long read_int_in_range(hid_t loc, const std::string& where, const std::stri
   return v;
 }
 
-// A string attribute that must be one of the names `parse` accepts.
-template <typename Parse>
+// A string attribute that must be one of the names in `names`.
+template <typename Value>
 std::string read_name(hid_t loc, const std::string& where, const std::string& name, const std::string& what,
-                      Parse parse, const char* expected) {
+                      const NameTable<Value>& names) {
   const std::string value = h5::read_attr_string(loc, name, what);
-  try {
-    parse(value);
-  } catch (const Error&) {
-    throw Error(what + ": " + where + " attribute '" + name + "' is '" + printable(value) + "' (expected " + expected +
-                ")");
+  Value unused{};
+  if (!names.find(value, &unused)) {
+    throw Error(what + ": " + where + " attribute '" + name + "' is '" + printable(value) + "' (expected " +
+                names.expected() + ")");
   }
   return value;
 }
@@ -198,10 +197,8 @@ double read_nonnegative(hid_t loc, const std::string& name, const std::string& w
 void read_schedule(hid_t training, const std::string& what, TrainingState* state) {
   ScheduleOptions& o = state->schedule;
   const std::string where = "/training";
-  o.schedule = parse_lr_schedule(read_name(training, where, "lr_schedule", what, parse_lr_schedule,
-                                           "constant, step or cosine"));
-  o.scaling = parse_lr_scaling(read_name(training, where, "lr_scaling", what, parse_lr_scaling,
-                                         "none, linear or sqrt"));
+  o.schedule = parse_lr_schedule(read_name(training, where, "lr_schedule", what, lr_schedule_names()));
+  o.scaling = parse_lr_scaling(read_name(training, where, "lr_scaling", what, lr_scaling_names()));
   state->lr = read_nonnegative(training, "lr", what);
   state->lr_peak = read_nonnegative(training, "lr_peak", what);
   o.warmup_epochs = read_nonnegative(training, "warmup_epochs", what);
@@ -351,9 +348,8 @@ CheckpointModel read_checkpoint_model(const std::string& path, const std::string
     out.sizes.push_back(static_cast<long>(d));
   }
   if (out.sizes.size() < 2) throw Error(what + ": /model 'sizes' needs at least two layer widths");
-  out.activation = read_name(model.get(), "/model", "activation", what, parse_activation,
-                             "relu, tanh, sigmoid or identity");
-  out.loss = read_name(model.get(), "/model", "loss", what, parse_loss, "softmax, logistic or mse");
+  out.activation = read_name(model.get(), "/model", "activation", what, activation_names());
+  out.loss = read_name(model.get(), "/model", "loss", what, loss_names());
   out.names = read_names(model.get(), what, "/model/");
   require_names_fit(out.names, out.sizes.front(), out.loss == "softmax" ? out.sizes.back() : 0, what, "/model/");
   return out;
@@ -392,7 +388,7 @@ TrainingState read_checkpoint_state(const std::string& path, const std::string& 
   h5::Handle opt = open_group(file.get(), "optimizer", what);
   h5::Handle training = open_group(file.get(), "training", what);
   const std::string name =
-      read_name(opt.get(), "/optimizer", "name", what, parse_optimizer, "sgd or adam");
+      read_name(opt.get(), "/optimizer", "name", what, optimizer_names());
   if (name != optimizer_name(optimizer.options().kind)) {
     throw Error(what + ": was written by optimizer '" + name + "', but this run uses --optimizer " +
                 optimizer_name(optimizer.options().kind));

@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <limits>
 
-#include "h5util.hpp"
+#include "io/h5util.hpp"
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/io/checkpoint.hpp"

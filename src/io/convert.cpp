@@ -16,8 +16,8 @@
 #include <map>
 #include <memory>
 
-#include "h5util.hpp"
-#include "names_h5.hpp"
+#include "io/h5util.hpp"
+#include "io/names_h5.hpp"
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/io/files.hpp"
@@ -276,11 +276,9 @@ std::vector<std::string> classes_of(const std::string& path) {
   return names.labels;
 }
 
-}  // namespace
-
-ConvertSummary convert_csv(const CsvOptions& o) {
-  const std::string what = o.input;
-  require_input_file(o.input, what);
+// The flags' values, and the files: inputs readable, the output writable, none the same file.
+void check_csv_options(const CsvOptions& o) {
+  require_input_file(o.input, o.input);
   require_output_file(o.output, "--out " + o.output);
   if (!o.classes_from.empty()) require_input_file(o.classes_from, "--classes-from " + o.classes_from);
   require_distinct_files({{"--input", o.input}, {"--classes-from", o.classes_from}}, {{"--out", o.output}}, {});
@@ -290,195 +288,264 @@ ConvertSummary convert_csv(const CsvOptions& o) {
   if (o.label_type != "int" && o.label_type != "float" && o.label_type != "string" && o.label_type != "auto") {
     throw Error("--label-type: unknown value '" + printable(o.label_type) + "' (expected int, float, string or auto)");
   }
-  const bool fixed_classes = !o.classes_from.empty();
-  if (fixed_classes && (o.label_type == "int" || o.label_type == "float")) {
+  if (!o.classes_from.empty() && (o.label_type == "int" || o.label_type == "float")) {
     throw Error("--label-type " + o.label_type + ": --classes-from makes the labels named classes (string)");
   }
-  ConvertSummary summary;
-  if (fixed_classes) summary.class_names = classes_of(o.classes_from);
-  CsvReader csv(o.input, what);
-  csv.skip(o.skip_lines);
-  std::vector<std::string> first;
-  if (!csv.next(o.delimiter, &first)) throw Error(what + ": is empty (no rows)");
-  const long first_line = csv.line();
-  const long columns = static_cast<long>(first.size());
-  if (columns < 2) {
-    throw Error(csv.where() + ": has 1 field; a row needs features and a label (is --delimiter '" +
+}
+
+// The columns of a CSV file, from its first row: how many, which is the
+// label, and their names if the first row is a header.
+struct CsvColumns {
+  long count = 0, label = 0;
+  bool header = false;
+  std::vector<std::string> names;  // with a header: each column's name, trimmed
+  std::vector<std::string> first;  // the first row's fields
+  long first_line = 0;
+
+  // For messages: 'name' with a header, else the index.
+  std::string name(long c) const { return header ? "'" + printable(names[c], 60) + "'" : std::to_string(c); }
+};
+
+// --label as a 0-based index (-1: the last) into the first row's columns;
+// false when it is a name.
+bool label_by_index(const CsvOptions& o, CsvColumns* c) {
+  c->label = c->count - 1;
+  long long index = 0;
+  if (o.label.empty()) return true;
+  if (!is_number(parse_int(o.label, &index))) return false;
+  if (index < -c->count || index >= c->count) {
+    throw Error("--label " + o.label + ": there are " + std::to_string(c->count) + " columns (0.." +
+                std::to_string(c->count - 1) + ", or -1 for the last)");
+  }
+  c->label = static_cast<long>(index < 0 ? c->count + index : index);
+  return true;
+}
+
+// The header's names, each once (one name on two columns would let --label
+// take either, and the other be a feature: perhaps the label itself, leaked
+// into the inputs); with --label NAME, its column.
+void read_header_names(const CsvOptions& o, bool by_name, CsvColumns* c) {
+  c->names = c->first;
+  for (std::string& n : c->names) n = trim(n);
+  std::map<std::string, long> column_of;
+  for (long k = 0; k < c->count; ++k) {
+    const auto [it, fresh] = column_of.emplace(c->names[k], k);
+    if (!fresh) {
+      throw Error(o.input + ": line " + std::to_string(c->first_line) + ": the header names column '" +
+                  printable(c->names[k], 60) + "' twice (columns " + std::to_string(it->second) + " and " +
+                  std::to_string(k) + "); give each column its own name");
+    }
+  }
+  if (!by_name) return;
+  const auto it = column_of.find(o.label);
+  if (it == column_of.end()) {
+    std::string list;
+    for (long k = 0; k < c->count && k < 20; ++k) list += (k ? ", " : "") + printable(c->names[k], 40);
+    throw Error("--label " + printable(o.label) + ": no such column in the header of " + o.input + " (" + list +
+                (c->count > 20 ? ", ..." : "") + ")");
+  }
+  c->label = it->second;
+}
+
+// The first row decides the columns; a header is a first row whose feature
+// fields are not all numbers (--header auto), or one --header yes or a
+// --label NAME asks for.
+CsvColumns read_columns(const CsvOptions& o, CsvReader* csv) {
+  CsvColumns c;
+  if (!csv->next(o.delimiter, &c.first)) throw Error(o.input + ": is empty (no rows)");
+  c.first_line = csv->line();
+  c.count = static_cast<long>(c.first.size());
+  if (c.count < 2) {
+    throw Error(csv->where() + ": has 1 field; a row needs features and a label (is --delimiter '" +
                 std::string(1, o.delimiter) + "' right?)");
   }
-  // The label column: a name (needs a header), an index, or the last.
-  long label = columns - 1;
-  long long index = 0;
-  const bool by_name = !o.label.empty() && !is_number(parse_int(o.label, &index));
-  if (!o.label.empty() && !by_name) {
-    if (index < -columns || index >= columns) {
-      throw Error("--label " + o.label + ": there are " + std::to_string(columns) + " columns (0.." +
-                  std::to_string(columns - 1) + ", or -1 for the last)");
-    }
-    label = static_cast<long>(index < 0 ? columns + index : index);
-  }
-  bool header = o.header == "yes" || by_name;
+  const bool by_name = !label_by_index(o, &c);
+  c.header = o.header == "yes" || by_name;
   if (by_name && o.header == "no") throw Error("--label " + o.label + ": a column name needs a header line (--header no was given)");
   if (o.header == "auto" && !by_name) {
     float v = 0;
-    for (long c = 0; c < columns; ++c) {
-      if (c != label && !is_number(parse_float32(first[c], &v))) header = true;
+    for (long k = 0; k < c.count; ++k) {
+      if (k != c.label && !is_number(parse_float32(c.first[k], &v))) c.header = true;
     }
   }
-  std::vector<std::string> names;
-  if (header) {
-    names = first;
-    for (std::string& n : names) n = trim(n);
-    // One name, two columns: --label could take either, and the other would
-    // be a feature (perhaps the label itself, leaked into the inputs).
-    std::map<std::string, long> column_of;
-    for (long c = 0; c < columns; ++c) {
-      const auto [it, fresh] = column_of.emplace(names[c], c);
-      if (!fresh) {
-        throw Error(what + ": line " + std::to_string(first_line) + ": the header names column '" +
-                    printable(names[c], 60) + "' twice (columns " + std::to_string(it->second) + " and " +
-                    std::to_string(c) + "); give each column its own name");
-      }
-    }
-    if (by_name) {
-      const auto it = column_of.find(o.label);
-      if (it == column_of.end()) {
-        std::string list;
-        for (long c = 0; c < columns && c < 20; ++c) list += (c ? ", " : "") + printable(names[c], 40);
-        throw Error("--label " + printable(o.label) + ": no such column in the header of " + what + " (" + list +
-                    (columns > 20 ? ", ..." : "") + ")");
-      }
-      label = it->second;
-    }
-  }
-  const auto column_name = [&](long c) {
-    return header ? "'" + printable(names[c], 60) + "'" : std::to_string(c);
-  };
-  const long features = columns - 1;
-  const long chunk = std::max<long>(1, o.chunk_rows);
-  summary.features = features;
-  summary.label_name = header ? names[label] : std::to_string(label);
+  if (c.header) read_header_names(o, by_name, &c);
+  return c;
+}
 
-  // The first chunk of rows (with their line numbers) is held until the label type is known.
-  std::vector<std::pair<long, std::vector<std::string>>> pending;
-  if (!header) pending.emplace_back(csv.line(), first);
-  std::vector<std::string> fields;
-  while (static_cast<long>(pending.size()) < chunk && csv.next(o.delimiter, &fields)) {
-    pending.emplace_back(csv.line(), fields);
+using PendingRows = std::vector<std::pair<long, std::vector<std::string>>>;  // (line number, fields)
+
+// int, float or string: --label-type, or for auto what every label of the
+// first rows can be read as.
+std::string label_type(const CsvOptions& o, const PendingRows& rows, const CsvColumns& columns) {
+  if (!o.classes_from.empty()) return "string";
+  if (o.label_type != "auto") return o.label_type;
+  bool ints = true, numbers = true;
+  long long i = 0;
+  float v = 0;
+  for (const auto& [line_no, row] : rows) {
+    (void)line_no;
+    if (static_cast<long>(row.size()) != columns.count) continue;  // reported with its line when converted
+    ints = ints && is_number(parse_int(row[columns.label], &i));
+    numbers = numbers && is_number(parse_float32(row[columns.label], &v));
   }
-  if (pending.empty()) throw Error(what + ": has a header line but no data rows");
-  std::string type = fixed_classes ? "string" : o.label_type;
-  if (type == "auto") {
-    bool ints = true, numbers = true;
-    long long i = 0;
-    float v = 0;
-    for (const auto& [line_no, row] : pending) {
-      (void)line_no;
-      if (static_cast<long>(row.size()) != columns) continue;  // reported below with its line
-      ints = ints && is_number(parse_int(row[label], &i));
-      numbers = numbers && is_number(parse_float32(row[label], &v));
-    }
-    type = ints ? "int" : numbers ? "float" : "string";
+  return ints ? "int" : numbers ? "float" : "string";
+}
+
+// Rows into X and y, a chunk at a time. Text labels are numbered as they
+// first appear (or as --classes-from numbers them); sort_classes renumbers
+// them in sorted order at the end.
+class CsvRows {
+ public:
+  CsvRows(const CsvOptions& o, const CsvColumns& columns, const std::string& type, ConvertSummary* summary,
+          RowWriter* writer)
+      : o_(o), columns_(columns), type_(type), summary_(summary), writer_(writer) {
+    for (std::size_t k = 0; k < summary->class_names.size(); ++k) class_of_.emplace(summary->class_names[k], k);
   }
-  summary.label_type = type;
-  const bool float_y = type == "float";
-  RowWriter writer(o.output, "--out " + o.output, features, H5T_IEEE_F32LE, float_y ? H5T_IEEE_F32LE : H5T_STD_I64LE,
-                   chunk);
-  // Text labels: numbered as they first appear, renumbered in sorted order at the end.
-  std::map<std::string, long> class_of;
-  for (std::size_t k = 0; k < summary.class_names.size(); ++k) class_of.emplace(summary.class_names[k], k);
-  std::vector<float> x;
-  std::vector<int64_t> y_int;
-  std::vector<float> y_float;
-  const auto convert_row = [&](const std::vector<std::string>& row, long line_no) {
-    const std::string where = what + ": line " + std::to_string(line_no);
-    if (static_cast<long>(row.size()) != columns) {
-      throw Error(where + ": has " + std::to_string(row.size()) + " fields, expected " + std::to_string(columns) +
-                  " (as in " + (header ? "the header" : "the first row") + ")");
+
+  void add(const std::vector<std::string>& row, long line_no) {
+    const std::string where = o_.input + ": line " + std::to_string(line_no);
+    if (static_cast<long>(row.size()) != columns_.count) {
+      throw Error(where + ": has " + std::to_string(row.size()) + " fields, expected " +
+                  std::to_string(columns_.count) + " (as in " + (columns_.header ? "the header" : "the first row") +
+                  ")");
     }
-    for (long c = 0; c < columns; ++c) {
-      if (c == label) continue;
+    for (long c = 0; c < columns_.count; ++c) {
+      if (c == columns_.label) continue;
       float v = 0;
       const Field f = parse_float32(row[c], &v);
       if (f != Field::kValue) {
-        throw Error(where + ", column " + column_name(c) + ": " + field_problem(f, row[c], "float32"));
+        throw Error(where + ", column " + columns_.name(c) + ": " + field_problem(f, row[c], "float32"));
       }
-      x.push_back(v);
+      x_.push_back(v);
     }
-    const std::string& l = row[label];
-    const std::string at_label = where + ", label column " + column_name(label) + ": ";
-    if (type == "int") {
+    add_label(row[columns_.label], where + ", label column " + columns_.name(columns_.label) + ": ");
+  }
+
+  // Appends the rows added since the last flush to the file.
+  void flush(long rows) {
+    const bool float_y = type_ == "float";
+    writer_->append(x_.data(), float_y ? static_cast<const void*>(y_float_.data()) : y_int_.data(), rows,
+                    H5T_NATIVE_FLOAT, float_y ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT64);
+    summary_->rows += rows;
+    x_.clear();
+    y_int_.clear();
+    y_float_.clear();
+  }
+
+  // Text labels numbered as they came: class i becomes its place among the names sorted.
+  void sort_classes() {
+    std::vector<std::string>& names = summary_->class_names;
+    if (!o_.classes_from.empty() || std::is_sorted(names.begin(), names.end())) return;
+    std::vector<std::string> sorted = names;
+    std::sort(sorted.begin(), sorted.end());
+    std::vector<int64_t> to(sorted.size());
+    for (std::size_t k = 0; k < sorted.size(); ++k) to[class_of_.at(sorted[k])] = static_cast<int64_t>(k);
+    writer_->renumber_labels(to);
+    names = std::move(sorted);
+  }
+
+ private:
+  void add_label(const std::string& l, const std::string& at_label) {
+    if (type_ == "int") {
       long long v = 0;
       const Field f = parse_int(l, &v);
       if (f != Field::kValue) {
         const char* hint = ", but the labels are integers (give --label-type float or string)";
         throw Error(at_label + field_problem(f, l, "int64") + (f == Field::kNotANumber ? hint : ""));
       }
-      y_int.push_back(v);
-    } else if (type == "float") {
+      y_int_.push_back(v);
+    } else if (type_ == "float") {
       float v = 0;
       const Field f = parse_float32(l, &v);
       if (f != Field::kValue) {
         throw Error(at_label + field_problem(f, l, "float32") +
                     (f == Field::kNotANumber ? ", but the labels are numbers (give --label-type string)" : ""));
       }
-      y_float.push_back(v);
+      y_float_.push_back(v);
     } else {
-      const std::string key = trim(l);
-      if (key.empty()) throw Error(at_label + "the label is empty");
-      auto it = class_of.find(key);
-      if (it == class_of.end() && fixed_classes) {
-        throw Error(at_label + "'" + printable(key, 40) + "' is not one of the " +
-                    std::to_string(summary.class_names.size()) + " classes of --classes-from " + o.classes_from +
-                    " (" + names_text(summary.class_names) + ")");
-      }
-      if (it == class_of.end()) {
-        it = class_of.emplace(key, static_cast<long>(summary.class_names.size())).first;
-        summary.class_names.push_back(key);
-      }
-      y_int.push_back(it->second);
-    }
-  };
-  const auto flush = [&](long rows) {
-    writer.append(x.data(), float_y ? static_cast<const void*>(y_float.data()) : y_int.data(), rows,
-                  H5T_NATIVE_FLOAT, float_y ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT64);
-    summary.rows += rows;
-    x.clear();
-    y_int.clear();
-    y_float.clear();
-  };
-  for (const auto& [line_no, row] : pending) convert_row(row, line_no);
-  flush(static_cast<long>(pending.size()));
-  pending.clear();
-  long rows = 0;
-  while (csv.next(o.delimiter, &fields)) {
-    convert_row(fields, csv.line());
-    if (++rows == chunk) {
-      flush(rows);
-      rows = 0;
+      y_int_.push_back(class_number(trim(l), at_label));
     }
   }
-  flush(rows);
-  if (!fixed_classes && !std::is_sorted(summary.class_names.begin(), summary.class_names.end())) {
-    std::vector<std::string> sorted = summary.class_names;
-    std::sort(sorted.begin(), sorted.end());
-    std::vector<int64_t> to(sorted.size());
-    for (std::size_t k = 0; k < sorted.size(); ++k) to[class_of.at(sorted[k])] = static_cast<int64_t>(k);
-    writer.renumber_labels(to);
-    summary.class_names = std::move(sorted);
+
+  long class_number(const std::string& key, const std::string& at_label) {
+    if (key.empty()) throw Error(at_label + "the label is empty");
+    auto it = class_of_.find(key);
+    if (it == class_of_.end() && !o_.classes_from.empty()) {
+      throw Error(at_label + "'" + printable(key, 40) + "' is not one of the " +
+                  std::to_string(summary_->class_names.size()) + " classes of --classes-from " + o_.classes_from +
+                  " (" + names_text(summary_->class_names) + ")");
+    }
+    if (it == class_of_.end()) {
+      it = class_of_.emplace(key, static_cast<long>(summary_->class_names.size())).first;
+      summary_->class_names.push_back(key);
+    }
+    return it->second;
   }
+
+  const CsvOptions& o_;
+  const CsvColumns& columns_;
+  std::string type_;
+  ConvertSummary* summary_;
+  RowWriter* writer_;
+  std::map<std::string, long> class_of_;
+  std::vector<float> x_;
+  std::vector<int64_t> y_int_;
+  std::vector<float> y_float_;
+};
+
+// The class and feature names, and where the file came from.
+void write_csv_names(const CsvOptions& o, const CsvColumns& columns, const ConvertSummary& summary,
+                     RowWriter* writer) {
   DataNames stored;
   stored.labels = summary.class_names;
-  if (header) {
-    stored.features = names;
-    stored.features.erase(stored.features.begin() + label);
+  if (columns.header) {
+    stored.features = columns.names;
+    stored.features.erase(stored.features.begin() + columns.label);
   }
-  write_names(writer.file(), stored);
-  {
-    h5::Handle root(H5Oopen(writer.file(), "/", H5P_DEFAULT), H5Oclose);
-    h5::write_attr_string(root.get(), "source", "nn_convert csv " + std::filesystem::path(o.input).filename().string());
-    h5::write_attr_string(root.get(), "label_column", summary.label_name);
+  write_names(writer->file(), stored);
+  h5::Handle root(H5Oopen(writer->file(), "/", H5P_DEFAULT), H5Oclose);
+  h5::write_attr_string(root.get(), "source", "nn_convert csv " + std::filesystem::path(o.input).filename().string());
+  h5::write_attr_string(root.get(), "label_column", summary.label_name);
+}
+
+}  // namespace
+
+ConvertSummary convert_csv(const CsvOptions& o) {
+  check_csv_options(o);
+  ConvertSummary summary;
+  if (!o.classes_from.empty()) summary.class_names = classes_of(o.classes_from);
+  CsvReader csv(o.input, o.input);
+  csv.skip(o.skip_lines);
+  const CsvColumns columns = read_columns(o, &csv);
+  const long chunk = std::max<long>(1, o.chunk_rows);
+  summary.features = columns.count - 1;
+  summary.label_name = columns.header ? columns.names[columns.label] : std::to_string(columns.label);
+  // The first chunk of rows is held until the label type is known.
+  PendingRows pending;
+  if (!columns.header) pending.emplace_back(csv.line(), columns.first);
+  std::vector<std::string> fields;
+  while (static_cast<long>(pending.size()) < chunk && csv.next(o.delimiter, &fields)) {
+    pending.emplace_back(csv.line(), fields);
   }
+  if (pending.empty()) throw Error(o.input + ": has a header line but no data rows");
+  summary.label_type = label_type(o, pending, columns);
+  RowWriter writer(o.output, "--out " + o.output, summary.features, H5T_IEEE_F32LE,
+                   summary.label_type == "float" ? H5T_IEEE_F32LE : H5T_STD_I64LE, chunk);
+  CsvRows rows(o, columns, summary.label_type, &summary, &writer);
+  for (const auto& [line_no, row] : pending) rows.add(row, line_no);
+  rows.flush(static_cast<long>(pending.size()));
+  pending.clear();
+  long held = 0;
+  while (csv.next(o.delimiter, &fields)) {
+    rows.add(fields, csv.line());
+    if (++held == chunk) {
+      rows.flush(held);
+      held = 0;
+    }
+  }
+  rows.flush(held);
+  rows.sort_classes();
+  write_csv_names(o, columns, summary, &writer);
   writer.commit();
   return summary;
 }

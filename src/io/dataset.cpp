@@ -14,8 +14,8 @@
 #include <cstdint>
 #include <cstdio>
 
-#include "h5util.hpp"
-#include "names_h5.hpp"
+#include "io/h5util.hpp"
+#include "io/names_h5.hpp"
 #include "nn_dist/common/error.hpp"
 
 namespace nn_dist {

@@ -1,5 +1,5 @@
 // Thin owning wrappers over the HDF5 C API.
-#include "h5util.hpp"
+#include "io/h5util.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>

@@ -2,8 +2,8 @@
 // one line where they part), and reading and writing them in HDF5 files.
 #include "nn_dist/io/names.hpp"
 
-#include "h5util.hpp"
-#include "names_h5.hpp"
+#include "io/h5util.hpp"
+#include "io/names_h5.hpp"
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
 

@@ -1,7 +1,7 @@
 // The --predictions file, built in memory and written atomically.
 #include "nn_dist/io/predictions.hpp"
 
-#include "h5util.hpp"
+#include "io/h5util.hpp"
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/io/files.hpp"
 

@@ -4,27 +4,19 @@
 
 #include <cmath>
 
-#include "nn_dist/common/error.hpp"
-
 namespace nn_dist {
 
-Activation parse_activation(const std::string& name) {
-  if (name == "relu") return Activation::kRelu;
-  if (name == "tanh") return Activation::kTanh;
-  if (name == "sigmoid") return Activation::kSigmoid;
-  if (name == "identity") return Activation::kIdentity;
-  throw Error("--activation: unknown value '" + name + "' (expected relu, tanh, sigmoid or identity)");
+const NameTable<Activation>& activation_names() {
+  static const NameTable<Activation> table("--activation", {{Activation::kRelu, "relu"},
+                                                            {Activation::kTanh, "tanh"},
+                                                            {Activation::kSigmoid, "sigmoid"},
+                                                            {Activation::kIdentity, "identity"}});
+  return table;
 }
 
-std::string activation_name(Activation f) {
-  switch (f) {
-    case Activation::kRelu: return "relu";
-    case Activation::kTanh: return "tanh";
-    case Activation::kSigmoid: return "sigmoid";
-    case Activation::kIdentity: return "identity";
-  }
-  return "?";
-}
+Activation parse_activation(const std::string& name) { return activation_names().parse(name); }
+
+std::string activation_name(Activation f) { return activation_names().name(f); }
 
 template <typename T>
 void bias_activate(Activation f, MatrixRef<T> z, const ConstVectorRef<T>& b) {

@@ -4,25 +4,17 @@
 
 #include <cmath>
 
-#include "nn_dist/common/error.hpp"
-
 namespace nn_dist {
 
-Loss parse_loss(const std::string& name) {
-  if (name == "softmax") return Loss::kSoftmax;
-  if (name == "logistic") return Loss::kLogistic;
-  if (name == "mse") return Loss::kMse;
-  throw Error("--loss: unknown value '" + name + "' (expected softmax, logistic or mse)");
+const NameTable<Loss>& loss_names() {
+  static const NameTable<Loss> table("--loss",
+                                     {{Loss::kSoftmax, "softmax"}, {Loss::kLogistic, "logistic"}, {Loss::kMse, "mse"}});
+  return table;
 }
 
-std::string loss_name(Loss loss) {
-  switch (loss) {
-    case Loss::kSoftmax: return "softmax";
-    case Loss::kLogistic: return "logistic";
-    case Loss::kMse: return "mse";
-  }
-  return "?";
-}
+Loss parse_loss(const std::string& name) { return loss_names().parse(name); }
+
+std::string loss_name(Loss loss) { return loss_names().name(loss); }
 
 bool is_classification(Loss loss) { return loss != Loss::kMse; }
 

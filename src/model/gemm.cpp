@@ -152,7 +152,7 @@ void kernel(long kc, const float* a, long a_stride, const float* b, float* c, lo
   }
 }
 
-#include "gemm_blocked.inc"
+#include "model/gemm_blocked.inc"
 
 }  // namespace
 }  // namespace avx512
@@ -216,7 +216,7 @@ void kernel(long kc, const float* a, long a_stride, const float* b, float* c, lo
   }
 }
 
-#include "gemm_blocked.inc"
+#include "model/gemm_blocked.inc"
 
 }  // namespace
 }  // namespace avx2
@@ -267,23 +267,17 @@ void set_gemm_kernel(GemmKernel kernel) {
   selected() = kernel == GemmKernel::kAuto ? best_kernel() : kernel;
 }
 
-GemmKernel parse_gemm_kernel(const std::string& name) {
-  if (name == "auto") return GemmKernel::kAuto;
-  if (name == "avx512") return GemmKernel::kAvx512;
-  if (name == "avx2") return GemmKernel::kAvx2;
-  if (name == "eigen") return GemmKernel::kEigen;
-  throw Error("--gemm: unknown value '" + name + "' (expected auto, avx512, avx2 or eigen)");
+const NameTable<GemmKernel>& gemm_kernel_names() {
+  static const NameTable<GemmKernel> table("--gemm", {{GemmKernel::kAuto, "auto"},
+                                                      {GemmKernel::kAvx512, "avx512"},
+                                                      {GemmKernel::kAvx2, "avx2"},
+                                                      {GemmKernel::kEigen, "eigen"}});
+  return table;
 }
 
-std::string gemm_kernel_name(GemmKernel kernel) {
-  switch (kernel) {
-    case GemmKernel::kAvx512: return "avx512";
-    case GemmKernel::kAvx2: return "avx2";
-    case GemmKernel::kEigen: return "eigen";
-    case GemmKernel::kAuto: return "auto";
-  }
-  return "?";
-}
+GemmKernel parse_gemm_kernel(const std::string& name) { return gemm_kernel_names().parse(name); }
+
+std::string gemm_kernel_name(GemmKernel kernel) { return gemm_kernel_names().name(kernel); }
 
 void gemm(long m, long n, long k, const float* a, long lda, bool trans_a, const float* b, long ldb, bool trans_b,
           float* c, long ldc, GemmWorkspace& workspace) {

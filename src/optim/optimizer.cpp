@@ -8,13 +8,15 @@
 
 namespace nn_dist {
 
-OptimizerKind parse_optimizer(const std::string& name) {
-  if (name == "sgd") return OptimizerKind::kSgd;
-  if (name == "adam") return OptimizerKind::kAdam;
-  throw Error("--optimizer: unknown value '" + name + "' (expected sgd or adam)");
+const NameTable<OptimizerKind>& optimizer_names() {
+  static const NameTable<OptimizerKind> table("--optimizer",
+                                              {{OptimizerKind::kSgd, "sgd"}, {OptimizerKind::kAdam, "adam"}});
+  return table;
 }
 
-std::string optimizer_name(OptimizerKind kind) { return kind == OptimizerKind::kSgd ? "sgd" : "adam"; }
+OptimizerKind parse_optimizer(const std::string& name) { return optimizer_names().parse(name); }
+
+std::string optimizer_name(OptimizerKind kind) { return optimizer_names().name(kind); }
 
 std::vector<std::string> optimizer_state_names(const OptimizerOptions& options) {
   if (options.kind == OptimizerKind::kAdam) return {"exp_avg", "exp_avg_sq"};

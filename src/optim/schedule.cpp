@@ -30,37 +30,25 @@ std::string list(const std::vector<double>& values) {
 
 }  // namespace
 
-LrSchedule parse_lr_schedule(const std::string& name) {
-  if (name == "constant") return LrSchedule::kConstant;
-  if (name == "step") return LrSchedule::kStep;
-  if (name == "cosine") return LrSchedule::kCosine;
-  throw Error("--lr-schedule: unknown value '" + printable(name) + "' (expected constant, step or cosine)");
+const NameTable<LrSchedule>& lr_schedule_names() {
+  static const NameTable<LrSchedule> table(
+      "--lr-schedule", {{LrSchedule::kConstant, "constant"}, {LrSchedule::kStep, "step"}, {LrSchedule::kCosine, "cosine"}});
+  return table;
 }
 
-std::string lr_schedule_name(LrSchedule schedule) {
-  switch (schedule) {
-    case LrSchedule::kStep: return "step";
-    case LrSchedule::kCosine: return "cosine";
-    case LrSchedule::kConstant: break;
-  }
-  return "constant";
+LrSchedule parse_lr_schedule(const std::string& name) { return lr_schedule_names().parse(name); }
+
+std::string lr_schedule_name(LrSchedule schedule) { return lr_schedule_names().name(schedule); }
+
+const NameTable<LrScaling>& lr_scaling_names() {
+  static const NameTable<LrScaling> table(
+      "--lr-scaling", {{LrScaling::kNone, "none"}, {LrScaling::kLinear, "linear"}, {LrScaling::kSqrt, "sqrt"}});
+  return table;
 }
 
-LrScaling parse_lr_scaling(const std::string& name) {
-  if (name == "none") return LrScaling::kNone;
-  if (name == "linear") return LrScaling::kLinear;
-  if (name == "sqrt") return LrScaling::kSqrt;
-  throw Error("--lr-scaling: unknown value '" + printable(name) + "' (expected linear, sqrt or none)");
-}
+LrScaling parse_lr_scaling(const std::string& name) { return lr_scaling_names().parse(name); }
 
-std::string lr_scaling_name(LrScaling scaling) {
-  switch (scaling) {
-    case LrScaling::kLinear: return "linear";
-    case LrScaling::kSqrt: return "sqrt";
-    case LrScaling::kNone: break;
-  }
-  return "none";
-}
+std::string lr_scaling_name(LrScaling scaling) { return lr_scaling_names().name(scaling); }
 
 std::vector<double> parse_decay_epochs(const std::string& text) {
   std::vector<double> epochs;

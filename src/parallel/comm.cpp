@@ -7,7 +7,7 @@
 #include <climits>
 #include <cstdlib>
 
-#include "mpi_comm.hpp"
+#include "parallel/mpi_comm.hpp"
 #include "nn_dist/parallel/watchdog.hpp"
 
 namespace nn_dist {

@@ -6,32 +6,22 @@
 
 #include <algorithm>
 
-#include "mpi_comm.hpp"
-#include "sum/sums.hpp"
+#include "parallel/mpi_comm.hpp"
+#include "parallel/sum/sums.hpp"
 
 namespace nn_dist {
 
-AllreduceMode parse_allreduce_mode(const std::string& name) {
-  if (name == "auto") return AllreduceMode::kAuto;
-  if (name == "shared") return AllreduceMode::kShared;
-  if (name == "hierarchical") return AllreduceMode::kHierarchical;
-  if (name == "ring") return AllreduceMode::kRing;
-  if (name == "mpi") return AllreduceMode::kMpi;
-  if (name == "none") return AllreduceMode::kNone;
-  throw Error("--allreduce: unknown value '" + name + "' (expected auto, shared, hierarchical, ring, mpi or none)");
+const NameTable<AllreduceMode>& allreduce_mode_names() {
+  static const NameTable<AllreduceMode> table(
+      "--allreduce", {{AllreduceMode::kAuto, "auto"}, {AllreduceMode::kShared, "shared"},
+                      {AllreduceMode::kHierarchical, "hierarchical"}, {AllreduceMode::kRing, "ring"},
+                      {AllreduceMode::kMpi, "mpi"}, {AllreduceMode::kNone, "none"}});
+  return table;
 }
 
-std::string allreduce_mode_name(AllreduceMode mode) {
-  switch (mode) {
-    case AllreduceMode::kAuto: return "auto";
-    case AllreduceMode::kShared: return "shared";
-    case AllreduceMode::kHierarchical: return "hierarchical";
-    case AllreduceMode::kRing: return "ring";
-    case AllreduceMode::kMpi: return "mpi";
-    case AllreduceMode::kNone: return "none";
-  }
-  return "?";
-}
+AllreduceMode parse_allreduce_mode(const std::string& name) { return allreduce_mode_names().parse(name); }
+
+std::string allreduce_mode_name(AllreduceMode mode) { return allreduce_mode_names().name(mode); }
 
 GradientSync::GradientSync(const Communicator& comm, float* sums, std::size_t grad_size, AllreduceMode mode,
                            std::string reason)

@@ -5,10 +5,14 @@
 #include <Eigen/Core>
 #include <string>
 
+#include "nn_dist/common/name_table.hpp"
+
 namespace nn_dist {
 
 enum class Activation { kRelu, kTanh, kSigmoid, kIdentity };
 
+// The names --activation and checkpoints use.
+const NameTable<Activation>& activation_names();
 Activation parse_activation(const std::string& name);  // throws Error naming --activation
 std::string activation_name(Activation f);
 

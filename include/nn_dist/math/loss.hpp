@@ -15,6 +15,8 @@ namespace nn_dist {
 // kMse: 1/2 ||z - y||^2 per sample, k outputs.
 enum class Loss { kSoftmax, kLogistic, kMse };
 
+// The names --loss and checkpoints use ("auto" is the flag's own, decided from the data).
+const NameTable<Loss>& loss_names();
 Loss parse_loss(const std::string& name);  // throws Error naming --loss
 std::string loss_name(Loss loss);
 bool is_classification(Loss loss);

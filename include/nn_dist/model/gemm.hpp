@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <string>
 
+#include "nn_dist/common/name_table.hpp"
 #include "nn_dist/model/layout.hpp"
 
 namespace nn_dist {
@@ -21,6 +22,7 @@ bool gemm_kernel_supported(GemmKernel kernel);
 // Chooses the kernel for the whole process (kAuto: the best); throws Error
 // naming --gemm when this CPU lacks the instructions.
 void set_gemm_kernel(GemmKernel kernel);
+const NameTable<GemmKernel>& gemm_kernel_names();        // the names --gemm takes
 GemmKernel parse_gemm_kernel(const std::string& name);  // throws Error naming --gemm
 std::string gemm_kernel_name(GemmKernel kernel);
 

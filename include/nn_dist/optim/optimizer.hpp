@@ -10,12 +10,15 @@
 #include <string>
 #include <vector>
 
+#include "nn_dist/common/name_table.hpp"
 #include "nn_dist/model/layout.hpp"
 
 namespace nn_dist {
 
 enum class OptimizerKind { kSgd, kAdam };
 
+// The names --optimizer and checkpoints use.
+const NameTable<OptimizerKind>& optimizer_names();
 OptimizerKind parse_optimizer(const std::string& name);  // throws Error naming --optimizer
 std::string optimizer_name(OptimizerKind kind);
 

@@ -8,13 +8,18 @@
 #include <string>
 #include <vector>
 
+#include "nn_dist/common/name_table.hpp"
+
 namespace nn_dist {
 
 enum class LrSchedule { kConstant, kStep, kCosine };
 enum class LrScaling { kNone, kLinear, kSqrt };
 
+// The names the flags and checkpoints use.
+const NameTable<LrSchedule>& lr_schedule_names();
 LrSchedule parse_lr_schedule(const std::string& name);  // throws Error naming --lr-schedule
 std::string lr_schedule_name(LrSchedule schedule);
+const NameTable<LrScaling>& lr_scaling_names();
 LrScaling parse_lr_scaling(const std::string& name);    // throws Error naming --lr-scaling
 std::string lr_scaling_name(LrScaling scaling);
 // "30,60,80" -> {30, 60, 80}; throws Error naming --lr-decay-epochs.

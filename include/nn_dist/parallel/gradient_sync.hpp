@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "nn_dist/common/name_table.hpp"
 #include "nn_dist/model/mlp.hpp"
 #include "nn_dist/optim/optimizer.hpp"
 
@@ -41,6 +42,7 @@ class Communicator;
 // - kAuto: kShared on one node; kHierarchical on several with equal rank
 //   counts; else kMpi.
 enum class AllreduceMode { kAuto, kShared, kHierarchical, kRing, kMpi, kNone };
+const NameTable<AllreduceMode>& allreduce_mode_names();      // the names --allreduce takes
 AllreduceMode parse_allreduce_mode(const std::string& name);  // throws Error naming --allreduce
 std::string allreduce_mode_name(AllreduceMode mode);
 

@@ -1,8 +1,8 @@
 // Open MPI's own allreduce over the whole gradient (kMpi), or no gradient sum
 // at all (kNone: each rank trains its own model, a benchmark of the scaling
 // ceiling); the loss sums are summed over the ranks either way.
-#include "../mpi_comm.hpp"
-#include "sums.hpp"
+#include "parallel/mpi_comm.hpp"
+#include "parallel/sum/sums.hpp"
 
 namespace nn_dist {
 

@@ -5,8 +5,8 @@
 #include <climits>
 #include <type_traits>
 
-#include "../mpi_comm.hpp"
-#include "sums.hpp"
+#include "parallel/mpi_comm.hpp"
+#include "parallel/sum/sums.hpp"
 
 namespace nn_dist {
 

@@ -8,10 +8,10 @@
 #include <climits>
 #include <cstdint>
 
-#include "../mpi_comm.hpp"
+#include "parallel/mpi_comm.hpp"
 #include "nn_dist/model/layout.hpp"
 #include "nn_dist/parallel/watchdog.hpp"
-#include "sums.hpp"
+#include "parallel/sum/sums.hpp"
 
 namespace nn_dist {
 
