@@ -46,7 +46,7 @@ CASES = [
 
 
 def scheduled_lr(sched, peak, k, steps_per_epoch, epochs):
-    """nn_dist's lr of step k (README, Command line), written out again."""
+    """nn_dist's lr of step k (README, Learning-rate schedules), written out again."""
     warm = min(1.0, (k + 1) / (sched["warmup"] * steps_per_epoch)) if sched["warmup"] > 0 else 1.0
     t = k / steps_per_epoch
     if sched["schedule"] == "cosine":
