@@ -53,12 +53,6 @@ bool parse(int argc, char** argv, Options* o, std::string* help) {
   return true;
 }
 
-std::string fmt(const char* format, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, format, v);
-  return buf;
-}
-
 std::string json_number(double v) {
   if (std::isnan(v)) return "null";
   if (std::isinf(v)) return v > 0 ? "1e308" : "-1e308";

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -20,6 +19,7 @@
 
 #include "nn_dist/cli/config.hpp"
 #include "nn_dist/cli/mpi_tool.hpp"
+#include "nn_dist/common/clock.hpp"
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/io/files.hpp"
@@ -32,11 +32,6 @@ namespace po = boost::program_options;
 using namespace nn_dist;
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-double seconds_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
 
 constexpr std::size_t kMaxBytes = std::size_t{64} << 30;  // per buffer: far beyond any gradient
 // For tests: in the checked sums of the path it names, the last rank adds 1 to
@@ -448,12 +443,6 @@ class Measurement {
   int64_t sums_done_ = 0;
   double timed_stats_[kStepStats];
 };
-
-std::string fmt(const char* format, double value) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, format, value);
-  return buf;
-}
 
 int run(const Communicator& comm, const Options& o) {
   const int ranks = comm.size();

@@ -17,6 +17,7 @@
 #include <fstream>
 #include <limits>
 
+#include "nn_dist/common/clock.hpp"
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/io/checkpoint.hpp"
 #include "nn_dist/io/checkpoint_dir.hpp"
@@ -33,21 +34,9 @@ namespace nn_dist {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 // New columns go at the end: scripts cut the others by position.
 constexpr const char* kMetricsHeader =
     "epoch,train_loss,train_accuracy,val_loss,val_accuracy,samples_per_sec,epoch_seconds,lr";
-
-double seconds_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
-
-std::string fmt(const char* format, double value) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, format, value);
-  return buf;
-}
 
 // The feature of the first value of x (features, n) that is NaN or Inf, or -1.
 long first_nonfinite_feature(const float* x, long features, long n) {
@@ -59,8 +48,7 @@ long first_nonfinite_feature(const float* x, long features, long n) {
 
 // Agreed, broadcast description of a checkpoint's model (read on rank 0).
 struct SavedModel {
-  int64_t present = 0;
-  int64_t activation = 0, loss = 0;
+  int64_t activation = 0;
   std::vector<long> sizes;
 };
 
@@ -519,7 +507,6 @@ std::vector<long> Trainer::model_sizes() {
       throw Error(what + ": the checkpoint was trained with loss " + m.loss + ", this data and --loss give " +
                   loss_name(loss_));
     }
-    saved.present = 1;
     saved.activation = static_cast<int64_t>(act);
     saved.sizes = m.sizes;
   });

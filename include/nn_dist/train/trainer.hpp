@@ -61,8 +61,6 @@ class Trainer {
   // A copy of the current parameters.
   FlatBuffer params() const { return FlatBuffer(params_data_, params_data_ + layout().total()); }
   int64_t global_step() const { return global_step_; }
-  const StepTimes& times() const { return times_; }
-  long output_width() const { return layout().sizes().back(); }
 
  private:
   // --resume auto becomes the newest readable checkpoint's path, or "" (a fresh start).
