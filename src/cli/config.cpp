@@ -377,6 +377,7 @@ ParseResult parse_config(int argc, const char* const* argv, Config* config, std:
     throw Error("--allreduce none: the ranks train separate models (a benchmark), so there is no model for "
                 "--checkpoint to save");
   }
+  c.hidden_widths = parse_hidden(c.hidden);
   c.config_file = k.config_file;
   c.options_text = ini_text(vm);
   return ParseResult::kRun;
