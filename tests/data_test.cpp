@@ -1,5 +1,6 @@
 // Minibatches: an epoch visits every local sample once, shuffles are a pure
 // function of (seed, epoch, rank), and a prefetched batch equals a loaded one.
+// --val-split's hold-out is a pure function of each sample's index.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/train/data.hpp"
+#include "nn_dist/train/hold_out.hpp"
 #include "nn_dist/train/stream.hpp"
 #include "test_util.hpp"
 
@@ -146,6 +148,83 @@ TEST(StreamSourceTest, ACacheTooSmallForTwoBatchesIsOneClearError) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--cache-mb"), std::string::npos) << e.what();
   }
+}
+
+// Rows [offset, offset + n) of a dataset whose sample j has features (j, j % 7)
+// (as bytes when compact) and label j % 3 (or the value j / 2 for mse).
+Shard make_shard(long offset, long n, bool compact, Targets* targets, bool labels = true) {
+  Shard s;
+  s.offset = offset;
+  s.count = n;
+  if (!compact) s.x.resize(2, n);
+  if (!labels) targets->values.resize(1, n);
+  for (long j = 0; j < n; ++j) {
+    const long i = offset + j;
+    if (compact) {
+      s.compact.push_back(static_cast<unsigned char>(i % 256));
+      s.compact.push_back(static_cast<unsigned char>(i % 7));
+    } else {
+      s.x(0, j) = static_cast<float>(i);
+      s.x(1, j) = static_cast<float>(i % 7);
+    }
+    if (labels) {
+      targets->labels.push_back(static_cast<int32_t>(i % 3));
+      targets->max_label = std::max<long>(targets->max_label, i % 3);
+    } else {
+      targets->values(0, j) = static_cast<float>(i) / 2;
+    }
+  }
+  return s;
+}
+
+TEST(HoldOutTest, TheSameSamplesAreHeldOutWhereverTheShardsBegin) {
+  const long n = 500;
+  const double fraction = 0.3;
+  Targets whole_targets;
+  const HoldOutSplit whole = hold_out(make_shard(0, n, false, &whole_targets), whole_targets, 2, 0, 9, fraction);
+  std::vector<float> held, kept;
+  for (const auto& [offset, count] : {std::pair<long, long>{0, 123}, {123, 250}, {373, 127}}) {
+    Targets t;
+    const HoldOutSplit part = hold_out(make_shard(offset, count, false, &t), t, 2, 0, 9, fraction);
+    for (long j = 0; j < part.val_x.cols(); ++j) held.push_back(part.val_x(0, j));
+    for (long j = 0; j < part.train.count; ++j) kept.push_back(part.train.x(0, j));
+    ASSERT_EQ(part.val_targets.labels.size(), static_cast<std::size_t>(part.val_x.cols()));
+    for (long j = 0; j < part.val_x.cols(); ++j) {  // targets travel with their samples
+      EXPECT_EQ(part.val_targets.labels[j], static_cast<long>(part.val_x(0, j)) % 3);
+    }
+  }
+  ASSERT_EQ(static_cast<long>(held.size()), whole.val_x.cols());
+  for (long j = 0; j < whole.val_x.cols(); ++j) {
+    EXPECT_EQ(held[j], whole.val_x(0, j));
+    EXPECT_TRUE(held_out(9, static_cast<long>(held[j]), fraction));
+  }
+  EXPECT_EQ(static_cast<long>(held.size() + kept.size()), n);
+  EXPECT_NEAR(static_cast<double>(held.size()) / n, fraction, 0.07);  // about the fraction asked for
+  EXPECT_EQ(whole.train.count, n - whole.val_x.cols());
+}
+
+TEST(HoldOutTest, CompactFeaturesStayBytesForTrainingAndBecomeExactFloatsForValidation) {
+  Targets targets;
+  const Shard shard = make_shard(1000, 300, true, &targets, /*labels=*/false);
+  const HoldOutSplit split = hold_out(shard, targets, 2, 1, 4, 0.5);
+  ASSERT_GT(split.val_x.cols(), 0);
+  ASSERT_EQ(split.train.compact.size(), static_cast<std::size_t>(2 * split.train.count));
+  EXPECT_EQ(split.train.x.size(), 0);
+  long a = 0, b = 0;
+  for (long j = 0; j < shard.count; ++j) {
+    const long i = 1000 + j;
+    if (held_out(4, i, 0.5)) {
+      EXPECT_EQ(split.val_x(0, b), static_cast<float>(i % 256));
+      EXPECT_EQ(split.val_x(1, b), static_cast<float>(i % 7));
+      EXPECT_EQ(split.val_targets.values(0, b++), static_cast<float>(i) / 2);
+    } else {
+      EXPECT_EQ(split.train.compact[2 * a], static_cast<unsigned char>(i % 256));
+      EXPECT_EQ(split.train.compact[2 * a + 1], static_cast<unsigned char>(i % 7));
+      EXPECT_EQ(split.train_targets.values(0, a++), static_cast<float>(i) / 2);
+    }
+  }
+  EXPECT_EQ(b, split.val_x.cols());
+  EXPECT_EQ(a, split.train.count);
 }
 
 }  // namespace

@@ -124,9 +124,9 @@ TEST(CheckpointTest, RoundTripRestoresEverything) {
   state.ranks = 2;
   state.options = "lr = 0.1\n";
   state.epoch_step = 5;  // saved mid-epoch
-  state.epoch_sums[0] = 12.5;
-  state.epoch_sums[1] = 7;
-  state.epoch_sums[2] = 20;
+  state.epoch_sums.loss = 12.5;
+  state.epoch_sums.correct = 7;
+  state.epoch_sums.count = 20;
   state.global_batch = 4;
   state.samples = 80;
   const std::string path = dir + "/ck.h5";
@@ -146,9 +146,9 @@ TEST(CheckpointTest, RoundTripRestoresEverything) {
   EXPECT_EQ(s2.seed, 99u);
   EXPECT_EQ(s2.options, "lr = 0.1\n");
   EXPECT_EQ(s2.epoch_step, 5);
-  EXPECT_EQ(s2.epoch_sums[0], 12.5);
-  EXPECT_EQ(s2.epoch_sums[1], 7);
-  EXPECT_EQ(s2.epoch_sums[2], 20);
+  EXPECT_EQ(s2.epoch_sums.loss, 12.5);
+  EXPECT_EQ(s2.epoch_sums.correct, 7);
+  EXPECT_EQ(s2.epoch_sums.count, 20);
   EXPECT_EQ(s2.global_batch, 4);
   EXPECT_EQ(s2.samples, 80);
   EXPECT_EQ(opt2.step(), 17);

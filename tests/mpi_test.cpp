@@ -72,6 +72,7 @@ Config base_config(const std::string& data) {
   Config c;
   c.data = data;
   c.hidden = "8,6";
+  c.hidden_widths = {8, 6};
   c.epochs = 3;
   c.batch_size = 4;
   c.optimizer.lr = 0.1;
@@ -484,6 +485,7 @@ TEST(MpiAllocationTest, DistributedStepAllocatesNothing) {
     Config c = base_config(dir.file("d.h5"));
     c.allreduce = v.mode;
     c.hidden = "64,32";
+    c.hidden_widths = {64, 32};
     c.batch_size = 16;
     c.optimizer.momentum = 0.9;
     c.bucket_mb = 0.002;

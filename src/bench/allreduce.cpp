@@ -4,7 +4,6 @@
 #include "nn_dist/bench/allreduce.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -13,6 +12,7 @@
 #include <new>
 #include <sstream>
 
+#include "nn_dist/common/clock.hpp"
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/model/mlp.hpp"
@@ -22,11 +22,6 @@
 namespace nn_dist {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-double seconds_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
 
 const Path kPaths[] = {
     {"mpi", false, AllreduceMode::kMpi, false},

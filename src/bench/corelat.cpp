@@ -8,17 +8,12 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <thread>
 #include <vector>
 
+#include "nn_dist/common/clock.hpp"
+
 namespace nn_dist {
-
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-}  // namespace
 
 bool pin_to_cpu(int cpu) {
   cpu_set_t set;
@@ -45,7 +40,7 @@ double round_trip_ns(int cpu_a, int cpu_b, long trips) {
     while (flag.load(std::memory_order_acquire) != i + 2) {
     }
   }
-  const double ns = std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / trips;
+  const double ns = seconds_between(t0, Clock::now()) * 1e9 / trips;
   peer.join();
   return ns;
 }
@@ -74,7 +69,7 @@ double remote_read_us(int cpu_a, int cpu_b, std::size_t bytes, int rounds) {
     for (std::size_t i = 0; i + 16 <= data.size(); i += 16) {
       for (int j = 0; j < 16; ++j) sums[j] += data[i + j];
     }
-    times.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+    times.push_back(seconds_between(t0, Clock::now()) * 1e6);
     sink = sink + sums[0];
     turn.store(2 * r + 2, std::memory_order_release);
   }

@@ -2,7 +2,8 @@
 #include "nn_dist/bench/roofline.hpp"
 
 #include <algorithm>
-#include <chrono>
+
+#include "nn_dist/common/clock.hpp"
 
 namespace nn_dist {
 
@@ -44,7 +45,6 @@ void StepProducts::run() {
 }
 
 ProductTimes time_products(StepProducts* products, GemmKernel kernel, long repeats) {
-  using Clock = std::chrono::steady_clock;
   Eigen::setNbThreads(1);  // one core: what one rank has
   set_gemm_kernel(kernel);
   for (int i = 0; i < 20; ++i) products->run();  // warm-up
@@ -52,7 +52,7 @@ ProductTimes time_products(StepProducts* products, GemmKernel kernel, long repea
   for (long r = 0; r < repeats; ++r) {
     const auto t0 = Clock::now();
     products->run();
-    times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+    times.push_back(seconds_between(t0, Clock::now()));
   }
   std::sort(times.begin(), times.end());
   return {times[times.size() / 2], times.front()};

@@ -416,6 +416,7 @@ ParseResult parse_config(int argc, const char* const* argv, Config* config, std:
   check_training_options(c, t, vm);
   check_performance_options(c, t);
   check_checkpoint_options(c);
+  c.hidden_widths = parse_hidden(c.hidden);
   c.config_file = t.config_file;
   c.options_text = ini_text(vm);
   return ParseResult::kRun;

@@ -252,7 +252,8 @@ void write_checkpoint(const std::string& path, const Layout& layout, Activation 
     h5::write_attr_ints(training.get(), "ranks", {state.ranks});
     h5::write_attr_string(training.get(), "options", state.options);
     h5::write_attr_ints(training.get(), "epoch_step", {state.epoch_step});
-    h5::write_attr_doubles(training.get(), "epoch_sums", {state.epoch_sums[0], state.epoch_sums[1], state.epoch_sums[2]});
+    const EpochSums& sums = state.epoch_sums;
+    h5::write_attr_doubles(training.get(), "epoch_sums", {sums.loss, sums.correct, sums.count});
     h5::write_attr_ints(training.get(), "global_batch", {state.global_batch});
     h5::write_attr_ints(training.get(), "samples", {state.samples});
     if (!state.sample_order.empty()) h5::write_attr_string(training.get(), "sample_order", state.sample_order);
@@ -439,7 +440,7 @@ TrainingState read_checkpoint_state(const std::string& path, const std::string& 
         sums[1] < 0 || sums[2] < 0) {
       throw Error(what + ": /training attribute 'epoch_sums' must hold 3 finite values (loss, correct, count)");
     }
-    std::copy(sums.begin(), sums.end(), state.epoch_sums);
+    state.epoch_sums = EpochSums{sums[0], sums[1], sums[2]};
   }
   return state;
 }

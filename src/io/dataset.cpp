@@ -12,21 +12,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 
 #include "io/h5util.hpp"
 #include "io/names_h5.hpp"
 #include "nn_dist/common/error.hpp"
+#include "nn_dist/common/text.hpp"
 
 namespace nn_dist {
 
 namespace {
 
-std::string number(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
+std::string number(double v) { return fmt("%g", v); }
 
 bool is_numeric(hid_t dataset) {
   h5::Handle type(H5Dget_type(dataset), H5Tclose);

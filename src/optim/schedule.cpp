@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <sstream>
 
 #include "nn_dist/common/error.hpp"
@@ -16,11 +15,7 @@ namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 
-std::string number(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.10g", v);
-  return buf;
-}
+std::string number(double v) { return fmt("%.10g", v); }
 
 std::string list(const std::vector<double>& values) {
   std::string s;

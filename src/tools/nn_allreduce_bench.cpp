@@ -119,12 +119,6 @@ bool parse(int argc, char** argv, Options* o, std::string* help) {
   return true;
 }
 
-std::string fmt(const char* format, double value) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, format, value);
-  return buf;
-}
-
 // Rank 0's CSV file, with its header line ("" for none).
 void open_csv(const Communicator& comm, const std::string& path, TextFileWriter* csv) {
   comm.agreed([&] {

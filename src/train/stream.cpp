@@ -3,10 +3,10 @@
 #include "nn_dist/train/stream.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 #include <numeric>
 
+#include "nn_dist/common/clock.hpp"
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/model/init.hpp"
 
@@ -172,13 +172,13 @@ void StreamSource::loader() {
     const int64_t epoch = w.epoch;
     lock.unlock();
     std::exception_ptr error;
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = Clock::now();
     try {
       read_window(w, index, epoch);
     } catch (...) {
       error = std::current_exception();
     }
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double seconds = seconds_between(t0, Clock::now());
     lock.lock();
     if (error) error_ = error;
     read_seconds_ += seconds;

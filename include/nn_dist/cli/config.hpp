@@ -23,7 +23,8 @@ struct Config {
   double scale = 1;                     // every feature times this (e.g. 1/255), before --standardize
   bool standardize = false;  // per-feature (x - mean) / std from the training set, stored in checkpoints
   // model
-  std::string hidden = "128,64";
+  std::string hidden = "128,64";        // as given, for messages
+  std::vector<long> hidden_widths{128, 64};  // parse_hidden(hidden): set both when building a Config by hand
   bool hidden_given = false;
   std::string activation = "relu";
   bool activation_given = false;

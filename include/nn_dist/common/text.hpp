@@ -1,6 +1,6 @@
 // User text inside messages: a value that came from a file or a flag is shown
 // shortened and with control and non-ASCII bytes escaped, so a binary file or a
-// 10 MB line never lands raw on the terminal.
+// 10 MB line never lands raw on the terminal. And numbers as text (fmt).
 #pragma once
 
 #include <cstdio>
@@ -56,6 +56,17 @@ inline std::string printable(const std::string& text, std::size_t max_chars = 60
     }
   }
   return out;
+}
+
+// One number formatted by printf's `format` (e.g. "%.5f"), for messages and
+// output lines built from strings.
+inline std::string fmt(const char* format, double value) {
+  char buf[64];
+  const int n = std::snprintf(buf, sizeof buf, format, value);
+  if (n < static_cast<int>(sizeof buf)) return buf;
+  std::string long_text(static_cast<std::size_t>(n), '\0');  // e.g. "%.0f" of 1e300: never cut short
+  std::snprintf(long_text.data(), long_text.size() + 1, format, value);
+  return long_text;
 }
 
 // Whether all of `text` is one number (std::stod / std::stol, with nothing

@@ -17,6 +17,14 @@
 
 namespace nn_dist {
 
+// The (loss, correct, count) sums over the steps of an epoch taken so far,
+// summed over the ranks: an epoch's line divides them by count.
+struct EpochSums {
+  double loss = 0;     // summed per-sample losses
+  double correct = 0;  // correctly classified samples (classification only)
+  double count = 0;    // samples
+};
+
 struct TrainingState {
   int64_t epoch = 0;        // completed epochs
   int64_t global_step = 0;  // updates taken
@@ -24,10 +32,10 @@ struct TrainingState {
   int64_t ranks = 1;
   std::string options;      // the run's options, INI text
   // Mid-epoch checkpoints: the steps taken in epoch `epoch` (0-based; 0 at an
-  // epoch's end) and the (loss, correct, count) sums over them; a resume
-  // continues that epoch at step epoch_step. Files without them: 0.
+  // epoch's end) and the sums over them; a resume continues that epoch at
+  // step epoch_step. Files without them: 0.
   int64_t epoch_step = 0;
-  double epoch_sums[3] = {0, 0, 0};
+  EpochSums epoch_sums;
   int64_t global_batch = 0;  // samples per step over all ranks (0: not recorded)
   int64_t samples = 0;       // training samples (0: not recorded)
   std::string sample_order;  // Minibatches::sample_order() ("": not recorded)

@@ -1,0 +1,188 @@
+// Reading one rank's training data: the dataset inspected, the loss chosen,
+// the shard read (or scanned, for streaming) within this node's memory, the
+// classes agreed, the validation set split off or read, and the batch fixed.
+#include "nn_dist/train/training_set.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+
+#include "nn_dist/common/text.hpp"
+#include "nn_dist/train/hold_out.hpp"
+#include "nn_dist/train/memory.hpp"
+#include "nn_dist/train/stream.hpp"
+
+namespace nn_dist {
+
+namespace {
+
+// The training files as one dataset, and the loss their targets call for.
+void inspect_training_data(const Communicator& comm, const Config& config, TrainingSet* set) {
+  const int p = comm.size();
+  comm.agreed([&] {
+    set->info = inspect_datasets(config.data_files, "--data", config.x_dataset, config.y_dataset);
+    if (set->info.samples < p) {
+      throw Error(set->info.what + ": " + std::to_string(set->info.samples) + " sample(s) cannot be split over " +
+                  std::to_string(p) + " ranks (need at least one per rank)");
+    }
+    if (config.loss == "auto") {
+      set->loss = set->info.integer_targets ? Loss::kSoftmax : Loss::kMse;
+    } else {
+      set->loss = parse_loss(config.loss);
+    }
+    if (config.global_batch_size > 0 && config.global_batch_size < p) {
+      throw Error("--global-batch-size " + std::to_string(config.global_batch_size) + ": must be at least the " +
+                  std::to_string(p) + " ranks");
+    }
+  });
+}
+
+// This rank's shard: read into memory, or (streaming) scanned once, so every
+// value and label is checked now and reads during training cannot fail.
+// Streaming only when asked for: a shard too big for memory is an error that
+// suggests it (streaming a file whose size is absurd would start a pass of
+// days rather than fail).
+void read_training_shard(const Communicator& comm, const Config& config, TrainingSet* set) {
+  const double per_rank = memory_per_rank(comm.node_size());
+  shard_range(set->info.samples, comm.size(), comm.rank(), &set->offset, &set->count);
+  set->streaming = config.cache_mb > 0;
+  // Setup passes read blocks of a quarter of the cache: within the memory bound too.
+  if (set->streaming) {
+    set->scan_rows = std::max(1L, static_cast<long>(config.cache_mb * (1 << 20) / 4 /
+                                                    stream_row_bytes(set->info, set->loss)));
+  }
+  comm.agreed([&] {
+    if (set->streaming && config.val_split > 0) {
+      throw Error("--val-split: cannot hold out samples from a streamed dataset (--cache-mb); give --val");
+    }
+    if (set->streaming) {
+      long& max_label = set->targets.max_label;
+      scan_shard(set->info, set->offset, set->count, set->loss, set->scan_rows,
+                 [&](const Shard&, const Targets& t) { max_label = std::max(max_label, t.max_label); });
+      return;
+    }
+    try {
+      require_memory(shard_bytes(set->info, set->count), per_rank, comm.node_size(),
+                     set->info.what + ": this rank's " + std::to_string(set->count) + " samples x " +
+                         std::to_string(set->info.features) + " features");
+    } catch (const Error& e) {
+      throw Error(std::string(e.what()) + "; or stream the data, holding a part in memory: --cache-mb " +
+                  std::to_string(std::max(16L, static_cast<long>(per_rank / 4 / (1 << 20)))));
+    }
+    set->shard = read_shard(set->info, set->offset, set->count, /*compact=*/true);
+    set->targets = make_targets(set->info, set->shard, set->loss);
+  });
+}
+
+// --val-split: this rank's held-out samples become its validation set. The
+// counts over all ranks are agreed: no rank may be left without training samples.
+void hold_out_validation(const Communicator& comm, const Config& config, TrainingSet* set) {
+  HoldOutSplit split = hold_out(set->shard, set->targets, set->info.features, set->info.x_width, config.seed,
+                                config.val_split);
+  double kept = static_cast<double>(split.train.count), held = static_cast<double>(split.val_x.cols());
+  comm.sum(&kept, 1);
+  comm.sum(&held, 1);
+  const long fewest = comm.min(split.train.count);
+  comm.agree(fewest > 0 && held > 0
+                 ? ""
+                 : "--val-split " + fmt("%g", config.val_split) + ": leaves " +
+                       (held == 0 ? std::string("no validation sample") : "a rank without training samples") +
+                       " out of " + std::to_string(set->info.samples) + " samples");
+  if (comm.root() && !config.quiet) {
+    std::printf("nn_dist: --val-split %g: %.0f of the %ld samples held out for validation, %.0f for training\n",
+                config.val_split, held, set->info.samples, kept);
+  }
+  set->info.samples = static_cast<long>(kept);
+  set->shard = std::move(split.train);
+  set->targets = std::move(split.train_targets);
+  set->val_x = std::move(split.val_x);
+  set->val_targets = std::move(split.val_targets);
+  set->has_val = true;
+}
+
+// --val: this rank's share of another file, which must fit the training data.
+void read_validation_file(const Communicator& comm, const Config& config, TrainingSet* set) {
+  Shard vshard;
+  comm.agreed([&] {
+    const std::string what = "--val " + config.val;
+    const DatasetInfo& train = set->info;
+    DatasetInfo info = inspect_dataset(config.val, what, config.x_dataset, config.y_dataset);
+    if (info.features != train.features) {
+      throw Error(what + ": has " + std::to_string(info.features) + " features but the training data has " +
+                  std::to_string(train.features));
+    }
+    require_same_names(info.names, what, train.names, train.what);
+    if (set->loss == Loss::kMse && info.target_width != train.target_width) {
+      throw Error(what + ": has " + std::to_string(info.target_width) + " target columns but the training data has " +
+                  std::to_string(train.target_width));
+    }
+    long offset = 0, count = 0;
+    shard_range(info.samples, comm.size(), comm.rank(), &offset, &count);
+    require_memory(shard_bytes(info, count), memory_per_rank(comm.node_size()), comm.node_size(),
+                   what + ": this rank's " + std::to_string(count) + " samples x " + std::to_string(info.features) +
+                       " features");
+    vshard = read_shard(info, offset, count);
+    set->val_targets = make_targets(info, vshard, set->loss);
+    if (set->loss == Loss::kSoftmax && set->val_targets.max_label >= set->classes) {
+      throw Error(what + ": label " + std::to_string(set->val_targets.max_label) +
+                  " is not a class of the training data (0.." + std::to_string(set->classes - 1) + ")");
+    }
+  });
+  set->val_x = std::move(vshard.x);
+  set->has_val = true;
+}
+
+}  // namespace
+
+TrainingSet load_training_set(const Communicator& comm, const Config& config) {
+  TrainingSet set;
+  inspect_training_data(comm, config, &set);
+  read_training_shard(comm, config, &set);
+  set.classes = comm.max(set.targets.max_label) + 1;
+  set.classes = std::max<long>(set.classes, static_cast<long>(set.info.names.labels.size()));  // named, if not all seen
+  if (config.val_split > 0) hold_out_validation(comm, config, &set);
+  if (!config.val.empty()) read_validation_file(comm, config, &set);
+  const long g = config.global_batch_size, p = comm.size(), r = comm.rank();
+  set.requested_batch = g > 0 ? g / p + (r < g % p ? 1 : 0) : config.batch_size;
+  // A batch larger than the shard is the whole shard (full-batch steps): the
+  // same sums, without buffers for samples that do not exist.
+  set.batch = std::min(set.requested_batch, set.streaming ? set.count : set.shard.count);
+  return set;
+}
+
+std::unique_ptr<Minibatches> make_minibatches(const Communicator& comm, const Config& config,
+                                              const Standardization& transform, TrainingSet* set) {
+  const bool quiet = config.quiet || !comm.root();
+  if (set->batch < set->requested_batch && !quiet) {
+    const bool global = config.global_batch_size > 0;
+    std::printf("note: %s %ld is more than the %ld samples of rank 0: every step uses each rank's whole shard\n",
+                global ? "--global-batch-size" : "--batch-size", global ? config.global_batch_size : config.batch_size,
+                set->batch);
+  }
+  const int r = comm.rank();
+  if (!set->streaming) {
+    Shard& shard = set->shard;
+    if (shard.compact.empty()) {
+      return std::make_unique<BatchSource>(std::move(shard.x), std::move(set->targets), set->batch, config.shuffle,
+                                           config.seed, r);
+    }
+    CompactColumns compact{std::move(shard.compact), set->info.x_width, set->info.features, shard.count, transform};
+    return std::make_unique<BatchSource>(std::move(compact), std::move(set->targets), set->batch, config.shuffle,
+                                         config.seed, r);
+  }
+  StreamShape shape;
+  comm.agreed([&] {
+    shape = stream_shape(config.cache_mb * (1 << 20), stream_row_bytes(set->info, set->loss), set->batch, set->count);
+  });
+  auto stream = std::make_unique<StreamSource>(set->info, set->offset, set->count, set->loss, transform, set->batch,
+                                               config.shuffle, config.seed, r, shape);
+  if (!quiet) {
+    std::printf("nn_dist: streaming: %.0f MiB of samples per rank at most, windows of %ld rows read in blocks of %ld "
+                "(%s)\n",
+                config.cache_mb, shape.window_rows, shape.block_rows,
+                stream->mapped() ? "X mapped, read in place" : "X copied: chunked, filtered or converted storage");
+  }
+  return stream;
+}
+
+}  // namespace nn_dist
