@@ -69,12 +69,12 @@ def must_run(cmd, seconds=DEADLINE):
 
 def run_per_rank(mpiexec, ranks, cmd, folder, timeout=120):
     """Runs cmd at `ranks` ranks, each rank's own exit code recorded in `folder` (mpirun is told not to end the
-    others when one exits non-zero, so a rank that would hang shows as a timeout). Returns (mpirun's code,
+    others when one exits non-zero, so a rank that would hang shows as a timeout: code 124). Returns (mpirun's code,
     stdout, stderr, [each rank's code, None where a rank left none])."""
     prefix = os.path.join(folder, f"rank_code{len(os.listdir(folder))}.")
     wrapper = f'"$0" "$@"; code=$?; echo $code > {prefix}$OMPI_COMM_WORLD_RANK; exit $code'
-    p = subprocess.run(mpirun(mpiexec, ranks) + ["--mca", "orte_abort_on_non_zero_status", "0", "sh", "-c", wrapper]
-                       + cmd, capture_output=True, text=True, timeout=timeout)
+    p = run_with_deadline(mpirun(mpiexec, ranks) + ["--mca", "orte_abort_on_non_zero_status", "0", "sh", "-c", wrapper]
+                          + cmd, seconds=timeout)
     codes = []
     for r in range(ranks):
         try:
