@@ -9,12 +9,11 @@ Usage: allreduce_bench_test.py NN_ALLREDUCE_BENCH MPIEXEC
 """
 import csv
 import os
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testkit import check, finish, mpirun  # noqa: E402
+from testkit import check, finish, mpirun, run_with_deadline  # noqa: E402
 
 BENCH, MPIEXEC = sys.argv[1:3]
 TOOL = "nn_allreduce_bench"
@@ -37,10 +36,9 @@ def run(ranks, args, env=None):
     codes = os.path.join(work, f"codes{runs}.")
     wrapper = f'"$0" "$@"; code=$?; echo $code > {codes}$OMPI_COMM_WORLD_RANK; exit $code'
     cmd = mpirun(MPIEXEC, ranks) + ["--mca", "orte_abort_on_non_zero_status", "0", "sh", "-c", wrapper, BENCH] + args
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=dict(os.environ, **(env or {})))
-    except subprocess.TimeoutExpired as e:
-        return -1, [], e.stdout or "", f"timed out: {e.stderr}"
+    p = run_with_deadline(cmd, seconds=60, env=dict(os.environ, **(env or {})))
+    if p.returncode == 124:  # killed at the deadline: no rank's code counts
+        return -1, [], p.stdout, p.stderr
     rank_codes = []
     for r in range(ranks):
         try:

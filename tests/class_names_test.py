@@ -18,7 +18,6 @@ Usage: class_names_test.py NN_DIST NN_EVAL NN_CONVERT MPIEXEC
 """
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -26,7 +25,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testkit import check, finish, mpirun, run_per_rank  # noqa: E402
+from testkit import check, finish, mpirun, run_per_rank, run_with_deadline  # noqa: E402
 
 NN_DIST, NN_EVAL, NN_CONVERT, MPIEXEC = sys.argv[1:5]
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
@@ -36,7 +35,7 @@ import nn_model  # noqa: E402
 def run(cmd, ranks=None):
     if ranks:
         cmd = mpirun(MPIEXEC, ranks) + cmd
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    p = run_with_deadline(cmd)
     return p.returncode, p.stdout, p.stderr
 
 

@@ -16,27 +16,33 @@
   - --val-split: the same held-out samples at any rank count, about the
     asked fraction, and training reports validation on them;
   - progress within an epoch: plain lines (--progress lines, or auto under a
-    batch system), one line rewritten in place on a terminal, nothing when off.
+    batch system) at most one per --log-every-seconds, one line rewritten in
+    place on a terminal, nothing when off; the epochs last a few seconds on
+    any machine (the data is sized from a measured speed).
+Every command has a deadline (testkit.run).
 Usage: data_scale_test.py NN_DIST NN_DATAGEN MPIEXEC
 """
+import math
 import os
 import re
+import select
 import subprocess
 import sys
 import tempfile
+import time
 
 import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testkit import check, finish  # noqa: E402
+from testkit import DEADLINE, check, finish, kill_session, must_run, run_with_deadline  # noqa: E402
 
 NN_DIST, NN_DATAGEN, MPIEXEC = sys.argv[1:4]
 SAME_BITS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "same_bits.py")
 def run(args, ranks=2, wrap=None):
     cmd = [MPIEXEC, "-np", str(ranks), "--oversubscribe", "--bind-to", "none", "--mca", "mpi_yield_when_idle", "1"]
     cmd += (wrap or []) + [NN_DIST] + args
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    p = run_with_deadline(cmd)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -56,13 +62,13 @@ def peak_rss(args, ranks=2):
 
 
 def same_bits(a, b):
-    return subprocess.run(["/usr/bin/python3", SAME_BITS, a, b], capture_output=True).returncode == 0
+    return run_with_deadline(["/usr/bin/python3", SAME_BITS, a, b]).returncode == 0
 
 
 work = tempfile.mkdtemp()
 os.chdir(work)
-subprocess.run([NN_DATAGEN, "--kind", "teacher", "--samples", "3001", "--features", "24", "--classes", "5",
-                "--out", "all.h5", "--seed", "4"], check=True, capture_output=True)
+must_run([NN_DATAGEN, "--kind", "teacher", "--samples", "3001", "--features", "24", "--classes", "5", "--out",
+          "all.h5", "--seed", "4"])
 with h5py.File("all.h5", "r") as f:
     X, y = f["X"][()], f["y"][()]
 train = ["--hidden", "16", "--epochs", "2", "--batch-size", "16", "--seed", "2"]
@@ -206,14 +212,20 @@ check("--val-split with --val: one clear error", code == 2 and "--val-split and 
 def run_direct(args, tty, env=None):
     env = {k: v for k, v in dict(os.environ, **(env or {})).items() if v != ""}  # "": unset it
     if not tty:
-        p = subprocess.run([NN_DIST] + args, capture_output=True, text=True, env=env)
+        p = run_with_deadline([NN_DIST] + args, env=env)
         return p.returncode, p.stdout
     import pty
     master, slave = pty.openpty()
-    p = subprocess.Popen([NN_DIST] + args, stdout=slave, stderr=subprocess.DEVNULL, env=env)
+    p = subprocess.Popen([NN_DIST] + args, stdout=slave, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     os.close(slave)
     chunks = []
+    end = time.monotonic() + DEADLINE
     while True:
+        left = end - time.monotonic()
+        if left <= 0 or not select.select([master], [], [], left)[0]:
+            kill_session(p.pid)
+            chunks.append(f"\nnn_dist did not end within {DEADLINE} s (killed)".encode())
+            break
         try:
             data = os.read(master, 65536)
         except OSError:  # EIO: the child closed the terminal
@@ -225,26 +237,48 @@ def run_direct(args, tty, env=None):
     return p.wait(), b"".join(chunks).decode(errors="replace")
 
 
+# The checks need epochs of a few seconds on any machine: several progress
+# lines at an interval set from the epoch's length, and several of the
+# terminal's rewrites (every 0.5 s, fixed). So the data follows the measured
+# speed: u8.h5 (60000 rows) listed as many times as an epoch of
+# EPOCH_SECONDS needs at the samples/s of a 300-step run.
+EPOCH_SECONDS = 3.0
+model = ["--scale", "1/255", "--hidden", "512,256", "--lr", "0.0005"]
+code, out = run_direct(["--data", "u8.h5"] + model + ["--epochs", "1", "--max-steps", "300", "--progress", "off"],
+                       tty=False)
+m = re.search(r"^epoch 1/1 .*  (\d+) samples/s", out, re.M)
+rate = int(m.group(1)) if code == 0 and m else 0
+check("progress: a 300-step run measures the speed", rate > 0, out[-300:])
+copies = max(1, math.ceil(EPOCH_SECONDS * rate / n))
+steps = copies * n // 32  # batch 32 on one rank
+slow = ["--data", "u8.h5"] * copies + model + ["--epochs", "2"]
+interval = EPOCH_SECONDS / 20
+print(f"progress: {rate} samples/s: u8.h5 x {copies}, {steps} steps per epoch (about {copies * n / max(rate, 1):.1f} s), "
+      f"--log-every-seconds {interval}")
 PROGRESS = re.compile(r"epoch 1/2  step (\d+)/(\d+) \((\d+)%\)  (\d+) samples/s  ETA [0-9.]+ s")
-slow = ["--data", "f32.h5", "--hidden", "512,256", "--epochs", "2", "--lr", "0.0005"]  # 1875 steps, about 1 s per epoch
 batch_env = {k: "" for k in ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID")}
-code, out = run_direct(slow + ["--progress", "lines", "--log-every-seconds", "0.05"], tty=False)
-steps = [(int(a), int(b), int(c)) for a, b, c, _ in PROGRESS.findall(out)]
+code, out = run_direct(slow + ["--progress", "lines", "--log-every-seconds", str(interval)], tty=False)
+seen = [(int(a), int(b), int(c)) for a, b, c, _ in PROGRESS.findall(out)]
 lines_ok = all(l.startswith("progress: ") for l in out.splitlines() if "ETA" in l)
-check("--progress lines: several plain lines in epoch 1 (steps rising, below the epoch's 1875: its last step has "
+check(f"--progress lines: several plain lines in epoch 1 (steps rising, below the epoch's {steps}: its last step has "
       "the epoch line, percent right)",
-      code == 0 and lines_ok and len(steps) >= 3 and all(b == 1875 for _, b, _ in steps)
-      and all(x[0] < y[0] for x, y in zip(steps, steps[1:])) and steps[-1][0] < 1875
-      and all(abs(c - 100 * a / b) <= 0.5 for a, b, c in steps), out[-600:])
+      code == 0 and lines_ok and len(seen) >= 3 and all(b == steps for _, b, _ in seen)
+      and all(x[0] < y[0] for x, y in zip(seen, seen[1:])) and seen[-1][0] < steps
+      and all(abs(c - 100 * a / b) <= 0.5 for a, b, c in seen), out[-600:])
+m = re.search(r"^epoch 1/2 .*  ([0-9.]+) s$", out, re.M)
+epoch_seconds = float(m.group(1)) if m else 0
+check(f"--progress lines: at most one line per --log-every-seconds {interval} ({len(seen)} in epoch 1 of "
+      f"{epoch_seconds} s)", m is not None and len(seen) <= (epoch_seconds + 0.005) / interval, out[-600:])
 code, out = run_direct(slow, tty=True, env=batch_env)
 rewrites = out.count("\r\x1b[K")
 check("--progress auto on a terminal: one line rewritten in place (\\r, erase line), cleared before the epoch line",
       code == 0 and rewrites >= 3 and "progress: " not in out and re.search(r"\r\x1b\[Kepoch\s+1", out) is not None,
       repr(out[-400:]))
-code, out = run_direct(slow + ["--log-every-seconds", "0.2"], tty=True, env={"SLURM_JOB_ID": "12345"})
+code, out = run_direct(slow + ["--log-every-seconds", str(interval)], tty=True, env={"SLURM_JOB_ID": "12345"})
 check("--progress auto on a terminal under SLURM: plain lines, nothing rewritten",
       code == 0 and "\x1b[K" not in out and "progress: epoch 1/2" in out, repr(out[-400:]))
 code, out = run_direct(slow + ["--progress", "off"], tty=True, env=batch_env)
-check("--progress off: no progress output", code == 0 and "ETA" not in out, repr(out[-300:]))
+check("--progress off: no progress output (where auto rewrote a line above)", code == 0 and "ETA" not in out,
+      repr(out[-300:]))
 
 finish()

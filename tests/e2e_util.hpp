@@ -1,14 +1,18 @@
 // Helpers for the end-to-end tests of the real binaries: running them under
-// mpirun with a deadline, the error contract (one line, exit 2 on every rank),
-// snapshots that prove files unchanged, and HDF5 files written by hand.
+// mpirun with a deadline (or in the background, to act while they run), the
+// error contract (one line, exit 2 on every rank), snapshots that prove files
+// unchanged, and HDF5 files written by hand.
 #pragma once
 
 #include <gtest/gtest.h>
 #include <hdf5.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -18,6 +22,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "nn_dist/io/dataset.hpp"
@@ -28,9 +33,10 @@ namespace nn_dist::e2e {
 namespace fs = std::filesystem;
 
 // A hung job fails its test after this long instead of stalling the suite.
-// Bad input is rejected before training, in well under a second.
+// Bad input is rejected before training, in well under a second; the
+// deadline only tells a hang from a slow start of mpirun on a loaded machine.
 constexpr int kTrainingTimeoutSeconds = 120;
-constexpr int kErrorTimeoutSeconds = 15;
+constexpr int kErrorTimeoutSeconds = 60;
 constexpr int kTimedOut = 124;  // timeout(1)'s exit code
 
 inline std::string file_bytes(const std::string& path) {
@@ -142,6 +148,127 @@ inline RunResult run_nn_dist_per_rank(const std::string& dir, int ranks, const s
   }
   return r;
 }
+
+// ---- runs that a test acts on while they go (signals, pauses), each wait with a deadline
+
+// Polls `happened` every 10 ms until it holds (true) or `seconds` have passed (false).
+inline bool wait_for(const std::function<bool()>& happened, double seconds) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (!happened()) {
+    if (std::chrono::steady_clock::now() >= end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+// The processes whose parent is `parent`, from /proc.
+inline std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> found;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const std::size_t close = line.rfind(')');  // the command name may hold spaces and parentheses
+    if (close == std::string::npos) continue;
+    std::istringstream fields(line.substr(close + 1));
+    std::string state;
+    long ppid = 0;
+    if (fields >> state >> ppid && ppid == parent) found.push_back(static_cast<pid_t>(std::stol(name)));
+  }
+  return found;
+}
+
+// A variable of a running process's environment, or "" (gone, or not set).
+inline std::string environment_of(pid_t pid, const std::string& variable) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
+  for (std::string entry; std::getline(in, entry, '\0');) {
+    if (entry.rfind(variable + "=", 0) == 0) return entry.substr(variable.size() + 1);
+  }
+  return "";
+}
+
+// A command run by sh in the background (its output in dir/logs), so that
+// the test can act while it runs. Whatever is left of it is killed at the end.
+class BackgroundRun {
+ public:
+  BackgroundRun(const std::string& dir, const std::string& command) {
+    static int counter = 0;
+    fs::create_directories(dir + "/logs");
+    base_ = dir + "/logs/background" + std::to_string(++counter);
+    result_.command = command;
+    // exec: the command itself (mpirun) has this process id.
+    const std::string full = "exec " + command + " >" + quote(base_ + ".out") + " 2>" + quote(base_ + ".err");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::execl("/bin/sh", "sh", "-c", full.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+  }
+  ~BackgroundRun() {
+    if (pid_ > 0) end_now();
+  }
+  BackgroundRun(const BackgroundRun&) = delete;
+  BackgroundRun& operator=(const BackgroundRun&) = delete;
+
+  pid_t pid() const { return pid_; }
+
+  // With the command an mpirun of `ranks` ranks: their process ids in rank
+  // order, once all have started; empty if they have not within `seconds`.
+  std::vector<pid_t> rank_pids(int ranks, double seconds) const {
+    std::vector<pid_t> pids;
+    wait_for(
+        [&] {
+          pids.assign(ranks, 0);
+          int seen = 0;
+          for (pid_t child : children_of(pid_)) {
+            const std::string rank = environment_of(child, "OMPI_COMM_WORLD_RANK");
+            if (rank.empty()) continue;
+            const int r = std::atoi(rank.c_str());
+            if (r >= 0 && r < ranks && pids[r] == 0) {
+              pids[r] = child;
+              ++seen;
+            }
+          }
+          return seen == ranks;
+        },
+        seconds);
+    if (std::count(pids.begin(), pids.end(), 0) > 0) pids.clear();
+    return pids;
+  }
+
+  // Waits for the command to end, at most `seconds`; past that it is killed
+  // and the code is kTimedOut. Its output is read either way.
+  RunResult wait(double seconds) {
+    int status = 0;
+    const bool ended = pid_ > 0 && wait_for([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, seconds);
+    if (ended) {
+      result_.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      pid_ = -1;
+    } else if (pid_ > 0) {
+      end_now();
+      result_.code = kTimedOut;
+    }
+    result_.out = file_bytes(base_ + ".out");
+    result_.err = file_bytes(base_ + ".err");
+    return result_;
+  }
+
+ private:
+  // mpirun puts its ranks in process groups of their own: each is killed by its id.
+  void end_now() {
+    for (pid_t child : children_of(pid_)) ::kill(child, SIGKILL);
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+  pid_t pid_ = -1;
+  std::string base_;
+  RunResult result_;
+};
 
 inline RunResult run_datagen(const std::string& dir, const std::vector<std::string>& args) {
   return run_shell(dir, quote(NN_DATAGEN_BIN) + joined(args));

@@ -12,11 +12,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <chrono>
-#include <random>
-#include <thread>
+#include <memory>
 
 #include "e2e_util.hpp"
+#include "nn_dist/io/files.hpp"
 
 namespace nn_dist::e2e {
 namespace {
@@ -769,32 +768,82 @@ std::vector<std::string> temporaries_in(const std::string& dir) {
   return found;
 }
 
-TEST_F(E2eTest, SigtermDuringCheckpointWritesLeavesNoTemporaryFile) {
-  // A 4 MB checkpoint written after every one-step epoch: most of the run is
-  // spent writing checkpoints, so the signals land inside writes. Observed
-  // before the fix: 4 of 10 runs left a .ck.h5.tmp.PID file behind.
-  fs::create_directory(path("ck"));
-  const std::string ck = path("ck/ck.h5");
-  std::mt19937 rng(12345);
-  int ended_by_signal = 0;
-  for (int trial = 0; trial < 10; ++trial) {
-    const std::string command = mpirun_prefix(2) + " " + quote(NN_DIST_BIN) +
-                                joined({"--data", shared().train, "--hidden", "1024,1024", "--batch-size", "200",
-                                        "--epochs", "100000", "--quiet", "--checkpoint", ck}) +
-                                " >/dev/null 2>&1 & pid=$!; sleep " +
-                                std::to_string(0.3 + 0.05 * static_cast<double>(rng() % 12)) +
-                                "; kill -TERM $pid; wait $pid";
-    const RunResult r = run_shell(dir_, command, kErrorTimeoutSeconds);
-    ASSERT_NE(r.code, kTimedOut) << describe(r);
-    if (r.code != 0) ++ended_by_signal;
-    EXPECT_TRUE(temporaries_in(path("ck")).empty()) << "trial " << trial << " left " << temporaries_in(path("ck"))[0];
-    if (fs::exists(ck)) {
-      // Whatever survived is a whole checkpoint: it resumes.
-      expect_success(run_nn_dist(dir_, 2, {"--data", shared().train, "--hidden", "1024,1024", "--batch-size", "200",
-                                           "--resume", ck, "--max-steps", "1", "--epochs", "100000", "--quiet"}));
-    }
+// A stop signal inside a checkpoint write, made certain by the test-only
+// pause (NN_DIST_TEST_PAUSE_IN_WRITE, see io/files.hpp): rank 0's first write
+// stops with its temporary file complete and named, over a copy of the good
+// checkpoint (the previous one); the test signals, sees rank 0 note the
+// signal while paused, then lets the write go on or signals again. One step
+// per epoch (400 samples, batch 200 on 2 ranks): the paused write is epoch 1's.
+class SignalInWriteTest : public E2eTest {
+ protected:
+  void SetUp() override {
+    E2eTest::SetUp();
+    fs::create_directory(path("ck"));
+    ck_ = path("ck/ck.h5");
+    fs::copy_file(shared().checkpoint, ck_);
+    marker_ = path("paused");
+    run_ = std::make_unique<BackgroundRun>(
+        dir_, "env " + std::string(kPauseInWriteVariable) + "=" + quote(marker_) + " " + mpirun_prefix(2) + " " +
+                  quote(NN_DIST_BIN) +
+                  joined({"--data", shared().train, "--hidden", "8", "--batch-size", "200", "--epochs", "100000",
+                          "--checkpoint", ck_}));
+    ASSERT_TRUE(wait_for([&] { return fs::exists(marker_); }, kTrainingTimeoutSeconds))
+        << "rank 0 did not pause inside its first checkpoint write\n" << describe(run_->wait(0));
+    temporary_ = lines_of(file_bytes(marker_)).at(0);
+    ASSERT_TRUE(fs::exists(temporary_)) << "no write in progress: " << temporary_ << " is not there";
+    ASSERT_EQ(file_bytes(ck_), file_bytes(shared().checkpoint)) << "the previous checkpoint was replaced already";
+    ranks_ = run_->rank_pids(2, kTrainingTimeoutSeconds);
+    ASSERT_EQ(ranks_.size(), 2u) << "the ranks' process ids were not found";
   }
-  EXPECT_EQ(ended_by_signal, 10) << "the signal did not end the runs";
+
+  // Rank 0, paused inside the write, has received the stop signal.
+  void expect_signal_noted_during_the_write() {
+    ASSERT_TRUE(wait_for([&] { return contains(file_bytes(marker_), "stop signal"); }, kTrainingTimeoutSeconds))
+        << "rank 0 did not receive the stop signal while it was writing\n" << describe(run_->wait(0));
+  }
+
+  std::string ck_, marker_, temporary_;
+  std::unique_ptr<BackgroundRun> run_;
+  std::vector<pid_t> ranks_;
+};
+
+TEST_F(SignalInWriteTest, SigtermToMpirunFinishesTheWriteAndStopsAtTheNextStep) {
+  // Open MPI passes mpirun's SIGTERM to the ranks and kills them 1 s later:
+  // within that second rank 0 finishes the write, takes one more step, writes
+  // that step's checkpoint and exits 75; mpirun itself then exits 1.
+  ASSERT_EQ(::kill(run_->pid(), SIGTERM), 0);
+  expect_signal_noted_during_the_write();
+  fs::remove(marker_);
+  const RunResult r = run_->wait(kTrainingTimeoutSeconds);
+  ASSERT_NE(r.code, kTimedOut) << describe(r);
+  EXPECT_EQ(r.code, 1) << describe(r);
+  const std::vector<std::string> stop = lines_containing(r.out, "nn_dist: SIGTERM reached ");
+  ASSERT_EQ(stop.size(), 1u) << describe(r);
+  EXPECT_TRUE(contains(stop[0], "stopped after step 2 (the end of epoch 2); checkpoint " + ck_ + " written"))
+      << stop[0];
+  EXPECT_TRUE(contains(stop[0], "with code 75")) << stop[0];
+  EXPECT_TRUE(temporaries_in(path("ck")).empty()) << "left " << temporaries_in(path("ck"))[0];
+  EXPECT_NE(file_bytes(ck_), file_bytes(shared().checkpoint)) << "the new checkpoint did not replace the previous one";
+  const RunResult resumed = run_nn_dist(dir_, 2, {"--data", shared().train, "--hidden", "8", "--batch-size", "200",
+                                                  "--epochs", "100000", "--resume", ck_, "--max-steps", "3"});
+  expect_success(resumed);
+  EXPECT_EQ(lines_containing(resumed.out, "epoch 3/100000").size(), 1u) << "did not continue from step 2\n"
+                                                                        << describe(resumed);
+}
+
+TEST_F(SignalInWriteTest, SecondSigtermRemovesTheTemporaryFileAndKeepsThePreviousCheckpoint) {
+  // A second stop signal ends the process at once: its handler removes the
+  // half-done file; the previous checkpoint stays, byte for byte.
+  const FileSnapshot previous(ck_);
+  ASSERT_EQ(::kill(ranks_[0], SIGTERM), 0);
+  expect_signal_noted_during_the_write();
+  ASSERT_EQ(::kill(ranks_[0], SIGTERM), 0);
+  const RunResult r = run_->wait(kTrainingTimeoutSeconds);
+  ASSERT_NE(r.code, kTimedOut) << describe(r);
+  EXPECT_EQ(r.code, 128 + SIGTERM) << "mpirun passes on rank 0's death by SIGTERM\n" << describe(r);
+  EXPECT_TRUE(contains(r.err, "rank 0") && contains(r.err, "exited on signal 15")) << describe(r);
+  EXPECT_FALSE(fs::exists(temporary_)) << temporary_ << " was left";
+  expect_unchanged(previous, ck_);  // also: no temporary file in its folder
 }
 
 // ---- a stop signal during start-up

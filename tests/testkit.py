@@ -1,9 +1,12 @@
-"""What the Python end-to-end tests share: named checks that count failures, and how ranks are launched."""
+"""What the Python end-to-end tests share: named checks that count failures, how ranks are launched, and
+commands run with a deadline."""
 import os
+import signal
 import subprocess
 import sys
 
 failures = 0
+DEADLINE = 300  # seconds for one command: far beyond any run in these tests, short of ctest's timeouts
 
 
 def check(name, ok, detail=""):
@@ -26,14 +29,52 @@ def mpirun(mpiexec, ranks):
     return [mpiexec, "-np", str(ranks), "--oversubscribe", "--bind-to", "none", "--mca", "mpi_yield_when_idle", "1"]
 
 
+def kill_session(sid):
+    """Kills every process of session `sid` (a command started with start_new_session: mpirun puts its ranks in
+    process groups of their own, but they stay in its session)."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+            if int(fields[3]) == sid:
+                os.kill(int(name), signal.SIGKILL)
+        except (OSError, IndexError, ValueError):
+            pass
+
+
+def run_with_deadline(cmd, seconds=DEADLINE, text=True, **kwargs):
+    """subprocess.run(cmd, capture_output=True) with a deadline: past it, everything the command started is killed
+    and the result has returncode 124 and a last stderr line naming the command and the deadline."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text, start_new_session=True,
+                         **kwargs)
+    try:
+        out, err = p.communicate(timeout=seconds)
+        return subprocess.CompletedProcess(cmd, p.returncode, out, err)
+    except subprocess.TimeoutExpired:
+        kill_session(p.pid)
+        out, err = p.communicate()
+        note = f"\n{' '.join(map(str, cmd))}: did not end within {seconds} s (killed)\n"
+        return subprocess.CompletedProcess(cmd, 124, out, err + (note if text else note.encode()))
+
+
+def must_run(cmd, seconds=DEADLINE):
+    """Runs a command that prepares a test (e.g. nn_datagen) with a deadline; exits naming it if it fails."""
+    p = run_with_deadline(cmd, seconds)
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(map(str, cmd))}: exit code {p.returncode}\n{p.stderr}")
+    return p
+
+
 def run_per_rank(mpiexec, ranks, cmd, folder, timeout=120):
     """Runs cmd at `ranks` ranks, each rank's own exit code recorded in `folder` (mpirun is told not to end the
-    others when one exits non-zero, so a rank that would hang shows as a timeout). Returns (mpirun's code,
+    others when one exits non-zero, so a rank that would hang shows as a timeout: code 124). Returns (mpirun's code,
     stdout, stderr, [each rank's code, None where a rank left none])."""
     prefix = os.path.join(folder, f"rank_code{len(os.listdir(folder))}.")
     wrapper = f'"$0" "$@"; code=$?; echo $code > {prefix}$OMPI_COMM_WORLD_RANK; exit $code'
-    p = subprocess.run(mpirun(mpiexec, ranks) + ["--mca", "orte_abort_on_non_zero_status", "0", "sh", "-c", wrapper]
-                       + cmd, capture_output=True, text=True, timeout=timeout)
+    p = run_with_deadline(mpirun(mpiexec, ranks) + ["--mca", "orte_abort_on_non_zero_status", "0", "sh", "-c", wrapper]
+                          + cmd, seconds=timeout)
     codes = []
     for r in range(ranks):
         try:

@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testkit import check, finish  # noqa: E402
+from testkit import check, finish, run_with_deadline  # noqa: E402
 
 NN_DIST, NN_EVAL, NN_CONVERT, NN_DATAGEN, MPIEXEC = sys.argv[1:6]
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
@@ -38,7 +38,7 @@ def run(cmd, ranks=None):
     if ranks:
         cmd = [MPIEXEC, "-np", str(ranks), "--oversubscribe", "--bind-to", "none", "--mca", "mpi_yield_when_idle",
                "1"] + cmd
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    p = run_with_deadline(cmd)
     return p.returncode, p.stdout, p.stderr
 
 

@@ -12,13 +12,15 @@ Usage: torch_parity.py NN_DIST NN_DATAGEN MPIEXEC
 """
 import math
 import os
-import subprocess
 import sys
 import tempfile
 
 import h5py
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from testkit import must_run  # noqa: E402
 
 NN_DIST, NN_DATAGEN, MPIEXEC = sys.argv[1:4]
 ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid,
@@ -81,9 +83,8 @@ def shards(n, p):
 def make_data(case, tmp):
     """The case's data set (nn_datagen): its path, X as a tensor and y as stored."""
     data = os.path.join(tmp, "data.h5")
-    subprocess.run([NN_DATAGEN, "--kind", case["kind"], "--samples", "203", "--features", "5",
-                    "--classes", "3", "--targets", "2", "--seed", "3", "--out", data],
-                   check=True, capture_output=True)
+    must_run([NN_DATAGEN, "--kind", case["kind"], "--samples", "203", "--features", "5", "--classes", "3",
+              "--targets", "2", "--seed", "3", "--out", data])
     with h5py.File(data) as f:
         x = torch.from_numpy(f["X"][:].astype(np.float32))
         y_raw = f["y"][:]
@@ -126,7 +127,7 @@ def run_nn_dist(case, data, init, out, epochs):
     sched = case.get("sched")
     if sched:
         cmd += schedule_flags(sched)
-    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    must_run(cmd, seconds=120)
 
 
 def torch_loss(case, y_raw):

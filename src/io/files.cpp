@@ -4,13 +4,16 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <limits.h>
 
@@ -93,7 +96,6 @@ extern "C" void remove_temporary_file_and_end(int sig) {
   ::raise(sig);
 }
 
-
 void write_all(int fd, const char* data, std::size_t size, int* error) {
   while (size > 0) {
     const ssize_t n = ::write(fd, data, size);
@@ -120,6 +122,36 @@ void probe_new_file(const fs::path& target, const std::string& what) {
   if (fd < 0) {
     throw Error(what + ": cannot create files in folder " + quoted(folder_of(target).string()) + " (" +
                 errno_text(error) + ")");
+  }
+}
+
+// Set by the stop signals' handler, for the test-only pause.
+volatile std::sig_atomic_t g_stop_noted = 0;
+
+// The test-only pause of write_file_atomically (see kPauseInWriteVariable in
+// files.hpp), polled every 10 ms: the handler may not write files itself.
+void pause_for_test(const std::string& tmp) {
+  static bool paused = false;  // once per process: the stop's own checkpoint then goes through
+  const char* marker = std::getenv(kPauseInWriteVariable);
+  if (marker == nullptr || *marker == '\0' || paused) return;
+  paused = true;
+  g_stop_noted = 0;
+  const std::string part = std::string(marker) + ".part";  // renamed: the test never reads half a marker
+  std::ofstream(part) << tmp << '\n';
+  ::rename(part.c_str(), marker);
+  bool noted = false;
+  const timespec tick{0, 10 * 1000 * 1000};
+  for (int i = 0; i < 12000 && ::access(marker, F_OK) == 0; ++i) {
+    if (g_stop_noted && !noted) {
+      noted = true;
+      const int fd = ::open(marker, O_WRONLY | O_APPEND | O_CLOEXEC);
+      if (fd >= 0) {
+        int error = 0;
+        write_all(fd, "stop signal\n", 12, &error);
+        ::close(fd);
+      }
+    }
+    ::nanosleep(&tick, nullptr);
   }
 }
 
@@ -284,6 +316,7 @@ void write_file_atomically(const std::string& path, const void* data, std::size_
   if (error == 0 && anonymous && !link_anonymous(fd, tmp)) error = errno;
   if (::close(fd) != 0 && error == 0) error = errno;
   if (error != 0) fail("writing", error);
+  pause_for_test(tmp);
   if (::rename(tmp.c_str(), path.c_str()) != 0) fail("renaming the new file into place", errno);
   clear_temp();
   const int dir = ::open(folder_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -351,6 +384,8 @@ void remove_temporary_file_on_signals() {
     ::sigaction(sig, &action, nullptr);
   }
 }
+
+void note_stop_signal_from_handler() { g_stop_noted = 1; }
 
 TextFileWriter::~TextFileWriter() { close(); }
 

@@ -33,6 +33,7 @@ extern "C" void request_stop(int sig) {
   g_stop_sec = static_cast<std::sig_atomic_t>(now.tv_sec);
   g_stop_nsec = static_cast<std::sig_atomic_t>(now.tv_nsec);
   g_stop_signal = sig;
+  note_stop_signal_from_handler();
 }
 
 void install(int sig, void (*handler)(int)) {

@@ -53,6 +53,18 @@ void require_distinct_files(const std::vector<NamedPath>& inputs, const std::vec
 // throws Error "<what>: writing failed (...)"; the old file is untouched.
 void write_file_atomically(const std::string& path, const void* data, std::size_t size, const std::string& what);
 
+// Test-only: with NN_DIST_TEST_PAUSE_IN_WRITE=MARKER in the environment, the
+// first write_file_atomically of the process stops once its temporary file is
+// complete and named but not yet renamed into place. It creates MARKER (first
+// line: the temporary file's path) and waits until MARKER is removed (at most
+// 120 s), adding the line "stop signal" if one arrives meanwhile. Tests signal
+// or kill the writer there, so the event lands inside a write for certain
+// (tests/hostile_test.cpp, tests/fault_test.sh). Unset, as in every real run:
+// one getenv per write.
+constexpr const char* kPauseInWriteVariable = "NN_DIST_TEST_PAUSE_IN_WRITE";
+// For that pause: records that a stop signal arrived (async-signal-safe).
+void note_stop_signal_from_handler();
+
 // Temporary files that earlier runs on this host left beside path when they
 // were killed (their process is gone): removes them and returns their names.
 std::vector<std::string> remove_stale_temporaries(const std::string& path);

@@ -85,11 +85,15 @@ struct SharedWindow {
   // `step` (acquire: what the owner wrote before its release is visible);
   // yields so oversubscribed ranks progress.
   // Past the watchdog's deadline it aborts the job, naming the ranks missing.
+  // The deadline is read after every yield, not every 1024 spins: on a loaded
+  // machine a yield can last a time slice, and 1024 of them outlasted the
+  // watchdog thread's grace, whose line cannot name the missing ranks.
   void wait_for(int64_t step, int64_t* (SharedWindow::*counter)(int) const = &SharedWindow::published) const {
     for (std::size_t r = 0; r < segments.size(); ++r) {
       for (int spins = 0; __atomic_load_n((this->*counter)(static_cast<int>(r)), __ATOMIC_ACQUIRE) < step; ++spins) {
-        if (spins > 64) sched_yield();
-        if ((spins & 1023) == 1023 && watchdog::expired()) report_missing(step, counter == &SharedWindow::published);
+        if (spins <= 64) continue;
+        sched_yield();
+        if (watchdog::expired()) report_missing(step, counter == &SharedWindow::published);
       }
     }
   }
