@@ -1,9 +1,11 @@
-// Learning-rate schedules (constant, step, cosine), linear warmup and the
-// scaling of --lr with the global batch, as pure functions of the step.
+// Learning-rate schedules (constant, step, cosine, plateau), linear warmup and
+// the scaling of --lr with the global batch, as pure functions of the step;
+// the plateau's reductions as PyTorch's ReduceLROnPlateau makes them.
 #include "nn_dist/optim/schedule.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <sstream>
 
 #include "nn_dist/common/error.hpp"
@@ -27,7 +29,8 @@ std::string list(const std::vector<double>& values) {
 
 const NameTable<LrSchedule>& lr_schedule_names() {
   static const NameTable<LrSchedule> table(
-      "--lr-schedule", {{LrSchedule::kConstant, "constant"}, {LrSchedule::kStep, "step"}, {LrSchedule::kCosine, "cosine"}});
+      "--lr-schedule", {{LrSchedule::kConstant, "constant"}, {LrSchedule::kStep, "step"}, {LrSchedule::kCosine, "cosine"},
+                        {LrSchedule::kPlateau, "plateau"}});
   return table;
 }
 
@@ -93,6 +96,15 @@ void validate_schedule(const ScheduleOptions& o) {
   if (o.reference_batch < 1) {
     throw Error("--lr-reference-batch: must be a positive number of samples, got " + std::to_string(o.reference_batch));
   }
+  if (o.plateau_patience < 0) {
+    throw Error("--plateau-patience: must be a number of epochs not below 0, got " + std::to_string(o.plateau_patience));
+  }
+  if (!(o.plateau_factor > 0 && o.plateau_factor < 1)) {
+    throw Error("--plateau-factor: must be above 0 and below 1, got " + number(o.plateau_factor));
+  }
+  if (!(o.plateau_min_lr >= 0) || !std::isfinite(o.plateau_min_lr)) {
+    throw Error("--plateau-min-lr: must be a finite number not below 0, got " + number(o.plateau_min_lr));
+  }
 }
 
 double peak_lr(double lr, const ScheduleOptions& o, long global_batch) {
@@ -130,8 +142,37 @@ double lr_at(const ScheduleOptions& o, double peak, int64_t step, long steps_per
       const double p = std::clamp((t - o.warmup_epochs) / span, 0.0, 1.0);
       return warm * (o.lr_min + (peak - o.lr_min) * (1 + std::cos(kPi * p)) / 2);
     }
+    case LrSchedule::kPlateau:
+      return peak * warm;  // peak: the plateau's lr
   }
   return peak;
+}
+
+PlateauState plateau_start(double peak, bool maximize) {
+  PlateauState s;
+  s.lr = peak;
+  s.best = maximize ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
+  return s;
+}
+
+bool plateau_step(const ScheduleOptions& o, bool maximize, double value, PlateauState* s) {
+  // torch: is_better with threshold_mode 'rel', then num_bad_epochs > patience
+  // reduces (cooldown 0), and a reduction smaller than eps is not made.
+  constexpr double kEps = 1e-8;
+  const bool better = maximize ? value > s->best * (o.plateau_threshold + 1.0)
+                               : value < s->best * (1.0 - o.plateau_threshold);
+  if (better) {
+    s->best = value;
+    s->bad_epochs = 0;
+  } else {
+    ++s->bad_epochs;
+  }
+  if (s->bad_epochs <= o.plateau_patience) return false;
+  s->bad_epochs = 0;
+  const double reduced = std::max(s->lr * o.plateau_factor, o.plateau_min_lr);
+  if (!(s->lr - reduced > kEps)) return false;
+  s->lr = reduced;
+  return true;
 }
 
 bool schedule_in_use(const ScheduleOptions& o) {
@@ -151,6 +192,10 @@ std::string describe_schedule(const ScheduleOptions& o, double lr, double peak, 
       break;
     case LrSchedule::kCosine:
       s += "; cosine to " + number(o.lr_min) + " at epoch " + std::to_string(o.epochs);
+      break;
+    case LrSchedule::kPlateau:
+      s += "; times " + number(o.plateau_factor) + " after " + std::to_string(o.plateau_patience) +
+           " epoch(s) without improvement, down to " + number(o.plateau_min_lr);
       break;
   }
   return s;
@@ -172,6 +217,11 @@ std::string schedule_changes(const ScheduleOptions& saved, double saved_lr, doub
   if (either(LrSchedule::kCosine)) {
     change("--lr-min", number(saved.lr_min), number(now.lr_min));
     change("--epochs", std::to_string(saved.epochs), std::to_string(now.epochs));
+  }
+  if (either(LrSchedule::kPlateau)) {
+    change("--plateau-patience", std::to_string(saved.plateau_patience), std::to_string(now.plateau_patience));
+    change("--plateau-factor", number(saved.plateau_factor), number(now.plateau_factor));
+    change("--plateau-min-lr", number(saved.plateau_min_lr), number(now.plateau_min_lr));
   }
   change("--lr-scaling", lr_scaling_name(saved.scaling), lr_scaling_name(now.scaling));
   if (saved.scaling != LrScaling::kNone || now.scaling != LrScaling::kNone) {

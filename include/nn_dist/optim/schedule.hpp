@@ -1,7 +1,8 @@
 // Learning-rate schedules: the lr of a step as a pure function of the step's
 // index, the steps per epoch and the flags, so a resumed run (from an epoch's
 // end or the middle of one) takes exactly the lr an uninterrupted run takes.
-// No MPI, no I/O; lr_at allocates nothing (it runs once per training step).
+// The plateau schedule adds a state stepped at epoch ends (PlateauState, saved
+// in checkpoints). No MPI, no I/O; lr_at allocates nothing.
 #pragma once
 
 #include <cstdint>
@@ -12,7 +13,7 @@
 
 namespace nn_dist {
 
-enum class LrSchedule { kConstant, kStep, kCosine };
+enum class LrSchedule { kConstant, kStep, kCosine, kPlateau };
 enum class LrScaling { kNone, kLinear, kSqrt };
 
 // The names the flags and checkpoints use.
@@ -34,18 +35,25 @@ struct ScheduleOptions {
   long epochs = 10;                  // cosine: the run's --epochs
   LrScaling scaling = LrScaling::kNone;
   long reference_batch = 256;        // the global batch --lr was chosen for
+  // plateau: PyTorch's ReduceLROnPlateau defaults (threshold_mode rel, cooldown 0)
+  long plateau_patience = 10;
+  double plateau_factor = 0.1;
+  double plateau_min_lr = 0;
+  double plateau_threshold = 1e-4;
 
   bool operator==(const ScheduleOptions& o) const {
     return schedule == o.schedule && warmup_epochs == o.warmup_epochs && decay_epochs == o.decay_epochs &&
            decay_factor == o.decay_factor && lr_min == o.lr_min && epochs == o.epochs && scaling == o.scaling &&
-           reference_batch == o.reference_batch;
+           reference_batch == o.reference_batch && plateau_patience == o.plateau_patience &&
+           plateau_factor == o.plateau_factor && plateau_min_lr == o.plateau_min_lr &&
+           plateau_threshold == o.plateau_threshold;
   }
   bool operator!=(const ScheduleOptions& o) const { return !(*this == o); }
 };
 
 // Throws Error naming the flag: warmup not below 0 and below epochs, decay
 // epochs positive and increasing, decay factor in (0, 1], lr_min >= 0,
-// reference batch >= 1.
+// reference batch >= 1, plateau patience >= 0, factor in (0, 1), min lr >= 0.
 void validate_schedule(const ScheduleOptions& options);
 
 // The peak lr: lr x (global_batch / reference_batch) for linear scaling, x its
@@ -62,8 +70,26 @@ void check_lr_min(const ScheduleOptions& options, double peak);
 //   step:     peak * w * decay_factor^(number of decay epochs <= t)
 //   cosine:   w * (lr_min + (peak - lr_min) * (1 + cos(pi * p)) / 2),
 //             p = clamp((t - W) / (epochs - W), 0, 1)
+//   plateau:  PlateauState::lr * w (pass the state's lr as `peak`)
 // Without warmup and scaling, constant returns exactly `peak`.
 double lr_at(const ScheduleOptions& options, double peak, int64_t step, long steps_per_epoch);
+
+// PyTorch's ReduceLROnPlateau (torch.optim.lr_scheduler, 1.13) with
+// threshold_mode 'rel', cooldown 0 and eps 1e-8, over one lr: stepped once
+// per epoch end with the monitored value. `lr` starts at the peak lr and is
+// reduced in place as torch reduces a param group's lr, so the same value
+// sequence gives the same lr bits. The step's lr is lr times the warmup.
+struct PlateauState {
+  double lr = 0;         // the lr after the reductions so far (before warmup)
+  double best = 0;       // the best value so far (+-inf before the first epoch)
+  long bad_epochs = 0;   // epochs since `best` without an improvement beyond the threshold
+};
+
+// The state before the first epoch: lr = peak, best = +inf (or -inf with maximize).
+PlateauState plateau_start(double peak, bool maximize);
+// One epoch end with `value`; maximize: the value is an accuracy (torch's mode 'max').
+// Returns whether the lr was reduced.
+bool plateau_step(const ScheduleOptions& options, bool maximize, double value, PlateauState* state);
 
 // Whether the lr can differ from --lr (a schedule, warmup or scaling is in use).
 bool schedule_in_use(const ScheduleOptions& options);
