@@ -24,6 +24,7 @@
 
 #include "e2e_util.hpp"
 #include "nn_dist/io/checkpoint.hpp"
+#include "nn_dist/io/checkpoint_dir.hpp"
 #include "nn_dist/io/dataset.hpp"
 
 namespace nn_dist::e2e {
@@ -261,6 +262,16 @@ std::vector<BadCase> bad_cases() {
       flag_case("DecayFactorAboveOne", {"--lr-schedule", "step", "--lr-decay-epochs", "1", "--lr-decay-factor", "2"},
                 {"--lr-decay-factor", "at most 1"}),
       flag_case("ReferenceBatchWithoutScaling", {"--lr-reference-batch", "512"}, {"--lr-reference-batch", "--lr-scaling"}),
+      // --early-stopping, --monitor and the plateau: a flag nothing reads is an error, not ignored.
+      flag_case("MonitorValWithoutValidation", {"--early-stopping", "2", "--monitor", "val_loss"},
+                {"--monitor val_loss", "needs validation data"}, true),
+      flag_case("MonitorUnknown", {"--early-stopping", "2", "--monitor", "acc"}, {"--monitor", "'acc'", "val_accuracy"}),
+      flag_case("MonitorWithoutUse", {"--monitor", "loss"}, {"--monitor", "--early-stopping", "--lr-schedule plateau"}),
+      flag_case("MinDeltaWithoutEarlyStopping", {"--min-delta", "0.1"}, {"--min-delta", "--early-stopping"}),
+      flag_case("RestoreBestWithoutEarlyStopping", {"--restore-best"}, {"--restore-best", "--early-stopping"}),
+      flag_case("PlateauFactorWithoutPlateau", {"--plateau-factor", "0.5"}, {"--plateau-factor", "--lr-schedule plateau"}),
+      flag_case("PlateauFactorOne", {"--lr-schedule", "plateau", "--plateau-factor", "1"},
+                {"--plateau-factor", "below 1"}),
       // Found after the global batch is known, by every rank: an agreed error.
       flag_case("LrMinAboveThePeak", {"--lr-schedule", "cosine", "--lr-min", "0.5"}, {"--lr-min 0.5", "peak lr 0.05"},
                 true),
@@ -401,12 +412,13 @@ TEST_F(E2eTest, HelpExitsZeroAndListsEveryOptionWithItsDefault) {
       "x-dataset", "y-dataset", "hidden", "activation", "loss", "epochs", "batch-size", "global-batch-size",
       "optimizer", "lr", "momentum", "weight-decay", "beta1", "beta2", "eps", "seed", "checkpoint-every",
       "threads", "bucket-mb", "overlap", "allreduce", "max-steps", "warmup-steps", "lr-schedule", "lr-decay-factor",
-      "lr-min", "warmup-epochs", "lr-scaling", "lr-reference-batch"};
+      "lr-min", "warmup-epochs", "lr-scaling", "lr-reference-batch", "plateau-patience", "plateau-factor",
+      "plateau-min-lr", "early-stopping", "min-delta"};
   for (const std::string& name : with_default) {
     EXPECT_TRUE(contains(r.out, "--" + name + " arg (=")) << "--" << name << " or its default missing\n" << r.out;
   }
   for (const std::string name : {"data", "val", "init", "checkpoint", "resume", "metrics", "config", "no-shuffle",
-                                 "quiet", "profile", "help", "lr-decay-epochs"}) {
+                                 "quiet", "profile", "help", "lr-decay-epochs", "monitor", "restore-best"}) {
     EXPECT_TRUE(contains(r.out, "--" + name + " ")) << "--" << name << " missing\n" << r.out;
   }
   EXPECT_TRUE(contains(r.out, "--hidden arg (=128,64)")) << r.out;
@@ -476,10 +488,11 @@ TEST_F(E2eTest, MetricsCsvHasTheHeaderAndOneRowPerEpoch) {
   const std::vector<std::string> rows = lines_of(file_bytes(csv));
   ASSERT_EQ(rows.size(), 4u) << file_bytes(csv);
   // New columns go at the end (scripts cut the others by position).
-  EXPECT_EQ(rows[0], "epoch,train_loss,train_accuracy,val_loss,val_accuracy,samples_per_sec,epoch_seconds,lr");
+  EXPECT_EQ(rows[0], "epoch,train_loss,train_accuracy,val_loss,val_accuracy,samples_per_sec,epoch_seconds,lr,best_epoch");
   for (int e = 1; e <= 3; ++e) {
     const std::vector<std::string> cells = cells_of(rows[e]);
-    ASSERT_EQ(cells.size(), 8u) << rows[e];
+    ASSERT_EQ(cells.size(), 9u) << rows[e];
+    EXPECT_EQ(cells[8], "") << "no --early-stopping: no best epoch";
     EXPECT_EQ(cells[7], "0.05") << "the default --lr, constant";
     EXPECT_EQ(cells[0], std::to_string(e));
     for (int column : {2, 4}) {
@@ -939,7 +952,7 @@ TEST_F(E2eTest, ScheduledRunResumedMidEpochEndsWithTheUninterruptedRunsBits) {
     ASSERT_GE(rows.size(), 3u);
     for (std::size_t i = 1; i < rows.size(); ++i) {
       std::vector<std::string> mine = cells_of(rows[i]);
-      ASSERT_EQ(mine.size(), 8u) << rows[i];
+      ASSERT_EQ(mine.size(), 9u) << rows[i];
       std::vector<std::string> theirs = cells_of(straight_rows[std::stoul(mine[0])]);
       for (std::vector<std::string>* cells : {&mine, &theirs}) (*cells)[5] = (*cells)[6] = "";
       EXPECT_EQ(mine, theirs) << rows[i];
@@ -1026,6 +1039,237 @@ TEST_F(E2eTest, ResumeAutoNeedsSomewhereToLookAndOneKindOfCheckpoint) {
                        {"--checkpoint and --checkpoint-dir"});
   expect_clean_failure(dir_, 2, {"--data", shared().train, "--checkpoint-dir", path("no/such/dir")},
                        {"--checkpoint-dir", "cannot create"});
+}
+
+// ---- --early-stopping and --lr-schedule plateau
+
+// nn_dist run from the folder `cwd` with paths relative to it: runs in two
+// folders then have the same options (stored in /training), so their files can match byte for byte.
+RunResult run_nn_dist_in(const std::string& cwd, int ranks, const std::vector<std::string>& args) {
+  fs::create_directories(cwd);
+  const std::string command = "cd " + quote(cwd) + " && exec " + mpirun_prefix(ranks) + " " + quote(NN_DIST_BIN) + joined(args);
+  return run_shell(cwd, "sh -c " + quote(command));
+}
+
+// The "early stopping: ..." line's epochs: stopped after `stopped`, best `best`; false without the line.
+bool early_stop_of(const std::string& out, long* stopped, long* best) {
+  const std::vector<std::string> lines = lines_containing(out, "early stopping: ");
+  if (lines.size() != 1) return false;
+  const std::size_t at = lines[0].find("stopped after epoch ");
+  return at != std::string::npos &&
+         std::sscanf(lines[0].c_str() + at, "stopped after epoch %ld of %*d, best epoch %ld", stopped, best) == 2;
+}
+
+// Two checkpoints hold the same bits: parameters, momentum and every /training value. (Their
+// bytes differ by HDF5's object times, seconds in each group's and dataset's header.)
+void expect_same_checkpoint(const std::string& path, const std::string& expected_path) {
+  const SavedRun got = read_saved(path, {2, 8, 3}), expected = read_saved(expected_path, {2, 8, 3});
+  EXPECT_TRUE(same_bits(got.params, expected.params)) << path << ": the parameters differ";
+  EXPECT_TRUE(same_bits(got.momentum, expected.momentum)) << path << ": the momentum differs";
+  const TrainingState &a = got.state, &b = expected.state;
+  EXPECT_EQ(a.epoch, b.epoch);
+  EXPECT_EQ(a.global_step, b.global_step);
+  EXPECT_EQ(a.epoch_step, b.epoch_step);
+  EXPECT_EQ(a.options, b.options);
+  EXPECT_EQ(a.run_id, b.run_id);
+  EXPECT_EQ(a.has_early_stopping, b.has_early_stopping);
+  EXPECT_EQ(a.early_stopping.best, b.early_stopping.best);
+  EXPECT_EQ(a.early_stopping.best_epoch, b.early_stopping.best_epoch);
+  EXPECT_EQ(a.early_stopping.wait, b.early_stopping.wait);
+  EXPECT_EQ(checkpoint_run_id(path), checkpoint_run_id(expected_path));
+}
+
+std::vector<std::string> csv_rows(const std::string& path) {
+  std::vector<std::string> rows = lines_of(file_bytes(path));
+  if (!rows.empty()) rows.erase(rows.begin());  // the header
+  return rows;
+}
+
+TEST_F(E2eTest, EarlyStoppingKeepsBestH5AndResumedRunsStopAtTheSameEpochWithTheSameBestH5) {
+  // 400 samples on 2 ranks, batch 32: 7 steps per epoch. The training loss must fall by more than
+  // --min-delta each epoch; it soon falls by less, and 3 epochs later the run stops.
+  const std::vector<std::string> train{"--data", shared().train, "--val", shared().val, "--hidden", "8",
+                                       "--epochs", "40", "--momentum", "0.9", "--early-stopping", "3",
+                                       "--monitor", "loss", "--min-delta", "0.01"};
+  const auto with = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), train.begin(), train.end());
+    return more;
+  };
+  const std::vector<std::string> dir_args = with({"--checkpoint-dir", "ck", "--resume", "auto", "--checkpoint-every-steps",
+                                                  "5", "--keep-checkpoints", "100", "--metrics", "m.csv"});
+  const std::string a = path("a");
+  const RunResult whole = run_nn_dist_in(a, 2, dir_args);
+  expect_success(whole);
+  long stopped = 0, best = 0;
+  ASSERT_TRUE(early_stop_of(whole.out, &stopped, &best)) << describe(whole);
+  EXPECT_EQ(stopped, best + 3) << "3 epochs without improvement";
+  ASSERT_LT(stopped, 40) << describe(whole);
+  ASSERT_GE(best, 3) << "the resumes below start before the best epoch: pick a smaller --min-delta";
+  ASSERT_EQ(epoch_lines(whole.out).size(), static_cast<std::size_t>(stopped)) << describe(whole);
+  // best.h5: the state at the best epoch's end; the last checkpoint: 3 epochs of waiting.
+  const SavedRun saved_best = read_saved(a + "/ck/best.h5", {2, 8, 3});
+  EXPECT_EQ(saved_best.state.epoch, best);
+  EXPECT_EQ(saved_best.state.global_step, best * 7);
+  ASSERT_TRUE(saved_best.state.has_early_stopping);
+  EXPECT_EQ(saved_best.state.monitor, Monitor::kLoss);
+  EXPECT_EQ(saved_best.state.early_stopping.best_epoch, best);
+  EXPECT_EQ(saved_best.state.early_stopping.wait, 0);
+  EXPECT_EQ(checkpoint_run_id(a + "/ck/best.h5"), checkpoint_run_id(a + "/ck/" + checkpoint_file_name(stopped * 7)));
+  const SavedRun last = read_saved(a + "/ck/" + checkpoint_file_name(stopped * 7), {2, 8, 3});
+  EXPECT_EQ(last.state.early_stopping.wait, 3);
+  EXPECT_EQ(last.state.early_stopping.best_epoch, best);
+  EXPECT_EQ(last.state.early_stopping.best, saved_best.state.early_stopping.best);
+  // The CSV's best_epoch column: the best so far, B from epoch B on.
+  const std::vector<std::string> rows = csv_rows(a + "/m.csv");
+  ASSERT_EQ(rows.size(), static_cast<std::size_t>(stopped));
+  for (long e = 1; e <= stopped; ++e) {
+    const std::vector<std::string> cells = cells_of(rows[e - 1]);
+    ASSERT_EQ(cells.size(), 9u) << rows[e - 1];
+    if (e >= best) {
+      EXPECT_EQ(cells[8], std::to_string(best)) << rows[e - 1];
+    } else {
+      EXPECT_LE(std::stol(cells[8]), e) << rows[e - 1];
+    }
+  }
+  const FileSnapshot best_before(a + "/ck/best.h5");
+
+  // Resumed in the middle of an epoch before the best one (its folder holds that checkpoint only):
+  // the same epochs, the same stop, and best.h5 written again with the same bits.
+  int64_t mid = (best * 7 - 1) / 5 * 5;
+  if (mid % 7 == 0) mid -= 5;
+  // Resumed at the end of the epoch after the best (wait 1), beside the best.h5 of then: the same stop, best.h5 untouched.
+  const int64_t after = (best + 1) * 7;
+  for (const int64_t step : {mid, after}) {
+    SCOPED_TRACE("resumed from step " + std::to_string(step));
+    const std::string b = path("from" + std::to_string(step));
+    fs::create_directories(b + "/ck");
+    fs::copy_file(a + "/ck/" + checkpoint_file_name(step), b + "/ck/" + checkpoint_file_name(step));
+    if (step == after) fs::copy_file(a + "/ck/best.h5", b + "/ck/best.h5");
+    ASSERT_EQ(read_saved(b + "/ck/" + checkpoint_file_name(step), {2, 8, 3}).state.epoch_step > 0, step == mid);
+    const RunResult resumed = run_nn_dist_in(b, 2, dir_args);
+    expect_success(resumed);
+    long stopped_again = 0, best_again = 0;
+    ASSERT_TRUE(early_stop_of(resumed.out, &stopped_again, &best_again)) << describe(resumed);
+    EXPECT_EQ(stopped_again, stopped);
+    EXPECT_EQ(best_again, best);
+    const std::vector<std::string> all = epoch_lines_without_timing(whole.out), tail = epoch_lines_without_timing(resumed.out);
+    ASSERT_LE(tail.size(), all.size());
+    EXPECT_EQ(tail, std::vector<std::string>(all.end() - static_cast<long>(tail.size()), all.end()));
+    expect_same_checkpoint(b + "/ck/best.h5", a + "/ck/best.h5");
+    if (step == after) {  // no improvement after the resume: the copy of then is left as it was
+      EXPECT_TRUE(file_bytes(b + "/ck/best.h5") == best_before.bytes) << "best.h5 was rewritten";
+    }
+  }
+
+  // nn_eval reads best.h5 as the checkpoint it is: its validation loss is epoch B's.
+  const RunResult eval = run_shell(dir_, quote(NN_EVAL_BIN) + " --model " + quote(a + "/ck/best.h5") + " --data " +
+                                             quote(shared().val));
+  ASSERT_EQ(eval.code, 0) << describe(eval);
+  const double val_loss = std::atof(cells_of(rows[best - 1])[3].c_str());
+  const std::vector<std::string> loss_lines = lines_containing(eval.out, "loss ");
+  ASSERT_FALSE(loss_lines.empty()) << describe(eval);
+  EXPECT_NEAR(std::atof(loss_lines.back().c_str() + loss_lines.back().find("loss ") + 5), val_loss, 1e-6)
+      << "epoch " << best << "'s val_loss\n" << describe(eval);
+
+  // --checkpoint FILE --restore-best: the same training ends FILE with best.h5's weights.
+  const RunResult restored = run_nn_dist(dir_, 2, with({"--checkpoint", path("r.h5"), "--restore-best"}));
+  expect_success(restored);
+  EXPECT_TRUE(contains(restored.out, "r.h5 holds its weights")) << describe(restored);
+  const SavedRun r = read_saved(path("r.h5"), {2, 8, 3});
+  EXPECT_TRUE(same_bits(r.params, saved_best.params)) << "r.h5's /model is not the best epoch's";
+  EXPECT_FALSE(same_bits(r.params, last.params)) << "the best and the last weights are the same: the test shows nothing";
+  EXPECT_EQ(r.state.epoch, stopped);
+
+  // --keep-checkpoints 1 prunes the numbered files, never best.h5; --resume auto takes the numbered one.
+  const std::string k = path("k");
+  const std::vector<std::string> keep_one = with({"--checkpoint-dir", k, "--keep-checkpoints", "1", "--resume", "auto"});
+  expect_success(run_nn_dist(dir_, 2, keep_one));
+  EXPECT_EQ(names_in(k), (std::vector<std::string>{"best.h5", checkpoint_file_name(stopped * 7)}));
+  const RunResult again = run_nn_dist(dir_, 2, keep_one);
+  expect_success(again);
+  EXPECT_TRUE(contains(again.out, "nothing to do: early stopping ended this run after epoch " + std::to_string(stopped)))
+      << describe(again);
+  std::vector<std::string> more_patience = keep_one;
+  *std::find(more_patience.begin(), more_patience.end(), "--early-stopping") = "--early-stopping=4";
+  more_patience.erase(std::find(more_patience.begin(), more_patience.end(), "--early-stopping=4") + 1);
+  const RunResult longer = run_nn_dist(dir_, 2, more_patience);
+  expect_success(longer);
+  EXPECT_TRUE(contains(longer.out, checkpoint_file_name(stopped * 7))) << describe(longer);
+  EXPECT_FALSE(contains(longer.out, "resuming from " + k + "/best.h5")) << describe(longer);
+}
+
+TEST_F(E2eTest, PlateauCutsTheLrInTheMetricsCsvAsTorchsRuleSaysAndResumesExactly) {
+  // Global batch 64, --lr 0.5 x 64/32: peak lr 1.0 after one epoch of warmup; the loss soon stops
+  // improving by 1e-4 (relative) and the lr halves after 2 epochs without, but not below 0.3.
+  const std::vector<std::string> args{"--data", shared().train, "--hidden", "8", "--epochs", "20", "--momentum", "0.9",
+                                      "--lr", "0.5", "--lr-scaling", "linear", "--lr-reference-batch", "32",
+                                      "--warmup-epochs", "1", "--lr-schedule", "plateau", "--plateau-patience", "1",
+                                      "--plateau-factor", "0.5", "--plateau-min-lr", "0.3", "--monitor", "loss"};
+  const auto with = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), args.begin(), args.end());
+    return more;
+  };
+  const RunResult whole = run_nn_dist(dir_, 2, with({"--metrics", path("m.csv"), "--checkpoint-dir", path("ck"),
+                                                     "--keep-checkpoints", "100"}));
+  expect_success(whole);
+  const std::vector<std::string> rows = csv_rows(path("m.csv"));
+  ASSERT_EQ(rows.size(), 20u);
+  // ReduceLROnPlateau's rule (mode min, threshold 1e-4 rel, cooldown 0), written out again over the CSV's losses.
+  double lr = 1.0, best_loss = INFINITY;
+  long bad = 0, cuts = 0;
+  for (std::size_t e = 0; e < rows.size(); ++e) {
+    const std::vector<std::string> cells = cells_of(rows[e]);
+    ASSERT_EQ(cells.size(), 9u) << rows[e];
+    EXPECT_EQ(std::atof(cells[7].c_str()), lr) << "epoch " << e + 1 << ": " << rows[e];
+    EXPECT_EQ(cells[8], "") << "no --early-stopping: no best epoch";
+    const double loss = std::atof(cells[1].c_str());
+    if (loss < best_loss * (1 - 1e-4)) {
+      best_loss = loss;
+      bad = 0;
+    } else if (++bad > 1) {
+      bad = 0;
+      if (lr - std::max(lr * 0.5, 0.3) > 1e-8) {
+        lr = std::max(lr * 0.5, 0.3);
+        ++cuts;
+      }
+    }
+  }
+  ASSERT_GE(cuts, 2) << "the loss did not level off: the test shows nothing\n" << file_bytes(path("m.csv"));
+  EXPECT_EQ(lines_containing(whole.out, "plateau: lr ").size(), static_cast<std::size_t>(cuts)) << describe(whole);
+  // /training holds the plateau's state; an epoch-end resume after the first cut, and a mid-epoch
+  // one, continue with the uninterrupted run's lrs and losses.
+  EXPECT_EQ(lr, 0.3) << "the second cut is clamped at --plateau-min-lr";
+  const SavedRun end = read_saved(path("ck/" + checkpoint_file_name(20 * 7)), {2, 8, 3});
+  ASSERT_TRUE(end.state.has_plateau);
+  EXPECT_EQ(end.state.plateau.lr, lr);
+  EXPECT_EQ(end.state.schedule.schedule, LrSchedule::kPlateau);
+  EXPECT_EQ(end.state.schedule.plateau_factor, 0.5);
+  long first_cut = 0;
+  for (std::size_t e = 1; e < rows.size() && first_cut == 0; ++e) {
+    if (cells_of(rows[e])[7] != cells_of(rows[0])[7]) first_cut = static_cast<long>(e);  // epochs before the cut
+  }
+  for (const int64_t step : {first_cut * 7, first_cut * 7 + 3}) {
+    SCOPED_TRACE("resumed from step " + std::to_string(step));
+    const std::string csv = path("resumed" + std::to_string(step) + ".csv");
+    std::vector<std::string> resume_args = with({"--metrics", csv});
+    if (step % 7 != 0) {  // a mid-epoch checkpoint of the same run
+      const RunResult stepped = run_nn_dist(dir_, 2, with({"--checkpoint-dir", path("ck_steps"), "--checkpoint-every-steps",
+                                                           std::to_string(step), "--max-steps", std::to_string(step)}));
+      expect_success(stepped);
+      resume_args.insert(resume_args.end(), {"--resume", path("ck_steps/" + checkpoint_file_name(step))});
+    } else {
+      resume_args.insert(resume_args.end(), {"--resume", path("ck/" + checkpoint_file_name(step))});
+    }
+    const RunResult resumed = run_nn_dist(dir_, 2, resume_args);
+    expect_success(resumed);
+    const std::vector<std::string> mine = csv_rows(csv);
+    ASSERT_FALSE(mine.empty());
+    for (const std::string& row : mine) {
+      std::vector<std::string> cells = cells_of(row), theirs = cells_of(rows[std::stoul(cells[0]) - 1]);
+      for (std::vector<std::string>* c : {&cells, &theirs}) (*c)[5] = (*c)[6] = "";
+      EXPECT_EQ(cells, theirs) << row;
+    }
+  }
 }
 
 }  // namespace

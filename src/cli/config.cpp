@@ -26,7 +26,7 @@ struct TextOptions {
   std::vector<std::string> data;
   std::string scale = "1";
   std::string optimizer, overlap, allreduce, config_file, gemm;
-  std::string lr_schedule, lr_scaling, lr_decay_epochs;
+  std::string lr_schedule, lr_scaling, lr_decay_epochs, monitor;
   long long seed = 1;
   bool no_shuffle = false;
 };
@@ -83,6 +83,22 @@ po::options_description training_options(Config& c, TextOptions& t) {
        "none|linear|sqrt: peak lr = --lr x (global batch / --lr-reference-batch), or x its square root")
       ("lr-reference-batch", po::value(&c.schedule.reference_batch)->default_value(c.schedule.reference_batch),
        "--lr-scaling: the global batch that --lr was chosen for")
+      ("plateau-patience", po::value(&c.schedule.plateau_patience)->default_value(c.schedule.plateau_patience),
+       "--lr-schedule plateau: epochs without improvement of --monitor before the lr is cut (PyTorch's "
+       "ReduceLROnPlateau)")
+      ("plateau-factor", po::value(&c.schedule.plateau_factor)->default_value(c.schedule.plateau_factor, "0.1"),
+       "--lr-schedule plateau: the factor of each cut")
+      ("plateau-min-lr", po::value(&c.schedule.plateau_min_lr)->default_value(c.schedule.plateau_min_lr),
+       "--lr-schedule plateau: the lowest lr a cut goes to")
+      ("early-stopping", po::value(&c.early_stopping)->default_value(0),
+       "stop after this many epochs without improvement of --monitor (Keras' EarlyStopping; 0: off)")
+      ("monitor", po::value(&t.monitor),
+       "val_loss|val_accuracy|loss: the value --early-stopping and --lr-schedule plateau watch (default val_loss "
+       "with validation data, else loss)")
+      ("min-delta", po::value(&c.min_delta)->default_value(0),
+       "--early-stopping: an improvement beats the best value by more than this")
+      ("restore-best", po::bool_switch(&c.restore_best),
+       "--early-stopping with --checkpoint: the file ends with the best epoch's weights, not the last")
       ("momentum", po::value(&c.optimizer.momentum)->default_value(c.optimizer.momentum), "SGD momentum")
       ("weight-decay", po::value(&c.optimizer.weight_decay)->default_value(c.optimizer.weight_decay), "L2 weight decay")
       ("beta1", po::value(&c.optimizer.beta1)->default_value(c.optimizer.beta1, "0.9"), "Adam beta1")
@@ -261,6 +277,31 @@ void parse_schedule(const po::variables_map& vm, const TextOptions& t, ScheduleO
   refuse_unless(step, "lr-decay-factor", "--lr-schedule step");
   refuse_unless(schedule->schedule == LrSchedule::kCosine, "lr-min", "--lr-schedule cosine");
   refuse_unless(schedule->scaling != LrScaling::kNone, "lr-reference-batch", "--lr-scaling linear or sqrt");
+  const bool plateau = schedule->schedule == LrSchedule::kPlateau;
+  refuse_unless(plateau, "plateau-patience", "--lr-schedule plateau");
+  refuse_unless(plateau, "plateau-factor", "--lr-schedule plateau");
+  refuse_unless(plateau, "plateau-min-lr", "--lr-schedule plateau");
+}
+
+// --early-stopping, --monitor and what they need; a flag nothing reads is an error, not ignored.
+void check_monitor_options(Config& c, const TextOptions& t, const po::variables_map& vm) {
+  require_nonnegative(static_cast<double>(c.early_stopping), "early-stopping");
+  const bool stopping = c.early_stopping > 0, plateau = c.schedule.schedule == LrSchedule::kPlateau;
+  const bool has_val = !c.val.empty() || c.val_split > 0;
+  if (!t.monitor.empty() && !stopping && !plateau) {
+    throw Error("--monitor: only used with --early-stopping or --lr-schedule plateau");
+  }
+  c.monitor = t.monitor.empty() ? (has_val ? Monitor::kValLoss : Monitor::kLoss) : parse_monitor(t.monitor);
+  if (monitor_needs_validation(c.monitor) && !has_val) {
+    throw Error("--monitor " + monitor_name(c.monitor) + ": needs validation data (--val or --val-split)");
+  }
+  if (!vm["min-delta"].defaulted() && !stopping) throw Error("--min-delta: only used with --early-stopping");
+  require_nonnegative(c.min_delta, "min-delta");
+  if (c.restore_best && !stopping) throw Error("--restore-best: only used with --early-stopping");
+  if (c.restore_best && c.checkpoint.empty()) {
+    throw Error("--restore-best: needs --checkpoint FILE to write the best weights to (with --checkpoint-dir the "
+                "best model is best.h5)");
+  }
 }
 
 std::string ini_text(const po::variables_map& vm) {
@@ -361,6 +402,7 @@ void check_training_options(Config& c, const TextOptions& t, const po::variables
   if (!(c.optimizer.beta2 >= 0 && c.optimizer.beta2 < 1)) throw Error("--beta2: must be in [0, 1)");
   require_positive(c.optimizer.eps, "eps");
   require_positive(c.checkpoint_every, "checkpoint-every");
+  check_monitor_options(c, t, vm);
 }
 
 // Threads, the matrix kernel, the gradient sum's buckets and the benchmark limits.

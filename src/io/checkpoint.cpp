@@ -183,6 +183,38 @@ void write_schedule(hid_t training, const TrainingState& state) {
   h5::write_attr_ints(training, "total_epochs", {o.epochs});
   h5::write_attr_string(training, "lr_scaling", lr_scaling_name(o.scaling));
   h5::write_attr_ints(training, "lr_reference_batch", {o.reference_batch});
+  if (o.schedule == LrSchedule::kPlateau) {
+    h5::write_attr_ints(training, "plateau_patience", {o.plateau_patience});
+    h5::write_attr_doubles(training, "plateau_factor", {o.plateau_factor});
+    h5::write_attr_doubles(training, "plateau_min_lr", {o.plateau_min_lr});
+  }
+}
+
+// Early stopping's and the plateau's states in /training (see TrainingState).
+void write_monitor(hid_t training, const TrainingState& state) {
+  if (!state.has_early_stopping && !state.has_plateau) return;
+  h5::write_attr_string(training, "monitor", monitor_name(state.monitor));
+  if (state.has_early_stopping) {
+    const EarlyStoppingState& e = state.early_stopping;
+    h5::write_attr_doubles(training, "early_stopping_best", {e.best});
+    h5::write_attr_ints(training, "early_stopping_best_epoch", {e.best_epoch});
+    h5::write_attr_ints(training, "early_stopping_wait", {e.wait});
+  }
+  if (state.has_plateau) {
+    const PlateauState& p = state.plateau;
+    h5::write_attr_doubles(training, "plateau_lr", {p.lr});
+    h5::write_attr_doubles(training, "plateau_best", {p.best});
+    h5::write_attr_ints(training, "plateau_bad_epochs", {p.bad_epochs});
+  }
+}
+
+// One float64 attribute that is not NaN (a best value is +-inf before the first epoch).
+double read_not_nan(hid_t loc, const std::string& name, const std::string& what) {
+  const std::vector<double> v = h5::read_attr_doubles(loc, name, what);
+  if (v.size() != 1 || std::isnan(v[0])) {
+    throw Error(what + ": /training attribute '" + name + "' must hold one number (not NaN)");
+  }
+  return v[0];
 }
 
 // One float64 attribute, finite and not negative.
@@ -212,7 +244,32 @@ void read_schedule(hid_t training, const std::string& what, TrainingState* state
   o.lr_min = read_nonnegative(training, "lr_min", what);
   o.epochs = read_int_in_range(training, where, "total_epochs", what, 1, kMaxCount);
   o.reference_batch = read_int_in_range(training, where, "lr_reference_batch", what, 1, kMaxCount);
+  if (H5Aexists(training, "plateau_patience") > 0) {
+    o.plateau_patience = static_cast<long>(read_int_in_range(training, where, "plateau_patience", what, 0, kMaxCount));
+    o.plateau_factor = read_nonnegative(training, "plateau_factor", what);
+    o.plateau_min_lr = read_nonnegative(training, "plateau_min_lr", what);
+  }
   state->has_schedule = true;
+}
+
+void read_monitor(hid_t training, const std::string& what, TrainingState* state) {
+  const std::string where = "/training";
+  if (H5Aexists(training, "monitor") <= 0) return;
+  state->monitor = parse_monitor(read_name(training, where, "monitor", what, monitor_names()));
+  if (H5Aexists(training, "early_stopping_best") > 0) {
+    EarlyStoppingState& e = state->early_stopping;
+    e.best = read_not_nan(training, "early_stopping_best", what);
+    e.best_epoch = read_int_in_range(training, where, "early_stopping_best_epoch", what, 0, kMaxCount);
+    e.wait = static_cast<long>(read_int_in_range(training, where, "early_stopping_wait", what, 0, kMaxCount));
+    state->has_early_stopping = true;
+  }
+  if (H5Aexists(training, "plateau_lr") > 0) {
+    PlateauState& p = state->plateau;
+    p.lr = read_nonnegative(training, "plateau_lr", what);
+    p.best = read_not_nan(training, "plateau_best", what);
+    p.bad_epochs = static_cast<long>(read_int_in_range(training, where, "plateau_bad_epochs", what, 0, kMaxCount));
+    state->has_plateau = true;
+  }
 }
 
 }  // namespace
@@ -259,6 +316,12 @@ void write_checkpoint(const std::string& path, const Layout& layout, Activation 
     if (!state.sample_order.empty()) h5::write_attr_string(training.get(), "sample_order", state.sample_order);
     if (!state.run_id.empty()) h5::write_attr_string(training.get(), "run_id", state.run_id);
     if (state.has_schedule) write_schedule(training.get(), state);
+    write_monitor(training.get(), state);
+    if (state.best_params != nullptr) {
+      h5::Handle best = create_group(file.get(), "best");
+      write_tensors(best.get(), layout, state.best_params);
+      h5::write_attr_ints(best.get(), "epoch", {state.early_stopping.best_epoch});
+    }
     const Standardization& st = state.standardization;
     if (!st.empty()) {
       h5::Handle pre = create_group(file.get(), "preprocess");
@@ -383,6 +446,15 @@ Standardization read_checkpoint_standardization(const std::string& path, const s
   return out;
 }
 
+bool read_checkpoint_best(const std::string& path, const std::string& what, const Layout& layout, float* params) {
+  h5::Handle file = h5::open_file(path, what);
+  if (!h5::exists(file.get(), "best")) return false;
+  h5::Handle best = open_group(file.get(), "best", what);
+  std::fill(params, params + layout.total(), 0.0f);
+  read_tensors(best.get(), what, "/best", layout, params);
+  return true;
+}
+
 TrainingState read_checkpoint_state(const std::string& path, const std::string& what, const Layout& layout,
                                     Optimizer& optimizer) {
   h5::Handle file = h5::open_file(path, what);
@@ -424,6 +496,7 @@ TrainingState read_checkpoint_state(const std::string& path, const std::string& 
   state.global_batch = optional_int("global_batch", 0);
   state.samples = optional_int("samples", 0);
   if (H5Aexists(training.get(), "lr_schedule") > 0) read_schedule(training.get(), what, &state);
+  read_monitor(training.get(), what, &state);
   if (H5Aexists(training.get(), "sample_order") > 0) {
     state.sample_order = printable(h5::read_attr_string(training.get(), "sample_order", what), 120);
   }

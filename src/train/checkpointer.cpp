@@ -16,9 +16,13 @@ void Checkpointer::start_run(const std::string& resumed_id, int64_t first_step, 
   if (comm_.root()) run_id_ = resumed_id.empty() ? new_run_id() : resumed_id;
   comm_.agreed([&] {
     if (!comm_.root() || files_.checkpoint_dir.empty()) return;
-    claim_checkpoint_dir(files_.checkpoint_dir, "--checkpoint-dir " + config_.checkpoint_dir, run_id_, first_step,
-                         last_step);
-    note_removed(remove_stale_temporaries(files_.checkpoint_dir, is_checkpoint_name));
+    const std::string what = "--checkpoint-dir " + config_.checkpoint_dir;
+    claim_checkpoint_dir(files_.checkpoint_dir, what, run_id_, first_step, last_step);
+    // Refused now, not at the first improvement: another run's best model is never replaced.
+    if (config_.early_stopping > 0) require_own_or_absent(files_.checkpoint_dir + "/" + kBestCheckpointName, what, run_id_);
+    note_removed(remove_stale_temporaries(files_.checkpoint_dir, [](const std::string& name) {
+      return is_checkpoint_name(name) || name == kBestCheckpointName;
+    }));
   });
 }
 
@@ -41,13 +45,27 @@ void Checkpointer::save(TrainingState state, const Mlp<float>& mlp, const float*
   time_due_ = false;
 }
 
-void Checkpointer::save_numbered(const TrainingState& state, const Mlp<float>& mlp, const float* params,
-                                 Optimizer& optimizer) {
+void Checkpointer::save_best(TrainingState state, const Mlp<float>& mlp, const float* params, Optimizer& optimizer) {
+  watchdog::Wait wait(comm_.root() ? "writing best.h5" : "waiting for rank 0 to write best.h5", comm_.root() ? 1.0 : 2.0);
+  comm_.agreed([&] {
+    if (!comm_.root()) return;
+    state.run_id = run_id_;
+    write_into_dir(files_.checkpoint_dir + "/" + kBestCheckpointName, state, mlp, params, optimizer);
+  });
+}
+
+void Checkpointer::write_into_dir(const std::string& target, const TrainingState& state, const Mlp<float>& mlp,
+                                  const float* params, Optimizer& optimizer) {
   const std::string what = "--checkpoint-dir " + config_.checkpoint_dir;
-  const std::string target = files_.checkpoint_dir + "/" + checkpoint_file_name(state.global_step);
   require_distinct_files(files_.inputs, {{"--checkpoint-dir", target}}, {{"--checkpoint-dir", "--resume"}});
   require_own_or_absent(target, what, run_id_);
   write_checkpoint(target, mlp.layout(), mlp.activation(), mlp.loss(), params, optimizer, state, what);
+}
+
+void Checkpointer::save_numbered(const TrainingState& state, const Mlp<float>& mlp, const float* params,
+                                 Optimizer& optimizer) {
+  const std::string what = "--checkpoint-dir " + config_.checkpoint_dir;
+  write_into_dir(files_.checkpoint_dir + "/" + checkpoint_file_name(state.global_step), state, mlp, params, optimizer);
   // The run's own older checkpoints go (the one resumed from too); no other input, no other run's file.
   std::vector<NamedPath> protect;
   for (const NamedPath& in : files_.inputs) {

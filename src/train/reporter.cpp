@@ -100,6 +100,31 @@ void Reporter::epoch_line(const EpochResult& r, bool classify) {
   std::fflush(stdout);
 }
 
+void Reporter::lr_reduced(double from, double to) const {
+  if (!comm_.root() || config_.quiet) return;
+  std::printf("plateau: lr %s -> %s (%s did not improve for more than %ld epoch(s))\n", fmt("%.6g", from).c_str(),
+              fmt("%.6g", to).c_str(), monitor_name(config_.monitor).c_str(), config_.schedule.plateau_patience);
+  std::fflush(stdout);
+}
+
+void Reporter::early_stop(int64_t done, const EarlyStoppingState& state) const {
+  if (!comm_.root()) return;
+  std::printf("early stopping: %s did not improve by more than %s for %ld epoch(s); stopped after epoch %lld of "
+              "%ld, best epoch %lld (%s %s)%s\n",
+              monitor_name(config_.monitor).c_str(), fmt("%g", config_.min_delta).c_str(), state.wait,
+              static_cast<long long>(done), config_.epochs, static_cast<long long>(state.best_epoch),
+              monitor_name(config_.monitor).c_str(), fmt("%.6g", state.best).c_str(),
+              config_.restore_best ? ("; " + config_.checkpoint + " holds its weights").c_str() : "");
+  std::fflush(stdout);
+}
+
+void Reporter::already_stopped(int64_t epochs_done, const EarlyStoppingState& state) const {
+  if (!comm_.root()) return;
+  std::printf("nothing to do: early stopping ended this run after epoch %lld (best epoch %lld); raise "
+              "--early-stopping to continue it\n",
+              static_cast<long long>(epochs_done), static_cast<long long>(state.best_epoch));
+}
+
 void Reporter::profile(const StepTimes& t, const Minibatches& source, const GradientSync& sync) const {
   if (!comm_.root()) return;
   if (t.steps == 0) {

@@ -76,6 +76,16 @@ void read_tensors(const Config& config, const std::string& path, ResumePoint* po
   point->epoch_step = state.epoch_step;
   if (state.epoch_step > 0) point->epoch_sums = state.epoch_sums;
   point->seed = state.seed;
+  point->has_early_stopping = state.has_early_stopping;
+  point->has_plateau = state.has_plateau;
+  point->monitor = state.monitor;
+  point->early_stopping = state.early_stopping;
+  point->plateau = state.plateau;
+  point->lr_peak = state.lr_peak;
+  if (config.restore_best) {
+    point->best_params.assign(layout.total(), 0.0f);
+    if (!read_checkpoint_best(path, what, layout, point->best_params.data())) point->best_params.clear();
+  }
 }
 
 // The fields every rank needs, in one order for packing and unpacking.
@@ -90,6 +100,12 @@ void transfer(Io& io, ResumePoint* p) {
   io(p->epoch_step);
   io(p->epoch_sums);
   io(p->seed);
+  io(p->has_early_stopping);
+  io(p->has_plateau);
+  io(p->monitor);
+  io(p->early_stopping);
+  io(p->plateau);
+  io(p->lr_peak);
 }
 
 // Plain values and vectors of them to bytes, and back.
@@ -172,6 +188,11 @@ void check_continuation(const ResumePoint& point, const Config& config, const Ru
   if (config.resume.empty()) return;
   const TrainingState& state = point.state;
   const std::string what = checkpoint_flag(config);
+  if (config.restore_best && state.has_early_stopping && state.early_stopping.best_epoch > 0 &&
+      point.best_params.empty()) {
+    throw Error(what + ": holds no best weights (/best: the run was saved without --restore-best), so --restore-best "
+                "cannot end with them: resume it without --restore-best");
+  }
   if (state.has_schedule) {  // files written before schedules were recorded have none
     const std::string changed = schedule_changes(state.schedule, state.lr, state.lr_peak, config.schedule,
                                                  config.optimizer.lr, run.peak_lr);

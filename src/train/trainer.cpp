@@ -2,6 +2,7 @@
 // on its own minibatch, the gradient SUMS and (loss, correct, count) are
 // summed over the ranks, and every rank applies the same update scaled by
 // 1 / (global sample count), so uneven and short batches are weighted exactly.
+// At epoch ends the monitored value steps early stopping and the plateau.
 #include "nn_dist/train/trainer.hpp"
 
 #include <Eigen/Core>
@@ -29,6 +30,16 @@ long first_nonfinite_feature(const float* x, long features, long n) {
   return -1;
 }
 
+// The value --monitor names, from a complete epoch's result.
+double monitored(const EpochResult& r, Monitor monitor) {
+  switch (monitor) {
+    case Monitor::kValLoss: return r.val_loss;
+    case Monitor::kValAccuracy: return r.val_accuracy;
+    case Monitor::kLoss: break;
+  }
+  return r.train_loss;
+}
+
 // The sums over all ranks, in one allreduce.
 EpochSums summed(const Communicator& comm, const EpochSums& sums) {
   double values[] = {sums.loss, sums.correct, sums.count};
@@ -53,6 +64,12 @@ Trainer::Trainer(const Communicator& comm, const Config& config)
   Activation activation = Activation::kRelu;
   comm_.agreed([&] { activation = parse_activation(config_.activation); });
   data_ = load_training_set(comm_, config_);
+  comm_.agreed([&] {
+    if (config_.monitor == Monitor::kValAccuracy && !is_classification(data_.loss)) {
+      throw Error("--monitor val_accuracy: the loss is " + loss_name(data_.loss) +
+                  ", which has no accuracy; monitor val_loss or loss");
+    }
+  });
   ResumePoint start = read_resume_point(comm_, config_, data_, activation);
   transform_ = input_transform(comm_, config_, data_, start.standardization);
   apply_input_transform(transform_, &data_);
@@ -96,6 +113,28 @@ void Trainer::initialise_parameters(ResumePoint* start) {
   names_ = start->names;
   config_.seed = start->seed;
   source_->set_seed(config_.seed);  // a resumed run keeps its shuffle stream
+  start_watching(start);
+}
+
+void Trainer::start_watching(ResumePoint* start) {
+  const bool maximize = monitor_maximizes(config_.monitor), same = start->monitor == config_.monitor;
+  const bool plateau = config_.schedule.schedule == LrSchedule::kPlateau, stopping = config_.early_stopping > 0;
+  early_stopping_ = start->has_early_stopping && same ? start->early_stopping : early_stopping_start(maximize);
+  plateau_ = plateau_start(peak_lr_, maximize);
+  if (start->has_plateau && same) {
+    plateau_ = start->plateau;
+    // Another peak lr (--lr-scaling with another global batch): the cuts carry over as a factor.
+    if (start->lr_peak > 0 && start->lr_peak != peak_lr_) {
+      plateau_.lr = std::max(plateau_.lr / start->lr_peak * peak_lr_, config_.schedule.plateau_min_lr);
+    }
+  }
+  if (comm_.root() && !same && ((stopping && start->has_early_stopping) || (plateau && start->has_plateau))) {
+    std::printf("note: the checkpoint watched %s, this run --monitor %s: early stopping and the plateau start "
+                "afresh\n", monitor_name(start->monitor).c_str(), monitor_name(config_.monitor).c_str());
+  }
+  if (config_.restore_best && comm_.root()) {
+    best_params_ = start->best_params.empty() ? FlatBuffer(layout().total(), 0.0f) : std::move(start->best_params);
+  }
 }
 
 int64_t Trainer::last_step() const {
@@ -108,6 +147,11 @@ int64_t Trainer::last_step() const {
 EpochResult Trainer::run() {
   EpochResult result;
   if (start_epoch_ >= config_.epochs) reporter_.nothing_to_do(start_epoch_);
+  if (start_epoch_ < config_.epochs && resume_epoch_step_ == 0 &&
+      early_stopping_done(early_stopping_, config_.early_stopping, start_epoch_)) {
+    reporter_.already_stopped(start_epoch_, early_stopping_);
+    return result;
+  }
   checkpointer_.restart_clock();
   for (int64_t epoch = start_epoch_; epoch < config_.epochs; ++epoch) {
     const EpochEnd end = train_epoch(epoch, &result);
@@ -153,16 +197,46 @@ Trainer::EpochEnd Trainer::train_epoch(int64_t epoch, EpochResult* result) {
   const double seconds = seconds_between(start, Clock::now());
   if (epoch_sums_.count == 0) return EpochEnd::kLast;  // --max-steps reached before this epoch
   *result = epoch_result(epoch, seconds, count_before);
+  const double lr_before = plateau_.lr;
+  const bool best = complete && watch(result);
   const bool classify = is_classification(data_.loss);
   reporter_.epoch_line(*result, classify);
+  if (plateau_.lr != lr_before) reporter_.lr_reduced(lr_before, plateau_.lr);
   metrics_.write(*result, classify);
   if (!complete) return EpochEnd::kLast;
+  if (best) keep_best(epoch + 1);
   return finish_epoch(epoch + 1, stopping);
 }
 
+bool Trainer::watch(EpochResult* r) {
+  const double value = monitored(*r, config_.monitor);
+  const bool maximize = monitor_maximizes(config_.monitor);
+  bool best = false;
+  if (config_.early_stopping > 0) {
+    best = early_stopping_step(maximize, config_.min_delta, r->epoch, value, &early_stopping_);
+    r->best_epoch = early_stopping_.best_epoch;
+  }
+  if (config_.schedule.schedule == LrSchedule::kPlateau) plateau_step(config_.schedule, maximize, value, &plateau_);
+  return best;
+}
+
+void Trainer::keep_best(int64_t done) {
+  if (!config_.checkpoint_dir.empty()) {
+    checkpointer_.save_best(training_state(done, 0), *model_.mlp, model_.params_data, *model_.optimizer);
+  }
+  if (config_.restore_best && comm_.root()) {
+    std::copy(model_.params_data, model_.params_data + best_params_.size(), best_params_.begin());
+  }
+}
+
 Trainer::EpochEnd Trainer::finish_epoch(int64_t done, bool stopping) {
-  const bool saved = checkpointer_.due_at_epoch_end(done, stopping, global_step_);
+  early_stopped_ = done < config_.epochs && early_stopping_done(early_stopping_, config_.early_stopping, done);
+  const bool saved = checkpointer_.due_at_epoch_end(done, stopping || early_stopped_, global_step_);
   if (saved) save_checkpoint(done, 0);
+  if (early_stopped_) {
+    reporter_.early_stop(done, early_stopping_);
+    return EpochEnd::kLast;
+  }
   if (stopping && done < config_.epochs) {
     stop_on_signal(done, 0, saved);
     return EpochEnd::kStopped;
@@ -205,6 +279,17 @@ void Trainer::evaluate(double* loss, double* accuracy) {
 }
 
 void Trainer::save_checkpoint(int64_t epoch, int64_t epoch_step) {
+  TrainingState state = training_state(epoch, epoch_step);
+  const float* params = model_.params_data;
+  if (config_.restore_best && comm_.root() && early_stopping_.best_epoch > 0) {
+    state.best_params = best_params_.data();  // kept for a resumed run
+    // The run's last file holds the best epoch's weights (Keras' restore_best_weights).
+    if (epoch_step == 0 && (epoch >= config_.epochs || early_stopped_)) params = best_params_.data();
+  }
+  checkpointer_.save(std::move(state), *model_.mlp, params, *model_.optimizer);
+}
+
+TrainingState Trainer::training_state(int64_t epoch, int64_t epoch_step) const {
   TrainingState state;
   state.epoch = epoch;
   state.epoch_step = epoch_step;
@@ -222,7 +307,12 @@ void Trainer::save_checkpoint(int64_t epoch, int64_t epoch_step) {
   state.lr_peak = peak_lr_;
   state.standardization = transform_;
   state.names = names_;
-  checkpointer_.save(std::move(state), *model_.mlp, model_.params_data, *model_.optimizer);
+  state.monitor = config_.monitor;
+  state.has_early_stopping = config_.early_stopping > 0;
+  state.early_stopping = early_stopping_;
+  state.has_plateau = config_.schedule.schedule == LrSchedule::kPlateau;
+  state.plateau = plateau_;
+  return state;
 }
 
 void Trainer::stop_on_signal(int64_t epoch, int64_t epoch_step, bool saved) {
@@ -240,7 +330,9 @@ bool Trainer::train_step(long step) {
   if (config_.max_steps > 0 && global_step_ >= config_.max_steps) return false;
   // The step's index counts from the start of training in this run's epochs:
   // the global step, unless an epoch-end resume changed the steps per epoch.
-  step_lr_ = lr_at(config_.schedule, peak_lr_, epoch_ * steps_per_epoch_ + step, steps_per_epoch_);
+  // The plateau's lr replaces the peak: its cuts times the warmup.
+  const double peak = config_.schedule.schedule == LrSchedule::kPlateau ? plateau_.lr : peak_lr_;
+  step_lr_ = lr_at(config_.schedule, peak, epoch_ * steps_per_epoch_ + step, steps_per_epoch_);
   model_.optimizer->set_lr(step_lr_);
   StepMarks marks;
   marks.start = Clock::now();

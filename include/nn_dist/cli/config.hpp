@@ -8,6 +8,7 @@
 
 #include "nn_dist/parallel/comm.hpp"
 #include "nn_dist/model/gemm.hpp"
+#include "nn_dist/optim/monitor.hpp"
 #include "nn_dist/optim/optimizer.hpp"
 #include "nn_dist/optim/schedule.hpp"
 
@@ -35,6 +36,12 @@ struct Config {
   long epochs = 10;
   OptimizerOptions optimizer;
   ScheduleOptions schedule;     // the lr of each step (--lr-schedule, --warmup-epochs, --lr-scaling, ...)
+  // The value watched at epoch ends by --early-stopping and --lr-schedule plateau
+  // (--monitor; default val_loss with validation data, else loss).
+  Monitor monitor = Monitor::kLoss;
+  long early_stopping = 0;     // patience in epochs; 0: off
+  double min_delta = 0;        // an improvement beats the best by more than this
+  bool restore_best = false;   // --checkpoint FILE ends with the best epoch's weights
   uint64_t seed = 1;
   bool shuffle = true;
   std::string init, resume, checkpoint, metrics;  // resume "auto": the newest checkpoint, or a fresh start

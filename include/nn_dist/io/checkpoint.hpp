@@ -12,6 +12,7 @@
 #include "nn_dist/math/loss.hpp"
 #include "nn_dist/model/layout.hpp"
 #include "nn_dist/model/standardization.hpp"
+#include "nn_dist/optim/monitor.hpp"
 #include "nn_dist/optim/optimizer.hpp"
 #include "nn_dist/optim/schedule.hpp"
 
@@ -49,6 +50,15 @@ struct TrainingState {
   // The feature and class names the model was trained with: written to
   // /model/feature_names and /model/label_names, each when known.
   DataNames names;
+  // --early-stopping and --lr-schedule plateau: the value they watch and their
+  // states after the last complete epoch (written only when in use).
+  bool has_early_stopping = false, has_plateau = false;
+  Monitor monitor = Monitor::kLoss;
+  EarlyStoppingState early_stopping;
+  PlateauState plateau;
+  // --restore-best: the best epoch's parameters (a layout's total), written
+  // to /best beside /model so that a resumed run still has them; null: none.
+  const float* best_params = nullptr;
   // The run the checkpoint belongs to: made when a run starts fresh, kept by
   // every --resume of it (see checkpoint_dir.hpp). "": files written before
   // runs had ids, or by other tools.
@@ -96,6 +106,8 @@ void read_checkpoint_params(const std::string& path, const std::string& what, co
 // Reads /preprocess (empty if the checkpoint has none); `features` is the
 // model's input width, which mean and scale must match.
 Standardization read_checkpoint_standardization(const std::string& path, const std::string& what, long features);
+// Reads /best's tensors (--restore-best) into params; false if the file has none.
+bool read_checkpoint_best(const std::string& path, const std::string& what, const Layout& layout, float* params);
 // Reads /optimizer and /training for --resume.
 TrainingState read_checkpoint_state(const std::string& path, const std::string& what, const Layout& layout,
                                     Optimizer& optimizer);

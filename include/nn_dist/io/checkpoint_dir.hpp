@@ -15,6 +15,10 @@ namespace nn_dist {
 // "ckpt-0000001234.h5": the global step, zero-padded so names sort by step.
 std::string checkpoint_file_name(int64_t global_step);
 
+// --early-stopping's best model in the folder: a complete checkpoint, never
+// pruned, never taken by --resume auto (it is not a numbered one).
+constexpr const char* kBestCheckpointName = "best.h5";
+
 // Whether a file name is one of these (for finding their temporaries).
 bool is_checkpoint_name(const std::string& name);
 

@@ -1,7 +1,8 @@
 // The run's checkpoints: when one is due (epoch ends, --checkpoint-every,
 // --checkpoint-every-steps, --checkpoint-minutes), and saving it: rank 0
 // writes --checkpoint, or a new numbered file in --checkpoint-dir and prunes
-// the run's older ones. The run id in every file ties the folder to one run.
+// the run's older ones (and --early-stopping's best.h5, never pruned). The run
+// id in every file ties the folder to one run.
 #pragma once
 
 #include <string>
@@ -54,10 +55,17 @@ class Checkpointer {
   // optimizer state. Collective: rank 0 writes, the others wait for it.
   void save(TrainingState state, const Mlp<float>& mlp, const float* params, Optimizer& optimizer);
 
+  // --checkpoint-dir with --early-stopping: writes `state` as the folder's
+  // best.h5 (atomically, never over another run's file). Collective.
+  void save_best(TrainingState state, const Mlp<float>& mlp, const float* params, Optimizer& optimizer);
+
   // What a stop saved at global_step: "checkpoint ck.h5 written", or "no checkpoint (...)".
   std::string saved_where(int64_t global_step) const;
 
  private:
+  // Rank 0: writes `state` to target (a file in --checkpoint-dir) unless it is another run's.
+  void write_into_dir(const std::string& target, const TrainingState& state, const Mlp<float>& mlp,
+                      const float* params, Optimizer& optimizer);
   // Rank 0: writes into --checkpoint-dir, then prunes the run's older checkpoints.
   void save_numbered(const TrainingState& state, const Mlp<float>& mlp, const float* params, Optimizer& optimizer);
 

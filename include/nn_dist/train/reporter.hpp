@@ -22,6 +22,7 @@ struct EpochResult {
   bool has_val = false;
   double samples_per_sec = 0, seconds = 0;
   double lr = 0;  // the lr of the epoch's last step
+  int64_t best_epoch = -1;  // --early-stopping: the best epoch so far (1-based; -1: not tracked)
 };
 
 // The moments that divide a step into the parts --profile reports.
@@ -69,6 +70,12 @@ class Reporter {
   void progress(long step, double samples);
 
   void epoch_line(const EpochResult& r, bool classify);
+  // --lr-schedule plateau cut the lr after an epoch.
+  void lr_reduced(double from, double to) const;
+  // --early-stopping ended the run after epoch `done` (1-based); also with --quiet.
+  void early_stop(int64_t done, const EarlyStoppingState& state) const;
+  // A resumed run that early stopping had already ended.
+  void already_stopped(int64_t epochs_done, const EarlyStoppingState& state) const;
   void profile(const StepTimes& t, const Minibatches& source, const GradientSync& sync) const;
 
  private:

@@ -31,7 +31,15 @@ struct ResumePoint {
   int64_t epoch_step = 0;            // a mid-epoch checkpoint: the steps of epoch `epoch` already taken ...
   EpochSums epoch_sums;              // ... and their sums
   uint64_t seed = 0;                 // the shuffles' seed: --seed, or the resumed run's
+  // --resume: the checkpoint's early-stopping and plateau states (has_*: it has them), the
+  // value they watched, and the peak lr the plateau's lr was reduced from.
+  bool has_early_stopping = false, has_plateau = false;
+  Monitor monitor = Monitor::kLoss;
+  EarlyStoppingState early_stopping;
+  PlateauState plateau;
+  double lr_peak = 0;
   // Rank 0 only:
+  FlatBuffer best_params;            // --restore-best: the checkpoint's /best (empty: none)
   DataNames names;                   // the names the model is trained with (the data's, or the checkpoint's)
   FlatBuffer params;                 // the checkpoint's parameters (empty: a fresh start)
   std::unique_ptr<Optimizer> optimizer;  // --resume: the checkpoint's optimizer state (else null)

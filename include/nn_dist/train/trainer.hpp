@@ -59,12 +59,21 @@ class Trainer {
   // sum, the metrics file, the banner.
   void build_model(ResumePoint* start);
   void initialise_parameters(ResumePoint* start);
+  // --early-stopping's and the plateau's states: the checkpoint's, or fresh.
+  void start_watching(ResumePoint* start);
   int64_t last_step() const;  // the last step this run may take
 
   EpochEnd train_epoch(int64_t epoch, EpochResult* result);
   // After a complete epoch (done: 1-based): its checkpoint, and a stop.
   EpochEnd finish_epoch(int64_t done, bool stopping);
   EpochResult epoch_result(int64_t epoch, double seconds, double count_before);
+  // A complete epoch's monitored value steps early stopping and the plateau
+  // (every rank alike: the value is a sum over the ranks). Returns whether it is the best so far.
+  bool watch(EpochResult* r);
+  // The epoch (done: 1-based) was the best so far: best.h5 (--checkpoint-dir), or --restore-best's copy.
+  void keep_best(int64_t done);
+  // The state to save after `epoch_step` steps of epoch `epoch` (see save_checkpoint).
+  TrainingState training_state(int64_t epoch, int64_t epoch_step) const;
   void evaluate(double* loss, double* accuracy);
   // Saves the state after `epoch_step` steps of epoch `epoch` (0-based); at
   // an epoch's end, epoch + 1 and 0. Collective: rank 0 writes.
@@ -95,6 +104,11 @@ class Trainer {
   double step_lr_ = 0;             // the lr of the last step taken
   int64_t epoch_ = 0;              // the epoch being trained (0-based), for the schedule
   EpochSums epoch_sums_;           // over the epoch's steps so far
+  // --early-stopping and --lr-schedule plateau: their states after the last complete epoch.
+  EarlyStoppingState early_stopping_;
+  PlateauState plateau_;
+  bool early_stopped_ = false;     // early stopping ends the run after this epoch
+  FlatBuffer best_params_;         // rank 0, --restore-best: the best epoch's parameters
   StopRequest stop_;               // what the last step's sum said
   int stop_exit_code_ = 0;
   StepTimes times_;
