@@ -1179,6 +1179,25 @@ TEST_F(E2eTest, EarlyStoppingKeepsBestH5AndResumedRunsStopAtTheSameEpochWithTheS
   EXPECT_TRUE(same_bits(r.params, saved_best.params)) << "r.h5's /model is not the best epoch's";
   EXPECT_FALSE(same_bits(r.params, last.params)) << "the best and the last weights are the same: the test shows nothing";
   EXPECT_EQ(r.state.epoch, stopped);
+  // Interrupted after the best epoch, its file holds the last weights in /model and the best in
+  // /best; the resumed run still ends with the best.
+  int64_t cut = (best * 7 / 5 + 1) * 5;
+  if (cut % 7 == 0) cut += 5;
+  ASSERT_LT(cut, stopped * 7);
+  const RunResult cut_short = run_nn_dist(dir_, 2, with({"--checkpoint", path("r2.h5"), "--restore-best",
+                                                         "--checkpoint-every-steps", "5", "--max-steps",
+                                                         std::to_string(cut)}));
+  expect_success(cut_short);
+  EXPECT_FALSE(same_bits(read_saved(path("r2.h5"), {2, 8, 3}).params, saved_best.params)) << "not the last weights";
+  const RunResult rest = run_nn_dist(dir_, 2, with({"--checkpoint", path("r2.h5"), "--restore-best", "--resume",
+                                                    path("r2.h5")}));
+  expect_success(rest);
+  long stopped_rest = 0, best_rest = 0;
+  ASSERT_TRUE(early_stop_of(rest.out, &stopped_rest, &best_rest)) << describe(rest);
+  EXPECT_EQ(stopped_rest, stopped);
+  EXPECT_EQ(best_rest, best);
+  EXPECT_TRUE(same_bits(read_saved(path("r2.h5"), {2, 8, 3}).params, saved_best.params))
+      << "the resumed --restore-best run did not end with the best epoch's weights";
 
   // --keep-checkpoints 1 prunes the numbered files, never best.h5; --resume auto takes the numbered one.
   const std::string k = path("k");

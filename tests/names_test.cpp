@@ -9,6 +9,7 @@
 #include "nn_dist/math/activation.hpp"
 #include "nn_dist/math/loss.hpp"
 #include "nn_dist/model/gemm.hpp"
+#include "nn_dist/optim/monitor.hpp"
 #include "nn_dist/optim/optimizer.hpp"
 #include "nn_dist/optim/schedule.hpp"
 #include "test_util.hpp"
@@ -35,7 +36,8 @@ TEST(NamesTest, EveryFlagsTableParsesPrintsAndRefuses) {
   expect_table(activation_names(), {"relu", "tanh", "sigmoid", "identity"}, "relu, tanh, sigmoid or identity");
   expect_table(loss_names(), {"softmax", "logistic", "mse"}, "softmax, logistic or mse");
   expect_table(optimizer_names(), {"sgd", "adam"}, "sgd or adam");
-  expect_table(lr_schedule_names(), {"constant", "step", "cosine"}, "constant, step or cosine");
+  expect_table(lr_schedule_names(), {"constant", "step", "cosine", "plateau"}, "constant, step, cosine or plateau");
+  expect_table(monitor_names(), {"val_loss", "val_accuracy", "loss"}, "val_loss, val_accuracy or loss");
   expect_table(lr_scaling_names(), {"none", "linear", "sqrt"}, "none, linear or sqrt");
   expect_table(gemm_kernel_names(), {"auto", "avx512", "avx2", "eigen"}, "auto, avx512, avx2 or eigen");
 }
