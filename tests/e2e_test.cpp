@@ -1079,6 +1079,13 @@ void expect_same_checkpoint(const std::string& path, const std::string& expected
   EXPECT_EQ(checkpoint_run_id(path), checkpoint_run_id(expected_path));
 }
 
+// The best epoch a checkpoint's early stopping had seen (0: none).
+int64_t read_saved_best_epoch(const std::string& path) {
+  const Layout layout({2, 8, 3});
+  Optimizer optimizer(OptimizerOptions{}, layout.total());
+  return read_checkpoint_state(path, path, layout, optimizer).early_stopping.best_epoch;
+}
+
 std::vector<std::string> csv_rows(const std::string& path) {
   std::vector<std::string> rows = lines_of(file_bytes(path));
   if (!rows.empty()) rows.erase(rows.begin());  // the header
@@ -1215,6 +1222,36 @@ TEST_F(E2eTest, EarlyStoppingKeepsBestH5AndResumedRunsStopAtTheSameEpochWithTheS
   expect_success(longer);
   EXPECT_TRUE(contains(longer.out, checkpoint_file_name(stopped * 7))) << describe(longer);
   EXPECT_FALSE(contains(longer.out, "resuming from " + k + "/best.h5")) << describe(longer);
+}
+
+TEST_F(E2eTest, EarlyStoppingThatCannotWorkIsOneLineAndChangesNothing) {
+  // val_accuracy of a regression: found once the data is read, by every rank.
+  const std::string reg = path("reg.h5"), reg_val = path("reg_val.h5");
+  ASSERT_EQ(run_datagen(dir_, {"--kind", "regression", "--samples", "200", "--val-samples", "100", "--out", reg,
+                               "--val-out", reg_val}).code, 0);
+  expect_clean_failure(dir_, 2, {"--data", reg, "--val", reg_val, "--hidden", "8", "--early-stopping", "2",
+                                 "--monitor", "val_accuracy"},
+                       {"--monitor val_accuracy", "mse", "no accuracy"});
+  // A folder holding another run's best.h5: refused at the start, not at the first improvement.
+  const std::vector<std::string> train{"--data", shared().train, "--hidden", "8", "--early-stopping", "2"};
+  const auto with = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), train.begin(), train.end());
+    return more;
+  };
+  expect_success(run_nn_dist(dir_, 2, with({"--epochs", "2", "--checkpoint-dir", path("first")})));
+  ASSERT_TRUE(fs::is_regular_file(path("first/best.h5")));
+  fs::create_directories(path("second"));
+  fs::copy_file(path("first/best.h5"), path("second/best.h5"));
+  const TreeSnapshot before(path("second"));
+  expect_clean_failure(dir_, 2, with({"--epochs", "2", "--checkpoint-dir", path("second")}),
+                       {"--checkpoint-dir", "best.h5", "not one of this run's checkpoints"});
+  expect_tree_unchanged(before, path("second"));
+  // --restore-best continuing a run saved without the best weights.
+  const std::string from = path("first/" + checkpoint_file_name(14));
+  ASSERT_GT(read_saved_best_epoch(from), 0);
+  expect_clean_failure(dir_, 2, with({"--epochs", "3", "--resume", from, "--checkpoint", path("r.h5"), "--restore-best"}),
+                       {"--resume", "no best weights", "without --restore-best"});
+  EXPECT_FALSE(fs::exists(path("r.h5")));
 }
 
 TEST_F(E2eTest, PlateauCutsTheLrInTheMetricsCsvAsTorchsRuleSaysAndResumesExactly) {
