@@ -2,14 +2,17 @@
 // hand (keras/callbacks.py: improvement is current - min_delta beating best in
 // the monitor's direction; wait counts epochs since; stop at wait >= patience
 // after the first epoch), and the plateau's cuts against ReduceLROnPlateau's
-// rules (plateau_torch_test.py compares with torch itself).
+// rules (plateau_torch_test.py compares with torch itself); their states and
+// the best weights through a checkpoint's /training and /best.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <vector>
 
 #include "nn_dist/common/error.hpp"
+#include "nn_dist/io/checkpoint.hpp"
 #include "nn_dist/optim/monitor.hpp"
 #include "nn_dist/optim/schedule.hpp"
 #include "test_util.hpp"
@@ -132,6 +135,44 @@ TEST(PlateauTest, FlagsAreValidatedAndNamed) {
   EXPECT_TRUE(testing::has(testing::error_of([&] { validate_schedule(o); }), "--plateau-min-lr"));
   EXPECT_EQ(parse_lr_schedule("plateau"), LrSchedule::kPlateau);
   EXPECT_TRUE(schedule_in_use(o));
+}
+
+TEST(EarlyStoppingTest, StatesAndBestWeightsRoundTripThroughACheckpointInfinitiesIncluded) {
+  const std::string dir = testing::temp_dir("ckpt_monitor");
+  const Layout layout({3, 4, 2});
+  FlatBuffer params, best;
+  testing::random_params(layout, 1, 1.0, params);
+  testing::random_params(layout, 2, 1.0, best);
+  Optimizer opt(OptimizerOptions{}, layout.total());
+  TrainingState state;
+  state.has_early_stopping = state.has_plateau = true;
+  state.monitor = Monitor::kValAccuracy;
+  state.early_stopping = early_stopping_start(true);  // -inf: saved mid-way through the first epoch
+  state.plateau = PlateauState{0.0125, std::numeric_limits<double>::infinity(), 3};
+  state.best_params = best.data();
+  const std::string path = dir + "/ck.h5";
+  write_checkpoint(path, layout, Activation::kRelu, Loss::kSoftmax, params.data(), opt, state);
+  Optimizer opt2(OptimizerOptions{}, layout.total());
+  const TrainingState back = read_checkpoint_state(path, "ck.h5", layout, opt2);
+  EXPECT_TRUE(back.has_early_stopping);
+  EXPECT_TRUE(back.has_plateau);
+  EXPECT_EQ(back.monitor, Monitor::kValAccuracy);
+  EXPECT_EQ(back.early_stopping.best, -std::numeric_limits<double>::infinity());
+  EXPECT_EQ(back.early_stopping.best_epoch, 0);
+  EXPECT_EQ(back.early_stopping.wait, 0);
+  EXPECT_EQ(back.plateau.lr, 0.0125);
+  EXPECT_EQ(back.plateau.best, std::numeric_limits<double>::infinity());
+  EXPECT_EQ(back.plateau.bad_epochs, 3);
+  FlatBuffer read(layout.total());
+  ASSERT_TRUE(read_checkpoint_best(path, "ck.h5", layout, read.data()));
+  EXPECT_EQ(read, best);
+  // Without them: none of the attributes and no /best.
+  const std::string plain = dir + "/plain.h5";
+  write_checkpoint(plain, layout, Activation::kRelu, Loss::kSoftmax, params.data(), opt, TrainingState{});
+  const TrainingState none = read_checkpoint_state(plain, "plain.h5", layout, opt2);
+  EXPECT_FALSE(none.has_early_stopping || none.has_plateau);
+  EXPECT_FALSE(read_checkpoint_best(plain, "plain.h5", layout, read.data()));
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

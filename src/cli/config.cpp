@@ -71,8 +71,9 @@ po::options_description training_options(Config& c, TextOptions& t) {
       ("lr", po::value(&c.optimizer.lr)->default_value(c.optimizer.lr, "0.05"),
        "learning rate (with --lr-scaling: the lr for --lr-reference-batch samples per step)")
       ("lr-schedule", po::value(&t.lr_schedule)->default_value("constant"),
-       "constant|step|cosine: step multiplies the lr by --lr-decay-factor at each of --lr-decay-epochs; cosine "
-       "falls from the peak lr after warmup to --lr-min at the end of --epochs")
+       "constant|step|cosine|plateau: step multiplies the lr by --lr-decay-factor at each of --lr-decay-epochs; "
+       "cosine falls from the peak lr after warmup to --lr-min at the end of --epochs; plateau cuts it when "
+       "--monitor stops improving")
       ("lr-decay-epochs", po::value(&t.lr_decay_epochs), "--lr-schedule step: epochs at which the lr decays, e.g. 30,60,80")
       ("lr-decay-factor", po::value(&c.schedule.decay_factor)->default_value(c.schedule.decay_factor, "0.1"),
        "--lr-schedule step: the factor at each decay epoch")
