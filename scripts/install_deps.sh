@@ -4,6 +4,7 @@
 # Usage: scripts/install_deps.sh [--bench]   (--bench adds timing tools)
 # PyTorch and h5py are always installed: a test compares nn_dist with PyTorch step for step;
 # matplotlib too: scripts/scale.py draws its plots with it, and a test checks them.
+# scikit-learn: its digits are the data of the dropout test (tests/dropout_overfit_test.py).
 # qemu-user runs the binary on an emulated CPU without AVX-512 (the portable-build test);
 # iproute2 and util-linux make the emulated hosts (network namespaces); SLURM and munge
 # run a private scheduler on them for the batch-script tests (no service is started);
@@ -11,7 +12,7 @@
 set -euo pipefail
 
 packages=(build-essential cmake openmpi-bin libopenmpi-dev libeigen3-dev libhdf5-dev hdf5-tools
-          libboost-program-options-dev libgtest-dev python3-h5py python3-numpy python3-torch python3-matplotlib
+          libboost-program-options-dev libgtest-dev python3-h5py python3-numpy python3-torch python3-matplotlib python3-sklearn
           libopenblas0-pthread qemu-user iproute2 util-linux slurmctld slurmd slurm-client munge bc)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(hyperfine)

@@ -488,12 +488,14 @@ TEST_F(E2eTest, MetricsCsvHasTheHeaderAndOneRowPerEpoch) {
   const std::vector<std::string> rows = lines_of(file_bytes(csv));
   ASSERT_EQ(rows.size(), 4u) << file_bytes(csv);
   // New columns go at the end (scripts cut the others by position).
-  EXPECT_EQ(rows[0], "epoch,train_loss,train_accuracy,val_loss,val_accuracy,samples_per_sec,epoch_seconds,lr,best_epoch");
+  EXPECT_EQ(rows[0], "epoch,train_loss,train_accuracy,val_loss,val_accuracy,samples_per_sec,epoch_seconds,lr,"
+                     "best_epoch,grad_norm");
   for (int e = 1; e <= 3; ++e) {
     const std::vector<std::string> cells = cells_of(rows[e]);
-    ASSERT_EQ(cells.size(), 9u) << rows[e];
+    ASSERT_EQ(cells.size(), 10u) << rows[e];
     EXPECT_EQ(cells[8], "") << "no --early-stopping: no best epoch";
     EXPECT_EQ(cells[7], "0.05") << "the default --lr, constant";
+    EXPECT_EQ(cells[9], "") << "grad_norm: only with --clip-grad-norm";
     EXPECT_EQ(cells[0], std::to_string(e));
     for (int column : {2, 4}) {
       const double accuracy = std::atof(cells[column].c_str());
@@ -952,7 +954,7 @@ TEST_F(E2eTest, ScheduledRunResumedMidEpochEndsWithTheUninterruptedRunsBits) {
     ASSERT_GE(rows.size(), 3u);
     for (std::size_t i = 1; i < rows.size(); ++i) {
       std::vector<std::string> mine = cells_of(rows[i]);
-      ASSERT_EQ(mine.size(), 9u) << rows[i];
+      ASSERT_EQ(mine.size(), 10u) << rows[i];
       std::vector<std::string> theirs = cells_of(straight_rows[std::stoul(mine[0])]);
       for (std::vector<std::string>* cells : {&mine, &theirs}) (*cells)[5] = (*cells)[6] = "";
       EXPECT_EQ(mine, theirs) << rows[i];
@@ -1031,6 +1033,48 @@ TEST_F(E2eTest, ProgressAutoUnderMpirunOnATerminalRewritesOneLine) {
       EXPECT_FALSE(contains(out, "progress: ")) << out;
     }
   }
+}
+
+// --dropout 0 is today's run to the bit; with dropout and clipping a run
+// resumed mid-epoch ends with the uninterrupted run's bits, and the metrics
+// CSV carries each epoch's gradient norm.
+TEST_F(E2eTest, DropoutAndClippingKeepTheBitsOfResumedAndDefaultRuns) {
+  const std::vector<std::string> common{"--data", shared().train, "--hidden", "8", "--epochs", "3", "--lr", "0.05",
+                                        "--momentum", "0.9"};
+  const auto with = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), common.begin(), common.end());
+    return more;
+  };
+  expect_success(run_nn_dist(dir_, 2, with({"--checkpoint", path("plain.h5")})));
+  expect_success(run_nn_dist(dir_, 2, with({"--checkpoint", path("zero.h5"), "--dropout", "0"})));
+  const SavedRun plain = read_saved(path("plain.h5"), {2, 8, 3});
+  const SavedRun zero = read_saved(path("zero.h5"), {2, 8, 3});
+  EXPECT_TRUE(same_bits(zero.params, plain.params)) << "--dropout 0 changed the parameters";
+  EXPECT_TRUE(same_bits(zero.momentum, plain.momentum)) << "--dropout 0 changed the momentum";
+
+  const std::vector<std::string> regular{"--dropout", "0.3", "--clip-grad-norm", "0.05"};
+  auto regularised = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), regular.begin(), regular.end());
+    return with(more);
+  };
+  expect_success(run_nn_dist(dir_, 2, regularised({"--checkpoint", path("straight.h5"), "--metrics", path("m.csv")})));
+  const SavedRun whole = read_saved(path("straight.h5"), {2, 8, 3});
+  EXPECT_FALSE(same_bits(whole.params, plain.params)) << "dropout and clipping changed nothing";
+  const std::vector<std::string> rows = lines_of(file_bytes(path("m.csv")));
+  ASSERT_EQ(rows.size(), 4u);
+  for (std::size_t e = 1; e < rows.size(); ++e) {
+    const std::vector<std::string> cells = cells_of(rows[e]);
+    ASSERT_EQ(cells.size(), 10u) << rows[e];
+    EXPECT_GT(std::atof(cells[9].c_str()), 0.05) << "grad_norm: the last step's norm, above the clip: " << rows[e];
+  }
+  expect_success(run_nn_dist(
+      dir_, 2, regularised({"--checkpoint-dir", path("ck"), "--checkpoint-every-steps", "5", "--keep-checkpoints", "100"})));
+  const std::string from = path("ck/ckpt-0000000010.h5");  // 7 steps per epoch: step 10 is mid-epoch 2
+  ASSERT_GT(read_saved(from, {2, 8, 3}).state.epoch_step, 0) << from << " is not a mid-epoch checkpoint";
+  expect_success(run_nn_dist(dir_, 2, regularised({"--resume", from, "--checkpoint", path("resumed.h5")})));
+  const SavedRun end = read_saved(path("resumed.h5"), {2, 8, 3});
+  EXPECT_TRUE(same_bits(end.params, whole.params)) << "the resumed run's parameters differ";
+  EXPECT_TRUE(same_bits(end.momentum, whole.momentum)) << "the resumed run's momentum differs";
 }
 
 TEST_F(E2eTest, ResumeAutoNeedsSomewhereToLookAndOneKindOfCheckpoint) {
@@ -1131,7 +1175,7 @@ TEST_F(E2eTest, EarlyStoppingKeepsBestH5AndResumedRunsStopAtTheSameEpochWithTheS
   ASSERT_EQ(rows.size(), static_cast<std::size_t>(stopped));
   for (long e = 1; e <= stopped; ++e) {
     const std::vector<std::string> cells = cells_of(rows[e - 1]);
-    ASSERT_EQ(cells.size(), 9u) << rows[e - 1];
+    ASSERT_EQ(cells.size(), 10u) << rows[e - 1];
     if (e >= best) {
       EXPECT_EQ(cells[8], std::to_string(best)) << rows[e - 1];
     } else {
@@ -1275,7 +1319,7 @@ TEST_F(E2eTest, PlateauCutsTheLrInTheMetricsCsvAsTorchsRuleSaysAndResumesExactly
   long bad = 0, cuts = 0;
   for (std::size_t e = 0; e < rows.size(); ++e) {
     const std::vector<std::string> cells = cells_of(rows[e]);
-    ASSERT_EQ(cells.size(), 9u) << rows[e];
+    ASSERT_EQ(cells.size(), 10u) << rows[e];
     EXPECT_EQ(std::atof(cells[7].c_str()), lr) << "epoch " << e + 1 << ": " << rows[e];
     EXPECT_EQ(cells[8], "") << "no --early-stopping: no best epoch";
     const double loss = std::atof(cells[1].c_str());

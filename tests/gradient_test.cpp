@@ -1,5 +1,6 @@
 // Central-difference gradient checks in double precision: every activation x
-// loss, whole networks with 0, 1 and 2 hidden layers, and the input gradient.
+// loss, whole networks with 0, 1 and 2 hidden layers, the input gradient, and
+// dropout with its mask held fixed (the same key draws the same mask).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -32,21 +33,31 @@ Problem make_problem(Loss loss, long d, long k, long n, uint64_t seed) {
   return p;
 }
 
-double loss_sum(Mlp<double>& mlp, const std::vector<double>& params, const Problem& p) {
-  mlp.forward(params.data(), p.x.data(), p.x.cols());
+double loss_sum(Mlp<double>& mlp, const std::vector<double>& params, const Problem& p, const DropoutDraw* draw) {
+  mlp.forward(params.data(), p.x.data(), p.x.cols(), draw);
   return mlp.loss_only(p.labels.empty() ? nullptr : p.labels.data(), p.values.size() ? p.values.data() : nullptr).loss;
 }
 
-// Compares backward() with central differences for every parameter and input.
-void check_gradients(const std::vector<long>& sizes, Activation f, Loss loss) {
+// Compares backward() with central differences for every parameter and input;
+// with dropout rates, every pass draws the same masks (a fixed key and samples).
+void check_gradients(const std::vector<long>& sizes, Activation f, Loss loss, const std::vector<double>& dropout = {}) {
   const long n = 5;
   const Layout layout(sizes);
   Mlp<double> mlp(layout, f, loss, n, /*piece_elements=*/7);  // small pieces: exercises the column cuts
   std::vector<double> params;
   testing::random_params(layout, 11, 0.7, params);
   const Problem p = make_problem(loss, sizes.front(), sizes.back(), n, 5);
+  const int64_t samples[n] = {40, 3, 17, 8, 25};
+  const DropoutDraw fixed{DropoutKey{7, 2, 3}, samples};
+  const DropoutDraw* draw = dropout.empty() ? nullptr : &fixed;
+  mlp.set_dropout(dropout);
 
-  mlp.forward(params.data(), p.x.data(), n);
+  mlp.forward(params.data(), p.x.data(), n, draw);
+  for (std::size_t l = 0; l < dropout.size(); ++l) {  // the masks drop some units and keep others
+    const Eigen::Map<const Matrix<double>> mask(mlp.dropout_mask(static_cast<int>(l)), sizes[l + 1], n);
+    EXPECT_GT((mask.array() == 0).count(), 0) << "layer " << l;
+    EXPECT_GT((mask.array() == 1 / (1 - dropout[l])).count(), 0) << "layer " << l;
+  }
   mlp.loss_and_delta(p.labels.empty() ? nullptr : p.labels.data(), p.values.size() ? p.values.data() : nullptr);
   std::vector<double> grad(layout.total(), 0.0);
   Matrix<double> input_grad(sizes.front(), n);
@@ -59,7 +70,7 @@ void check_gradients(const std::vector<long>& sizes, Activation f, Loss loss) {
         std::vector<double> plus = params, minus = params;
         plus[t.offset + i] += h;
         minus[t.offset + i] -= h;
-        const double numeric = (loss_sum(mlp, plus, p) - loss_sum(mlp, minus, p)) / (2 * h);
+        const double numeric = (loss_sum(mlp, plus, p, draw) - loss_sum(mlp, minus, p, draw)) / (2 * h);
         EXPECT_NEAR(grad[t.offset + i], numeric, 1e-6 * std::max(1.0, std::abs(numeric)))
             << "layer " << l << " element " << i;
       }
@@ -69,7 +80,7 @@ void check_gradients(const std::vector<long>& sizes, Activation f, Loss loss) {
     Problem plus = p, minus = p;
     plus.x.data()[i] += h;
     minus.x.data()[i] -= h;
-    const double numeric = (loss_sum(mlp, params, plus) - loss_sum(mlp, params, minus)) / (2 * h);
+    const double numeric = (loss_sum(mlp, params, plus, draw) - loss_sum(mlp, params, minus, draw)) / (2 * h);
     EXPECT_NEAR(input_grad.data()[i], numeric, 1e-6 * std::max(1.0, std::abs(numeric))) << "input " << i;
   }
 }
@@ -96,6 +107,14 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) {
       return activation_name(std::get<0>(info.param)) + "_" + loss_name(std::get<1>(info.param));
     });
+
+// Dropout: dW and the input gradient through the masks, and f' from the
+// layer's output before it was dropped (tanh and sigmoid read it).
+TEST_P(ActivationLossTest, DropoutWithAFixedMaskMatchesFiniteDifferences) {
+  const auto [f, loss] = GetParam();
+  const long k = loss == Loss::kLogistic ? 1 : 2;
+  check_gradients({3, 6, 7, k}, f, loss, {0.3, 0.5});
+}
 
 TEST(GradientTest, NoHiddenLayerMatchesFiniteDifferences) {
   for (Loss loss : {Loss::kSoftmax, Loss::kLogistic, Loss::kMse}) {

@@ -228,12 +228,15 @@ TEST(MpiGradientTest, NoneModeKeepsEachRanksOwnGradient) {
 }
 
 // Without shuffling, the global batch of step s: the union of the ranks'
-// local batches of batch_of(r) samples, in rank order. x: (d, count).
+// local batches of batch_of(r) samples, in rank order. x: (d, count); rows:
+// each sample's row in the data, if given.
 template <typename BatchOf>
-void union_batch(const Data& data, long n, long s, BatchOf batch_of, Matrix<float>* x, std::vector<int32_t>* y) {
+void union_batch(const Data& data, long n, long s, BatchOf batch_of, Matrix<float>* x, std::vector<int32_t>* y,
+                 std::vector<int64_t>* rows = nullptr) {
   const int p = comm().size();
   x->resize(data.x.rows(), 0);
   y->clear();
+  if (rows) rows->clear();
   for (int r = 0; r < p; ++r) {
     long offset = 0, count = 0;
     shard_range(n, p, r, &offset, &count);
@@ -242,14 +245,17 @@ void union_batch(const Data& data, long n, long s, BatchOf batch_of, Matrix<floa
       x->conservativeResize(Eigen::NoChange, x->cols() + 1);
       x->col(x->cols() - 1) = data.x.col(j);
       y->push_back(static_cast<int32_t>(data.y(0, j)));
+      if (rows) rows->push_back(j);
     }
   }
 }
 
 // Trains `steps` steps on `ranks` ranks without shuffling, with per-rank batch
 // b(r), and checks the parameters against one process stepping through the
-// same global batches: the union of the ranks' local batches.
-void check_against_single_process(long global_batch) {
+// same global batches: the union of the ranks' local batches. With dropout,
+// the process draws each sample's mask from its row: the masks, and so the
+// steps, do not depend on which rank holds a sample.
+void check_against_single_process(long global_batch, double dropout = 0) {
   SharedDir dir("equiv");
   const long n = 61, d = 4, steps = 5;  // 5 steps fit in one epoch at up to 4 ranks
   const Data data = write_data(dir.file("d.h5"), n, d, 7);
@@ -261,6 +267,7 @@ void check_against_single_process(long global_batch) {
   c.epochs = 1;
   c.optimizer.momentum = 0.9;
   c.optimizer.weight_decay = 0.01;
+  c.dropout_rates = {dropout};
   Trainer trainer(comm(), c);
   trainer.run();
   ASSERT_EQ(trainer.global_step(), steps);
@@ -272,15 +279,18 @@ void check_against_single_process(long global_batch) {
   init_parameters(layout, Activation::kRelu, c.seed, ref.data());
   Optimizer sgd(c.optimizer, layout.total());
   Mlp<float> mlp(layout, Activation::kRelu, Loss::kSoftmax, n);
+  mlp.set_dropout({dropout, dropout});
   FlatBuffer grad(layout.total(), 0.0f);
   Matrix<float> xb(d, 0);
   std::vector<int32_t> yb;
+  std::vector<int64_t> rows;
   for (long s = 0; s < steps; ++s) {
-    union_batch(data, n, s, batch_of, &xb, &yb);
+    union_batch(data, n, s, batch_of, &xb, &yb, &rows);
     if (global_batch > 0) {
       ASSERT_EQ(xb.cols(), global_batch);
     }
-    mlp.forward(ref.data(), xb.data(), xb.cols());
+    const DropoutDraw draw{DropoutKey{c.seed, 0, s}, rows.data()};
+    mlp.forward(ref.data(), xb.data(), xb.cols(), &draw);
     mlp.loss_and_delta(yb.data(), nullptr);
     mlp.backward(ref.data(), xb.data(), grad.data());
     sgd.update(ref.data(), grad.data(), 1.0f / xb.cols(), 0, layout.total());
@@ -295,6 +305,11 @@ void check_against_single_process(long global_batch) {
 TEST(MpiTrainingTest, NRanksEqualSingleProcessOnTheSameGlobalBatches) { check_against_single_process(0); }
 
 TEST(MpiTrainingTest, GlobalBatchSizeIsSplitOverTheRanks) { check_against_single_process(7); }
+
+TEST(MpiTrainingTest, DropoutNRanksEqualSingleProcessOnTheSameGlobalBatches) {
+  check_against_single_process(0, 0.4);
+  check_against_single_process(7, 0.4);
+}
 
 // With a schedule (cosine after a fractional warmup, lr scaled with the
 // global batch), every SGD step moves each parameter by lr_at(step) times the
@@ -479,10 +494,16 @@ TEST(MpiAllocationTest, DistributedStepAllocatesNothing) {
   struct Variant {
     AllreduceMode mode;
     bool overlap;
+    bool regularised = false;  // --dropout and --clip-grad-norm: masks and slices kept in buffers made once
   };
   for (const Variant v : {Variant{AllreduceMode::kShared, true}, Variant{AllreduceMode::kHierarchical, true},
-                          Variant{AllreduceMode::kRing, true}, Variant{AllreduceMode::kRing, false}}) {
+                          Variant{AllreduceMode::kRing, true}, Variant{AllreduceMode::kRing, false},
+                          Variant{AllreduceMode::kShared, true, true}, Variant{AllreduceMode::kRing, true, true}}) {
     Config c = base_config(dir.file("d.h5"));
+    if (v.regularised) {
+      c.dropout_rates = {0.3, 0.1};
+      c.clip_grad_norm = 0.1;
+    }
     c.allreduce = v.mode;
     c.hidden = "64,32";
     c.hidden_widths = {64, 32};
@@ -514,8 +535,8 @@ TEST(MpiAllocationTest, DistributedStepAllocatesNothing) {
     if (open_mpi_allocates) {
       if (comm().root()) std::printf("[          ] hierarchical across nodes: %ld allocations on rank 0 (inside Open MPI)\n", allocations);
     } else {
-      EXPECT_EQ(allocations, 0) << allreduce_mode_name(v.mode) << " overlap " << v.overlap << " on rank "
-                                << comm().rank();
+      EXPECT_EQ(allocations, 0) << allreduce_mode_name(v.mode) << " overlap " << v.overlap << " dropout and clipping "
+                                << v.regularised << " on rank " << comm().rank();
     }
   }
 }

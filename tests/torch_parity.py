@@ -7,7 +7,11 @@ batches without shuffling, and compares the final weights. Checks the
 forward/backward math, the losses' means over the global batch, that
 SGD (momentum, weight decay) and Adam follow torch.optim's rules, and that the
 learning-rate schedules (warmup, step, cosine, lr scaling) give the lrs of a
-torch.optim.lr_scheduler.LambdaLR stepped once per step.
+torch.optim.lr_scheduler.LambdaLR stepped once per step, and that
+--clip-grad-norm follows torch.nn.utils.clip_grad_norm_ (clipping on most
+steps; the metrics CSV's grad_norm is torch's norm of the epoch's last step).
+With --dropout, nn_dist writes the masks it applies (NN_DIST_DROPOUT_MASKS, a
+test hook) and torch multiplies its hidden outputs by the same masks.
 Usage: torch_parity.py NN_DIST NN_DATAGEN MPIEXEC
 """
 import math
@@ -44,6 +48,20 @@ CASES = [
     dict(ranks=3, batch=5, kind="regression", loss="mse", act="tanh", hidden=[10, 6],
          opt=dict(name="adam", lr=0.01, weight_decay=0.0),
          sched=dict(schedule="step", warmup=0.25, scaling="sqrt", reference=60, decay_epochs=[1], factor=0.5)),
+    # --clip-grad-norm at 1, 2 and 3 ranks (shared-memory and ring sums), the limit below most steps' norm.
+    dict(ranks=1, batch=16, kind="teacher", loss="softmax", act="relu", hidden=[12, 7],
+         opt=dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.01), clip=0.2),
+    dict(ranks=2, batch=8, kind="teacher", loss="softmax", act="tanh", hidden=[9],
+         opt=dict(name="adam", lr=0.01, weight_decay=0.001), clip=0.3),
+    dict(ranks=3, batch=5, kind="regression", loss="mse", act="sigmoid", hidden=[10, 6],
+         opt=dict(name="sgd", lr=0.05, momentum=0.5, weight_decay=0.0), clip=0.3),
+    dict(ranks=3, batch=5, kind="teacher", loss="softmax", act="relu", hidden=[12, 7],
+         opt=dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.0), clip=0.2, flags=["--allreduce", "ring"]),
+    # --dropout with the masks nn_dist drew: one rate, a rate per layer (tanh: f' from the undropped output).
+    dict(ranks=2, batch=8, kind="teacher", loss="softmax", act="relu", hidden=[12, 7],
+         opt=dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.01), dropout=[0.3, 0.3]),
+    dict(ranks=3, batch=5, kind="regression", loss="mse", act="tanh", hidden=[10, 6],
+         opt=dict(name="adam", lr=0.01, weight_decay=0.0), dropout=[0.5, 0.2], clip=0.3),
 ]
 
 
@@ -115,8 +133,9 @@ def write_init(path, case, sizes, linears):
         g.attrs["loss"] = np.bytes_(case["loss"])
 
 
-def run_nn_dist(case, data, init, out, epochs):
-    """nn_dist from init, without shuffling, its final weights in out."""
+def run_nn_dist(case, data, init, out, epochs, metrics, masks):
+    """nn_dist from init, without shuffling, its final weights in out, its metrics CSV in metrics,
+    with --dropout the masks it applied in masks.<rank>."""
     o = case["opt"]
     cmd = [MPIEXEC, "-np", str(case["ranks"]), "--oversubscribe", "--mca", "mpi_yield_when_idle", "1",
            NN_DIST, "--data", data, "--init", init, "--loss", case["loss"], "--no-shuffle",
@@ -127,7 +146,41 @@ def run_nn_dist(case, data, init, out, epochs):
     sched = case.get("sched")
     if sched:
         cmd += schedule_flags(sched)
-    must_run(cmd, seconds=120)
+    if "clip" in case:
+        cmd += ["--clip-grad-norm", str(case["clip"]), "--metrics", metrics]
+    if "dropout" in case:
+        cmd += ["--dropout", ",".join(str(p) for p in case["dropout"])]
+        cmd[1:1] = ["-x", f"NN_DIST_DROPOUT_MASKS={masks}"]  # mpirun passes it to every rank
+    must_run(cmd + case.get("flags", []), seconds=120)
+
+
+def read_masks(case, masks, widths):
+    """The masks nn_dist applied: {(step, layer, row): mask as float32}, from every rank's file.
+    Each record: step, layer, row as int64, then the layer's units as float32."""
+    out = {}
+    for r in range(case["ranks"]):
+        raw = open(f"{masks}.{r}", "rb").read()
+        at = 0
+        while at < len(raw):
+            step, layer, row = np.frombuffer(raw, np.int64, 3, at)
+            at += 24
+            units = widths[layer]
+            out[(int(step), int(layer), int(row))] = torch.from_numpy(np.frombuffer(raw, np.float32, units, at).copy())
+            at += 4 * units
+    return out
+
+
+def check_masks(case, masks):
+    """(ok, words): the masks hold 0 and nn.Dropout's 1 / (1 - p), and drop about p of the units."""
+    words, ok = [], True
+    for layer, p in enumerate(case["dropout"]):
+        values = torch.cat([m for (_, l, _), m in masks.items() if l == layer])
+        kept = torch.nn.Dropout(p).train()(torch.ones(10000)).max()  # torch's scale of a kept unit
+        share = float((values == 0).double().mean())
+        sigma = math.sqrt(p * (1 - p) / len(values))
+        ok = ok and bool(((values == 0) | (values == kept)).all()) and abs(share - p) < 3 * sigma
+        words.append(f"{share:.3f}")
+    return ok, f"; dropped shares {', '.join(words)} (within 3 sigma of p)"
 
 
 def torch_loss(case, y_raw):
@@ -159,21 +212,40 @@ def torch_optimizer(case, model, steps, epochs):
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda k: scheduled_lr(sched, peak, k, steps, epochs) / peak)
 
 
-def train_torch(case, model, x, y_raw, epochs):
-    """torch on the same global batches nn_dist took: each step, every rank's next rows of its shard."""
+def forward(case, model, x, rows, masks, step):
+    """model(x[rows]), with each hidden layer's output times nn_dist's dropout mask of (step, layer, row)."""
+    if masks is None:
+        return model(x[rows])
+    h, layer = x[rows], 0
+    for module in model:
+        h = module(h)
+        if not isinstance(module, torch.nn.Linear):  # a hidden layer's activation
+            h = h * torch.stack([masks[(step, layer, row)] for row in rows])
+            layer += 1
+    return h
+
+
+def train_torch(case, model, x, y_raw, epochs, masks=None):
+    """torch on the same global batches nn_dist took: each step, every rank's next rows of its shard.
+    Returns the gradient norms clip_grad_norm_ saw (with "clip"), step by step."""
     target, loss_fn = torch_loss(case, y_raw)
     parts = shards(len(x), case["ranks"])
     steps = max((count + case["batch"] - 1) // case["batch"] for _, count in parts)
     opt, scheduler = torch_optimizer(case, model, steps, epochs)
+    norms, step = [], 0
     for _ in range(epochs):
         for s in range(steps):
             rows = [i for offset, count in parts
                     for i in range(offset + s * case["batch"], offset + min(count, (s + 1) * case["batch"]))]
             opt.zero_grad()
-            loss_fn(model(x[rows]), target[rows]).backward()
+            loss_fn(forward(case, model, x, rows, masks, step), target[rows]).backward()
+            step += 1
+            if "clip" in case:
+                norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), case["clip"])))
             opt.step()
             if scheduler:
                 scheduler.step()
+    return norms
 
 
 def largest_difference(out, linears):
@@ -195,22 +267,43 @@ def run_case(case, tmp, epochs=2):
     model, linears = torch_model(case, sizes)
     init = os.path.join(tmp, "init.h5")
     write_init(init, case, sizes, linears)
-    out = os.path.join(tmp, "out.h5")
-    run_nn_dist(case, data, init, out, epochs)
-    train_torch(case, model, x, y_raw, epochs)
-    return largest_difference(out, linears)
+    out, metrics, mask_file = (os.path.join(tmp, name) for name in ("out.h5", "metrics.csv", "masks"))
+    run_nn_dist(case, data, init, out, epochs, metrics, mask_file)
+    masks = read_masks(case, mask_file, case["hidden"]) if "dropout" in case else None
+    norms = train_torch(case, model, x, y_raw, epochs, masks)
+    return largest_difference(out, linears), norms, metrics, masks
+
+
+def check_clipping(case, norms, metrics):
+    """For a --clip-grad-norm case: (ok, words). Clipping must act on most steps, and each epoch's
+    grad_norm in the metrics CSV must be torch's norm of that epoch's last step."""
+    clipped = sum(n > case["clip"] for n in norms) / len(norms)
+    rows = [line.split(",") for line in open(metrics).read().splitlines()]
+    column = rows[0].index("grad_norm")
+    steps = len(norms) // (len(rows) - 1)
+    ours = [float(r[column]) for r in rows[1:]]
+    theirs = [norms[(e + 1) * steps - 1] for e in range(len(ours))]
+    worst = max(abs(a - b) / b for a, b in zip(ours, theirs))
+    ok = clipped > 0.75 and worst < 1e-4
+    return ok, f"; clipped on {clipped:.0%} of steps, grad_norm within {worst:.1e} of torch's (tolerance 1e-4)"
 
 
 def main():
     failed = 0
     for case in CASES:
         with tempfile.TemporaryDirectory() as tmp:
-            worst = run_case(case, tmp)
-        ok = worst < 2e-5
+            worst, norms, metrics, masks = run_case(case, tmp)
+            ok, clip_words = check_clipping(case, norms, metrics) if "clip" in case else (True, "")
+            mask_ok, mask_words = check_masks(case, masks) if masks else (True, "")
+        ok = ok and mask_ok and worst < 2e-5
         failed += not ok
         sched = f"/{case['sched']['schedule']}+warmup+{case['sched']['scaling']}" if "sched" in case else ""
-        print(f"{'ok  ' if ok else 'FAIL'} {case['ranks']} rank(s), {case['loss']}/{case['act']}/"
-              f"{case['opt']['name']}{sched}: largest relative weight difference {worst:.2e} (tolerance 2e-5)")
+        clip = f"/clip {case['clip']}" if "clip" in case else ""
+        clip += f"/dropout {','.join(map(str, case['dropout']))}" if "dropout" in case else ""
+        flags = " " + " ".join(case["flags"]) if "flags" in case else ""
+        print(f"{'ok  ' if ok else 'FAIL'} {case['ranks']} rank(s){flags}, {case['loss']}/{case['act']}/"
+              f"{case['opt']['name']}{sched}{clip}: largest relative weight difference {worst:.2e} "
+              f"(tolerance 2e-5){clip_words}{mask_words}")
     print(f"{len(CASES) - failed} passed, {failed} failed")
     return 1 if failed else 0
 

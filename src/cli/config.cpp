@@ -13,6 +13,7 @@
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/io/files.hpp"
+#include "nn_dist/model/dropout.hpp"
 #include "nn_dist/model/gemm.hpp"
 
 namespace po = boost::program_options;
@@ -56,6 +57,9 @@ po::options_description model_options(Config& c) {
   model.add_options()
       ("hidden", po::value(&c.hidden)->default_value(c.hidden), "hidden widths, comma-separated; 'none' for no hidden layer")
       ("activation", po::value(&c.activation)->default_value(c.activation), "hidden activation: relu|tanh|sigmoid|identity")
+      ("dropout", po::value(&c.dropout)->default_value(c.dropout),
+       "dropout rate of the hidden layers' outputs in training (inverted, as nn.Dropout): one, or one per hidden "
+       "layer, e.g. 0.2,0.5")
       ("loss", po::value(&c.loss)->default_value(c.loss), "softmax|logistic|mse; auto: softmax for integer y, mse for float y")
       ("init", po::value(&c.init), "start from the /model group of this checkpoint");
   return model;
@@ -102,6 +106,8 @@ po::options_description training_options(Config& c, TextOptions& t) {
        "--early-stopping with --checkpoint: the file ends with the best epoch's weights, not the last")
       ("momentum", po::value(&c.optimizer.momentum)->default_value(c.optimizer.momentum), "SGD momentum")
       ("weight-decay", po::value(&c.optimizer.weight_decay)->default_value(c.optimizer.weight_decay), "L2 weight decay")
+      ("clip-grad-norm", po::value(&c.clip_grad_norm)->default_value(0),
+       "clip the gradient to this global L2 norm before each update, as torch's clip_grad_norm_ (0: off)")
       ("beta1", po::value(&c.optimizer.beta1)->default_value(c.optimizer.beta1, "0.9"), "Adam beta1")
       ("beta2", po::value(&c.optimizer.beta2)->default_value(c.optimizer.beta2), "Adam beta2")
       ("eps", po::value(&c.optimizer.eps)->default_value(c.optimizer.eps), "Adam epsilon")
@@ -399,6 +405,7 @@ void check_training_options(Config& c, const TextOptions& t, const po::variables
   validate_schedule(c.schedule);
   require_nonnegative(c.optimizer.momentum, "momentum");
   require_nonnegative(c.optimizer.weight_decay, "weight-decay");
+  require_nonnegative(c.clip_grad_norm, "clip-grad-norm");
   if (!(c.optimizer.beta1 >= 0 && c.optimizer.beta1 < 1)) throw Error("--beta1: must be in [0, 1)");
   if (!(c.optimizer.beta2 >= 0 && c.optimizer.beta2 < 1)) throw Error("--beta2: must be in [0, 1)");
   require_positive(c.optimizer.eps, "eps");
@@ -460,6 +467,7 @@ ParseResult parse_config(int argc, const char* const* argv, Config* config, std:
   check_performance_options(c, t);
   check_checkpoint_options(c);
   c.hidden_widths = parse_hidden(c.hidden);
+  c.dropout_rates = parse_dropout(c.dropout);
   c.config_file = t.config_file;
   c.options_text = ini_text(vm);
   return ParseResult::kRun;

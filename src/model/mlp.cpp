@@ -56,23 +56,50 @@ void Mlp<T>::multiply(long m, long n, long k, const T* a, long lda, bool trans_a
 }
 
 template <typename T>
-Eigen::Map<const Matrix<T>> Mlp<T>::input_map(const T* x) const {
-  return Eigen::Map<const Matrix<T>>(x, layout_.sizes()[0], n_);
+void Mlp<T>::set_dropout(const std::vector<double>& rates) {
+  const int hidden = layout_.num_layers() - 1;
+  if (!rates.empty() && static_cast<int>(rates.size()) != hidden) throw Error("dropout: one rate per hidden layer");
+  dropout_ = rates;
+  masks_.assign(static_cast<std::size_t>(hidden), Matrix<T>());
+  dropped_.assign(static_cast<std::size_t>(hidden), Matrix<T>());
+  for (int l = 0; l < static_cast<int>(dropout_.size()); ++l) {
+    if (dropout_[l] <= 0) continue;
+    masks_[l].resize(layout_.sizes()[l + 1], max_batch_);
+    dropped_[l].resize(layout_.sizes()[l + 1], max_batch_);
+  }
 }
 
 template <typename T>
-void Mlp<T>::forward(const T* params, const T* x, long n) {
+const T* Mlp<T>::dropout_mask(int l) const {
+  return drops(l) ? masks_[l].data() : nullptr;
+}
+
+template <typename T>
+const T* Mlp<T>::layer_input(int l, const T* x) const {
+  if (l == 0) return x;
+  return drops(l - 1) ? dropped_[l - 1].data() : outputs_[l - 1].data();
+}
+
+template <typename T>
+void Mlp<T>::forward(const T* params, const T* x, long n, const DropoutDraw* draw) {
   eigen_assert(n > 0 && n <= max_batch_);
   n_ = n;
+  dropping_ = draw != nullptr;
   const int num = layout_.num_layers();
   for (int l = 0; l < num; ++l) {
     const TensorSlot& ws = layout_.weight(l);
     Eigen::Map<const Matrix<T>, Eigen::Aligned64> w(params + ws.offset, ws.rows, ws.cols);  // (d_out, d_in)
     Eigen::Map<const Vector<T>, Eigen::Aligned64> b(params + layout_.bias(l).offset, ws.rows);
     Eigen::Map<Matrix<T>, Eigen::Aligned64> z(outputs_[l].data(), ws.rows, n);                // (d_out, n)
-    const T* in = l == 0 ? x : outputs_[l - 1].data();                                          // (d_in, n)
+    const T* in = layer_input(l, x);                                                            // (d_in, n)
     multiply(ws.rows, n, ws.cols, w.data(), ws.rows, false, in, ws.cols, false, z.data(), ws.rows);
     bias_activate<T>(l + 1 < num ? hidden_ : Activation::kIdentity, z, b);
+    if (drops(l)) {
+      T* mask = masks_[l].data();  // (d_out, n)
+      nn_dist::dropout_mask<T>(draw->key, draw->samples, n, l, ws.rows, dropout_[l], mask);
+      Eigen::Map<const Matrix<T>> m(mask, ws.rows, n);
+      Eigen::Map<Matrix<T>>(dropped_[l].data(), ws.rows, n).array() = z.array() * m.array();
+    }
   }
 }
 
@@ -122,9 +149,7 @@ void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* ob
     const TensorSlot& ws = layout_.weight(l);
     const long d_out = ws.rows, d_in = ws.cols;
     Eigen::Map<const Matrix<T>> delta(delta_data, d_out, n);  // (d_out, n)
-    Eigen::Map<const Matrix<T>> a = (l == 0)
-        ? input_map(x)
-        : Eigen::Map<const Matrix<T>>(outputs_[l - 1].data(), d_in, n);  // (d_in, n)
+    Eigen::Map<const Matrix<T>> a(layer_input(l, x), d_in, n);  // (d_in, n), as forward() read it
 
     Eigen::Map<Vector<T>, Eigen::Aligned64> db(grad + layout_.bias(l).offset, d_out);
     db.noalias() = delta.rowwise().sum();
@@ -144,7 +169,10 @@ void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* ob
       T* g = l > 0 ? next_data : input_grad;
       multiply(d_in, n, d_out, params + ws.offset, d_out, true, delta.data(), d_out, false, g, d_in);
       if (l > 0) {
-        multiply_derivative<T>(hidden_, a, Eigen::Map<Matrix<T>>(g, d_in, n));
+        Eigen::Map<Matrix<T>> dg(g, d_in, n);  // d(loss sum)/d(layer l's input)
+        if (drops(l - 1)) dg.array() *= Eigen::Map<const Matrix<T>>(masks_[l - 1].data(), d_in, n).array();
+        // f' from the layer's own output f(z), before any dropout
+        multiply_derivative<T>(hidden_, Eigen::Map<const Matrix<T>>(outputs_[l - 1].data(), d_in, n), dg);
         std::swap(delta_data, next_data);
       }
     }

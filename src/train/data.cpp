@@ -88,6 +88,13 @@ void BatchSource::allocate_slots() {
   }
 }
 
+void BatchSource::set_sample_ids(std::vector<int64_t> ids) {
+  ids_ = std::move(ids);
+  if (gathers()) {
+    for (Slot& slot : slots_) slot.ids.resize(batch_);
+  }
+}
+
 void BatchSource::convert_column(long src, float* out) const {
   const std::size_t column = static_cast<std::size_t>(compact_.width * compact_.features);
   nn_dist::convert_column(compact_.bytes.data() + column * static_cast<std::size_t>(src), compact_.width,
@@ -113,6 +120,7 @@ void BatchSource::gather(long step, Slot& slot) const {
       // is compiled for the baseline build's SSE2 (0.10 vs 0.08 ms per step).
       std::memcpy(slot.x.col(j).data(), x_.col(src).data(), sizeof(float) * static_cast<std::size_t>(x_.rows()));
     }
+    if (!ids_.empty()) slot.ids[j] = ids_[src];
     if (has_labels) {
       slot.labels[j] = targets_.labels[src];
     } else {
@@ -136,6 +144,7 @@ long BatchSource::load(long step) {
     x_batch_ = x_.data() + begin * x_.rows();
     labels_batch_ = has_labels ? targets_.labels.data() + begin : nullptr;
     values_batch_ = has_labels ? nullptr : targets_.values.data() + begin * targets_.values.rows();
+    ids_batch_ = ids_.empty() ? nullptr : ids_.data() + begin;
     return n;
   }
   if (prefetched_ == step) {
@@ -148,6 +157,7 @@ long BatchSource::load(long step) {
   x_batch_ = slot.x.data();
   labels_batch_ = has_labels ? slot.labels.data() : nullptr;
   values_batch_ = has_labels ? nullptr : slot.values.data();
+  ids_batch_ = ids_.empty() ? nullptr : slot.ids.data();
   return n;
 }
 

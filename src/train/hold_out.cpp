@@ -66,6 +66,7 @@ HoldOutSplit hold_out(const Shard& shard, const Targets& targets, long features,
   split.train.count = kept;
   split.train.x.resize(compact ? 0 : features, compact ? 0 : kept);
   split.train.compact.resize(width * static_cast<std::size_t>(features * kept));
+  split.train.rows.reserve(static_cast<std::size_t>(kept));
   split.val_x.resize(features, held_count);
   if (targets.labels.empty()) {
     split.train_targets.values.resize(targets.values.rows(), kept);
@@ -76,6 +77,7 @@ HoldOutSplit hold_out(const Shard& shard, const Targets& targets, long features,
       hold_column(shard, features, x_width, j, b, &split.val_x);
       move_target(targets, j, b++, &split.val_targets);
     } else {
+      split.train.rows.push_back(shard.offset + j);
       keep_column(shard, features, width, j, a, &split.train);
       move_target(targets, j, a++, &split.train_targets);
     }

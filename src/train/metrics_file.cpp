@@ -13,7 +13,7 @@ namespace {
 
 // New columns go at the end: scripts cut the others by position.
 constexpr const char* kMetricsHeader =
-    "epoch,train_loss,train_accuracy,val_loss,val_accuracy,samples_per_sec,epoch_seconds,lr,best_epoch";
+    "epoch,train_loss,train_accuracy,val_loss,val_accuracy,samples_per_sec,epoch_seconds,lr,best_epoch,grad_norm";
 
 // A continued file written by another version keeps its header: a note says
 // which columns the new rows have.
@@ -54,7 +54,8 @@ void MetricsFile::write(const EpochResult& r, bool classify) {
                 (classify ? fmt("%.6f", r.train_accuracy) : "") + ',' + (r.has_val ? fmt("%.8g", r.val_loss) : "") +
                 ',' + (r.has_val && classify ? fmt("%.6f", r.val_accuracy) : "") + ',' +
                 fmt("%.1f", r.samples_per_sec) + ',' + fmt("%.4f", r.seconds) + ',' + fmt("%.10g", r.lr) + ',' +
-                (r.best_epoch >= 0 ? std::to_string(r.best_epoch) : "") + '\n');
+                (r.best_epoch >= 0 ? std::to_string(r.best_epoch) : "") + ',' +
+                (r.grad_norm >= 0 ? fmt("%.8g", r.grad_norm) : "") + '\n');
   });
 }
 

@@ -9,10 +9,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <string>
 
 #include "nn_dist/common/text.hpp"
+#include "nn_dist/optim/clip.hpp"
 #include "nn_dist/optim/schedule.hpp"
 #include "nn_dist/parallel/watchdog.hpp"
 #include "nn_dist/train/input_transform.hpp"
@@ -83,12 +85,45 @@ Trainer::~Trainer() = default;
 
 void Trainer::build_model(ResumePoint* start) {
   model_ = allocate_model(comm_, config_, data_, start);
+  set_up_dropout();
   initialise_parameters(start);
   checkpointer_.start_run(start->state.run_id, global_step_, last_step());
   start_gradient_sum(comm_, config_, &model_);
+  slices_.reserve(model_.sync->slices());
   metrics_.open(config_, files_.metrics);
   reporter_.banner(data_.info, *model_.mlp, *model_.sync, source_->batch(), steps_per_epoch_, peak_lr_,
                    global_batch_);
+}
+
+void Trainer::set_up_dropout() {
+  Mlp<float>& mlp = *model_.mlp;
+  comm_.agreed([&] { mlp.set_dropout(dropout_rates(config_.dropout_rates, mlp.layout().num_layers() - 1)); });
+  dropout_ = std::any_of(config_.dropout_rates.begin(), config_.dropout_rates.end(), [](double p) { return p > 0; });
+  comm_.agree(dropout_ && data_.streaming
+                  ? "--dropout " + config_.dropout + ": not with streamed training data (--cache-mb): the masks are "
+                    "keyed by each sample's row, which the stream does not keep"
+                  : "");
+  // A test hook: each rank writes the masks it applies (torch_parity.py applies them in torch).
+  const char* path = std::getenv("NN_DIST_DROPOUT_MASKS");
+  if (dropout_ && path != nullptr && *path != '\0') {
+    mask_file_.reset(std::fopen((std::string(path) + "." + std::to_string(comm_.rank())).c_str(), "wb"));
+  }
+}
+
+void Trainer::export_masks(long n) {
+  // Records of (step, layer, sample) as int64, then the layer's mask column as float32.
+  const Mlp<float>& mlp = *model_.mlp;
+  for (int l = 0; l + 1 < mlp.layout().num_layers(); ++l) {
+    const float* mask = mlp.dropout_mask(l);
+    if (mask == nullptr) continue;
+    const long units = mlp.layout().sizes()[l + 1];
+    for (long j = 0; j < n; ++j) {
+      const int64_t head[3] = {global_step_, l, source_->sample_ids()[j]};
+      std::fwrite(head, sizeof(head), 1, mask_file_.get());
+      std::fwrite(mask + j * units, sizeof(float), static_cast<std::size_t>(units), mask_file_.get());
+    }
+  }
+  std::fflush(mask_file_.get());
 }
 
 void Trainer::initialise_parameters(ResumePoint* start) {
@@ -252,6 +287,7 @@ EpochResult Trainer::epoch_result(int64_t epoch, double seconds, double count_be
   r.samples_per_sec = (epoch_sums_.count - count_before) / seconds;
   r.seconds = seconds;
   r.lr = step_lr_;
+  r.grad_norm = config_.clip_grad_norm > 0 ? grad_norm_ : -1;
   r.has_val = data_.has_val;
   if (r.has_val) evaluate(&r.val_loss, &r.val_accuracy);
   return r;
@@ -338,7 +374,7 @@ bool Trainer::train_step(long step) {
   marks.start = Clock::now();
   const long n = source_->load(step);
   marks.loaded = Clock::now();
-  forward(n, marks.loaded);
+  forward(step, n, marks.loaded);
   marks.forward_done = Clock::now();
   backward(n);
   marks.backward_done = Clock::now();
@@ -362,7 +398,7 @@ bool Trainer::train_step(long step) {
   return true;
 }
 
-void Trainer::forward(long n, Clock::time_point now) {
+void Trainer::forward(long step, long n, Clock::time_point now) {
   // Besides the loss sums, the step's sum carries whether this rank was
   // asked to stop and whether its checkpoint clock ran out: every rank learns
   // both at the same step, with no collective of their own.
@@ -370,7 +406,9 @@ void Trainer::forward(long n, Clock::time_point now) {
   StopRequest::add_own(stats);
   stats[kStatCheckpointDue] = checkpointer_.clock_ran_out(now);
   if (n > 0) {
-    model_.mlp->forward(model_.params_data, source_->x(), n);
+    const DropoutDraw draw{DropoutKey{config_.seed, epoch_, step}, source_->sample_ids()};
+    model_.mlp->forward(model_.params_data, source_->x(), n, dropout_ ? &draw : nullptr);
+    if (mask_file_) export_masks(n);
     const LossSums sums = model_.mlp->loss_and_delta(source_->labels(), source_->values());
     stats[kStatLoss] = sums.loss;
     stats[kStatCorrect] = sums.correct;
@@ -398,6 +436,10 @@ const double* Trainer::sum_and_update(double* optimizer_seconds) {
   const double* sum = model_.sync->wait_stats();
   // A loss that is not finite leaves the parameters as they were (fail_not_finite follows).
   const bool finite = std::isfinite(sum[kStatLoss]);
+  if (config_.clip_grad_norm > 0) {
+    sum_clip_and_update(finite, sum[kStatCount], optimizer_seconds);
+    return sum;
+  }
   const float scale = static_cast<float>(1.0 / sum[kStatCount]);
   model_.sync->wait([&](std::size_t begin, std::size_t end, const float* first, const float* second) {
     if (!finite) return;
@@ -406,6 +448,29 @@ const double* Trainer::sum_and_update(double* optimizer_seconds) {
     *optimizer_seconds += seconds_between(start, Clock::now());
   });
   return sum;
+}
+
+void Trainer::sum_clip_and_update(bool finite, double count, double* optimizer_seconds) {
+  // Every rank holds the whole sum (no shared update with clipping: see
+  // model_state.cpp) and adds its squares in the same order: the same norm
+  // everywhere with no collective of its own. The slices stay valid after
+  // wait(): they are this rank's sum buffer or gradient buffers of this step.
+  slices_.clear();
+  double squares = 0;
+  model_.sync->wait([&](std::size_t begin, std::size_t end, const float* first, const float* second) {
+    slices_.push_back({begin, end, first, second});
+    squares += sum_of_squares(first, second, begin, end);
+  });
+  grad_norm_ = std::sqrt(squares) / count;  // of the mean gradient, as torch sees it
+  if (!finite) return;
+  const double factor = clip_factor(grad_norm_, config_.clip_grad_norm);
+  // Unclipped, the same scale (and bits) as without --clip-grad-norm.
+  const float scale = static_cast<float>(factor < 1 ? factor / count : 1.0 / count);
+  const auto start = Clock::now();
+  for (const SummedSlice& s : slices_) {
+    model_.optimizer->update(model_.params_data, s.first, s.second, scale, s.begin, s.end);
+  }
+  *optimizer_seconds += seconds_between(start, Clock::now());
 }
 
 void Trainer::fail_not_finite(long n, double loss) const {

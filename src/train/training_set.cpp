@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <numeric>
 #include <string>
 
 #include "nn_dist/common/text.hpp"
@@ -162,13 +163,23 @@ std::unique_ptr<Minibatches> make_minibatches(const Communicator& comm, const Co
   const int r = comm.rank();
   if (!set->streaming) {
     Shard& shard = set->shard;
-    if (shard.compact.empty()) {
-      return std::make_unique<BatchSource>(std::move(shard.x), std::move(set->targets), set->batch, config.shuffle,
-                                           config.seed, r);
+    std::vector<int64_t> rows = std::move(shard.rows);
+    if (rows.empty()) {  // the shard's rows are contiguous
+      rows.resize(static_cast<std::size_t>(shard.count));
+      std::iota(rows.begin(), rows.end(), static_cast<int64_t>(shard.offset));
     }
-    CompactColumns compact{std::move(shard.compact), set->info.x_width, set->info.features, shard.count, transform};
-    return std::make_unique<BatchSource>(std::move(compact), std::move(set->targets), set->batch, config.shuffle,
-                                         config.seed, r);
+    std::unique_ptr<BatchSource> source;
+    if (shard.compact.empty()) {
+      source = std::make_unique<BatchSource>(std::move(shard.x), std::move(set->targets), set->batch, config.shuffle,
+                                             config.seed, r);
+    } else {
+      CompactColumns compact{std::move(shard.compact), set->info.x_width, set->info.features, shard.count,
+                             transform};
+      source = std::make_unique<BatchSource>(std::move(compact), std::move(set->targets), set->batch,
+                                             config.shuffle, config.seed, r);
+    }
+    source->set_sample_ids(std::move(rows));
+    return source;
   }
   StreamShape shape;
   comm.agreed([&] {

@@ -29,6 +29,8 @@ struct Config {
   bool hidden_given = false;
   std::string activation = "relu";
   bool activation_given = false;
+  std::string dropout = "0";                 // as given, for messages
+  std::vector<double> dropout_rates{0};      // parse_dropout(dropout): one rate, or one per hidden layer
   std::string loss = "auto";  // auto: softmax for integer labels, mse for float targets
   // training
   long batch_size = 32;         // per rank
@@ -42,6 +44,7 @@ struct Config {
   long early_stopping = 0;     // patience in epochs; 0: off
   double min_delta = 0;        // an improvement beats the best by more than this
   bool restore_best = false;   // --checkpoint FILE ends with the best epoch's weights
+  double clip_grad_norm = 0;    // > 0: clip the mean gradient to this global L2 norm (--clip-grad-norm)
   uint64_t seed = 1;
   bool shuffle = true;
   std::string init, resume, checkpoint, metrics;  // resume "auto": the newest checkpoint, or a fresh start

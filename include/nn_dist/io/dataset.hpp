@@ -47,6 +47,7 @@ struct Shard {
   Matrix<float> x;        // (features, count): file rows become columns (empty when compact)
   std::vector<unsigned char> compact;  // read compact: (features, count) values of info.x_width bytes
   Matrix<double> y;       // (target_width, count), as stored
+  std::vector<int64_t> rows;  // each sample's row in the file(s) when not offset + j (after --val-split)
 };
 
 // The memory a shard of `count` rows takes once read (features as float32,

@@ -9,6 +9,7 @@
 
 #include "nn_dist/math/activation.hpp"
 #include "nn_dist/math/loss.hpp"
+#include "nn_dist/model/dropout.hpp"
 #include "nn_dist/model/gemm.hpp"
 #include "nn_dist/model/layout.hpp"
 
@@ -48,7 +49,15 @@ class Mlp {
   const std::vector<GradientPiece>& pieces() const { return pieces_; }
 
   // x: (d_1, n), column-major, n <= max_batch. Keeps every layer's output.
-  void forward(const T* params, const T* x, long n);
+  // With a draw (training only), hidden layers with a dropout rate drop units
+  // by dropout_mask(); without one nothing is dropped (evaluation).
+  void forward(const T* params, const T* x, long n, const DropoutDraw* draw = nullptr);
+  // The dropout rate of each hidden layer (empty or all 0: none). Sizes the
+  // mask buffers once, for max_batch: the step allocates nothing.
+  void set_dropout(const std::vector<double>& rates);
+  // The mask the last forward() applied to hidden layer l: (d_{l+2}, n), 0 or
+  // 1 / (1 - p); nullptr when that pass did not drop in layer l.
+  const T* dropout_mask(int l) const;
   // Output h(x) of the last forward(): (d_L, n).
   Eigen::Map<const Matrix<T>> output() const;
 
@@ -77,7 +86,6 @@ class Mlp {
 
  private:
   void plan_pieces(std::size_t piece_elements);
-  Eigen::Map<const Matrix<T>> input_map(const T* x) const;
   // c (m x n) = op(a) op(b): nn_dist's kernel for float on one thread, else Eigen.
   void multiply(long m, long n, long k, const T* a, long lda, bool trans_a, const T* b, long ldb, bool trans_b, T* c,
                 long ldc);
@@ -88,6 +96,13 @@ class Mlp {
   long max_batch_;
   long n_ = 0;
   std::vector<Matrix<T>> outputs_;  // outputs_[l]: a_{l+2} (d_{l+2}, max_batch); last is z_L
+  // Dropout, per hidden layer l with a rate: the mask and the dropped output
+  // a_{l+2} * mask that layer l+1 reads (outputs_[l] keeps f(z) for f').
+  std::vector<double> dropout_;
+  std::vector<Matrix<T>> masks_, dropped_;  // (d_{l+2}, max_batch) each, or empty
+  bool dropping_ = false;                   // the last forward() dropped
+  bool drops(int l) const { return dropping_ && l < static_cast<int>(dropout_.size()) && dropout_[l] > 0; }
+  const T* layer_input(int l, const T* x) const;  // what layer l reads: x, a_{l+1}, or its dropped copy
   Matrix<T> delta_, delta_next_;    // (max width, max_batch) each
   std::vector<GradientPiece> pieces_;
   // For each layer, the column cuts of its weight gradient, highest first.

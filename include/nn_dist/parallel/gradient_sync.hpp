@@ -130,6 +130,7 @@ class GradientSync : public BackwardObserver {
     end_step();
   }
   virtual std::size_t num_buckets() const { return 1; }
+  std::size_t slices() const { return num_slices(); }  // the update() calls of each wait()
   double test_seconds() const { return test_seconds_; }  // time spent moving the ring on during backprop
   void reset_test_seconds() { test_seconds_ = 0; }
 

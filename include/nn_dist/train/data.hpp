@@ -49,6 +49,9 @@ class Minibatches {
   virtual const float* x() const = 0;          // (features, n)
   virtual const int32_t* labels() const = 0;   // (n), softmax
   virtual const float* values() const = 0;     // (width, n), logistic and mse
+  // Each column's row in the training data (n values; --dropout keys its
+  // masks by it), or nullptr where this source does not know them.
+  virtual const int64_t* sample_ids() const { return nullptr; }
 };
 
 // Compact values to floats (see CompactColumns): one column of `features`
@@ -76,7 +79,10 @@ class BatchSource : public Minibatches {
   const float* x() const override { return x_batch_; }
   const int32_t* labels() const override { return labels_batch_; }
   const float* values() const override { return values_batch_; }
+  const int64_t* sample_ids() const override { return ids_batch_; }
   const std::vector<uint32_t>& order() const { return order_; }
+  // The training-data row of each sample of the shard (count() values).
+  void set_sample_ids(std::vector<int64_t> ids);
 
  private:
   Matrix<float> x_;           // (features, count), or empty when compact_ holds the features
@@ -91,6 +97,7 @@ class BatchSource : public Minibatches {
     Matrix<float> x;               // (features, batch)
     std::vector<int32_t> labels;   // (batch)
     Matrix<float> values;          // (width, batch)
+    std::vector<int64_t> ids;      // (batch), with set_sample_ids
   };
   long size_of(long step) const;
   void gather(long step, Slot& slot) const;
@@ -105,6 +112,8 @@ class BatchSource : public Minibatches {
   const float* x_batch_ = nullptr;
   const int32_t* labels_batch_ = nullptr;
   const float* values_batch_ = nullptr;
+  std::vector<int64_t> ids_;  // (count) or empty
+  const int64_t* ids_batch_ = nullptr;
 };
 
 // Fills order (its size) with a permutation of 0..n-1: a Fisher-Yates

@@ -23,6 +23,7 @@ struct EpochResult {
   double samples_per_sec = 0, seconds = 0;
   double lr = 0;  // the lr of the epoch's last step
   int64_t best_epoch = -1;  // --early-stopping: the best epoch so far (1-based; -1: not tracked)
+  double grad_norm = -1;  // --clip-grad-norm: the epoch's last step's gradient norm before clipping; else -1
 };
 
 // The moments that divide a step into the parts --profile reports.

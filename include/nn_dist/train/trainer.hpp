@@ -7,7 +7,9 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <memory>
+#include <vector>
 
 #include "nn_dist/cli/config.hpp"
 #include "nn_dist/common/clock.hpp"
@@ -61,6 +63,9 @@ class Trainer {
   void initialise_parameters(ResumePoint* start);
   // --early-stopping's and the plateau's states: the checkpoint's, or fresh.
   void start_watching(ResumePoint* start);
+  // --dropout: the rates of the model's hidden layers (errors agreed), and the mask export hook.
+  void set_up_dropout();
+  void export_masks(long n);  // after forward(): the masks of its n samples
   int64_t last_step() const;  // the last step this run may take
 
   EpochEnd train_epoch(int64_t epoch, EpochResult* result);
@@ -82,9 +87,11 @@ class Trainer {
   void stop_on_signal(int64_t epoch, int64_t epoch_step, bool saved);
 
   // The step's parts (train_step).
-  void forward(long n, Clock::time_point now);
+  void forward(long step, long n, Clock::time_point now);
   void backward(long n);
   const double* sum_and_update(double* optimizer_seconds);
+  // --clip-grad-norm: the whole sum first (its norm), then the clipped update.
+  void sum_clip_and_update(bool finite, double count, double* optimizer_seconds);
   [[noreturn]] void fail_not_finite(long n, double loss) const;
 
   const Communicator& comm_;
@@ -102,6 +109,13 @@ class Trainer {
   long global_batch_ = 0;          // samples per step over all ranks
   double peak_lr_ = 0;             // --lr scaled for global_batch_ (--lr-scaling)
   double step_lr_ = 0;             // the lr of the last step taken
+  double grad_norm_ = 0;           // --clip-grad-norm: the last step's gradient norm before clipping
+  struct SummedSlice {             // a slice of the summed gradient, as GradientSync::wait hands it over
+    std::size_t begin, end;
+    const float* first;
+    const float* second;
+  };
+  std::vector<SummedSlice> slices_;  // --clip-grad-norm: capacity for every slice of a step, reserved once
   int64_t epoch_ = 0;              // the epoch being trained (0-based), for the schedule
   EpochSums epoch_sums_;           // over the epoch's steps so far
   // --early-stopping and --lr-schedule plateau: their states after the last complete epoch.
@@ -112,6 +126,11 @@ class Trainer {
   StopRequest stop_;               // what the last step's sum said
   int stop_exit_code_ = 0;
   StepTimes times_;
+  bool dropout_ = false;  // some hidden layer drops units in training
+  struct CloseFile {
+    void operator()(std::FILE* f) const { std::fclose(f); }
+  };
+  std::unique_ptr<std::FILE, CloseFile> mask_file_;  // NN_DIST_DROPOUT_MASKS (a test hook), or null
   Checkpointer checkpointer_;
   Reporter reporter_;
   MetricsFile metrics_;
