@@ -234,6 +234,13 @@ std::vector<BadCase> bad_cases() {
       flag_case("HiddenNegative", {"--hidden", "-3"}, {"--hidden", "-3"}),
       flag_case("HiddenNotANumber", {"--hidden", "abc"}, {"--hidden", "abc"}, true),
       flag_case("HiddenEmptyItem", {"--hidden", "8,,4"}, {"--hidden 8,,4", "number"}),
+      flag_case("DropoutOne", {"--dropout", "1"}, {"--dropout", "'1'", "[0, 1)"}),
+      flag_case("DropoutNotANumber", {"--dropout", "0.2,half"}, {"--dropout", "'half'", "[0, 1)"}),
+      // Checked against the model's hidden layers, once known: an agreed error.
+      flag_case("DropoutRatesDoNotFitTheLayers", {"--hidden", "8", "--dropout", "0.1,0.2"},
+                {"--dropout", "2 rates for 1 hidden layer"}, true),
+      flag_case("DropoutWithStreaming", {"--dropout", "0.5", "--cache-mb", "1"}, {"--dropout 0.5", "--cache-mb"}, true),
+      flag_case("ClipGradNormNegative", {"--clip-grad-norm", "-1"}, {"--clip-grad-norm", "not below 0", "-1"}),
       flag_case("LrZero", {"--lr", "0"}, {"--lr", "positive"}),
       flag_case("LrNegative", {"--lr", "-1"}, {"--lr", "positive"}),
       flag_case("BatchSizeZero", {"--batch-size", "0"}, {"--batch-size", "positive"}),
@@ -413,7 +420,7 @@ TEST_F(E2eTest, HelpExitsZeroAndListsEveryOptionWithItsDefault) {
       "optimizer", "lr", "momentum", "weight-decay", "beta1", "beta2", "eps", "seed", "checkpoint-every",
       "threads", "bucket-mb", "overlap", "allreduce", "max-steps", "warmup-steps", "lr-schedule", "lr-decay-factor",
       "lr-min", "warmup-epochs", "lr-scaling", "lr-reference-batch", "plateau-patience", "plateau-factor",
-      "plateau-min-lr", "early-stopping", "min-delta"};
+      "plateau-min-lr", "early-stopping", "min-delta", "dropout", "clip-grad-norm"};
   for (const std::string& name : with_default) {
     EXPECT_TRUE(contains(r.out, "--" + name + " arg (=")) << "--" << name << " or its default missing\n" << r.out;
   }
