@@ -37,23 +37,11 @@ void share_initial_parameters(const Communicator& comm, bool drawn, Activation a
   optimizer.set_step(step);
 }
 
-namespace {
-
-// Clipping needs the norm of the whole summed gradient before any part is
-// updated, so with --clip-grad-norm every rank keeps its own parameters and
-// updates all of them from the whole sum (no node-shared update, whose ranks
-// each see only their part).
-std::size_t shared_update_buffers(const Config& config, const Optimizer& optimizer) {
-  return config.clip_grad_norm > 0 ? 0 : 1 + optimizer.state().size();
-}
-
-}  // namespace
-
 void start_gradient_sum(const Communicator& comm, const Config& config, ModelState* model) {
   watchdog::Wait wait("setting up the gradient sum");
   model->sync = GradientSync::create(comm, model->grad.data(), model->grad.size(), model->mlp->pieces(),
                                      static_cast<std::size_t>(config.bucket_mb * 1024 * 1024), config.overlap,
-                                     config.allreduce, shared_update_buffers(config, *model->optimizer));
+                                     config.allreduce, 1 + model->optimizer->state().size());
   // The gradient sum decides where the parameters and optimizer state live
   // (e.g. once per node in shared memory); training uses what it returns.
   model->params_data = model->sync->place(&model->params, model->optimizer.get(), model->mlp.get());

@@ -451,26 +451,30 @@ const double* Trainer::sum_and_update(double* optimizer_seconds) {
 }
 
 void Trainer::sum_clip_and_update(bool finite, double count, double* optimizer_seconds) {
-  // Every rank holds the whole sum (no shared update with clipping: see
-  // model_state.cpp) and adds its squares in the same order: the same norm
-  // everywhere with no collective of its own. The slices stay valid after
-  // wait(): they are this rank's sum buffer or gradient buffers of this step.
+  // The slices are kept (they stay valid until the step ends) and their
+  // squares added in order; a sharded update adds the ranks' partial squares
+  // through the sum's shared memory. Every rank gets the same norm with no
+  // collective of its own, then updates its slices.
   slices_.clear();
   double squares = 0;
-  model_.sync->wait([&](std::size_t begin, std::size_t end, const float* first, const float* second) {
+  GradientSync& sync = *model_.sync;
+  auto keep = [&](std::size_t begin, std::size_t end, const float* first, const float* second) {
     slices_.push_back({begin, end, first, second});
     squares += sum_of_squares(first, second, begin, end);
-  });
-  grad_norm_ = std::sqrt(squares) / count;  // of the mean gradient, as torch sees it
-  if (!finite) return;
-  const double factor = clip_factor(grad_norm_, config_.clip_grad_norm);
-  // Unclipped, the same scale (and bits) as without --clip-grad-norm.
-  const float scale = static_cast<float>(factor < 1 ? factor / count : 1.0 / count);
-  const auto start = Clock::now();
-  for (const SummedSlice& s : slices_) {
-    model_.optimizer->update(model_.params_data, s.first, s.second, scale, s.begin, s.end);
-  }
-  *optimizer_seconds += seconds_between(start, Clock::now());
+  };
+  auto update = [&] {
+    grad_norm_ = std::sqrt(sync.sum_squares(squares)) / count;  // of the mean gradient, as torch sees it
+    if (!finite) return;
+    const double factor = clip_factor(grad_norm_, config_.clip_grad_norm);
+    // Unclipped, the same scale (and bits) as without --clip-grad-norm.
+    const float scale = static_cast<float>(factor < 1 ? factor / count : 1.0 / count);
+    const auto start = Clock::now();
+    for (const SummedSlice& s : slices_) {
+      model_.optimizer->update(model_.params_data, s.first, s.second, scale, s.begin, s.end);
+    }
+    *optimizer_seconds += seconds_between(start, Clock::now());
+  };
+  sync.wait(keep, update);
 }
 
 void Trainer::fail_not_finite(long n, double loss) const {

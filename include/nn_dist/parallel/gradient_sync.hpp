@@ -120,6 +120,14 @@ class GradientSync : public BackwardObserver {
   // the last rank's gradient in the same pass as the parameters.
   template <typename F>
   void wait(F&& update) {
+    wait(update, [] {});
+  }
+  // The same, then finish() once every slice was handed over and before the
+  // step ends (with shared buffers: before the peers may read the
+  // parameters). The slices stay valid until then: --clip-grad-norm hands
+  // them over, learns the norm, then updates in finish().
+  template <typename F, typename G>
+  void wait(F&& update, G&& finish) {
     const std::size_t slices = num_slices();
     for (std::size_t i = 0; i < slices; ++i) {
       std::size_t begin = 0, end = 0;
@@ -127,8 +135,14 @@ class GradientSync : public BackwardObserver {
       const float* first = finish_slice(i, &begin, &end, &second);
       update(begin, end, first, second);
     }
+    finish();
     end_step();
   }
+  // Inside finish(): the sum over the ranks of `own`, each rank's sum of
+  // squares of the slices it was handed, where the update is sharded (each
+  // rank sees only its part); `own` itself where every rank sees the whole
+  // sum. The same bits on every rank. Shared memory only: no collective.
+  virtual double sum_squares(double own) { return own; }
   virtual std::size_t num_buckets() const { return 1; }
   std::size_t slices() const { return num_slices(); }  // the update() calls of each wait()
   double test_seconds() const { return test_seconds_; }  // time spent moving the ring on during backprop

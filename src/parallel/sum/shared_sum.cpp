@@ -24,7 +24,9 @@ namespace {
 //   byte 64   updated     steps whose part of the shared update the owner has written
 //   byte 128  stats[0]    the StepStat values of even steps
 //   byte 192  stats[1]    ... of odd steps
-//   byte 256  the owner's gradient buffer(s) (grad_buffers() x padded(grad_size) floats)
+//   byte 256  squared     steps whose part of the gradient's squares the owner has written
+//   byte 264  squares[2]  that sum of squares (--clip-grad-norm), of even and odd steps
+//   byte 320  the owner's gradient buffer(s) (grad_buffers() x padded(grad_size) floats)
 //   then      rank 0 only: the shared buffers (parameters, then each optimizer state)
 //
 // Each counter has a cache line of its own, so spinning peers do not slow the
@@ -33,12 +35,16 @@ namespace {
 // reading them (wait_for). Likewise the owner writes its part of the
 // parameters and optimizer state, then stores `updated` with release, and
 // every rank acquires all `updated` counters before the next forward pass.
+// `squared` pairs the same way with `squares`: a peer overwrites a parity's
+// value only two steps on, after every rank has updated (and so read) it.
 struct SegmentHead {
   alignas(64) int64_t published;
   alignas(64) int64_t updated;
   alignas(64) double stats[2][8];  // [step parity][StepStat values], a line each
+  alignas(64) int64_t squared;
+  double squares[2];  // [step parity]
 };
-static_assert(sizeof(SegmentHead) == 256, "the documented layout");
+static_assert(sizeof(SegmentHead) == 320, "the documented layout");
 static_assert(kStepStats <= 8, "a step's StepStat values fit one cache line");
 
 // The node's shared window. Gradients alternate between two buffers by step
@@ -76,6 +82,7 @@ struct SharedWindow {
   }
   int64_t* published(int r) const { return &head(r)->published; }
   int64_t* updated(int r) const { return &head(r)->updated; }
+  int64_t* squared(int r) const { return &head(r)->squared; }
   double* stats(int r, int64_t step) const { return head(r)->stats[step & 1]; }
   float* grad(int r, int64_t step) const {
     return reinterpret_cast<float*>(segments[r] + sizeof(SegmentHead)) +
@@ -93,21 +100,21 @@ struct SharedWindow {
       for (int spins = 0; __atomic_load_n((this->*counter)(static_cast<int>(r)), __ATOMIC_ACQUIRE) < step; ++spins) {
         if (spins <= 64) continue;
         sched_yield();
-        if (watchdog::expired()) report_missing(step, counter == &SharedWindow::published);
+        if (watchdog::expired()) report_missing(step, counter);
       }
     }
   }
-  [[noreturn]] void report_missing(int64_t step, bool gradient) const {
+  [[noreturn]] void report_missing(int64_t step, int64_t* (SharedWindow::*counter)(int) const) const {
     std::string missing;
     for (std::size_t r = 0; r < segments.size(); ++r) {
-      const int64_t* c = gradient ? published(static_cast<int>(r)) : updated(static_cast<int>(r));
-      if (__atomic_load_n(c, __ATOMIC_ACQUIRE) < step) {
+      if (__atomic_load_n((this->*counter)(static_cast<int>(r)), __ATOMIC_ACQUIRE) < step) {
         missing += (missing.empty() ? "" : ", ") + std::to_string(world_ranks[r]);
       }
     }
-    watchdog::abort_job("rank(s) " + missing + " on this node " +
-                        (gradient ? "have not published their gradient" : "have not written their part of the update") +
-                        " (stopped or hung?)");
+    const char* what = counter == &SharedWindow::published ? "have not published their gradient"
+                       : counter == &SharedWindow::updated ? "have not written their part of the update"
+                                                           : "have not written their part of the gradient norm";
+    watchdog::abort_job("rank(s) " + missing + " on this node " + what + " (stopped or hung?)");
   }
 };
 
@@ -179,6 +186,18 @@ class SharedSum : public GradientSync {
     return shared;
   }
   float* shared_buffer(std::size_t i) const override { return i < w_.buffers ? w_.buffer(i) : nullptr; }
+
+  double sum_squares(double own) override {
+    if (w_.buffers == 0) return own;  // every rank holds the whole sum
+    w_.head(w_.rank)->squares[step_ & 1] = own;
+    __atomic_store_n(w_.squared(w_.rank), step_ + 1, __ATOMIC_RELEASE);
+    w_.wait_for(step_ + 1, &SharedWindow::squared);
+    // The node's parts cover the whole gradient (across nodes, each part is
+    // already the sum over the nodes): added in rank order, the same bits on every rank.
+    double total = 0;
+    for (std::size_t r = 0; r < w_.segments.size(); ++r) total += w_.head(static_cast<int>(r))->squares[step_ & 1];
+    return total;
+  }
 
   void publish() override {
     if (published_) return;
