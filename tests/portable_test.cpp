@@ -93,5 +93,23 @@ TEST_F(PortableTest, TrainsOnAnEmulatedCpuWithoutAvx512) {
   }
 }
 
+// The dropout masks come from a loop compiled for AVX-512F, AVX2 and the
+// baseline, picked at run time: on the emulated Haswell (the AVX2 copy) a run
+// with --dropout ends with the epoch lines of this CPU's (AVX-512F here).
+TEST_F(PortableTest, DropoutDrawsTheSameMasksOnAnEmulatedCpuWithoutAvx512) {
+  const std::string qemu = qemu_binary();
+  if (qemu.empty()) GTEST_SKIP() << "qemu-user is not installed (scripts/install_deps.sh installs it)";
+  std::vector<std::string> args = task();
+  args.insert(args.end(), {"--dropout", "0.3", "--gemm", "avx2"});
+  const RunResult native = run_nn_dist(dir_, 1, args);
+  expect_success(native);
+  const RunResult emulated =
+      run_shell(dir_, mpirun_prefix(1) + " " + quote(qemu) + " -cpu Haswell " + quote(NN_DIST_BIN) + joined(args), 600);
+  expect_success(emulated);
+  EXPECT_EQ(epoch_lines_without_timing(emulated.out), epoch_lines_without_timing(native.out))
+      << "the masks of emulated Haswell and this CPU differ";
+  EXPECT_FALSE(epoch_lines_without_timing(native.out).empty()) << describe(native);
+}
+
 }  // namespace
 }  // namespace nn_dist::e2e

@@ -25,25 +25,55 @@ uint64_t column_key(const DropoutKey& key, int64_t sample, int layer) {
   return mix_seed(step ^ 0xD50F0u, static_cast<uint64_t>(sample), static_cast<uint64_t>(layer));
 }
 
-// A uniform double in [0, 1) for unit `unit` of the column keyed by `column`.
-double uniform(uint64_t column, long unit) {
-  const uint64_t h = finalize(column + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(unit + 1));
-  return static_cast<double>(h >> 11) * 0x1.0p-53;
+// A unit is dropped when its uniform u = k 2^-53 (k: the top 53 bits of its
+// hash) is below p, that is when k < ceil(p 2^53): compared as integers, so
+// the loop below needs no conversion to double and vectorises.
+uint64_t threshold(double p) { return static_cast<uint64_t>(std::ceil(p * 0x1.0p53)); }
+
+uint64_t unit_bits(uint64_t column, long unit) {
+  return finalize(column + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(unit + 1)) >> 11;
+}
+
+// One column's mask. Integer arithmetic only, so every instruction set gives
+// the same bits; the loop's 64-bit products vectorise with AVX-512F and AVX2,
+// chosen at run time (2026-12-06, the loaded 2-core development machine: 1.0,
+// 3.1 and 9.9 ns a unit with AVX-512F, AVX2 and the baseline build's SSE2).
+template <typename T>
+void fill_column(uint64_t column, long units, uint64_t below, T kept, T* out) {
+  for (long i = 0; i < units; ++i) out[i] = unit_bits(column, i) < below ? T(0) : kept;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define NN_DROPOUT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NN_DROPOUT_CLONES
+#endif
+
+NN_DROPOUT_CLONES void fill_float(uint64_t column, long units, uint64_t below, float kept, float* out) {
+  fill_column(column, units, below, kept, out);
+}
+NN_DROPOUT_CLONES void fill_double(uint64_t column, long units, uint64_t below, double kept, double* out) {
+  fill_column(column, units, below, kept, out);
+}
+void fill(uint64_t column, long units, uint64_t below, float kept, float* out) {
+  fill_float(column, units, below, kept, out);
+}
+void fill(uint64_t column, long units, uint64_t below, double kept, double* out) {
+  fill_double(column, units, below, kept, out);
 }
 
 }  // namespace
 
 bool dropped(const DropoutKey& key, int64_t sample, int layer, long unit, double p) {
-  return uniform(column_key(key, sample, layer), unit) < p;
+  return unit_bits(column_key(key, sample, layer), unit) < threshold(p);
 }
 
 template <typename T>
 void dropout_mask(const DropoutKey& key, const int64_t* samples, long n, int layer, long units, double p, T* mask) {
   const T kept = T(1) / static_cast<T>(1.0 - p);  // as nn.Dropout: 1 / (1 - p) in the tensor's type
+  const uint64_t below = threshold(p);
   for (long j = 0; j < n; ++j) {
-    const uint64_t column = column_key(key, samples[j], layer);
-    T* out = mask + j * units;
-    for (long i = 0; i < units; ++i) out[i] = uniform(column, i) < p ? T(0) : kept;
+    fill(column_key(key, samples[j], layer), units, below, kept, mask + j * units);
   }
 }
 
