@@ -5,6 +5,8 @@ Trains d -> hidden widths -> K with CrossEntropyLoss (mean) and torch.optim.SGD,
 shuffling each rank's contiguous shard every epoch with torch.randperm and
 gathering each minibatch by index into preallocated tensors
 (torch.index_select(..., out=...)), so data loading costs what nn_dist's does.
+--dropout and --clip-grad-norm as nn_dist's: nn.Dropout after each hidden
+activation, torch.nn.utils.clip_grad_norm_ before each update.
 
 Timing follows nn_dist --profile: a step runs from the batch gather to the end
 of the optimizer update; the first --warmup-steps steps are left out; the
@@ -46,6 +48,9 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--momentum", type=float, default=0.0)
     p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--dropout", default="0", help="nn.Dropout after each hidden activation: one rate, or one per layer")
+    p.add_argument("--clip-grad-norm", type=float, default=0.0,
+                   help="torch.nn.utils.clip_grad_norm_ before each update (0: off)")
     p.add_argument("--batch-size", type=int, default=32, help="samples per rank per step")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no limit)")
@@ -73,6 +78,10 @@ def parse_args(argv=None):
         p.error("--rank must be below --world-size")
     h = a.hidden.strip().lower()
     a.hidden_sizes = [] if h in ("", "none") else [int(w) for w in h.split(",")]
+    rates = [float(r) for r in a.dropout.split(",")]
+    if len(rates) not in (1, len(a.hidden_sizes)) and a.hidden_sizes:
+        p.error("--dropout: give one rate, or one per hidden layer")
+    a.dropout_rates = rates * len(a.hidden_sizes) if len(rates) == 1 else rates
     return a
 
 
@@ -102,12 +111,14 @@ def openblas_info(threads):
         return "unknown", "unknown"
 
 
-def build_model(torch, d, hidden, k, activation, init):
+def build_model(torch, d, hidden, k, activation, init, dropout=()):
     nn = torch.nn
     acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity}
     layers, width = [], d
-    for h in hidden:
+    for i, h in enumerate(hidden):
         layers += [nn.Linear(width, h), acts[activation]()]
+        if dropout and dropout[i] > 0:
+            layers.append(nn.Dropout(dropout[i]))
         width = h
     layers.append(nn.Linear(width, k))
     model = nn.Sequential(*layers)
@@ -169,7 +180,7 @@ def make_model(args, d, k):
     parameters) and its SGD optimizer."""
     import torch
     torch.manual_seed(args.seed)
-    model = build_model(torch, d, args.hidden_sizes, k, args.activation, args.init)
+    model = build_model(torch, d, args.hidden_sizes, k, args.activation, args.init, args.dropout_rates)
     if args.ddp:
         from torch.nn.parallel import DistributedDataParallel as DDP
         model = DDP(model, bucket_cap_mb=args.bucket_mb)  # broadcasts rank 0's parameters
@@ -274,6 +285,8 @@ class Training:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()  # with DDP: includes the gradient allreduce
         t3 = time.perf_counter()
+        if args.clip_grad_norm > 0:
+            self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), args.clip_grad_norm)
         self.opt.step()
         t4 = time.perf_counter()
         self.global_step += 1
