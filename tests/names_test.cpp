@@ -32,9 +32,10 @@ void expect_table(const NameTable<Value>& table, const std::vector<std::string>&
 }
 
 TEST(NamesTest, EveryFlagsTableParsesPrintsAndRefuses) {
-  expect_table(activation_names(), {"relu", "tanh", "sigmoid", "identity"}, "relu, tanh, sigmoid or identity");
+  expect_table(activation_names(), {"relu", "tanh", "sigmoid", "identity", "gelu", "gelu_tanh", "silu", "leaky_relu"},
+               "relu, tanh, sigmoid, identity, gelu, gelu_tanh, silu or leaky_relu");
   expect_table(loss_names(), {"softmax", "logistic", "mse"}, "softmax, logistic or mse");
-  expect_table(optimizer_names(), {"sgd", "adam"}, "sgd or adam");
+  expect_table(optimizer_names(), {"sgd", "adam", "adamw"}, "sgd, adam or adamw");
   expect_table(lr_schedule_names(), {"constant", "step", "cosine"}, "constant, step or cosine");
   expect_table(lr_scaling_names(), {"none", "linear", "sqrt"}, "none, linear or sqrt");
   expect_table(gemm_kernel_names(), {"auto", "avx512", "avx2", "eigen"}, "auto, avx512, avx2 or eigen");

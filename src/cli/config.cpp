@@ -55,7 +55,8 @@ po::options_description model_options(Config& c) {
   po::options_description model("Model", 100);
   model.add_options()
       ("hidden", po::value(&c.hidden)->default_value(c.hidden), "hidden widths, comma-separated; 'none' for no hidden layer")
-      ("activation", po::value(&c.activation)->default_value(c.activation), "hidden activation: relu|tanh|sigmoid|identity")
+      ("activation", po::value(&c.activation)->default_value(c.activation), "hidden activation: relu|tanh|sigmoid|identity|gelu|gelu_tanh|silu|leaky_relu")
+      ("leaky-slope", po::value(&c.leaky_slope)->default_value(c.leaky_slope), "leaky_relu: the slope for inputs below 0")
       ("loss", po::value(&c.loss)->default_value(c.loss), "softmax|logistic|mse; auto: softmax for integer y, mse for float y")
       ("init", po::value(&c.init), "start from the /model group of this checkpoint");
   return model;
@@ -67,7 +68,7 @@ po::options_description training_options(Config& c, TextOptions& t) {
       ("epochs", po::value(&c.epochs)->default_value(c.epochs), "total epochs (including resumed ones)")
       ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size), "samples per rank per step")
       ("global-batch-size", po::value(&c.global_batch_size)->default_value(0), "samples per step over all ranks (overrides --batch-size)")
-      ("optimizer", po::value(&t.optimizer)->default_value("sgd"), "sgd|adam")
+      ("optimizer", po::value(&t.optimizer)->default_value("sgd"), "sgd|adam|adamw")
       ("lr", po::value(&c.optimizer.lr)->default_value(c.optimizer.lr, "0.05"),
        "learning rate (with --lr-scaling: the lr for --lr-reference-batch samples per step)")
       ("lr-schedule", po::value(&t.lr_schedule)->default_value("constant"),
@@ -84,10 +85,10 @@ po::options_description training_options(Config& c, TextOptions& t) {
       ("lr-reference-batch", po::value(&c.schedule.reference_batch)->default_value(c.schedule.reference_batch),
        "--lr-scaling: the global batch that --lr was chosen for")
       ("momentum", po::value(&c.optimizer.momentum)->default_value(c.optimizer.momentum), "SGD momentum")
-      ("weight-decay", po::value(&c.optimizer.weight_decay)->default_value(c.optimizer.weight_decay), "L2 weight decay")
-      ("beta1", po::value(&c.optimizer.beta1)->default_value(c.optimizer.beta1, "0.9"), "Adam beta1")
-      ("beta2", po::value(&c.optimizer.beta2)->default_value(c.optimizer.beta2), "Adam beta2")
-      ("eps", po::value(&c.optimizer.eps)->default_value(c.optimizer.eps), "Adam epsilon")
+      ("weight-decay", po::value(&c.optimizer.weight_decay)->default_value(c.optimizer.weight_decay), "L2 weight decay (adamw: decoupled, as torch.optim.AdamW)")
+      ("beta1", po::value(&c.optimizer.beta1)->default_value(c.optimizer.beta1, "0.9"), "Adam(W) beta1")
+      ("beta2", po::value(&c.optimizer.beta2)->default_value(c.optimizer.beta2), "Adam(W) beta2")
+      ("eps", po::value(&c.optimizer.eps)->default_value(c.optimizer.eps), "Adam(W) epsilon")
       ("seed", po::value(&t.seed)->default_value(1), "seed for initialisation and shuffling")
       ("no-shuffle", po::bool_switch(&t.no_shuffle), "keep file order (no per-epoch shuffle)");
   return train;
@@ -343,6 +344,8 @@ void check_training_options(Config& c, const TextOptions& t, const po::variables
   c.shuffle = !t.no_shuffle;
   c.hidden_given = !vm["hidden"].defaulted();
   c.activation_given = !vm["activation"].defaulted();
+  c.leaky_slope_given = !vm["leaky-slope"].defaulted();
+  require_positive(c.leaky_slope, "leaky-slope");
   c.overlap = parse_on_off(t.overlap, "--overlap");
   c.allreduce = parse_allreduce_mode(t.allreduce);
   c.optimizer.kind = parse_optimizer(t.optimizer);

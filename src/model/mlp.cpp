@@ -1,5 +1,6 @@
 // Batched forward and backward passes of the seed's backprop:
 //   Z = W A + b 1^T, A' = f(Z);  dW = Delta A^T, db = Delta 1, Delta_prev = f'(Z) ∘ (W^T Delta).
+// f'(Z) comes from A' where it can (relu, tanh, ...), else from the forward pass (gelu, silu).
 #include "nn_dist/model/mlp.hpp"
 
 #include <algorithm>
@@ -10,11 +11,14 @@
 namespace nn_dist {
 
 template <typename T>
-Mlp<T>::Mlp(Layout layout, Activation hidden, Loss loss, long max_batch, std::size_t piece_elements)
+Mlp<T>::Mlp(Layout layout, ActivationFn hidden, Loss loss, long max_batch, std::size_t piece_elements)
     : layout_(std::move(layout)), hidden_(hidden), loss_(loss), max_batch_(max_batch) {
   if (max_batch_ <= 0) throw Error("batch size must be positive");
   const int num = layout_.num_layers();
   for (int l = 0; l < num; ++l) outputs_.emplace_back(layout_.sizes()[l + 1], max_batch_);
+  if (keeps_derivative(hidden_.kind)) {
+    for (int l = 0; l + 1 < num; ++l) derivatives_.emplace_back(layout_.sizes()[l + 1], max_batch_);
+  }
   delta_.resize(layout_.max_width(), max_batch_);
   delta_next_.resize(layout_.max_width(), max_batch_);
   plan_pieces(std::max<std::size_t>(piece_elements, 1));
@@ -72,7 +76,11 @@ void Mlp<T>::forward(const T* params, const T* x, long n) {
     Eigen::Map<Matrix<T>, Eigen::Aligned64> z(outputs_[l].data(), ws.rows, n);                // (d_out, n)
     const T* in = l == 0 ? x : outputs_[l - 1].data();                                          // (d_in, n)
     multiply(ws.rows, n, ws.cols, w.data(), ws.rows, false, in, ws.cols, false, z.data(), ws.rows);
-    bias_activate<T>(l + 1 < num ? hidden_ : Activation::kIdentity, z, b);
+    if (l + 1 < num && !derivatives_.empty()) {
+      bias_activate<T>(hidden_, z, b, Eigen::Map<Matrix<T>>(derivatives_[l].data(), ws.rows, n));
+    } else {
+      bias_activate<T>(l + 1 < num ? hidden_ : ActivationFn(Activation::kIdentity), z, b);
+    }
   }
 }
 
@@ -144,7 +152,12 @@ void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* ob
       T* g = l > 0 ? next_data : input_grad;
       multiply(d_in, n, d_out, params + ws.offset, d_out, true, delta.data(), d_out, false, g, d_in);
       if (l > 0) {
-        multiply_derivative<T>(hidden_, a, Eigen::Map<Matrix<T>>(g, d_in, n));
+        Eigen::Map<Matrix<T>> delta_prev(g, d_in, n);  // (d_in, n)
+        if (derivatives_.empty()) {
+          multiply_derivative<T>(hidden_, a, delta_prev);
+        } else {
+          delta_prev.array() *= Eigen::Map<const Matrix<T>>(derivatives_[l - 1].data(), d_in, n).array();
+        }
         std::swap(delta_data, next_data);
       }
     }

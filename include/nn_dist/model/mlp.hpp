@@ -39,10 +39,11 @@ class Mlp {
  public:
   // piece_elements: the most elements one gradient piece may hold (weights
   // are cut between columns; a column is never split).
-  Mlp(Layout layout, Activation hidden, Loss loss, long max_batch, std::size_t piece_elements = kGradientPieceElements);
+  Mlp(Layout layout, ActivationFn hidden, Loss loss, long max_batch,
+      std::size_t piece_elements = kGradientPieceElements);
 
   const Layout& layout() const { return layout_; }
-  Activation activation() const { return hidden_; }
+  const ActivationFn& activation() const { return hidden_; }
   Loss loss() const { return loss_; }
   long max_batch() const { return max_batch_; }
   const std::vector<GradientPiece>& pieces() const { return pieces_; }
@@ -83,11 +84,13 @@ class Mlp {
                 long ldc);
 
   Layout layout_;
-  Activation hidden_;
+  ActivationFn hidden_;
   Loss loss_;
   long max_batch_;
   long n_ = 0;
   std::vector<Matrix<T>> outputs_;  // outputs_[l]: a_{l+2} (d_{l+2}, max_batch); last is z_L
+  // Where the activation keeps_derivative: derivatives_[l] = f'(z_{l+2}) beside outputs_[l], hidden layers only.
+  std::vector<Matrix<T>> derivatives_;
   Matrix<T> delta_, delta_next_;    // (max width, max_batch) each
   std::vector<GradientPiece> pieces_;
   // For each layer, the column cuts of its weight gradient, highest first.
