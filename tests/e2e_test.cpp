@@ -423,7 +423,7 @@ TEST_F(E2eTest, HelpExitsZeroAndListsEveryOptionWithItsDefault) {
       "x-dataset", "y-dataset", "hidden", "activation", "loss", "epochs", "batch-size", "global-batch-size",
       "optimizer", "lr", "momentum", "weight-decay", "beta1", "beta2", "eps", "seed", "checkpoint-every",
       "threads", "bucket-mb", "overlap", "allreduce", "max-steps", "warmup-steps", "lr-schedule", "lr-decay-factor",
-      "lr-min", "warmup-epochs", "lr-scaling", "lr-reference-batch"};
+      "lr-min", "warmup-epochs", "lr-scaling", "lr-reference-batch", "leaky-slope"};
   for (const std::string& name : with_default) {
     EXPECT_TRUE(contains(r.out, "--" + name + " arg (=")) << "--" << name << " or its default missing\n" << r.out;
   }
