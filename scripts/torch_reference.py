@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """PyTorch reference for nn_dist: the same MLP, data order scheme and timing.
 
-Trains d -> hidden widths -> K with CrossEntropyLoss (mean) and torch.optim.SGD,
+Trains d -> hidden widths -> K with CrossEntropyLoss (mean) and torch.optim.SGD (or Adam, AdamW),
 shuffling each rank's contiguous shard every epoch with torch.randperm and
 gathering each minibatch by index into preallocated tensors
 (torch.index_select(..., out=...)), so data loading costs what nn_dist's does.
@@ -42,7 +42,10 @@ def parse_args(argv=None):
     p.add_argument("--x-dataset", default="X")
     p.add_argument("--y-dataset", default="y")
     p.add_argument("--hidden", default="128,64", help="hidden widths, e.g. 512,256; 'none' for none")
-    p.add_argument("--activation", default="relu", choices=["relu", "tanh", "sigmoid", "identity"])
+    p.add_argument("--activation", default="relu",
+                   choices=["relu", "tanh", "sigmoid", "identity", "gelu", "gelu_tanh", "silu", "leaky_relu"])
+    p.add_argument("--leaky-slope", type=float, default=0.01, help="leaky_relu's negative_slope")
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
     p.add_argument("--loss", default="softmax", choices=["softmax", "auto"],
                    help="only softmax cross-entropy (accepted for nn_dist compatibility)")
     p.add_argument("--lr", type=float, default=0.05)
@@ -58,7 +61,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="threads per process (torch and OpenBLAS)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--init", default="nn_dist", choices=["nn_dist", "torch"],
-                   help="nn_dist: He-normal (relu) / Glorot-uniform weights, zero biases; torch: torch defaults")
+                   help="nn_dist: He-normal (relu-like) / Glorot-uniform weights, zero biases; torch: torch defaults")
     p.add_argument("--ddp", action="store_true", help="DistributedDataParallel over --world-size processes")
     p.add_argument("--world-size", type=int, default=2, help="processes with --ddp")
     p.add_argument("--rank", type=int, default=-1, help="this process's rank when a driver launches each rank")
@@ -111,9 +114,11 @@ def openblas_info(threads):
         return "unknown", "unknown"
 
 
-def build_model(torch, d, hidden, k, activation, init, dropout=()):
+def build_model(torch, d, hidden, k, activation, init, dropout=(), leaky_slope=0.01):
     nn = torch.nn
-    acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity}
+    acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity, "gelu": nn.GELU,
+            "gelu_tanh": lambda: nn.GELU(approximate="tanh"), "silu": nn.SiLU,
+            "leaky_relu": lambda: nn.LeakyReLU(leaky_slope)}
     layers, width = [], d
     for i, h in enumerate(hidden):
         layers += [nn.Linear(width, h), acts[activation]()]
@@ -126,7 +131,7 @@ def build_model(torch, d, hidden, k, activation, init, dropout=()):
         with torch.no_grad():
             for m in model:
                 if isinstance(m, nn.Linear):
-                    if activation == "relu":
+                    if activation in ("relu", "leaky_relu", "gelu", "gelu_tanh", "silu"):  # as nn_dist
                         nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / m.in_features))
                     else:
                         nn.init.xavier_uniform_(m.weight)
@@ -177,14 +182,19 @@ class Shard:
 
 def make_model(args, d, k):
     """The MLP from --seed (with --ddp wrapped in DistributedDataParallel, which broadcasts rank 0's
-    parameters) and its SGD optimizer."""
+    parameters) and its optimizer."""
     import torch
     torch.manual_seed(args.seed)
-    model = build_model(torch, d, args.hidden_sizes, k, args.activation, args.init, args.dropout_rates)
+    model = build_model(torch, d, args.hidden_sizes, k, args.activation, args.init, args.dropout_rates,
+                        args.leaky_slope)
     if args.ddp:
         from torch.nn.parallel import DistributedDataParallel as DDP
         model = DDP(model, bucket_cap_mb=args.bucket_mb)  # broadcasts rank 0's parameters
-    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    if args.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    else:
+        kind = torch.optim.Adam if args.optimizer == "adam" else torch.optim.AdamW
+        opt = kind(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     return model, opt
 
 

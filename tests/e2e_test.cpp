@@ -249,6 +249,13 @@ std::vector<BadCase> bad_cases() {
        {"--epochs", "positive"}},
       flag_case("UnknownOption", {"--frobnicate"}, {"--frobnicate"}, true),
       flag_case("UnknownActivation", {"--activation", "swish"}, {"--activation", "swish"}),
+      // --leaky-slope changes only leaky_relu: with another activation it is refused, not ignored.
+      flag_case("LeakySlopeWithAnotherActivation", {"--activation", "gelu", "--leaky-slope", "0.1"},
+                {"--leaky-slope", "only used with activation leaky_relu", "--activation gelu"}),
+      flag_case("LeakySlopeWithTheDefaultActivation", {"--leaky-slope", "0.1"},
+                {"--leaky-slope", "only used with activation leaky_relu", "--activation relu"}, true),
+      flag_case("LeakySlopeNotPositive", {"--activation", "leaky_relu", "--leaky-slope", "0"},
+                {"--leaky-slope", "positive", "0"}),
       flag_case("UnknownLoss", {"--loss", "hinge"}, {"--loss", "hinge"}),
       flag_case("UnknownOptimizer", {"--optimizer", "rmsprop"}, {"--optimizer", "rmsprop"}),
       flag_case("UnknownOverlap", {"--overlap", "maybe"}, {"--overlap", "maybe"}),
@@ -305,6 +312,21 @@ std::vector<BadCase> bad_cases() {
     cases.push_back(checkpoint_names_case(tag + "FeatureNamesDiffer", flag, {"x0", "z"}, {},
                                           {"--data", "other.h5", "feature 1 is 'z'", flag + " ", "named_ck.h5"}));
     cases.push_back(flag_case(tag + "MissingFile", {flag, "/nonexistent/ck.h5"}, {flag, "ck.h5", "not found"}));
+    // The shared checkpoint is relu's; a leaky_relu checkpoint keeps its slope.
+    cases.push_back({tag + "LeakySlopeWithARelu",
+                     [flag](const std::string&) { return with_good_data({flag, shared().checkpoint, "--leaky-slope", "0.1"}); },
+                     {"--leaky-slope", "only used with activation leaky_relu", flag, "good_ck.h5", "relu"}});
+    cases.push_back({tag + "LeakySlopeDiffersFromTheCheckpoints",
+                     [flag](const std::string& dir) {
+                       const std::string ck = dir + "/leaky_ck.h5";
+                       const RunResult fit = run_nn_dist(dir, 1, with_good_data({"--activation", "leaky_relu",
+                                                                                 "--leaky-slope", "0.2", "--checkpoint",
+                                                                                 ck, "--quiet"}));
+                       EXPECT_EQ(fit.code, 0) << describe(fit);
+                       return with_good_data({flag, ck, "--leaky-slope", "0.3"});
+                     },
+                     {flag, "leaky_ck.h5", "slope 0.2", "not --leaky-slope 0.3"},
+                     true});
     cases.push_back({tag + "NotACheckpoint",  // a dataset file, not a checkpoint
                      [flag](const std::string&) { return with_good_data({flag, shared().val}); },
                      {flag, "val.h5", "checkpoint"},
@@ -420,7 +442,7 @@ TEST_F(E2eTest, HelpExitsZeroAndListsEveryOptionWithItsDefault) {
       "optimizer", "lr", "momentum", "weight-decay", "beta1", "beta2", "eps", "seed", "checkpoint-every",
       "threads", "bucket-mb", "overlap", "allreduce", "max-steps", "warmup-steps", "lr-schedule", "lr-decay-factor",
       "lr-min", "warmup-epochs", "lr-scaling", "lr-reference-batch", "plateau-patience", "plateau-factor",
-      "plateau-min-lr", "early-stopping", "min-delta", "dropout", "clip-grad-norm"};
+      "plateau-min-lr", "early-stopping", "min-delta", "dropout", "clip-grad-norm", "leaky-slope"};
   for (const std::string& name : with_default) {
     EXPECT_TRUE(contains(r.out, "--" + name + " arg (=")) << "--" << name << " or its default missing\n" << r.out;
   }

@@ -40,7 +40,8 @@ double loss_sum(Mlp<double>& mlp, const std::vector<double>& params, const Probl
 
 // Compares backward() with central differences for every parameter and input;
 // with dropout rates, every pass draws the same masks (a fixed key and samples).
-void check_gradients(const std::vector<long>& sizes, Activation f, Loss loss, const std::vector<double>& dropout = {}) {
+void check_gradients(const std::vector<long>& sizes, const ActivationFn& f, Loss loss,
+                     const std::vector<double>& dropout = {}) {
   const long n = 5;
   const Layout layout(sizes);
   Mlp<double> mlp(layout, f, loss, n, /*piece_elements=*/7);  // small pieces: exercises the column cuts
@@ -85,7 +86,19 @@ void check_gradients(const std::vector<long>& sizes, Activation f, Loss loss, co
   }
 }
 
-class ActivationLossTest : public ::testing::TestWithParam<std::tuple<Activation, Loss>> {};
+// Every activation; leaky_relu with a slope other than the default, so a slope lost on the way shows.
+const std::vector<ActivationFn> kActivations{
+    Activation::kRelu, Activation::kTanh, Activation::kSigmoid, Activation::kIdentity, Activation::kGelu,
+    Activation::kGeluTanh, Activation::kSilu, ActivationFn(Activation::kLeakyRelu, 0.2)};
+
+}  // namespace
+
+// Names the activation in failure messages instead of its bytes.
+void PrintTo(const ActivationFn& f, std::ostream* os) { *os << activation_name(f.kind) << " slope " << f.leaky_slope; }
+
+namespace {
+
+class ActivationLossTest : public ::testing::TestWithParam<std::tuple<ActivationFn, Loss>> {};
 
 TEST_P(ActivationLossTest, OneHiddenLayerMatchesFiniteDifferences) {
   const auto [f, loss] = GetParam();
@@ -101,15 +114,15 @@ TEST_P(ActivationLossTest, TwoHiddenLayersMatchFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(
     AllPairs, ActivationLossTest,
-    ::testing::Combine(::testing::Values(Activation::kRelu, Activation::kTanh, Activation::kSigmoid,
-                                         Activation::kIdentity),
+    ::testing::Combine(::testing::ValuesIn(kActivations),
                        ::testing::Values(Loss::kSoftmax, Loss::kLogistic, Loss::kMse)),
     [](const auto& info) {
-      return activation_name(std::get<0>(info.param)) + "_" + loss_name(std::get<1>(info.param));
+      return activation_name(std::get<0>(info.param).kind) + "_" + loss_name(std::get<1>(info.param));
     });
 
 // Dropout: dW and the input gradient through the masks, and f' from the
-// layer's output before it was dropped (tanh and sigmoid read it).
+// layer's output before it was dropped (tanh and sigmoid read it) or kept from
+// the forward pass (gelu, gelu_tanh, silu).
 TEST_P(ActivationLossTest, DropoutWithAFixedMaskMatchesFiniteDifferences) {
   const auto [f, loss] = GetParam();
   const long k = loss == Loss::kLogistic ? 1 : 2;
@@ -123,12 +136,33 @@ TEST(GradientTest, NoHiddenLayerMatchesFiniteDifferences) {
 }
 
 TEST(GradientTest, ActivationDerivativesMatchFiniteDifferences) {
-  for (Activation f : {Activation::kRelu, Activation::kTanh, Activation::kSigmoid, Activation::kIdentity}) {
+  for (const ActivationFn& f : kActivations) {
     for (double z : {-2.5, -0.3, 0.4, 1.7}) {
       const double h = 1e-6;
       const double numeric = (activation_value(f, z + h) - activation_value(f, z - h)) / (2 * h);
-      EXPECT_NEAR(activation_derivative(f, z), numeric, 1e-8) << activation_name(f) << " at " << z;
+      EXPECT_NEAR(activation_derivative(f, z), numeric, 1e-8) << activation_name(f.kind) << " at " << z;
     }
+  }
+}
+
+// The closed forms themselves, against values computed elsewhere (Python's math.erf, tanh, exp),
+// so that a wrong formula cannot hide behind its own finite differences.
+TEST(GradientTest, ActivationValuesMatchIndependentValues) {
+  struct Case {
+    ActivationFn f;
+    double z, value;
+  };
+  const Case cases[] = {
+      {Activation::kGelu, 1.0, 0.8413447460685429},       // 1 * Φ(1)
+      {Activation::kGelu, -0.5, -0.15426876936299344},
+      {Activation::kGeluTanh, 1.0, 0.8411919906082768},   // torch.nn.GELU(approximate='tanh')(1.0)
+      {Activation::kSilu, 1.0, 0.7310585786300049},       // 1 / (1 + e^-1)
+      {Activation::kSilu, -2.0, -0.2384058440442351},
+      {ActivationFn(Activation::kLeakyRelu, 0.2), -3.0, -0.6},
+      {ActivationFn(Activation::kLeakyRelu, 0.2), 3.0, 3.0},
+  };
+  for (const Case& c : cases) {
+    EXPECT_NEAR(activation_value(c.f, c.z), c.value, 1e-12) << activation_name(c.f.kind) << " at " << c.z;
   }
 }
 

@@ -160,6 +160,40 @@ TEST(CheckpointTest, RoundTripRestoresEverything) {
   std::filesystem::remove_all(dir);
 }
 
+// leaky_relu's slope lives in /model (leaky_slope) and AdamW's state under its own
+// name: a resume with another optimizer is refused, not continued with Adam's rule.
+TEST(CheckpointTest, LeakySlopeAndAdamWRoundTrip) {
+  const std::string dir = testing::temp_dir("ckpt_adamw");
+  const Layout layout({4, 3, 2});
+  FlatBuffer params;
+  testing::random_params(layout, 6, 1.0, params);
+  OptimizerOptions options;
+  options.kind = OptimizerKind::kAdamW;
+  options.weight_decay = 0.01;
+  Optimizer opt(options, layout.total());
+  for (float* s : opt.state()) std::fill(s, s + opt.size(), 0.25f);
+  opt.set_step(3);
+  const std::string path = dir + "/ck.h5";
+  write_checkpoint(path, layout, ActivationFn(Activation::kLeakyRelu, 0.3), Loss::kSoftmax, params.data(), opt,
+                   TrainingState{});
+  const CheckpointModel m = read_checkpoint_model(path, "--init ck.h5");
+  EXPECT_EQ(m.activation, "leaky_relu");
+  EXPECT_EQ(m.leaky_slope, 0.3);
+  Optimizer back(options, layout.total());
+  read_checkpoint_state(path, "--resume ck.h5", layout, back);
+  EXPECT_EQ(back.step(), 3);
+  EXPECT_EQ(back.state()[1][0], 0.25f);
+  OptimizerOptions adam = options;
+  adam.kind = OptimizerKind::kAdam;
+  Optimizer other(adam, layout.total());
+  EXPECT_EQ(testing::error_of([&] { read_checkpoint_state(path, "--resume ck.h5", layout, other); }),
+            "--resume ck.h5: was written by optimizer 'adamw', but this run uses --optimizer adam");
+  // Other activations carry no slope.
+  write_checkpoint(path, layout, Activation::kGelu, Loss::kSoftmax, params.data(), opt, TrainingState{});
+  EXPECT_EQ(read_checkpoint_model(path, "--init ck.h5").activation, "gelu");
+  std::filesystem::remove_all(dir);
+}
+
 // The header's length and checksum catch every flipped bit and every cut,
 // wherever it falls; a file without the header (another tool's) passes unchecked.
 TEST(CheckpointTest, ChecksumFindsAnyFlippedBitAndAnyCut) {

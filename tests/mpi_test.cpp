@@ -457,11 +457,12 @@ TEST(MpiErrorTest, AnErrorOnOneRankStopsEveryRank) {
 TEST(MpiCheckpointTest, RoundTripAndBitwiseResume) {
   SharedDir dir("resume");
   write_data(dir.file("d.h5"), 57, 5, 11);
-  for (OptimizerKind kind : {OptimizerKind::kSgd, OptimizerKind::kAdam}) {
+  for (OptimizerKind kind : {OptimizerKind::kSgd, OptimizerKind::kAdam, OptimizerKind::kAdamW}) {
     Config c = base_config(dir.file("d.h5"));
     c.optimizer.kind = kind;
     c.optimizer.momentum = 0.9;
-    c.optimizer.lr = kind == OptimizerKind::kAdam ? 0.01 : 0.05;
+    c.optimizer.lr = kind == OptimizerKind::kSgd ? 0.05 : 0.01;
+    if (kind == OptimizerKind::kAdamW) c.optimizer.weight_decay = 0.05;
     c.epochs = 4;
     c.checkpoint = dir.file("straight.h5");
     Trainer straight(comm(), c);

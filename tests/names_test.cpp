@@ -33,9 +33,10 @@ void expect_table(const NameTable<Value>& table, const std::vector<std::string>&
 }
 
 TEST(NamesTest, EveryFlagsTableParsesPrintsAndRefuses) {
-  expect_table(activation_names(), {"relu", "tanh", "sigmoid", "identity"}, "relu, tanh, sigmoid or identity");
+  expect_table(activation_names(), {"relu", "tanh", "sigmoid", "identity", "gelu", "gelu_tanh", "silu", "leaky_relu"},
+               "relu, tanh, sigmoid, identity, gelu, gelu_tanh, silu or leaky_relu");
   expect_table(loss_names(), {"softmax", "logistic", "mse"}, "softmax, logistic or mse");
-  expect_table(optimizer_names(), {"sgd", "adam"}, "sgd or adam");
+  expect_table(optimizer_names(), {"sgd", "adam", "adamw"}, "sgd, adam or adamw");
   expect_table(lr_schedule_names(), {"constant", "step", "cosine", "plateau"}, "constant, step, cosine or plateau");
   expect_table(monitor_names(), {"val_loss", "val_accuracy", "loss"}, "val_loss, val_accuracy or loss");
   expect_table(lr_scaling_names(), {"none", "linear", "sqrt"}, "none, linear or sqrt");

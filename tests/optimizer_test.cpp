@@ -1,4 +1,4 @@
-// SGD (momentum, weight decay) and Adam against their PyTorch update rules
+// SGD (momentum, weight decay), Adam and AdamW against their PyTorch update rules
 // written out in double precision, over several steps.
 #include <gtest/gtest.h>
 
@@ -68,41 +68,60 @@ TEST(OptimizerTest, PlainSgdIsGradientDescent) {
   EXPECT_TRUE(opt.state().empty());
 }
 
-TEST(OptimizerTest, AdamFollowsPyTorch) {
-  OptimizerOptions o;
-  o.kind = OptimizerKind::kAdam;
-  o.lr = 0.01;
-  o.weight_decay = 0.001;
+// Five steps of o (Adam or AdamW), the first in two slices, against
+// torch.optim's rule written out in double precision.
+void expect_adam_rule(const OptimizerOptions& o) {
   Optimizer opt(o, kSize);
   Buffers r = make_run();
+  const bool decoupled = o.kind == OptimizerKind::kAdamW;
   std::vector<double> m(kSize, 0.0), v(kSize, 0.0);
   for (int step = 0; step < 5; ++step) {
     fill_grads(r, step);
-    opt.update(r.params.data(), r.grads.data(), 0.25f, 0, kSize);
+    opt.update(r.params.data(), r.grads.data(), 0.25f, 0, 15);
+    opt.update(r.params.data(), r.grads.data(), 0.25f, 15, kSize);
     opt.finish_step();
     const int t = step + 1;
     for (std::size_t i = 0; i < kSize; ++i) {
-      const double g = grad_mean(i, step) + o.weight_decay * r.p[i];
+      if (decoupled) r.p[i] *= 1 - o.lr * o.weight_decay;  // AdamW: θ *= 1 - η λ first ...
+      const double g = grad_mean(i, step) + (decoupled ? 0 : o.weight_decay * r.p[i]);  // ... Adam: λθ in g
       m[i] = o.beta1 * m[i] + (1 - o.beta1) * g;
       v[i] = o.beta2 * v[i] + (1 - o.beta2) * g * g;
       const double denom = std::sqrt(v[i]) / std::sqrt(1 - std::pow(o.beta2, t)) + o.eps;
       r.p[i] -= o.lr / (1 - std::pow(o.beta1, t)) * m[i] / denom;
     }
   }
-  for (std::size_t i = 0; i < kSize; ++i) EXPECT_NEAR(r.params[i], r.p[i], 1e-5) << i;
+  for (std::size_t i = 0; i < kSize; ++i) EXPECT_NEAR(r.params[i], r.p[i], 1e-5) << optimizer_name(o.kind) << " " << i;
   EXPECT_EQ(opt.state_names(), (std::vector<std::string>{"exp_avg", "exp_avg_sq"}));
+}
+
+TEST(OptimizerTest, AdamFollowsPyTorch) {
+  OptimizerOptions o;
+  o.kind = OptimizerKind::kAdam;
+  o.lr = 0.01;
+  o.weight_decay = 0.001;
+  expect_adam_rule(o);
+}
+
+TEST(OptimizerTest, AdamWFollowsPyTorch) {
+  OptimizerOptions o;
+  o.kind = OptimizerKind::kAdamW;
+  o.lr = 0.01;
+  o.weight_decay = 0.5;  // large, so coupling it into the gradient (Adam's way) would be far off
+  expect_adam_rule(o);
 }
 
 // Shared memory hands the optimizer two ranks' gradients to add while it
 // updates: the result must be the same bits as updating from their sum.
 TEST(OptimizerTest, TwoPartSumsGiveTheBitsOfTheirSum) {
   const std::size_t n = 1000;  // vector loops and a tail
-  OptimizerOptions plain, momentum, adam;
+  OptimizerOptions plain, momentum, adam, adamw;
   momentum.momentum = 0.9;
   momentum.weight_decay = 0.01;
   adam.kind = OptimizerKind::kAdam;
   adam.weight_decay = 0.001;
-  for (const OptimizerOptions& o : {plain, momentum, adam}) {
+  adamw.kind = OptimizerKind::kAdamW;
+  adamw.weight_decay = 0.01;
+  for (const OptimizerOptions& o : {plain, momentum, adam, adamw}) {
     SCOPED_TRACE(optimizer_name(o.kind) + " momentum " + std::to_string(o.momentum));
     Optimizer summed(o, n), parts(o, n);
     FlatBuffer p1(n), p2(n), a(n), b(n), sums(n);

@@ -5,13 +5,16 @@ Starts nn_dist (under mpirun) and a torch.nn model from the same initial
 weights (a checkpoint this script writes), trains both on the same global
 batches without shuffling, and compares the final weights. Checks the
 forward/backward math, the losses' means over the global batch, that
-SGD (momentum, weight decay) and Adam follow torch.optim's rules, and that the
+SGD (momentum, weight decay), Adam and AdamW follow torch.optim's rules, that
+gelu (both approximations), silu and leaky_relu (its slope read from the --init
+checkpoint) are torch's nn.GELU, nn.SiLU and nn.LeakyReLU, and that the
 learning-rate schedules (warmup, step, cosine, lr scaling) give the lrs of a
 torch.optim.lr_scheduler.LambdaLR stepped once per step, and that
 --clip-grad-norm follows torch.nn.utils.clip_grad_norm_ (clipping on most
 steps; the metrics CSV's grad_norm is torch's norm of the epoch's last step).
 With --dropout, nn_dist writes the masks it applies (NN_DIST_DROPOUT_MASKS, a
-test hook) and torch multiplies its hidden outputs by the same masks.
+test hook) and torch multiplies its hidden outputs by the same masks. Cases with
+dtype float64 run torch in double precision: what is left is nn_dist's float32.
 Usage: torch_parity.py NN_DIST NN_DATAGEN MPIEXEC
 """
 import math
@@ -28,7 +31,8 @@ from testkit import must_run  # noqa: E402
 
 NN_DIST, NN_DATAGEN, MPIEXEC = sys.argv[1:4]
 ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid,
-               "identity": torch.nn.Identity}
+               "identity": torch.nn.Identity, "gelu": torch.nn.GELU,
+               "gelu_tanh": lambda: torch.nn.GELU(approximate="tanh"), "silu": torch.nn.SiLU}
 
 CASES = [
     # ranks, per-rank batch, kind, loss, activation, hidden, optimizer flags
@@ -65,6 +69,19 @@ CASES = [
          opt=dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.01), dropout=[0.3, 0.3]),
     dict(ranks=3, batch=5, kind="regression", loss="mse", act="tanh", hidden=[10, 6],
          opt=dict(name="adam", lr=0.01, weight_decay=0.0), dropout=[0.5, 0.2], clip=0.3),
+    # Against torch in float64. AdamW with a decay large enough to matter (0.05 x lr per step).
+    dict(ranks=2, batch=8, kind="teacher", loss="softmax", act="relu", hidden=[12, 7], dtype="float64",
+         opt=dict(name="adamw", lr=0.01, weight_decay=0.05)),
+    dict(ranks=1, batch=16, kind="teacher", loss="softmax", act="relu", hidden=[9], dtype="float64",
+         opt=dict(name="adamw", lr=0.02, weight_decay=0.5)),
+    dict(ranks=2, batch=8, kind="teacher", loss="softmax", act="gelu", hidden=[12, 7], dtype="float64",
+         opt=dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.01)),
+    dict(ranks=3, batch=5, kind="regression", loss="mse", act="gelu_tanh", hidden=[10, 6], dtype="float64",
+         opt=dict(name="adam", lr=0.01, weight_decay=0.0)),
+    dict(ranks=2, batch=8, kind="xor", loss="logistic", act="silu", hidden=[8], dtype="float64",
+         opt=dict(name="adamw", lr=0.02, weight_decay=0.01)),
+    dict(ranks=3, batch=5, kind="teacher", loss="softmax", act="leaky_relu", slope=0.2, hidden=[10, 6],
+         dtype="float64", opt=dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.0)),
 ]
 
 
@@ -101,26 +118,31 @@ def shards(n, p):
     return out
 
 
+def dtype(case):
+    return torch.float64 if case.get("dtype") == "float64" else torch.float32
+
+
 def make_data(case, tmp):
-    """The case's data set (nn_datagen): its path, X as a tensor and y as stored."""
+    """The case's data set (nn_datagen): its path, X as a tensor (the case's dtype) and y as stored."""
     data = os.path.join(tmp, "data.h5")
     must_run([NN_DATAGEN, "--kind", case["kind"], "--samples", "203", "--features", "5", "--classes", "3",
               "--targets", "2", "--seed", "3", "--out", data])
     with h5py.File(data) as f:
-        x = torch.from_numpy(f["X"][:].astype(np.float32))
+        x = torch.from_numpy(f["X"][:].astype(np.float32)).to(dtype(case))
         y_raw = f["y"][:]
     return data, x, y_raw
 
 
 def torch_model(case, sizes):
-    """torch's MLP of these layer sizes from seed 0, and its Linear layers."""
+    """torch's MLP of these layer sizes from seed 0 (float32 weights, in the case's dtype), and its Linear layers."""
     torch.manual_seed(0)
     layers = []
     for i in range(len(sizes) - 1):
         layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
         if i + 2 < len(sizes):
-            layers.append(ACTIVATIONS[case["act"]]())
-    model = torch.nn.Sequential(*layers)
+            layers.append(torch.nn.LeakyReLU(case["slope"]) if case["act"] == "leaky_relu"
+                          else ACTIVATIONS[case["act"]]())
+    model = torch.nn.Sequential(*layers).to(dtype(case))
     return model, [m for m in model if isinstance(m, torch.nn.Linear)]
 
 
@@ -129,10 +151,12 @@ def write_init(path, case, sizes, linears):
     with h5py.File(path, "w") as f:
         g = f.create_group("model")
         for l, lin in enumerate(linears, start=1):
-            g[f"W{l}"] = lin.weight.detach().numpy()
-            g[f"b{l}"] = lin.bias.detach().numpy()
+            g[f"W{l}"] = lin.weight.detach().numpy().astype(np.float32)  # exact: drawn in float32
+            g[f"b{l}"] = lin.bias.detach().numpy().astype(np.float32)
         g.attrs["sizes"] = np.array(sizes, dtype=np.int64)
         g.attrs["activation"] = np.bytes_(case["act"])
+        if case["act"] == "leaky_relu":
+            g.attrs["leaky_slope"] = case["slope"]  # nn_dist --init takes it from here
         g.attrs["loss"] = np.bytes_(case["loss"])
 
 
@@ -192,8 +216,8 @@ def torch_loss(case, y_raw):
         return torch.from_numpy(y_raw.astype(np.int64)), torch.nn.CrossEntropyLoss()
     if case["loss"] == "logistic":
         # mean of log(1 + exp(z)) - y z
-        return torch.from_numpy(y_raw.astype(np.float32)).reshape(-1, 1), torch.nn.BCEWithLogitsLoss()
-    target = torch.from_numpy(y_raw.astype(np.float32)).reshape(len(y_raw), -1)
+        return torch.from_numpy(y_raw.astype(np.float32)).reshape(-1, 1).to(dtype(case)), torch.nn.BCEWithLogitsLoss()
+    target = torch.from_numpy(y_raw.astype(np.float32)).reshape(len(y_raw), -1).to(dtype(case))
     mse = torch.nn.MSELoss(reduction="sum")
     return target, lambda z, t: 0.5 * mse(z, t) / len(t)  # 1/(2n) sum ||h(x) - y||^2
 
@@ -204,6 +228,8 @@ def torch_optimizer(case, model, steps, epochs):
     if o["name"] == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"],
                               weight_decay=o["weight_decay"])
+    elif o["name"] == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=o["lr"], weight_decay=o["weight_decay"])
     else:
         opt = torch.optim.Adam(model.parameters(), lr=o["lr"], weight_decay=o["weight_decay"])
     if not sched:
@@ -304,9 +330,10 @@ def main():
         clip = f"/clip {case['clip']}" if "clip" in case else ""
         clip += f"/dropout {','.join(map(str, case['dropout']))}" if "dropout" in case else ""
         flags = " " + " ".join(case["flags"]) if "flags" in case else ""
-        print(f"{'ok  ' if ok else 'FAIL'} {case['ranks']} rank(s){flags}, {case['loss']}/{case['act']}/"
-              f"{case['opt']['name']}{sched}{clip}: largest relative weight difference {worst:.2e} "
-              f"(tolerance 2e-5){clip_words}{mask_words}")
+        act = f"{case['act']}({case['slope']})" if "slope" in case else case["act"]
+        print(f"{'ok  ' if ok else 'FAIL'} {case['ranks']} rank(s){flags}, {case['loss']}/{act}/"
+              f"{case['opt']['name']}{sched}{clip}, torch {case.get('dtype', 'float32')}: largest relative "
+              f"weight difference {worst:.2e} (tolerance 2e-5){clip_words}{mask_words}")
     print(f"{len(CASES) - failed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -56,7 +56,8 @@ po::options_description model_options(Config& c) {
   po::options_description model("Model", 100);
   model.add_options()
       ("hidden", po::value(&c.hidden)->default_value(c.hidden), "hidden widths, comma-separated; 'none' for no hidden layer")
-      ("activation", po::value(&c.activation)->default_value(c.activation), "hidden activation: relu|tanh|sigmoid|identity")
+      ("activation", po::value(&c.activation)->default_value(c.activation), "hidden activation: relu|tanh|sigmoid|identity|gelu|gelu_tanh|silu|leaky_relu")
+      ("leaky-slope", po::value(&c.leaky_slope)->default_value(c.leaky_slope), "leaky_relu: the slope for inputs below 0")
       ("dropout", po::value(&c.dropout)->default_value(c.dropout),
        "dropout rate of the hidden layers' outputs in training (inverted, as nn.Dropout): one, or one per hidden "
        "layer, e.g. 0.2,0.5")
@@ -71,7 +72,7 @@ po::options_description training_options(Config& c, TextOptions& t) {
       ("epochs", po::value(&c.epochs)->default_value(c.epochs), "total epochs (including resumed ones)")
       ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size), "samples per rank per step")
       ("global-batch-size", po::value(&c.global_batch_size)->default_value(0), "samples per step over all ranks (overrides --batch-size)")
-      ("optimizer", po::value(&t.optimizer)->default_value("sgd"), "sgd|adam")
+      ("optimizer", po::value(&t.optimizer)->default_value("sgd"), "sgd|adam|adamw")
       ("lr", po::value(&c.optimizer.lr)->default_value(c.optimizer.lr, "0.05"),
        "learning rate (with --lr-scaling: the lr for --lr-reference-batch samples per step)")
       ("lr-schedule", po::value(&t.lr_schedule)->default_value("constant"),
@@ -105,12 +106,12 @@ po::options_description training_options(Config& c, TextOptions& t) {
       ("restore-best", po::bool_switch(&c.restore_best),
        "--early-stopping with --checkpoint: the file ends with the best epoch's weights, not the last")
       ("momentum", po::value(&c.optimizer.momentum)->default_value(c.optimizer.momentum), "SGD momentum")
-      ("weight-decay", po::value(&c.optimizer.weight_decay)->default_value(c.optimizer.weight_decay), "L2 weight decay")
+      ("weight-decay", po::value(&c.optimizer.weight_decay)->default_value(c.optimizer.weight_decay), "L2 weight decay (adamw: decoupled, as torch.optim.AdamW)")
       ("clip-grad-norm", po::value(&c.clip_grad_norm)->default_value(0),
        "clip the gradient to this global L2 norm before each update, as torch's clip_grad_norm_ (0: off)")
-      ("beta1", po::value(&c.optimizer.beta1)->default_value(c.optimizer.beta1, "0.9"), "Adam beta1")
-      ("beta2", po::value(&c.optimizer.beta2)->default_value(c.optimizer.beta2), "Adam beta2")
-      ("eps", po::value(&c.optimizer.eps)->default_value(c.optimizer.eps), "Adam epsilon")
+      ("beta1", po::value(&c.optimizer.beta1)->default_value(c.optimizer.beta1, "0.9"), "Adam(W) beta1")
+      ("beta2", po::value(&c.optimizer.beta2)->default_value(c.optimizer.beta2), "Adam(W) beta2")
+      ("eps", po::value(&c.optimizer.eps)->default_value(c.optimizer.eps), "Adam(W) epsilon")
       ("seed", po::value(&t.seed)->default_value(1), "seed for initialisation and shuffling")
       ("no-shuffle", po::bool_switch(&t.no_shuffle), "keep file order (no per-epoch shuffle)");
   return train;
@@ -391,6 +392,8 @@ void check_training_options(Config& c, const TextOptions& t, const po::variables
   c.shuffle = !t.no_shuffle;
   c.hidden_given = !vm["hidden"].defaulted();
   c.activation_given = !vm["activation"].defaulted();
+  c.leaky_slope_given = !vm["leaky-slope"].defaulted();
+  require_positive(c.leaky_slope, "leaky-slope");
   c.overlap = parse_on_off(t.overlap, "--overlap");
   c.allreduce = parse_allreduce_mode(t.allreduce);
   c.optimizer.kind = parse_optimizer(t.optimizer);

@@ -23,7 +23,7 @@ namespace {
 
 struct LoadedModel {
   std::vector<long> sizes;
-  Activation activation = Activation::kRelu;
+  ActivationFn activation;
   Loss loss = Loss::kSoftmax;
   FlatBuffer params;
   Standardization standardization;
@@ -68,7 +68,7 @@ LoadedModel load_model(const Communicator& comm, const EvalOptions& o) {
     if (!comm.root()) return;
     const CheckpointModel cm = read_checkpoint_model(o.model, what);
     m.sizes = cm.sizes;
-    m.activation = parse_activation(cm.activation);
+    m.activation = ActivationFn(parse_activation(cm.activation), cm.leaky_slope);
     m.loss = parse_loss(cm.loss);
     const Layout layout(m.sizes);
     m.params.assign(layout.total(), 0.0f);
@@ -76,7 +76,7 @@ LoadedModel load_model(const Communicator& comm, const EvalOptions& o) {
     m.standardization = read_checkpoint_standardization(o.model, what, m.sizes.front());
     m.names = cm.names;
     header[0] = static_cast<int64_t>(m.sizes.size());
-    header[1] = static_cast<int64_t>(m.activation);
+    header[1] = static_cast<int64_t>(m.activation.kind);
     header[2] = static_cast<int64_t>(m.loss);
     header[3] = m.standardization.empty() ? 0 : 1;
   });
@@ -85,7 +85,8 @@ LoadedModel load_model(const Communicator& comm, const EvalOptions& o) {
   widths.resize(header[0]);
   comm.broadcast(widths.data(), static_cast<int>(header[0]));
   m.sizes.assign(widths.begin(), widths.end());
-  m.activation = static_cast<Activation>(header[1]);
+  m.activation.kind = static_cast<Activation>(header[1]);
+  comm.broadcast(&m.activation.leaky_slope, 1);
   m.loss = static_cast<Loss>(header[2]);
   const Layout layout(m.sizes);
   m.params.resize(layout.total());

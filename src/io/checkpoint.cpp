@@ -274,7 +274,7 @@ void read_monitor(hid_t training, const std::string& what, TrainingState* state)
 
 }  // namespace
 
-void write_checkpoint(const std::string& path, const Layout& layout, Activation hidden, Loss loss,
+void write_checkpoint(const std::string& path, const Layout& layout, const ActivationFn& hidden, Loss loss,
                       const float* params, Optimizer& optimizer, const TrainingState& state,
                       const std::string& what_given) {
   const std::string what = what_given.empty() ? "--checkpoint " + path : what_given;
@@ -288,7 +288,8 @@ void write_checkpoint(const std::string& path, const Layout& layout, Activation 
     write_tensors(model.get(), layout, params);
     std::vector<long long> sizes(layout.sizes().begin(), layout.sizes().end());
     h5::write_attr_ints(model.get(), "sizes", sizes);
-    h5::write_attr_string(model.get(), "activation", activation_name(hidden));
+    h5::write_attr_string(model.get(), "activation", activation_name(hidden.kind));
+    if (hidden.kind == Activation::kLeakyRelu) h5::write_attr_doubles(model.get(), "leaky_slope", {hidden.leaky_slope});
     h5::write_attr_string(model.get(), "loss", loss_name(loss));
     write_names(model.get(), state.names);
 
@@ -413,6 +414,13 @@ CheckpointModel read_checkpoint_model(const std::string& path, const std::string
   }
   if (out.sizes.size() < 2) throw Error(what + ": /model 'sizes' needs at least two layer widths");
   out.activation = read_name(model.get(), "/model", "activation", what, activation_names());
+  if (out.activation == activation_name(Activation::kLeakyRelu)) {
+    const std::vector<double> slope = h5::read_attr_doubles(model.get(), "leaky_slope", what + ": /model");
+    if (slope.size() != 1 || !std::isfinite(slope[0]) || slope[0] <= 0) {
+      throw Error(what + ": /model attribute 'leaky_slope' must hold one positive finite number");
+    }
+    out.leaky_slope = slope[0];
+  }
   out.loss = read_name(model.get(), "/model", "loss", what, loss_names());
   out.names = read_names(model.get(), what, "/model/");
   require_names_fit(out.names, out.sizes.front(), out.loss == "softmax" ? out.sizes.back() : 0, what, "/model/");

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 
+#include "nn_dist/common/cpu.hpp"
 #include "nn_dist/common/error.hpp"
 
 namespace nn_dist {
@@ -223,17 +224,6 @@ void kernel(long kc, const float* a, long a_stride, const float* b, float* c, lo
 #pragma GCC pop_options
 
 namespace {
-
-bool cpu_has_avx512() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
-}
-
-bool cpu_has_avx2() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
 
 GemmKernel best_kernel() {
   if (cpu_has_avx512()) return GemmKernel::kAvx512;

@@ -36,6 +36,16 @@ uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c) {
   return rng.next();
 }
 
+namespace {
+
+// He-normal suits these (a relu, or close to one for positive inputs); Glorot the rest.
+bool rectifier_like(Activation f) {
+  return f == Activation::kRelu || f == Activation::kLeakyRelu || f == Activation::kGelu ||
+         f == Activation::kGeluTanh || f == Activation::kSilu;
+}
+
+}  // namespace
+
 void init_parameters(const Layout& layout, Activation hidden, uint64_t seed, float* params) {
   std::fill(params, params + layout.total(), 0.0f);
   Rng rng(mix_seed(seed, 0x1417));
@@ -43,7 +53,7 @@ void init_parameters(const Layout& layout, Activation hidden, uint64_t seed, flo
     const TensorSlot& w = layout.weight(l);
     const double fan_in = static_cast<double>(w.cols), fan_out = static_cast<double>(w.rows);
     float* out = params + w.offset;
-    if (hidden == Activation::kRelu) {
+    if (rectifier_like(hidden)) {
       const double stddev = std::sqrt(2.0 / fan_in);
       for (std::size_t i = 0; i < w.size(); ++i) out[i] = static_cast<float>(stddev * rng.normal());
     } else {

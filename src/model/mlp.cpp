@@ -1,5 +1,6 @@
 // Batched forward and backward passes of the seed's backprop:
 //   Z = W A + b 1^T, A' = f(Z);  dW = Delta A^T, db = Delta 1, Delta_prev = f'(Z) ∘ (W^T Delta).
+// f'(Z) comes from A' where it can (relu, tanh, ...), else from the forward pass (gelu, silu).
 #include "nn_dist/model/mlp.hpp"
 
 #include <algorithm>
@@ -10,11 +11,14 @@
 namespace nn_dist {
 
 template <typename T>
-Mlp<T>::Mlp(Layout layout, Activation hidden, Loss loss, long max_batch, std::size_t piece_elements)
+Mlp<T>::Mlp(Layout layout, ActivationFn hidden, Loss loss, long max_batch, std::size_t piece_elements)
     : layout_(std::move(layout)), hidden_(hidden), loss_(loss), max_batch_(max_batch) {
   if (max_batch_ <= 0) throw Error("batch size must be positive");
   const int num = layout_.num_layers();
   for (int l = 0; l < num; ++l) outputs_.emplace_back(layout_.sizes()[l + 1], max_batch_);
+  if (keeps_derivative(hidden_.kind)) {
+    for (int l = 0; l + 1 < num; ++l) derivatives_.emplace_back(layout_.sizes()[l + 1], max_batch_);
+  }
   delta_.resize(layout_.max_width(), max_batch_);
   delta_next_.resize(layout_.max_width(), max_batch_);
   plan_pieces(std::max<std::size_t>(piece_elements, 1));
@@ -93,7 +97,11 @@ void Mlp<T>::forward(const T* params, const T* x, long n, const DropoutDraw* dra
     Eigen::Map<Matrix<T>, Eigen::Aligned64> z(outputs_[l].data(), ws.rows, n);                // (d_out, n)
     const T* in = layer_input(l, x);                                                            // (d_in, n)
     multiply(ws.rows, n, ws.cols, w.data(), ws.rows, false, in, ws.cols, false, z.data(), ws.rows);
-    bias_activate<T>(l + 1 < num ? hidden_ : Activation::kIdentity, z, b);
+    if (l + 1 < num && !derivatives_.empty()) {
+      bias_activate<T>(hidden_, z, b, Eigen::Map<Matrix<T>>(derivatives_[l].data(), ws.rows, n));
+    } else {
+      bias_activate<T>(l + 1 < num ? hidden_ : ActivationFn(Activation::kIdentity), z, b);
+    }
     if (drops(l)) {
       T* mask = masks_[l].data();  // (d_out, n)
       nn_dist::dropout_mask<T>(draw->key, draw->samples, n, l, ws.rows, dropout_[l], mask);
@@ -171,8 +179,12 @@ void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* ob
       if (l > 0) {
         Eigen::Map<Matrix<T>> dg(g, d_in, n);  // d(loss sum)/d(layer l's input)
         if (drops(l - 1)) dg.array() *= Eigen::Map<const Matrix<T>>(masks_[l - 1].data(), d_in, n).array();
-        // f' from the layer's own output f(z), before any dropout
-        multiply_derivative<T>(hidden_, Eigen::Map<const Matrix<T>>(outputs_[l - 1].data(), d_in, n), dg);
+        if (derivatives_.empty()) {
+          // f' from the layer's own output f(z), before any dropout
+          multiply_derivative<T>(hidden_, Eigen::Map<const Matrix<T>>(outputs_[l - 1].data(), d_in, n), dg);
+        } else {
+          dg.array() *= Eigen::Map<const Matrix<T>>(derivatives_[l - 1].data(), d_in, n).array();
+        }
         std::swap(delta_data, next_data);
       }
     }

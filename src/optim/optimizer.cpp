@@ -1,4 +1,4 @@
-// SGD with momentum and Adam as single fused loops over a slice of the flat buffers.
+// SGD with momentum, Adam and AdamW as single fused loops over a slice of the flat buffers.
 #include "nn_dist/optim/optimizer.hpp"
 
 #include <algorithm>
@@ -10,7 +10,9 @@ namespace nn_dist {
 
 const NameTable<OptimizerKind>& optimizer_names() {
   static const NameTable<OptimizerKind> table("--optimizer",
-                                              {{OptimizerKind::kSgd, "sgd"}, {OptimizerKind::kAdam, "adam"}});
+                                              {{OptimizerKind::kSgd, "sgd"},
+                                               {OptimizerKind::kAdam, "adam"},
+                                               {OptimizerKind::kAdamW, "adamw"}});
   return table;
 }
 
@@ -19,7 +21,7 @@ OptimizerKind parse_optimizer(const std::string& name) { return optimizer_names(
 std::string optimizer_name(OptimizerKind kind) { return optimizer_names().name(kind); }
 
 std::vector<std::string> optimizer_state_names(const OptimizerOptions& options) {
-  if (options.kind == OptimizerKind::kAdam) return {"exp_avg", "exp_avg_sq"};
+  if (options.kind != OptimizerKind::kSgd) return {"exp_avg", "exp_avg_sq"};
   if (options.momentum != 0) return {"momentum_buffer"};
   return {};
 }
@@ -86,6 +88,21 @@ void Optimizer::apply(float* params, Sums g_sum, float grad_scale, std::size_t b
     }
     return;
   }
+  if (options_.kind == OptimizerKind::kAdamW) {
+    adam<true>(params, g_sum, grad_scale, begin, end);
+  } else {
+    adam<false>(params, g_sum, grad_scale, begin, end);
+  }
+}
+
+// Adam, or with kDecoupled AdamW: torch.optim.AdamW first shrinks θ by 1 - η wd
+// (that product in double, as Python computes it), then takes Adam's step
+// from the gradient alone.
+template <bool kDecoupled, typename Sums>
+void Optimizer::adam(float* params, Sums g_sum, float grad_scale, std::size_t begin, std::size_t end) {
+  float* __restrict p = params;
+  const float wd = static_cast<float>(options_.weight_decay);
+  const float shrink = static_cast<float>(1 - options_.lr * options_.weight_decay);
   const double t = static_cast<double>(step_ + 1);
   const float b1 = static_cast<float>(options_.beta1), b2 = static_cast<float>(options_.beta2);
   const float step_size = static_cast<float>(options_.lr / (1 - std::pow(options_.beta1, t)));
@@ -94,7 +111,8 @@ void Optimizer::apply(float* params, Sums g_sum, float grad_scale, std::size_t b
   float* __restrict m = first_data_;
   float* __restrict v = second_data_;
   for (std::size_t i = begin; i < end; ++i) {
-    const float g = g_sum(i) * grad_scale + wd * p[i];
+    if constexpr (kDecoupled) p[i] *= shrink;
+    const float g = kDecoupled ? g_sum(i) * grad_scale : g_sum(i) * grad_scale + wd * p[i];
     m[i] = b1 * m[i] + (1 - b1) * g;
     v[i] = b2 * v[i] + (1 - b2) * g * g;
     p[i] -= step_size * (m[i] / (std::sqrt(v[i]) / bias2_sqrt + eps));

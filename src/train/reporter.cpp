@@ -28,10 +28,12 @@ void Reporter::banner(const DatasetInfo& data, const Mlp<float>& mlp, const Grad
   }
   if (config_.quiet) return;
   const Layout& layout = mlp.layout();
+  std::string activation = activation_name(mlp.activation().kind);
+  if (mlp.activation().kind == Activation::kLeakyRelu) activation += " (slope " + fmt("%g", mlp.activation().leaky_slope) + ")";
   std::printf("nn_dist: %d rank(s), %ld samples x %ld features, layers %s, %s hidden, %s loss, batch %ld/rank, "
               "%ld steps/epoch, %zu parameters, %s kernel\n",
               comm_.size(), data.samples, data.features, sizes_string(layout.sizes()).c_str(),
-              activation_name(mlp.activation()).c_str(), loss_name(mlp.loss()).c_str(), batch, steps_per_epoch,
+              activation.c_str(), loss_name(mlp.loss()).c_str(), batch, steps_per_epoch,
               layout.num_parameters(), gemm_kernel_name(gemm_kernel()).c_str());
   if (comm_.size() > 1) {
     std::printf("nn_dist: gradient sum: %s (%s)\n", allreduce_mode_name(sync.mode()).c_str(), sync.reason().c_str());

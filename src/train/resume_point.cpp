@@ -28,13 +28,21 @@ void read_transform(const Config& config, const TrainingSet& set, const std::str
   }
 }
 
+// --leaky-slope with another activation would change nothing: refused.
+// whose: where the activation comes from, for the message.
+void check_leaky_slope(const Config& config, const ActivationFn& f, const std::string& whose) {
+  if (config.leaky_slope_given && f.kind != Activation::kLeakyRelu) {
+    throw Error("--leaky-slope: only used with activation leaky_relu (" + whose + ")");
+  }
+}
+
 // Rank 0: the checkpoint's model, which must fit the data, the loss and the
 // flags given; the model keeps the feature and class names either gives.
 void read_model(const Config& config, const TrainingSet& set, const std::string& path, ResumePoint* point) {
   const std::string what = checkpoint_flag(config);
   const std::vector<long>& planned = point->sizes;
   const CheckpointModel m = read_checkpoint_model(path, what);
-  const Activation act = parse_activation(m.activation);
+  const ActivationFn act(parse_activation(m.activation), m.leaky_slope);
   const Loss loss = parse_loss(m.loss);
   if (m.sizes.front() != planned.front()) {
     throw Error(what + ": the checkpoint's input width " + std::to_string(m.sizes.front()) +
@@ -50,8 +58,13 @@ void read_model(const Config& config, const TrainingSet& set, const std::string&
     throw Error(what + ": the checkpoint's layers " + sizes_string(m.sizes) + " differ from --hidden (" +
                 sizes_string(planned) + ")");
   }
-  if (config.activation_given && act != point->activation) {
+  if (config.activation_given && act.kind != point->activation.kind) {
     throw Error(what + ": the checkpoint uses activation " + m.activation + ", not --activation " + config.activation);
+  }
+  check_leaky_slope(config, act, what + ": the checkpoint uses activation " + m.activation);
+  if (config.leaky_slope_given && act.leaky_slope != config.leaky_slope) {
+    throw Error(what + ": the checkpoint uses leaky_relu with slope " + fmt("%g", act.leaky_slope) +
+                ", not --leaky-slope " + fmt("%g", config.leaky_slope));
   }
   if (loss != set.loss) {
     throw Error(what + ": the checkpoint was trained with loss " + m.loss + ", this data and --loss give " +
@@ -163,14 +176,17 @@ void share(const Communicator& comm, ResumePoint* point) {
 }  // namespace
 
 ResumePoint read_resume_point(const Communicator& comm, const Config& config, const TrainingSet& set,
-                              Activation activation) {
+                              const ActivationFn& activation) {
   ResumePoint point;
   point.sizes = planned_sizes(config, set);
   point.activation = activation;
   point.seed = config.seed;
   point.names = set.info.names;
   const std::string path = checkpoint_to_load(config);
-  if (path.empty()) return point;  // every rank: the same config, so the same branch
+  if (path.empty()) {  // every rank: the same config, so the same branch
+    comm.agreed([&] { check_leaky_slope(config, activation, "this run has --activation " + config.activation); });
+    return point;
+  }
   comm.agreed([&] {
     if (!comm.root()) return;
     read_transform(config, set, path, &point);

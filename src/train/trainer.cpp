@@ -63,8 +63,8 @@ Trainer::Trainer(const Communicator& comm, const Config& config)
   comm_.agreed([&] { set_gemm_kernel(config_.gemm); });  // each rank checks its own node's CPU
   resolve_resume_auto(comm_, &config_);
   files_ = check_run_files(comm_, config_);
-  Activation activation = Activation::kRelu;
-  comm_.agreed([&] { activation = parse_activation(config_.activation); });
+  ActivationFn activation;
+  comm_.agreed([&] { activation = ActivationFn(parse_activation(config_.activation), config_.leaky_slope); });
   data_ = load_training_set(comm_, config_);
   comm_.agreed([&] {
     if (config_.monitor == Monitor::kValAccuracy && !is_classification(data_.loss)) {
@@ -140,7 +140,7 @@ void Trainer::initialise_parameters(ResumePoint* start) {
       if (comm_.root()) check_continuation(*start, config_, run);
     });
   }
-  share_initial_parameters(comm_, !from_checkpoint, start->activation, config_.seed, &model_);
+  share_initial_parameters(comm_, !from_checkpoint, start->activation.kind, config_.seed, &model_);
   start_epoch_ = start->epoch;
   global_step_ = start->global_step;
   resume_epoch_step_ = start->epoch_step;

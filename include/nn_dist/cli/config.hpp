@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "nn_dist/math/activation.hpp"
 #include "nn_dist/parallel/comm.hpp"
 #include "nn_dist/model/gemm.hpp"
 #include "nn_dist/optim/monitor.hpp"
@@ -31,6 +32,8 @@ struct Config {
   bool activation_given = false;
   std::string dropout = "0";                 // as given, for messages
   std::vector<double> dropout_rates{0};      // parse_dropout(dropout): one rate, or one per hidden layer
+  double leaky_slope = kDefaultLeakySlope;  // leaky_relu's slope for z <= 0 (a checkpoint's own replaces it)
+  bool leaky_slope_given = false;
   std::string loss = "auto";  // auto: softmax for integer labels, mse for float targets
   // training
   long batch_size = 32;         // per rank

@@ -1,5 +1,5 @@
 // Checkpoint files (HDF5). /model holds W1, b1, ... as float32 (d_{l+1}, d_l)
-// and (d_{l+1}) with attributes sizes, activation, loss; /optimizer and
+// and (d_{l+1}) with attributes sizes, activation (leaky_relu: and leaky_slope), loss; /optimizer and
 // /training hold what a bit-exact resume needs. Written atomically.
 #pragma once
 
@@ -68,6 +68,7 @@ struct TrainingState {
 struct CheckpointModel {
   std::vector<long> sizes;
   std::string activation;
+  double leaky_slope = kDefaultLeakySlope;  // leaky_relu's, from the file (others: the default, unused)
   std::string loss;
   DataNames names;  // empty lists: unnamed (files written before names were recorded, or without them)
 };
@@ -76,7 +77,7 @@ struct CheckpointModel {
 // path, fsyncs it, then renames it over path: path is either the old or the
 // new file, and a full disk is one clear Error naming `what` (default
 // "--checkpoint <path>") with the old file untouched.
-void write_checkpoint(const std::string& path, const Layout& layout, Activation hidden, Loss loss,
+void write_checkpoint(const std::string& path, const Layout& layout, const ActivationFn& hidden, Loss loss,
                       const float* params, Optimizer& optimizer, const TrainingState& state,
                       const std::string& what = "");
 

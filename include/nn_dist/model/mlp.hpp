@@ -40,10 +40,11 @@ class Mlp {
  public:
   // piece_elements: the most elements one gradient piece may hold (weights
   // are cut between columns; a column is never split).
-  Mlp(Layout layout, Activation hidden, Loss loss, long max_batch, std::size_t piece_elements = kGradientPieceElements);
+  Mlp(Layout layout, ActivationFn hidden, Loss loss, long max_batch,
+      std::size_t piece_elements = kGradientPieceElements);
 
   const Layout& layout() const { return layout_; }
-  Activation activation() const { return hidden_; }
+  const ActivationFn& activation() const { return hidden_; }
   Loss loss() const { return loss_; }
   long max_batch() const { return max_batch_; }
   const std::vector<GradientPiece>& pieces() const { return pieces_; }
@@ -91,7 +92,7 @@ class Mlp {
                 long ldc);
 
   Layout layout_;
-  Activation hidden_;
+  ActivationFn hidden_;
   Loss loss_;
   long max_batch_;
   long n_ = 0;
@@ -103,6 +104,8 @@ class Mlp {
   bool dropping_ = false;                   // the last forward() dropped
   bool drops(int l) const { return dropping_ && l < static_cast<int>(dropout_.size()) && dropout_[l] > 0; }
   const T* layer_input(int l, const T* x) const;  // what layer l reads: x, a_{l+1}, or its dropped copy
+  // Where the activation keeps_derivative: derivatives_[l] = f'(z_{l+2}) beside outputs_[l], hidden layers only.
+  std::vector<Matrix<T>> derivatives_;
   Matrix<T> delta_, delta_next_;    // (max width, max_batch) each
   std::vector<GradientPiece> pieces_;
   // For each layer, the column cuts of its weight gradient, highest first.

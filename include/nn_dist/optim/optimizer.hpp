@@ -3,6 +3,7 @@
 //   SGD:  g = grad + wd θ;  v = μ v + g (v = g on the first step);  θ -= η v
 //   Adam: g = grad + wd θ;  m = β1 m + (1-β1) g;  v = β2 v + (1-β2) g²;
 //         θ -= (η / (1-β1^t)) m / (sqrt(v) / sqrt(1-β2^t) + ε)
+//   AdamW: θ *= 1 - η wd, then Adam's step with g = grad (decoupled weight decay)
 #pragma once
 
 #include <cstddef>
@@ -15,7 +16,7 @@
 
 namespace nn_dist {
 
-enum class OptimizerKind { kSgd, kAdam };
+enum class OptimizerKind { kSgd, kAdam, kAdamW };
 
 // The names --optimizer and checkpoints use.
 const NameTable<OptimizerKind>& optimizer_names();
@@ -66,11 +67,13 @@ class Optimizer {
  private:
   template <typename Sums>
   void apply(float* params, Sums sums, float grad_scale, std::size_t begin, std::size_t end);
+  template <bool kDecoupled, typename Sums>
+  void adam(float* params, Sums sums, float grad_scale, std::size_t begin, std::size_t end);
 
   OptimizerOptions options_;
   int64_t step_ = 0;
   std::size_t size_;
-  FlatBuffer first_, second_;  // momentum_buffer, or Adam's exp_avg and exp_avg_sq
+  FlatBuffer first_, second_;  // momentum_buffer, or Adam's (AdamW's) exp_avg and exp_avg_sq
   float* first_data_ = nullptr;  // where the state lives: first_/second_, or placed elsewhere
   float* second_data_ = nullptr;
 };

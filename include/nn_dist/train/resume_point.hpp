@@ -24,7 +24,7 @@ namespace nn_dist {
 struct ResumePoint {
   // Every rank:
   std::vector<long> sizes;           // the model's layer widths
-  Activation activation = Activation::kRelu;
+  ActivationFn activation;           // with leaky_relu's slope
   Standardization standardization;   // the checkpoint's /preprocess (empty: none stored, or a fresh start)
   int64_t epoch = 0;                 // --resume: completed epochs; else 0
   int64_t global_step = 0;
@@ -46,10 +46,11 @@ struct ResumePoint {
   TrainingState state;               // --resume: the state the checkpoint was saved with
 };
 
-// Reads the start. activation: --activation (a checkpoint's own replaces
-// it). Collective; errors are AgreedError naming the checkpoint or flag.
+// Reads the start. activation: --activation and --leaky-slope (a
+// checkpoint's own replace them). Collective; errors are AgreedError naming
+// the checkpoint or flag.
 ResumePoint read_resume_point(const Communicator& comm, const Config& config, const TrainingSet& set,
-                              Activation activation);
+                              const ActivationFn& activation);
 
 // What the run resuming a checkpoint is, for check_continuation.
 struct RunShape {
