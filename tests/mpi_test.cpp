@@ -14,6 +14,7 @@
 #include "nn_dist/parallel/comm.hpp"
 #include "nn_dist/io/checkpoint.hpp"
 #include "nn_dist/io/dataset.hpp"
+#include "nn_dist/train/memory.hpp"
 #include "nn_dist/train/trainer.hpp"
 #include "test_util.hpp"
 
@@ -549,6 +550,21 @@ TEST(MpiGradientTest, AllreduceNamesParseAndPrint) {
   }
   EXPECT_EQ(testing::error_of([] { parse_allreduce_mode("tr\tee"); }),
             "--allreduce: unknown value 'tr\\x09ee' (expected auto, shared, hierarchical, ring, mpi or none)");
+}
+
+// The pre-training memory check counts what Mlp allocates: with gelu, gelu_tanh
+// or silu, f'(z) of every hidden layer (hidden widths x batch floats) besides the outputs.
+TEST(MpiMemoryTest, KeptDerivativesAreCounted) {
+  const std::vector<long> sizes{20, 300, 100, 10};
+  const long batch = 256;
+  const ModelMemory relu = model_memory(sizes, batch, 0, keeps_derivative(Activation::kRelu));
+  // outputs 300 + 100 + 10, two deltas 300 wide
+  EXPECT_EQ(relu.activation_bytes, 4.0 * batch * (410 + 600));
+  for (Activation f : {Activation::kGelu, Activation::kGeluTanh, Activation::kSilu}) {
+    const ModelMemory kept = model_memory(sizes, batch, 0, keeps_derivative(f));
+    EXPECT_EQ(kept.activation_bytes - relu.activation_bytes, 4.0 * batch * (300 + 100)) << activation_name(f);
+    EXPECT_EQ(kept.parameter_bytes, relu.parameter_bytes) << activation_name(f);
+  }
 }
 
 }  // namespace

@@ -31,10 +31,10 @@ std::vector<long> planned_sizes(const Config& config, const TrainingSet& set) {
 long model_batch(const TrainingSet& set) { return std::max<long>(set.batch, 256); }
 
 void require_model_memory(const Communicator& comm, const Config& config, const TrainingSet& set,
-                          const std::vector<long>& sizes, bool from_checkpoint) {
+                          const std::vector<long>& sizes, Activation hidden, bool from_checkpoint) {
   const int states = static_cast<int>(optimizer_state_names(config.optimizer).size());
   const long max_batch = model_batch(set);
-  const ModelMemory need = model_memory(sizes, max_batch, states);
+  const ModelMemory need = model_memory(sizes, max_batch, states, keeps_derivative(hidden));
   const std::string model =
       "the model " + sizes_string(sizes) + " (" + fmt("%.3g", need.parameter_count) + " parameters)";
   std::string what;

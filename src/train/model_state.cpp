@@ -11,7 +11,8 @@ namespace nn_dist {
 
 ModelState allocate_model(const Communicator& comm, const Config& config, const TrainingSet& set,
                           ResumePoint* start) {
-  comm.agreed([&] { require_model_memory(comm, config, set, start->sizes, !checkpoint_to_load(config).empty()); });
+  comm.agreed([&] { require_model_memory(comm, config, set, start->sizes, start->activation.kind,
+                                         !checkpoint_to_load(config).empty()); });
   ModelState model;
   model.mlp = std::make_unique<Mlp<float>>(Layout(start->sizes), start->activation, set.loss, model_batch(set));
   const std::size_t total = model.mlp->layout().total();

@@ -193,7 +193,7 @@ ResumePoint read_resume_point(const Communicator& comm, const Config& config, co
     read_model(config, set, path, &point);
     // Before the tensors are read: an absurd width in a damaged file is
     // refused with a line, not a failed allocation.
-    require_model_memory(comm, config, set, point.sizes, /*from_checkpoint=*/true);
+    require_model_memory(comm, config, set, point.sizes, point.activation.kind, /*from_checkpoint=*/true);
     read_tensors(config, path, &point);
   });
   share(comm, &point);

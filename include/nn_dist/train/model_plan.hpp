@@ -22,9 +22,9 @@ std::vector<long> planned_sizes(const Config& config, const TrainingSet& set);
 long model_batch(const TrainingSet& set);
 
 // Throws Error unless parameters, gradients, optimizer state and a batch's
-// activations for `sizes` fit what this node gives each rank. from_checkpoint:
-// the widths are --init's or --resume's, not the flags'.
+// activations for `sizes` and the hidden activation fit what this node gives
+// each rank. from_checkpoint: the widths are --init's or --resume's, not the flags'.
 void require_model_memory(const Communicator& comm, const Config& config, const TrainingSet& set,
-                          const std::vector<long>& sizes, bool from_checkpoint);
+                          const std::vector<long>& sizes, Activation hidden, bool from_checkpoint);
 
 }  // namespace nn_dist
