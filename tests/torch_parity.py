@@ -82,6 +82,9 @@ CASES = [
          opt=dict(name="adamw", lr=0.02, weight_decay=0.01)),
     dict(ranks=3, batch=5, kind="teacher", loss="softmax", act="leaky_relu", slope=0.2, hidden=[10, 6],
          dtype="float64", opt=dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.0)),
+    # --dropout with gelu: f' kept from the forward pass, before the mask.
+    dict(ranks=2, batch=8, kind="teacher", loss="softmax", act="gelu", hidden=[12, 7], dtype="float64",
+         opt=dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.01), dropout=[0.3, 0.2]),
 ]
 
 
