@@ -272,6 +272,64 @@ void read_monitor(hid_t training, const std::string& what, TrainingState* state)
   }
 }
 
+// /model: the parameters and what the network is.
+void write_model(hid_t file, const Layout& layout, const ActivationFn& hidden, Loss loss, const float* params,
+                 const TrainingState& state) {
+  h5::Handle model = create_group(file, "model");
+  write_tensors(model.get(), layout, params);
+  std::vector<long long> sizes(layout.sizes().begin(), layout.sizes().end());
+  h5::write_attr_ints(model.get(), "sizes", sizes);
+  h5::write_attr_string(model.get(), "activation", activation_name(hidden.kind));
+  if (hidden.kind == Activation::kLeakyRelu) h5::write_attr_doubles(model.get(), "leaky_slope", {hidden.leaky_slope});
+  h5::write_attr_string(model.get(), "loss", loss_name(loss));
+  write_names(model.get(), state.names);
+}
+
+// /optimizer: its name, step and state buffers.
+void write_optimizer(hid_t file, const Layout& layout, Optimizer& optimizer) {
+  h5::Handle opt = create_group(file, "optimizer");
+  h5::write_attr_string(opt.get(), "name", optimizer_name(optimizer.options().kind));
+  h5::write_attr_ints(opt.get(), "step", {optimizer.step()});
+  const std::vector<std::string> names = optimizer.state_names();
+  const std::vector<float*> buffers = optimizer.state();
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    h5::Handle g = create_group(opt.get(), names[i]);
+    write_tensors(g.get(), layout, buffers[i]);
+  }
+}
+
+// /training: the run, its position and the state of its schedules; /best and /preprocess.
+void write_training(hid_t file, const Layout& layout, const TrainingState& state) {
+  h5::Handle training = create_group(file, "training");
+  h5::write_attr_ints(training.get(), "epoch", {state.epoch});
+  h5::write_attr_ints(training.get(), "global_step", {state.global_step});
+  h5::write_attr_ints(training.get(), "seed", {static_cast<long long>(state.seed)});
+  h5::write_attr_ints(training.get(), "ranks", {state.ranks});
+  h5::write_attr_string(training.get(), "options", state.options);
+  h5::write_attr_ints(training.get(), "epoch_step", {state.epoch_step});
+  const EpochSums& sums = state.epoch_sums;
+  h5::write_attr_doubles(training.get(), "epoch_sums", {sums.loss, sums.correct, sums.count});
+  h5::write_attr_ints(training.get(), "global_batch", {state.global_batch});
+  h5::write_attr_ints(training.get(), "samples", {state.samples});
+  if (!state.sample_order.empty()) h5::write_attr_string(training.get(), "sample_order", state.sample_order);
+  if (!state.run_id.empty()) h5::write_attr_string(training.get(), "run_id", state.run_id);
+  if (state.has_schedule) write_schedule(training.get(), state);
+  write_monitor(training.get(), state);
+  if (state.best_params != nullptr) {
+    h5::Handle best = create_group(file, "best");
+    write_tensors(best.get(), layout, state.best_params);
+    h5::write_attr_ints(best.get(), "epoch", {state.early_stopping.best_epoch});
+  }
+  const Standardization& st = state.standardization;
+  if (!st.empty()) {
+    h5::Handle pre = create_group(file, "preprocess");
+    h5::write_attr_string(pre.get(), "kind", "standardize");
+    const std::vector<hsize_t> shape{static_cast<hsize_t>(st.features())};
+    h5::write_doubles(pre.get(), "mean", shape, st.mean.data());
+    h5::write_doubles(pre.get(), "scale", shape, st.scale.data());
+  }
+}
+
 }  // namespace
 
 void write_checkpoint(const std::string& path, const Layout& layout, const ActivationFn& hidden, Loss loss,
@@ -284,53 +342,9 @@ void write_checkpoint(const std::string& path, const Layout& layout, const Activ
   try {
     std::lock_guard<std::mutex> lock(hdf5_mutex());  // a streaming reader may be reading
     h5::Handle file = h5::create_in_memory_file(kHeaderBytes);
-    h5::Handle model = create_group(file.get(), "model");
-    write_tensors(model.get(), layout, params);
-    std::vector<long long> sizes(layout.sizes().begin(), layout.sizes().end());
-    h5::write_attr_ints(model.get(), "sizes", sizes);
-    h5::write_attr_string(model.get(), "activation", activation_name(hidden.kind));
-    if (hidden.kind == Activation::kLeakyRelu) h5::write_attr_doubles(model.get(), "leaky_slope", {hidden.leaky_slope});
-    h5::write_attr_string(model.get(), "loss", loss_name(loss));
-    write_names(model.get(), state.names);
-
-    h5::Handle opt = create_group(file.get(), "optimizer");
-    h5::write_attr_string(opt.get(), "name", optimizer_name(optimizer.options().kind));
-    h5::write_attr_ints(opt.get(), "step", {optimizer.step()});
-    const std::vector<std::string> names = optimizer.state_names();
-    const std::vector<float*> buffers = optimizer.state();
-    for (std::size_t i = 0; i < names.size(); ++i) {
-      h5::Handle g = create_group(opt.get(), names[i]);
-      write_tensors(g.get(), layout, buffers[i]);
-    }
-
-    h5::Handle training = create_group(file.get(), "training");
-    h5::write_attr_ints(training.get(), "epoch", {state.epoch});
-    h5::write_attr_ints(training.get(), "global_step", {state.global_step});
-    h5::write_attr_ints(training.get(), "seed", {static_cast<long long>(state.seed)});
-    h5::write_attr_ints(training.get(), "ranks", {state.ranks});
-    h5::write_attr_string(training.get(), "options", state.options);
-    h5::write_attr_ints(training.get(), "epoch_step", {state.epoch_step});
-    const EpochSums& sums = state.epoch_sums;
-    h5::write_attr_doubles(training.get(), "epoch_sums", {sums.loss, sums.correct, sums.count});
-    h5::write_attr_ints(training.get(), "global_batch", {state.global_batch});
-    h5::write_attr_ints(training.get(), "samples", {state.samples});
-    if (!state.sample_order.empty()) h5::write_attr_string(training.get(), "sample_order", state.sample_order);
-    if (!state.run_id.empty()) h5::write_attr_string(training.get(), "run_id", state.run_id);
-    if (state.has_schedule) write_schedule(training.get(), state);
-    write_monitor(training.get(), state);
-    if (state.best_params != nullptr) {
-      h5::Handle best = create_group(file.get(), "best");
-      write_tensors(best.get(), layout, state.best_params);
-      h5::write_attr_ints(best.get(), "epoch", {state.early_stopping.best_epoch});
-    }
-    const Standardization& st = state.standardization;
-    if (!st.empty()) {
-      h5::Handle pre = create_group(file.get(), "preprocess");
-      h5::write_attr_string(pre.get(), "kind", "standardize");
-      const std::vector<hsize_t> shape{static_cast<hsize_t>(st.features())};
-      h5::write_doubles(pre.get(), "mean", shape, st.mean.data());
-      h5::write_doubles(pre.get(), "scale", shape, st.scale.data());
-    }
+    write_model(file.get(), layout, hidden, loss, params, state);
+    write_optimizer(file.get(), layout, optimizer);
+    write_training(file.get(), layout, state);
     // The image holds the HDF5 file from its superblock on; the header goes in front.
     const std::vector<char> hdf5 = h5::file_image(file.get());
     image.assign(kHeaderBytes, '\0');
@@ -463,13 +477,11 @@ bool read_checkpoint_best(const std::string& path, const std::string& what, cons
   return true;
 }
 
-TrainingState read_checkpoint_state(const std::string& path, const std::string& what, const Layout& layout,
-                                    Optimizer& optimizer) {
-  h5::Handle file = h5::open_file(path, what);
-  h5::Handle opt = open_group(file.get(), "optimizer", what);
-  h5::Handle training = open_group(file.get(), "training", what);
-  const std::string name =
-      read_name(opt.get(), "/optimizer", "name", what, optimizer_names());
+namespace {
+
+// The /optimizer group `opt` into `optimizer`: the same optimizer, its state buffers (checked) and its step.
+void read_optimizer_state(hid_t opt, const std::string& what, const Layout& layout, Optimizer& optimizer) {
+  const std::string name = read_name(opt, "/optimizer", "name", what, optimizer_names());
   if (name != optimizer_name(optimizer.options().kind)) {
     throw Error(what + ": was written by optimizer '" + name + "', but this run uses --optimizer " +
                 optimizer_name(optimizer.options().kind));
@@ -477,17 +489,27 @@ TrainingState read_checkpoint_state(const std::string& path, const std::string& 
   const std::vector<std::string> names = optimizer.state_names();
   const std::vector<float*> buffers = optimizer.state();
   for (std::size_t i = 0; i < names.size(); ++i) {
-    if (!h5::exists(opt.get(), names[i])) {
+    if (!h5::exists(opt, names[i])) {
       throw Error(what + ": has no /optimizer/" + names[i] + " (was it written with other --momentum?)");
     }
-    h5::Handle g = open_group(opt.get(), names[i], what);
+    h5::Handle g = open_group(opt, names[i], what);
     read_tensors(g.get(), what, "/optimizer/" + names[i], layout, buffers[i]);
     if (names[i] == "exp_avg_sq" &&
         std::any_of(buffers[i], buffers[i] + optimizer.size(), [](float v) { return v < 0; })) {
       throw Error(what + ": /optimizer/exp_avg_sq holds negative values (a sum of squares cannot be negative)");
     }
   }
-  optimizer.set_step(read_int_in_range(opt.get(), "/optimizer", "step", what, 0, kMaxCount));
+  optimizer.set_step(read_int_in_range(opt, "/optimizer", "step", what, 0, kMaxCount));
+}
+
+}  // namespace
+
+TrainingState read_checkpoint_state(const std::string& path, const std::string& what, const Layout& layout,
+                                    Optimizer& optimizer) {
+  h5::Handle file = h5::open_file(path, what);
+  h5::Handle opt = open_group(file.get(), "optimizer", what);
+  h5::Handle training = open_group(file.get(), "training", what);
+  read_optimizer_state(opt.get(), what, layout, optimizer);
   TrainingState state;
   state.epoch = read_int_in_range(training.get(), "/training", "epoch", what, 0, kMaxCount);
   state.global_step = read_int_in_range(training.get(), "/training", "global_step", what, 0, kMaxCount);

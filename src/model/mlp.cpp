@@ -132,6 +132,19 @@ LossSums Mlp<T>::loss_only(const int32_t* labels, const T* values) const {
 }
 
 template <typename T>
+void Mlp<T>::hidden_delta(int l, T* g) const {
+  const long width = layout_.weight(l).rows, n = n_;
+  Eigen::Map<Matrix<T>> dg(g, width, n);
+  if (drops(l)) dg.array() *= Eigen::Map<const Matrix<T>>(masks_[l].data(), width, n).array();
+  if (derivatives_.empty()) {
+    // f' from the layer's own output f(z), before any dropout
+    multiply_derivative<T>(hidden_, Eigen::Map<const Matrix<T>>(outputs_[l].data(), width, n), dg);
+  } else {
+    dg.array() *= Eigen::Map<const Matrix<T>>(derivatives_[l].data(), width, n).array();
+  }
+}
+
+template <typename T>
 void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* observer, T* input_grad) {
   const long n = n_;
   std::size_t piece = 0;
@@ -177,14 +190,7 @@ void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* ob
       T* g = l > 0 ? next_data : input_grad;
       multiply(d_in, n, d_out, params + ws.offset, d_out, true, delta.data(), d_out, false, g, d_in);
       if (l > 0) {
-        Eigen::Map<Matrix<T>> dg(g, d_in, n);  // d(loss sum)/d(layer l's input)
-        if (drops(l - 1)) dg.array() *= Eigen::Map<const Matrix<T>>(masks_[l - 1].data(), d_in, n).array();
-        if (derivatives_.empty()) {
-          // f' from the layer's own output f(z), before any dropout
-          multiply_derivative<T>(hidden_, Eigen::Map<const Matrix<T>>(outputs_[l - 1].data(), d_in, n), dg);
-        } else {
-          dg.array() *= Eigen::Map<const Matrix<T>>(derivatives_[l - 1].data(), d_in, n).array();
-        }
+        hidden_delta(l - 1, g);
         std::swap(delta_data, next_data);
       }
     }

@@ -104,6 +104,8 @@ class Mlp {
   bool dropping_ = false;                   // the last forward() dropped
   bool drops(int l) const { return dropping_ && l < static_cast<int>(dropout_.size()) && dropout_[l] > 0; }
   const T* layer_input(int l, const T* x) const;  // what layer l reads: x, a_{l+1}, or its dropped copy
+  // g = d(loss sum)/d(hidden output l), (width, n), becomes layer l's delta: dropout's mask, then f'.
+  void hidden_delta(int l, T* g) const;
   // Where the activation keeps_derivative: derivatives_[l] = f'(z_{l+2}) beside outputs_[l], hidden layers only.
   std::vector<Matrix<T>> derivatives_;
   Matrix<T> delta_, delta_next_;    // (max width, max_batch) each
