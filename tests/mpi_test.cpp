@@ -567,5 +567,17 @@ TEST(MpiMemoryTest, KeptDerivativesAreCounted) {
   }
 }
 
+// And a layer that drops units keeps its mask and its dropped output (Mlp::set_dropout).
+TEST(MpiMemoryTest, DropoutMasksAndDroppedOutputsAreCounted) {
+  const std::vector<long> sizes{20, 300, 100, 10};
+  const long batch = 256;
+  const ModelMemory plain = model_memory(sizes, batch, 0, false);
+  EXPECT_EQ(model_memory(sizes, batch, 0, false, {0.0, 0.0}).activation_bytes, plain.activation_bytes);
+  EXPECT_EQ(model_memory(sizes, batch, 0, false, {0.5, 0.5}).activation_bytes - plain.activation_bytes,
+            4.0 * batch * 2 * (300 + 100));
+  EXPECT_EQ(model_memory(sizes, batch, 0, false, {0.0, 0.2}).activation_bytes - plain.activation_bytes,
+            4.0 * batch * 2 * 100);
+}
+
 }  // namespace
 }  // namespace nn_dist

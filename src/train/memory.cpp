@@ -62,22 +62,28 @@ std::string format_bytes(double bytes) {
   return buf;
 }
 
-ModelMemory model_memory(const std::vector<long>& sizes, long max_batch, int optimizer_states, bool keeps_derivative) {
+ModelMemory model_memory(const std::vector<long>& sizes, long max_batch, int optimizer_states, bool keeps_derivative,
+                         const std::vector<double>& dropout) {
   ModelMemory m;
-  double params = 0, widths = 0, hidden = 0, widest = 0;
+  double params = 0, widths = 0, hidden = 0, dropped = 0, widest = 0;
   for (std::size_t l = 0; l + 1 < sizes.size(); ++l) {
     params += (static_cast<double>(sizes[l]) + 1) * static_cast<double>(sizes[l + 1]);
   }
   for (std::size_t l = 1; l < sizes.size(); ++l) widths += static_cast<double>(sizes[l]);
-  for (std::size_t l = 1; l + 1 < sizes.size(); ++l) hidden += static_cast<double>(sizes[l]);
+  for (std::size_t l = 1; l + 1 < sizes.size(); ++l) {
+    hidden += static_cast<double>(sizes[l]);
+    if (l - 1 < dropout.size() && dropout[l - 1] > 0) dropped += static_cast<double>(sizes[l]);
+  }
   for (long d : sizes) widest = std::max(widest, static_cast<double>(d));
   // parameters, gradient sums, this rank's gradient (shared memory), the states,
   // and the checkpoint's copy in memory while it is written
   m.parameter_count = params;
   m.parameter_bytes = 4.0 * params * (4 + 2 * optimizer_states);
-  // each layer's output, two deltas as wide as the widest layer, and f'(z)
-  // of each hidden layer where the activation keeps it
-  m.activation_bytes = 4.0 * static_cast<double>(max_batch) * (widths + 2 * widest + (keeps_derivative ? hidden : 0));
+  // each layer's output, two deltas as wide as the widest layer, f'(z) of
+  // each hidden layer where the activation keeps it, and a dropping layer's
+  // mask and dropped output
+  m.activation_bytes =
+      4.0 * static_cast<double>(max_batch) * (widths + 2 * widest + (keeps_derivative ? hidden : 0) + 2 * dropped);
   return m;
 }
 

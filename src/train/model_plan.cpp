@@ -7,6 +7,7 @@
 #include <string>
 
 #include "nn_dist/common/text.hpp"
+#include "nn_dist/model/dropout.hpp"
 #include "nn_dist/train/memory.hpp"
 #include "nn_dist/train/run_files.hpp"
 
@@ -34,7 +35,12 @@ void require_model_memory(const Communicator& comm, const Config& config, const 
                           const std::vector<long>& sizes, Activation hidden, bool from_checkpoint) {
   const int states = static_cast<int>(optimizer_state_names(config.optimizer).size());
   const long max_batch = model_batch(set);
-  const ModelMemory need = model_memory(sizes, max_batch, states, keeps_derivative(hidden));
+  // Rates that do not fit the hidden layers are refused later, with the model.
+  const std::vector<double>& given = config.dropout_rates;
+  const int layers = static_cast<int>(sizes.size()) - 2;
+  const std::vector<double> dropout =
+      given.size() == 1 || static_cast<int>(given.size()) == layers ? dropout_rates(given, layers) : std::vector<double>{};
+  const ModelMemory need = model_memory(sizes, max_batch, states, keeps_derivative(hidden), dropout);
   const std::string model =
       "the model " + sizes_string(sizes) + " (" + fmt("%.3g", need.parameter_count) + " parameters)";
   std::string what;

@@ -19,14 +19,17 @@ std::string format_bytes(double bytes);
 // What training a model of these layer widths needs on one rank: parameters,
 // gradients and optimizer states (one each of the layout), and the forward
 // and backward activations of a batch of max_batch samples; keeps_derivative:
-// the hidden activation's f'(z) is kept beside each hidden output (gelu, silu).
+// the hidden activation's f'(z) is kept beside each hidden output (gelu, silu);
+// dropout: each hidden layer's rate (empty: none), a layer that drops keeps its
+// mask and its dropped output too.
 struct ModelMemory {
   double parameter_count = 0;   // weights and biases
   double parameter_bytes = 0;   // bytes that grow with the widths
   double activation_bytes = 0;  // bytes that grow with the batch
   double total() const { return parameter_bytes + activation_bytes; }
 };
-ModelMemory model_memory(const std::vector<long>& sizes, long max_batch, int optimizer_states, bool keeps_derivative);
+ModelMemory model_memory(const std::vector<long>& sizes, long max_batch, int optimizer_states, bool keeps_derivative,
+                         const std::vector<double>& dropout = {});
 
 // Throws Error "<what> needs X, but this node can give each of its N rank(s) only Y".
 void require_memory(double bytes, double per_rank, int ranks_on_node, const std::string& what);
