@@ -20,10 +20,7 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 HOSTS="$NN_ROOT/cluster/emulated/hosts.sh"
-WORK="$NN_BUILD/bench"
-mkdir -p "$WORK"
-DATA="$WORK/train.h5"
-[[ -f $DATA ]] || "$NN_BUILD/nn_datagen" --out "$DATA" --kind teacher --samples 60000 --features 784 --classes 10 --seed 1 >/dev/null
+nn_bench_data
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 "$HOSTS" down >/dev/null 2>&1 || true
 trap '"$HOSTS" down >/dev/null 2>&1' EXIT
