@@ -24,12 +24,20 @@ TEST(AllocationTest, SteadyStateStepAllocatesNothing) {
   Eigen::setNbThreads(1);  // nn_dist's default: one thread per rank
   const long d = 784, batch = 128, n = 1000;
   // gelu keeps f'(z) from the forward pass; AdamW shrinks the weights first.
+  // Each bf16 kernel the CPU runs (--precision bf16) as well.
   struct Variant {
     OptimizerKind kind;
     Activation activation;
+    GemmKernel kernel;
   };
-  for (const Variant v : {Variant{OptimizerKind::kSgd, Activation::kRelu}, Variant{OptimizerKind::kAdam, Activation::kRelu},
-                          Variant{OptimizerKind::kAdamW, Activation::kGelu}}) {
+  std::vector<Variant> variants{{OptimizerKind::kSgd, Activation::kRelu, GemmKernel::kAuto},
+                                {OptimizerKind::kAdam, Activation::kRelu, GemmKernel::kAuto},
+                                {OptimizerKind::kAdamW, Activation::kGelu, GemmKernel::kAuto}};
+  for (GemmKernel k : {GemmKernel::kAmx, GemmKernel::kAvx512Bf16}) {
+    if (gemm_kernel_supported(k)) variants.push_back({OptimizerKind::kAdam, Activation::kRelu, k});
+  }
+  for (const Variant v : variants) {
+    set_gemm_kernel(v.kernel, v.kernel == GemmKernel::kAuto ? Precision::kF32 : Precision::kBf16);
     const OptimizerKind kind = v.kind;
     const Layout layout({d, 512, 256, 10});
     Mlp<float> mlp(layout, v.activation, Loss::kSoftmax, batch);
@@ -57,8 +65,10 @@ TEST(AllocationTest, SteadyStateStepAllocatesNothing) {
     for (long s = 0; s < 3; ++s) step(s);
     testing::AllocationCounter counter;
     for (long s = 3; s < 20; ++s) step(s);  // includes the short last batch (1000 = 7*128 + 104)
-    EXPECT_EQ(counter.count(), 0u) << optimizer_name(kind) << " " << activation_name(v.activation);
+    EXPECT_EQ(counter.count(), 0u) << optimizer_name(kind) << " " << activation_name(v.activation) << " "
+                                   << gemm_kernel_name(gemm_kernel());
   }
+  set_gemm_kernel(GemmKernel::kAuto);
 }
 
 }  // namespace

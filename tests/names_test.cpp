@@ -40,7 +40,7 @@ TEST(NamesTest, EveryFlagsTableParsesPrintsAndRefuses) {
   expect_table(lr_schedule_names(), {"constant", "step", "cosine", "plateau"}, "constant, step, cosine or plateau");
   expect_table(monitor_names(), {"val_loss", "val_accuracy", "loss"}, "val_loss, val_accuracy or loss");
   expect_table(lr_scaling_names(), {"none", "linear", "sqrt"}, "none, linear or sqrt");
-  expect_table(gemm_kernel_names(), {"auto", "avx512", "avx2", "eigen"}, "auto, avx512, avx2 or eigen");
+  expect_table(gemm_kernel_names(), {"auto", "avx512", "avx2", "eigen", "amx", "avx512_bf16"}, "auto, avx512, avx2, eigen, amx or avx512_bf16");
 }
 
 TEST(NamesTest, ParseAndNameFunctionsUseTheTables) {

@@ -46,7 +46,7 @@ void StepProducts::run() {
 
 ProductTimes time_products(StepProducts* products, GemmKernel kernel, long repeats) {
   Eigen::setNbThreads(1);  // one core: what one rank has
-  set_gemm_kernel(kernel);
+  set_gemm_kernel(kernel, kernel_precision(kernel));
   for (int i = 0; i < 20; ++i) products->run();  // warm-up
   std::vector<double> times;
   for (long r = 0; r < repeats; ++r) {
@@ -61,7 +61,7 @@ ProductTimes time_products(StepProducts* products, GemmKernel kernel, long repea
 std::vector<std::pair<std::string, GemmKernel>> kernels_to_compare() {
   const GemmKernel best = gemm_kernel();
   std::vector<std::pair<std::string, GemmKernel>> runs{{"nn_dist", best}};
-  for (GemmKernel k : {GemmKernel::kAvx512, GemmKernel::kAvx2}) {
+  for (GemmKernel k : {GemmKernel::kAvx512, GemmKernel::kAvx2, GemmKernel::kAmx, GemmKernel::kAvx512Bf16}) {
     if (k != best && gemm_kernel_supported(k)) runs.emplace_back(gemm_kernel_name(k), k);
   }
   if (best != GemmKernel::kEigen) runs.emplace_back("eigen", GemmKernel::kEigen);

@@ -26,7 +26,7 @@ namespace {
 struct TextOptions {
   std::vector<std::string> data;
   std::string scale = "1";
-  std::string optimizer, overlap, allreduce, config_file, gemm;
+  std::string optimizer, overlap, allreduce, config_file, gemm, precision;
   std::string lr_schedule, lr_scaling, lr_decay_epochs, monitor;
   long long seed = 1;
   bool no_shuffle = false;
@@ -146,7 +146,11 @@ po::options_description performance_options(Config& c, TextOptions& t) {
   perf.add_options()
       ("threads", po::value(&c.threads)->default_value(c.threads), "threads per rank: 1 (run one rank per core instead)")
       ("gemm", po::value(&t.gemm)->default_value("auto"),
-       "matrix kernel: auto (the best this CPU runs)|avx512|avx2|eigen (to test or compare the fallbacks)")
+       "matrix kernel: auto (the best this CPU runs for --precision)|avx512|avx2|eigen (f32; to test or compare the "
+       "fallbacks)|amx|avx512_bf16 (bf16)")
+      ("precision", po::value(&t.precision)->default_value("f32"),
+       "f32|bf16: bf16 multiplies f32 values rounded to bf16 and sums in f32 (mixed precision: weights, gradients, "
+       "optimizer and checkpoints stay f32); needs a CPU with AMX-BF16 or AVX512_BF16")
       ("bucket-mb", po::value(&c.bucket_mb)->default_value(c.bucket_mb), "gradient allreduce bucket size in MB")
       ("overlap", po::value(&t.overlap)->default_value("on"), "on: bucketed allreduce overlapping backprop; off: one blocking allreduce")
       ("allreduce", po::value(&t.allreduce)->default_value("auto"),
@@ -427,6 +431,10 @@ void check_performance_options(Config& c, const TextOptions& t) {
                 "instead (e.g. mpirun -np " + std::to_string(c.threads) + " per rank you had, with --threads 1)");
   }
   c.gemm = parse_gemm_kernel(t.gemm);
+  c.precision = parse_precision(t.precision);
+  if (c.gemm != GemmKernel::kAuto && kernel_precision(c.gemm) != c.precision) {
+    set_gemm_kernel(c.gemm, c.precision);  // throws: the kernel computes in the other precision
+  }
   require_positive(c.bucket_mb, "bucket-mb");
   if (c.bucket_mb > 1e6) throw Error("--bucket-mb: at most 1000000 (1 TB), got " + std::to_string(c.bucket_mb));
   require_nonnegative(static_cast<double>(c.max_steps), "max-steps");

@@ -22,6 +22,7 @@
 #include "nn_dist/common/text.hpp"
 #include "nn_dist/io/dataset.hpp"
 #include "nn_dist/io/files.hpp"
+#include "nn_dist/model/gemm.hpp"
 
 namespace nn_dist {
 
@@ -312,6 +313,7 @@ void write_training(hid_t file, const Layout& layout, const TrainingState& state
   h5::write_attr_ints(training.get(), "global_batch", {state.global_batch});
   h5::write_attr_ints(training.get(), "samples", {state.samples});
   if (!state.sample_order.empty()) h5::write_attr_string(training.get(), "sample_order", state.sample_order);
+  if (!state.precision.empty()) h5::write_attr_string(training.get(), "precision", state.precision);
   if (!state.run_id.empty()) h5::write_attr_string(training.get(), "run_id", state.run_id);
   if (state.has_schedule) write_schedule(training.get(), state);
   write_monitor(training.get(), state);
@@ -529,6 +531,9 @@ TrainingState read_checkpoint_state(const std::string& path, const std::string& 
   read_monitor(training.get(), what, &state);
   if (H5Aexists(training.get(), "sample_order") > 0) {
     state.sample_order = printable(h5::read_attr_string(training.get(), "sample_order", what), 120);
+  }
+  if (H5Aexists(training.get(), "precision") > 0) {
+    state.precision = read_name(training.get(), "/training", "precision", what, precision_names());
   }
   if (H5Aexists(training.get(), "run_id") > 0) {
     state.run_id = h5::read_attr_string(training.get(), "run_id", what);

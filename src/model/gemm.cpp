@@ -16,6 +16,7 @@
 
 #include "nn_dist/common/cpu.hpp"
 #include "nn_dist/common/error.hpp"
+#include "model/gemm_bf16.hpp"
 
 namespace nn_dist {
 
@@ -23,7 +24,8 @@ namespace {
 constexpr long kKc = 256, kMc = 128, kMaxNc = 512;
 }  // namespace
 
-GemmWorkspace::GemmWorkspace() : a_(kMc * kKc), b_(kKc * kMaxNc) {}
+GemmWorkspace::GemmWorkspace()
+    : a_(kMc * kKc), b_(kKc * kMaxNc), bf16_a_(bf16::packed_a_elements()), bf16_b_(bf16::packed_b_elements()) {}
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,prfchw")
@@ -32,33 +34,7 @@ namespace {
 
 constexpr long kMr = 32, kNr = 8, kNc = 512;
 
-// Transposes the 16 x 16 block held in r (r[i] is row i) in place: 64 shuffles
-// instead of 256 scalar loads and stores. Within each 128-bit lane, unpack and
-// shuffle_ps gather 4 x 4 blocks; shuffle_f32x4 then transposes the lanes.
-inline void transpose16(__m512 r[16]) {
-  __m512 t[16], u[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-  }
-  // u[4g + c]: lane L holds column 4L + c of rows 4g .. 4g+3.
-  for (int g = 0; g < 4; ++g) {
-    u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
-    u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
-    u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
-    u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
-  }
-  for (int c = 0; c < 4; ++c) {
-    const __m512 x0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44);
-    const __m512 x1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
-    const __m512 x2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
-    const __m512 x3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
-    r[c] = _mm512_shuffle_f32x4(x0, x2, 0x88);
-    r[4 + c] = _mm512_shuffle_f32x4(x0, x2, 0xDD);
-    r[8 + c] = _mm512_shuffle_f32x4(x1, x3, 0x88);
-    r[12 + c] = _mm512_shuffle_f32x4(x1, x3, 0xDD);
-  }
-}
+#include "model/transpose16.inc"
 
 // The whole-sliver part of a transposed A: 16 x 16 blocks transposed in
 // registers. Returns the columns of k packed.
@@ -225,14 +201,19 @@ void kernel(long kc, const float* a, long a_stride, const float* b, float* c, lo
 
 namespace {
 
-GemmKernel best_kernel() {
+GemmKernel best_kernel(Precision precision) {
+  if (precision == Precision::kBf16) {
+    if (bf16::amx_supported()) return GemmKernel::kAmx;
+    if (bf16::dp_supported()) return GemmKernel::kAvx512Bf16;
+    throw Error("--precision bf16: this CPU has neither AMX-BF16 nor AVX512_BF16 (the bf16 products need one of them)");
+  }
   if (cpu_has_avx512()) return GemmKernel::kAvx512;
   if (cpu_has_avx2()) return GemmKernel::kAvx2;
   return GemmKernel::kEigen;
 }
 
 GemmKernel& selected() {
-  static GemmKernel kernel = best_kernel();
+  static GemmKernel kernel = best_kernel(Precision::kF32);
   return kernel;
 }
 
@@ -242,26 +223,46 @@ bool gemm_kernel_supported(GemmKernel kernel) {
   switch (kernel) {
     case GemmKernel::kAvx512: return cpu_has_avx512();
     case GemmKernel::kAvx2: return cpu_has_avx2();
+    case GemmKernel::kAmx: return bf16::amx_supported();
+    case GemmKernel::kAvx512Bf16: return bf16::dp_supported();
     case GemmKernel::kEigen: return true;
     case GemmKernel::kAuto: return true;
   }
   return false;
 }
 
+Precision kernel_precision(GemmKernel kernel) {
+  return kernel == GemmKernel::kAmx || kernel == GemmKernel::kAvx512Bf16 ? Precision::kBf16 : Precision::kF32;
+}
+
 GemmKernel gemm_kernel() { return selected(); }
 
-void set_gemm_kernel(GemmKernel kernel) {
-  if (!gemm_kernel_supported(kernel)) {
-    throw Error("--gemm " + gemm_kernel_name(kernel) + ": this CPU does not have the instructions it needs");
+Precision gemm_precision() { return kernel_precision(selected()); }
+
+void set_gemm_kernel(GemmKernel kernel, Precision precision) {
+  if (kernel == GemmKernel::kAuto) {
+    selected() = best_kernel(precision);
+    return;
   }
-  selected() = kernel == GemmKernel::kAuto ? best_kernel() : kernel;
+  const std::string name = gemm_kernel_name(kernel);
+  if (kernel_precision(kernel) != precision) {
+    throw Error("--gemm " + name + " computes in " + precision_name(kernel_precision(kernel)) +
+                ", not --precision " + precision_name(precision) +
+                (precision == Precision::kBf16 ? " (bf16 kernels: amx, avx512_bf16)" : " (add --precision bf16)"));
+  }
+  if (!gemm_kernel_supported(kernel)) {
+    throw Error("--gemm " + name + ": this CPU does not have the instructions it needs");
+  }
+  selected() = kernel;
 }
 
 const NameTable<GemmKernel>& gemm_kernel_names() {
   static const NameTable<GemmKernel> table("--gemm", {{GemmKernel::kAuto, "auto"},
                                                       {GemmKernel::kAvx512, "avx512"},
                                                       {GemmKernel::kAvx2, "avx2"},
-                                                      {GemmKernel::kEigen, "eigen"}});
+                                                      {GemmKernel::kEigen, "eigen"},
+                                                      {GemmKernel::kAmx, "amx"},
+                                                      {GemmKernel::kAvx512Bf16, "avx512_bf16"}});
   return table;
 }
 
@@ -269,11 +270,26 @@ GemmKernel parse_gemm_kernel(const std::string& name) { return gemm_kernel_names
 
 std::string gemm_kernel_name(GemmKernel kernel) { return gemm_kernel_names().name(kernel); }
 
+const NameTable<Precision>& precision_names() {
+  static const NameTable<Precision> table("--precision", {{Precision::kF32, "f32"}, {Precision::kBf16, "bf16"}});
+  return table;
+}
+
+Precision parse_precision(const std::string& name) { return precision_names().parse(name); }
+
+std::string precision_name(Precision precision) { return precision_names().name(precision); }
+
 void gemm(long m, long n, long k, const float* a, long lda, bool trans_a, const float* b, long ldb, bool trans_b,
           float* c, long ldc, GemmWorkspace& workspace) {
   switch (selected()) {
     case GemmKernel::kAvx512: avx512::gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, workspace); return;
     case GemmKernel::kAvx2: avx2::gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, workspace); return;
+    case GemmKernel::kAmx:
+      bf16::amx_gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, workspace);
+      return;
+    case GemmKernel::kAvx512Bf16:
+      bf16::dp_gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, workspace);
+      return;
     default: eigen_gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc); return;
   }
 }

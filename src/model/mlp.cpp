@@ -50,8 +50,9 @@ template <typename T>
 void Mlp<T>::multiply(long m, long n, long k, const T* a, long lda, bool trans_a, const T* b, long ldb, bool trans_b,
                       T* c, long ldc) {
   if constexpr (std::is_same_v<T, float>) {
-    // With more than one thread per rank, Eigen's threaded product does the work.
-    if (gemm_kernel() != GemmKernel::kEigen && Eigen::nbThreads() == 1) {
+    // With more than one thread per rank, Eigen's threaded product does the
+    // f32 work; bf16 products are nn_dist's alone.
+    if (gemm_precision() == Precision::kBf16 || (gemm_kernel() != GemmKernel::kEigen && Eigen::nbThreads() == 1)) {
       gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, gemm_workspace_);
       return;
     }

@@ -31,10 +31,11 @@ void Reporter::banner(const DatasetInfo& data, const Mlp<float>& mlp, const Grad
   std::string activation = activation_name(mlp.activation().kind);
   if (mlp.activation().kind == Activation::kLeakyRelu) activation += " (slope " + fmt("%g", mlp.activation().leaky_slope) + ")";
   std::printf("nn_dist: %d rank(s), %ld samples x %ld features, layers %s, %s hidden, %s loss, batch %ld/rank, "
-              "%ld steps/epoch, %zu parameters, %s kernel\n",
+              "%ld steps/epoch, %zu parameters, %s kernel%s\n",
               comm_.size(), data.samples, data.features, sizes_string(layout.sizes()).c_str(),
               activation.c_str(), loss_name(mlp.loss()).c_str(), batch, steps_per_epoch,
-              layout.num_parameters(), gemm_kernel_name(gemm_kernel()).c_str());
+              layout.num_parameters(), gemm_kernel_name(gemm_kernel()).c_str(),
+              gemm_precision() == Precision::kBf16 ? " (bf16 products, f32 sums)" : "");
   if (comm_.size() > 1) {
     std::printf("nn_dist: gradient sum: %s (%s)\n", allreduce_mode_name(sync.mode()).c_str(), sync.reason().c_str());
   }
@@ -142,6 +143,8 @@ void Reporter::profile(const StepTimes& t, const Minibatches& source, const Grad
                                                  {"step", t.total}};
   for (const auto& [name, v] : rows) std::printf("  %-12s %9.4f  %5.1f%%\n", name, v * ms, 100 * v / t.total);
   std::printf("  samples/s    %9.0f\n", sps);
+  std::printf("  products     %s kernel, %s\n", gemm_kernel_name(gemm_kernel()).c_str(),
+              precision_name(gemm_precision()).c_str());
   if (const auto* stream = dynamic_cast<const StreamSource*>(&source)) {
     std::printf("  streaming: rank 0 read %.1f MB in %.3f s of its reader thread (%.0f MB/s)\n",
                 stream->read_bytes() / 1e6, stream->read_seconds(),
@@ -149,11 +152,12 @@ void Reporter::profile(const StepTimes& t, const Minibatches& source, const Grad
   }
   std::printf(
       "BENCH_JSON {\"ranks\":%d,\"threads\":%d,\"batch_per_rank\":%ld,\"allreduce\":\"%s\",\"overlap\":%s,"
-      "\"buckets\":%zu,\"steps\":%ld,"
+      "\"buckets\":%zu,\"steps\":%ld,\"kernel\":\"%s\",\"precision\":\"%s\","
       "\"samples_per_sec\":%.1f,\"step_ms\":%.4f,\"data_ms\":%.4f,\"forward_ms\":%.4f,\"backward_ms\":%.4f,"
       "\"sync_test_ms\":%.4f,\"sync_wait_ms\":%.4f,\"optimizer_ms\":%.4f}\n",
       comm_.size(), config_.threads, source.batch(), allreduce_mode_name(sync.mode()).c_str(),
-      config_.overlap ? "true" : "false", sync.num_buckets(), t.steps, sps, t.total * ms, t.data * ms,
+      config_.overlap ? "true" : "false", sync.num_buckets(), t.steps,
+      gemm_kernel_name(gemm_kernel()).c_str(), precision_name(gemm_precision()).c_str(), sps, t.total * ms, t.data * ms,
       t.forward * ms, t.backward * ms, t.sync_test * ms, t.sync_wait * ms, t.optimizer * ms);
   std::fflush(stdout);
 }

@@ -218,6 +218,12 @@ void check_continuation(const ResumePoint& point, const Config& config, const Ru
                   what.c_str(), changed.c_str());
     }
   }
+  const std::string saved_precision = state.precision.empty() ? "f32" : state.precision;
+  if (saved_precision != run.precision) {
+    std::printf("note: %s: saved by a run whose products were %s, continued in %s: the parameters and optimizer "
+                "state carry over as they are (f32 in both), but the bits differ from an uninterrupted run\n",
+                what.c_str(), saved_precision.c_str(), run.precision.c_str());
+  }
   if (state.epoch_step == 0) {
     if (state.ranks != run.ranks) {
       std::printf("note: resuming on %d ranks a run saved on %lld: the parameters, optimizer state and step "

@@ -60,7 +60,7 @@ Trainer::Trainer(const Communicator& comm, const Config& config)
   if (config_.data_files.empty()) config_.data_files = {config_.data};  // a Config built by hand (tests)
   watchdog::set_timeout(config_.collective_timeout);
   Eigen::setNbThreads(config_.threads);
-  comm_.agreed([&] { set_gemm_kernel(config_.gemm); });  // each rank checks its own node's CPU
+  comm_.agreed([&] { set_gemm_kernel(config_.gemm, config_.precision); });  // each rank checks its own node's CPU
   resolve_resume_auto(comm_, &config_);
   files_ = check_run_files(comm_, config_);
   ActivationFn activation;
@@ -135,7 +135,7 @@ void Trainer::initialise_parameters(ResumePoint* start) {
   const bool from_checkpoint = !checkpoint_to_load(config_).empty();
   if (from_checkpoint) {
     const RunShape run{comm_.size(), global_batch_, data_.info.samples, steps_per_epoch_, source_->sample_order(),
-                       peak_lr_};
+                       peak_lr_, precision_name(config_.precision)};
     comm_.agreed([&] {
       if (comm_.root()) check_continuation(*start, config_, run);
     });
@@ -336,6 +336,7 @@ TrainingState Trainer::training_state(int64_t epoch, int64_t epoch_step) const {
   state.global_batch = global_batch_;
   state.samples = data_.info.samples;
   state.sample_order = source_->sample_order();
+  state.precision = precision_name(config_.precision);
   state.options = config_.options_text;
   state.has_schedule = true;
   state.schedule = config_.schedule;

@@ -60,6 +60,7 @@ struct Config {
   // performance
   int threads = 1;
   GemmKernel gemm = GemmKernel::kAuto;
+  Precision precision = Precision::kF32;  // of the products
   double bucket_mb = 1.0;
   bool overlap = true;
   AllreduceMode allreduce = AllreduceMode::kAuto;

@@ -40,6 +40,7 @@ struct TrainingState {
   int64_t global_batch = 0;  // samples per step over all ranks (0: not recorded)
   int64_t samples = 0;       // training samples (0: not recorded)
   std::string sample_order;  // Minibatches::sample_order() ("": not recorded)
+  std::string precision;     // of the products: f32 or bf16 ("": not recorded, f32)
   // The learning-rate flags, --lr and the peak lr it scaled to (files written
   // before schedules were recorded have none: has_schedule false).
   bool has_schedule = false;

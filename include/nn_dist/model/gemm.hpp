@@ -1,27 +1,39 @@
-// Single-precision matrix product C = op(A) op(B) for the step's shapes: a
-// packed, cache-blocked product around a register-blocked kernel for the
-// CPU's instruction set, chosen at run time (AVX-512, else AVX2 + FMA, else
-// Eigen's product). Column-major throughout. Allocates nothing: the caller
-// owns the packing space (GemmWorkspace).
+// The matrix product C = op(A) op(B) for the step's shapes, of f32 matrices:
+// a packed, cache-blocked product around a register-blocked kernel for the
+// CPU's instruction set, chosen at run time. f32 products: AVX-512, else
+// AVX2 + FMA, else Eigen's product. bf16 products (--precision bf16, inputs
+// rounded to bf16, sums in f32): AMX tiles, else AVX512_BF16. Column-major
+// throughout. Allocates nothing: the caller owns the packing space
+// (GemmWorkspace).
 #pragma once
 
 #include <Eigen/Core>
 #include <cstddef>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "nn_dist/common/name_table.hpp"
 #include "nn_dist/model/layout.hpp"
 
 namespace nn_dist {
 
-enum class GemmKernel { kAuto, kAvx512, kAvx2, kEigen };
+enum class GemmKernel { kAuto, kAvx512, kAvx2, kEigen, kAmx, kAvx512Bf16 };
+// What the products multiply: f32, or f32 rounded to bf16 (sums in f32 either way).
+enum class Precision { kF32, kBf16 };
 
-// The kernel gemm() runs: the best this CPU supports, unless set_gemm_kernel chose another.
+// The kernel gemm() runs: the best f32 kernel this CPU supports, unless set_gemm_kernel chose another.
 GemmKernel gemm_kernel();
+Precision gemm_precision();  // of gemm_kernel()
 bool gemm_kernel_supported(GemmKernel kernel);
-// Chooses the kernel for the whole process (kAuto: the best); throws Error
-// naming --gemm when this CPU lacks the instructions.
-void set_gemm_kernel(GemmKernel kernel);
+Precision kernel_precision(GemmKernel kernel);
+// Chooses the kernel for the whole process (kAuto: the best for the
+// precision); throws Error naming --gemm or --precision when this CPU lacks
+// the instructions or the kernel computes in the other precision.
+void set_gemm_kernel(GemmKernel kernel, Precision precision = Precision::kF32);
+const NameTable<Precision>& precision_names();         // the names --precision takes
+Precision parse_precision(const std::string& name);    // throws Error naming --precision
+std::string precision_name(Precision precision);
 const NameTable<GemmKernel>& gemm_kernel_names();        // the names --gemm takes
 GemmKernel parse_gemm_kernel(const std::string& name);  // throws Error naming --gemm
 std::string gemm_kernel_name(GemmKernel kernel);
@@ -31,6 +43,8 @@ class GemmWorkspace {
   GemmWorkspace();
   float* packed_a() { return a_.data(); }
   float* packed_b() { return b_.data(); }
+  std::uint16_t* packed_bf16_a() { return bf16_a_.data(); }
+  std::uint16_t* packed_bf16_b() { return bf16_b_.data(); }
 
   // Memory to claim for writing while products run: each kernel call also
   // prefetches the next few cache lines of [begin, end) with write intent, so
@@ -56,6 +70,7 @@ class GemmWorkspace {
   // size makes ~2,500 kernel calls, enough for a 2-rank part (~17,000 lines).
   static constexpr int kClaimLines = 8;
   FlatBuffer a_, b_;
+  std::vector<std::uint16_t, Eigen::aligned_allocator<std::uint16_t>> bf16_a_, bf16_b_;
   const char* claim_next_ = nullptr;
   const char* claim_end_ = nullptr;
 };
@@ -64,6 +79,11 @@ class GemmWorkspace {
 // A is stored (m x k, lda) or, with trans_a, (k x m, lda); B likewise.
 void gemm(long m, long n, long k, const float* a, long lda, bool trans_a, const float* b, long ldb, bool trans_b,
           float* c, long ldc, GemmWorkspace& workspace);
+
+// out[i] = in[i] rounded to bf16 as the bf16 kernels round (nearest even,
+// denormal inputs as 0: vcvtne2ps2bf16) and widened back to f32. Needs
+// gemm_kernel_supported(GemmKernel::kAvx512Bf16).
+void round_to_bf16(const float* in, std::size_t n, float* out);
 
 // The same product through Eigen (any scalar, and Eigen's own threading).
 template <typename T>

@@ -87,7 +87,7 @@ class Mlp {
 
  private:
   void plan_pieces(std::size_t piece_elements);
-  // c (m x n) = op(a) op(b): nn_dist's kernel for float on one thread, else Eigen.
+  // c (m x n) = op(a) op(b): nn_dist's kernel for float on one thread or in bf16, else Eigen.
   void multiply(long m, long n, long k, const T* a, long lda, bool trans_a, const T* b, long ldb, bool trans_b, T* c,
                 long ldc);
 

@@ -60,6 +60,7 @@ struct RunShape {
   long steps_per_epoch = 0;
   std::string sample_order;   // Minibatches::sample_order()
   double peak_lr = 0;         // --lr after --lr-scaling
+  std::string precision = "f32";  // --precision
 };
 
 // Rank 0, on --resume: a mid-epoch checkpoint continues only the same run

@@ -1,0 +1,206 @@
+// The bf16 products (--precision bf16): each kernel this CPU runs against a
+// double-precision product of the bf16-rounded inputs, the rounding against
+// its definition, and the kernels against each other.
+//
+// The tolerance, derived: a product of two bf16 numbers (8-bit significands)
+// is exact in f32, so the only error is the f32 sum of k exact terms. In any
+// order that sum is within gamma_(k-1) * sum|a_i b_i| of the exact one, with
+// gamma_n = n u / (1 - n u) and u = 2^-24 (Higham, Accuracy and Stability,
+// 4.2); the test allows k u sum|a_i b_i| per element.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "nn_dist/common/cpu.hpp"
+#include "nn_dist/common/error.hpp"
+#include "nn_dist/model/gemm.hpp"
+#include "test_util.hpp"
+
+namespace nn_dist {
+namespace {
+
+std::vector<GemmKernel> bf16_kernels() {
+  std::vector<GemmKernel> kernels;
+  for (GemmKernel k : {GemmKernel::kAmx, GemmKernel::kAvx512Bf16}) {
+    if (gemm_kernel_supported(k)) kernels.push_back(k);
+  }
+  return kernels;
+}
+
+struct KernelChoice {
+  explicit KernelChoice(GemmKernel k) { set_gemm_kernel(k, kernel_precision(k)); }
+  ~KernelChoice() { set_gemm_kernel(GemmKernel::kAuto); }
+};
+
+// The definition: round to nearest, ties to even; NaN stays a (quiet) NaN;
+// denormal inputs count as zero, as vcvtne2ps2bf16 treats them.
+float bf16_reference(float x) {
+  std::uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) {
+    u = (u | 0x00400000u) & 0xFFFF0000u;
+  } else if ((u & 0x7F800000u) == 0) {
+    u &= 0x80000000u;
+  } else {
+    u = (u + 0x7FFFu + (u >> 16 & 1)) & 0xFFFF0000u;
+  }
+  float r;
+  std::memcpy(&r, &u, 4);
+  return r;
+}
+
+TEST(Bf16GemmTest, DetectsTheCpusBf16Instructions) {
+  EXPECT_EQ(gemm_kernel_supported(GemmKernel::kAvx512Bf16), cpu_has_avx512() && cpu_has_avx512_bf16());
+  if (!cpu_has_amx_bf16()) {
+    EXPECT_FALSE(gemm_kernel_supported(GemmKernel::kAmx));
+  }
+  if (!gemm_kernel_supported(GemmKernel::kAvx512Bf16)) {
+    try {
+      set_gemm_kernel(GemmKernel::kAuto, Precision::kBf16);
+      ADD_FAILURE() << "--precision bf16 accepted on a CPU without bf16 products";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("AVX512_BF16"), std::string::npos) << e.what();
+    }
+  } else {
+    set_gemm_kernel(GemmKernel::kAuto, Precision::kBf16);
+    EXPECT_EQ(gemm_kernel(), bf16_kernels().front());  // AMX first where the CPU has it
+    set_gemm_kernel(GemmKernel::kAuto);
+  }
+  EXPECT_THROW(set_gemm_kernel(GemmKernel::kAvx512, Precision::kBf16), Error);
+  EXPECT_THROW(set_gemm_kernel(GemmKernel::kAmx, Precision::kF32), Error);
+  std::printf("[          ] this CPU: amx %d, avx512_bf16 %d\n", gemm_kernel_supported(GemmKernel::kAmx),
+              gemm_kernel_supported(GemmKernel::kAvx512Bf16));
+}
+
+TEST(Bf16GemmTest, RoundsToNearestEvenAsDefined) {
+  if (!gemm_kernel_supported(GemmKernel::kAvx512Bf16)) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  std::vector<float> in, out;
+  for (std::uint64_t u = 0; u < (1ull << 32); u += 65521) {  // a prime stride through every bit pattern
+    const std::uint32_t bits = static_cast<std::uint32_t>(u);
+    float f;
+    std::memcpy(&f, &bits, 4);
+    in.push_back(f);
+  }
+  for (std::uint32_t bits : {0x3F808000u, 0x3F818000u, 0x3F808001u, 0x007FFFFFu, 0x80000001u, 0x7F7FFFFFu,
+                             0x7F800001u, 0xFF800000u, 0x00800000u}) {  // ties, denormals, overflow, NaN, inf
+    float f;
+    std::memcpy(&f, &bits, 4);
+    in.push_back(f);
+  }
+  out.resize(in.size());
+  round_to_bf16(in.data(), in.size(), out.data());
+  long wrong = 0;
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const float want = bf16_reference(in[i]);
+    wrong += std::memcmp(&want, &out[i], 4) != 0;
+  }
+  EXPECT_EQ(wrong, 0) << "of " << in.size();
+}
+
+// C (ldc x n) from every bf16 kernel at one shape, and the bound on each element.
+struct Product {
+  long m, n, k;
+  bool ta, tb;
+  long lda, ldb, ldc;
+  std::vector<float> a, b;
+  std::vector<double> exact, bound;  // the exact product of the rounded inputs; k u sum|a b|
+  Product(long m_, long n_, long k_, bool ta_, bool tb_, Rng& rng)
+      : m(m_), n(n_), k(k_), ta(ta_), tb(tb_), lda((ta ? k : m) + 3), ldb((tb ? n : k) + 1), ldc(m + 5) {
+    a.resize(lda * (ta ? m : k));
+    b.resize(ldb * (tb ? k : n));
+    for (float& v : a) v = static_cast<float>(rng.normal());
+    for (float& v : b) v = static_cast<float>(rng.normal());
+    std::vector<float> ra(a.size()), rb(b.size());
+    round_to_bf16(a.data(), a.size(), ra.data());
+    round_to_bf16(b.data(), b.size(), rb.data());
+    exact.assign(ldc * n, 0.0);
+    bound.assign(ldc * n, 0.0);
+    for (long j = 0; j < n; ++j) {
+      for (long i = 0; i < m; ++i) {
+        double sum = 0, mag = 0;
+        for (long p = 0; p < k; ++p) {
+          const double t = static_cast<double>(ta ? ra[i * lda + p] : ra[p * lda + i]) *
+                           (tb ? rb[p * ldb + j] : rb[j * ldb + p]);
+          sum += t;
+          mag += std::abs(t);
+        }
+        exact[j * ldc + i] = sum;
+        bound[j * ldc + i] = static_cast<double>(k) * std::ldexp(1.0, -24) * mag;
+      }
+    }
+  }
+  std::vector<float> run(GemmWorkspace& workspace) const {
+    std::vector<float> c(ldc * n, -7.0f);
+    gemm(m, n, k, a.data(), lda, ta, b.data(), ldb, tb, c.data(), ldc, workspace);
+    return c;
+  }
+};
+
+TEST(Bf16GemmTest, EveryKernelIsWithinTheSumsBoundOfTheExactProduct) {
+  if (bf16_kernels().empty()) GTEST_SKIP() << "this CPU has neither AMX-BF16 nor AVX512_BF16";
+  Rng rng(11);
+  GemmWorkspace workspace;
+  struct Shape {
+    long m, n, k;
+  };
+  for (const Shape s : {Shape{1, 1, 1}, Shape{32, 32, 32}, Shape{33, 9, 7}, Shape{10, 128, 256}, Shape{512, 128, 784},
+                        Shape{31, 5, 513}, Shape{70, 1100, 40}, Shape{256, 32, 512}, Shape{3, 600, 1100},
+                        Shape{17, 40, 1}}) {
+    for (int t = 0; t < 4; ++t) {
+      const Product p(s.m, s.n, s.k, t & 1, t & 2, rng);
+      std::vector<std::vector<float>> results;
+      for (GemmKernel kernel : bf16_kernels()) {
+        SCOPED_TRACE(gemm_kernel_name(kernel) + " " + std::to_string(s.m) + "x" + std::to_string(s.n) + "x" +
+                     std::to_string(s.k) + " trans " + std::to_string(t));
+        const KernelChoice choice(kernel);
+        const std::vector<float> c = p.run(workspace);
+        long outside = 0, beyond = 0;
+        for (long j = 0; j < s.n; ++j) {
+          for (long i = 0; i < p.ldc; ++i) {
+            const std::size_t at = j * p.ldc + i;
+            if (i >= s.m) {
+              outside += c[at] != -7.0f;
+            } else {
+              beyond += std::abs(c[at] - p.exact[at]) > p.bound[at];
+            }
+          }
+        }
+        EXPECT_EQ(outside, 0) << "wrote outside C";
+        EXPECT_EQ(beyond, 0) << "elements beyond k u sum|a b|";
+        EXPECT_EQ(p.run(workspace), c) << "the same inputs gave other bits";
+        results.push_back(c);
+      }
+      // so two kernels agree within twice the bound (each is within it of the exact product)
+      for (std::size_t r = 1; r < results.size(); ++r) {
+        long apart = 0;
+        for (long j = 0; j < s.n; ++j) {
+          for (long i = 0; i < s.m; ++i) {
+            const std::size_t at = j * p.ldc + i;
+            apart += std::abs(results[r][at] - results[0][at]) > 2 * p.bound[at];
+          }
+        }
+        EXPECT_EQ(apart, 0) << "kernels disagree beyond twice the bound";
+      }
+    }
+  }
+}
+
+// The f32 kernel on the same inputs is not within the bound: the test sees rounding.
+TEST(Bf16GemmTest, TheBoundSeparatesBf16FromF32Products) {
+  if (bf16_kernels().empty()) GTEST_SKIP() << "this CPU has neither AMX-BF16 nor AVX512_BF16";
+  Rng rng(12);
+  GemmWorkspace workspace;
+  const Product p(64, 32, 256, false, false, rng);
+  const std::vector<float> f32 = p.run(workspace);  // the automatic f32 kernel
+  long beyond = 0;
+  for (long j = 0; j < p.n; ++j) {
+    for (long i = 0; i < p.m; ++i) beyond += std::abs(f32[j * p.ldc + i] - p.exact[j * p.ldc + i]) > p.bound[j * p.ldc + i];
+  }
+  EXPECT_GT(beyond, p.m * p.n / 2);
+}
+
+}  // namespace
+}  // namespace nn_dist
