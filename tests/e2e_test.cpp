@@ -230,6 +230,10 @@ std::vector<BadCase> bad_cases() {
       // Every feature x 1e39 overflows float: it was reported as divergence ("try a smaller --lr").
       flag_case("ScaleOverflowsFloat", {"--scale", "1e39"},
                 {"feature", "beyond float's range", "step 1", "--scale 1e+39", "smaller --scale"}, true),
+      flag_case("PrecisionUnknown", {"--precision", "fp16"}, {"--precision", "fp16", "f32 or bf16"}),
+      flag_case("Bf16KernelWithoutBf16Precision", {"--gemm", "amx"}, {"--gemm amx", "bf16", "--precision bf16"}),
+      flag_case("F32KernelWithBf16Precision", {"--gemm", "avx2", "--precision", "bf16"},
+                {"--gemm avx2", "f32", "amx, avx512_bf16"}),
       flag_case("HiddenZero", {"--hidden", "0"}, {"--hidden", "positive"}),
       flag_case("HiddenNegative", {"--hidden", "-3"}, {"--hidden", "-3"}),
       flag_case("HiddenNotANumber", {"--hidden", "abc"}, {"--hidden", "abc"}, true),
@@ -1104,6 +1108,48 @@ TEST_F(E2eTest, DropoutAndClippingKeepTheBitsOfResumedAndDefaultRuns) {
   const SavedRun end = read_saved(path("resumed.h5"), {2, 8, 3});
   EXPECT_TRUE(same_bits(end.params, whole.params)) << "the resumed run's parameters differ";
   EXPECT_TRUE(same_bits(end.momentum, whole.momentum)) << "the resumed run's momentum differs";
+}
+
+// --precision bf16 keeps nn_dist's promises: the same run twice gives the
+// same bits, ranks hold identical parameters (one checkpoint), a mid-epoch
+// resume ends with the uninterrupted run's bits, and a resume in the other
+// precision carries the state over with a note.
+TEST_F(E2eTest, Bf16RunsRepeatAndResumeBitForBit) {
+  const RunResult probe = run_nn_dist(dir_, 1, {"--data", shared().train, "--epochs", "1", "--precision", "bf16",
+                                                "--checkpoint", path("probe.h5"), "--max-steps", "1"});
+  if (probe.code == 2 && contains(probe.err, "neither AMX-BF16 nor AVX512_BF16")) {
+    GTEST_SKIP() << "this CPU has no bf16 products (AMX-BF16 or AVX512_BF16)";
+  }
+  expect_success(probe);
+  const std::vector<std::string> common{"--data", shared().train, "--hidden", "16", "--epochs", "3", "--lr", "0.05",
+                                        "--momentum", "0.9", "--precision", "bf16"};
+  const auto with = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), common.begin(), common.end());
+    return more;
+  };
+  expect_success(run_nn_dist(dir_, 2, with({"--checkpoint", path("a.h5")})));
+  expect_success(run_nn_dist(dir_, 2, with({"--checkpoint", path("b.h5")})));
+  const SavedRun a = read_saved(path("a.h5"), {2, 16, 3});
+  EXPECT_TRUE(same_bits(a.params, read_saved(path("b.h5"), {2, 16, 3}).params)) << "the same bf16 run twice differs";
+  std::vector<std::string> f32 = with({"--checkpoint", path("f32.h5")});
+  f32.erase(f32.end() - 4, f32.end() - 2);  // without --precision bf16
+  expect_success(run_nn_dist(dir_, 2, f32));
+  EXPECT_FALSE(same_bits(a.params, read_saved(path("f32.h5"), {2, 16, 3}).params)) << "bf16 changed nothing";
+
+  expect_success(run_nn_dist(dir_, 2, with({"--checkpoint-dir", path("ck"), "--checkpoint-every-steps", "5",
+                                            "--keep-checkpoints", "100"})));
+  const std::string from = path("ck/ckpt-0000000010.h5");  // 7 steps per epoch: step 10 is mid-epoch 2
+  ASSERT_GT(read_saved(from, {2, 16, 3}).state.epoch_step, 0) << from << " is not a mid-epoch checkpoint";
+  expect_success(run_nn_dist(dir_, 2, with({"--resume", from, "--checkpoint", path("resumed.h5")})));
+  const SavedRun end = read_saved(path("resumed.h5"), {2, 16, 3});
+  EXPECT_TRUE(same_bits(end.params, a.params)) << "the resumed bf16 run's parameters differ";
+  EXPECT_TRUE(same_bits(end.momentum, a.momentum)) << "the resumed bf16 run's momentum differs";
+
+  std::vector<std::string> across = {"--data", shared().train, "--hidden", "16", "--epochs", "3", "--lr", "0.05",
+                                     "--momentum", "0.9", "--resume", from, "--checkpoint", path("across.h5")};
+  const RunResult r = run_nn_dist(dir_, 2, across);
+  expect_success(r);
+  EXPECT_TRUE(contains(r.out, "whose products were bf16, continued in f32")) << describe(r);
 }
 
 TEST_F(E2eTest, ResumeAutoNeedsSomewhereToLookAndOneKindOfCheckpoint) {

@@ -2,7 +2,9 @@
 // its matrix kernel at run time. Under qemu-user's Haswell (AVX2 + FMA, no
 // AVX-512) the real binary trains at 1 and 2 ranks with the AVX2 kernel and
 // reaches the result it reaches on this CPU; every kernel this CPU runs
-// trains to the same result within float tolerance.
+// trains to the same result within float tolerance, and the bf16 kernels
+// (--precision bf16) within bf16's. A CPU without bf16 products refuses
+// --precision bf16 in one line.
 #include <unistd.h>
 
 #include "e2e_util.hpp"
@@ -56,6 +58,33 @@ TEST_F(PortableTest, EveryKernelThisCpuRunsTrainsToTheSameResult) {
     EXPECT_NEAR(got[0], expected[0], 1e-4 * std::max(1.0, expected[0])) << describe(r);
     EXPECT_NEAR(got[1], expected[1], 0.01) << describe(r);
   }
+  // bf16 products: each step's values differ from f32 by about 2^-9 relative, so the loss after three epochs
+  // is compared within 2%, the accuracy within 2 points.
+  for (const std::string kernel : {"amx", "avx512_bf16"}) {
+    SCOPED_TRACE(kernel);
+    std::vector<std::string> args = task();
+    args.insert(args.end(), {"--precision", "bf16", "--gemm", kernel});
+    const RunResult r = run_nn_dist(dir_, 2, args);
+    if (r.code == 2 && contains(r.err, "does not have the instructions")) continue;
+    expect_success(r);
+    EXPECT_TRUE(contains(r.out, kernel + " kernel (bf16 products")) << describe(r);
+    const std::vector<double> got = final_metrics(r);
+    ASSERT_EQ(got.size(), 2u) << describe(r);
+    EXPECT_NEAR(got[0], expected[0], 0.02 * std::max(1.0, expected[0])) << describe(r);
+    EXPECT_NEAR(got[1], expected[1], 0.02) << describe(r);
+  }
+}
+
+TEST_F(PortableTest, Bf16IsOneClearErrorOnAnEmulatedCpuWithoutBf16Products) {
+  const std::string qemu = qemu_binary();
+  if (qemu.empty()) GTEST_SKIP() << "qemu-user is not installed (scripts/install_deps.sh installs it)";
+  const RunResult refused = run_shell(dir_, mpirun_prefix(2) + " " + quote(qemu) + " -cpu Haswell " +
+                                                quote(NN_DIST_BIN) + joined(task()) + " --precision bf16",
+                                      600);
+  EXPECT_EQ(refused.code, 2) << describe(refused);
+  EXPECT_TRUE(contains(refused.err, "--precision bf16: this CPU has neither AMX-BF16 nor AVX512_BF16"))
+      << describe(refused);
+  EXPECT_FALSE(contains(refused.err, "Illegal instruction")) << describe(refused);
 }
 
 TEST_F(PortableTest, TrainsOnAnEmulatedCpuWithoutAvx512) {

@@ -15,6 +15,13 @@ steps; the metrics CSV's grad_norm is torch's norm of the epoch's last step).
 With --dropout, nn_dist writes the masks it applies (NN_DIST_DROPOUT_MASKS, a
 test hook) and torch multiplies its hidden outputs by the same masks. Cases with
 dtype float64 run torch in double precision: what is left is nn_dist's float32.
+Cases with precision bf16 (one per bf16 kernel the CPU has: --gemm amx,
+avx512_bf16) run one full step, torch computing every product as
+x.bfloat16().float() @ w.bfloat16().float() (forward and both backward
+products). Tolerance, derived: products of bf16 values are exact in f32, so
+the two sides differ only in the order of f32 sums: at most k u sum|terms|,
+u = 2^-24, k <= 16 here, ~1e-6 relative after one step: tolerance 2e-6. Plain
+f32 torch must miss it by 10x or more, which shows the rounding is there.
 Usage: torch_parity.py NN_DIST NN_DATAGEN MPIEXEC
 """
 import math
@@ -88,6 +95,45 @@ CASES = [
 ]
 
 
+def bf16_kernels():
+    """The --gemm bf16 kernels this CPU runs (as nn_dist decides: AMX needs AVX512_BF16 too)."""
+    flags = set(next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), []))
+    if "avx512_bf16" not in flags:
+        return []
+    return (["amx"] if {"amx_bf16", "amx_tile"} <= flags else []) + ["avx512_bf16"]
+
+
+# One full step (16 samples, global batch 16: a power of two, so torch's mean and nn_dist's sum round alike).
+for _kernel in bf16_kernels():
+    CASES += [
+        dict(ranks=2, batch=8, kind="teacher", loss="softmax", act="relu", hidden=[12, 7], samples=16, epochs=1,
+             precision="bf16", opt=dict(name="sgd", lr=1.0, momentum=0.0, weight_decay=0.0),
+             flags=["--precision", "bf16", "--gemm", _kernel]),
+        dict(ranks=1, batch=16, kind="regression", loss="mse", act="tanh", hidden=[10, 6], samples=16, epochs=1,
+             precision="bf16", opt=dict(name="sgd", lr=1.0, momentum=0.0, weight_decay=0.0),
+             flags=["--precision", "bf16", "--gemm", _kernel]),
+    ]
+
+
+def bf16(t):
+    """t rounded to bf16 (nearest even) and back to float32."""
+    return t.bfloat16().float()
+
+
+class Bf16Linear(torch.autograd.Function):
+    """A linear layer whose three products take bf16-rounded inputs and sum in float32."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        return bf16(x) @ bf16(w).t() + b
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return bf16(g) @ bf16(w), bf16(g).t() @ bf16(x), g.sum(0)
+
+
 def scheduled_lr(sched, peak, k, steps_per_epoch, epochs):
     """nn_dist's lr of step k (README, Learning-rate schedules), written out again."""
     warm = min(1.0, (k + 1) / (sched["warmup"] * steps_per_epoch)) if sched["warmup"] > 0 else 1.0
@@ -128,7 +174,7 @@ def dtype(case):
 def make_data(case, tmp):
     """The case's data set (nn_datagen): its path, X as a tensor (the case's dtype) and y as stored."""
     data = os.path.join(tmp, "data.h5")
-    must_run([NN_DATAGEN, "--kind", case["kind"], "--samples", "203", "--features", "5", "--classes", "3",
+    must_run([NN_DATAGEN, "--kind", case["kind"], "--samples", str(case.get("samples", 203)), "--features", "5", "--classes", "3",
               "--targets", "2", "--seed", "3", "--out", data])
     with h5py.File(data) as f:
         x = torch.from_numpy(f["X"][:].astype(np.float32)).to(dtype(case))
@@ -246,12 +292,15 @@ def torch_optimizer(case, model, steps, epochs):
 
 def forward(case, model, x, rows, masks, step):
     """model(x[rows]), with each hidden layer's output times nn_dist's dropout mask of (step, layer, row)."""
-    if masks is None:
+    if masks is None and case.get("precision") != "bf16":
         return model(x[rows])
     h, layer = x[rows], 0
     for module in model:
-        h = module(h)
-        if not isinstance(module, torch.nn.Linear):  # a hidden layer's activation
+        if isinstance(module, torch.nn.Linear) and case.get("precision") == "bf16":
+            h = Bf16Linear.apply(h, module.weight, module.bias)
+        else:
+            h = module(h)
+        if not isinstance(module, torch.nn.Linear) and masks is not None:  # a hidden layer's activation
             h = h * torch.stack([masks[(step, layer, row)] for row in rows])
             layer += 1
     return h
@@ -292,7 +341,8 @@ def largest_difference(out, linears):
     return worst
 
 
-def run_case(case, tmp, epochs=2):
+def run_case(case, tmp):
+    epochs = case.get("epochs", 2)
     data, x, y_raw = make_data(case, tmp)
     outputs = {"softmax": 3, "logistic": 1, "mse": y_raw.shape[1] if y_raw.ndim == 2 else 1}[case["loss"]]
     sizes = [x.shape[1]] + case["hidden"] + [outputs]
@@ -303,7 +353,13 @@ def run_case(case, tmp, epochs=2):
     run_nn_dist(case, data, init, out, epochs, metrics, mask_file)
     masks = read_masks(case, mask_file, case["hidden"]) if "dropout" in case else None
     norms = train_torch(case, model, x, y_raw, epochs, masks)
-    return largest_difference(out, linears), norms, metrics, masks
+    plain = None
+    if case.get("precision") == "bf16":  # torch without the rounding, to show the tolerance sees it
+        f32 = {k: v for k, v in case.items() if k != "precision"}
+        f32_model, f32_linears = torch_model(f32, sizes)
+        train_torch(f32, f32_model, x, y_raw, epochs)
+        plain = largest_difference(out, f32_linears)
+    return largest_difference(out, linears), norms, metrics, masks, plain
 
 
 def check_clipping(case, norms, metrics):
@@ -324,10 +380,15 @@ def main():
     failed = 0
     for case in CASES:
         with tempfile.TemporaryDirectory() as tmp:
-            worst, norms, metrics, masks = run_case(case, tmp)
+            worst, norms, metrics, masks, plain = run_case(case, tmp)
             ok, clip_words = check_clipping(case, norms, metrics) if "clip" in case else (True, "")
             mask_ok, mask_words = check_masks(case, masks) if masks else (True, "")
-        ok = ok and mask_ok and worst < 2e-5
+        tolerance = 2e-6 if case.get("precision") == "bf16" else 2e-5
+        ok = ok and mask_ok and worst < tolerance
+        plain_words = ""
+        if plain is not None:
+            ok = ok and plain > 10 * tolerance
+            plain_words = f"; torch without bf16 rounding differs by {plain:.2e} (must exceed {10 * tolerance:.0e})"
         failed += not ok
         sched = f"/{case['sched']['schedule']}+warmup+{case['sched']['scaling']}" if "sched" in case else ""
         clip = f"/clip {case['clip']}" if "clip" in case else ""
@@ -335,8 +396,8 @@ def main():
         flags = " " + " ".join(case["flags"]) if "flags" in case else ""
         act = f"{case['act']}({case['slope']})" if "slope" in case else case["act"]
         print(f"{'ok  ' if ok else 'FAIL'} {case['ranks']} rank(s){flags}, {case['loss']}/{act}/"
-              f"{case['opt']['name']}{sched}{clip}, torch {case.get('dtype', 'float32')}: largest relative "
-              f"weight difference {worst:.2e} (tolerance 2e-5){clip_words}{mask_words}")
+              f"{case['opt']['name']}{sched}{clip}, torch {case.get('dtype', 'float32')}{' bf16 products' if case.get('precision') else ''}: largest relative "
+              f"weight difference {worst:.2e} (tolerance {tolerance:.0e}){clip_words}{mask_words}{plain_words}")
     print(f"{len(CASES) - failed} passed, {failed} failed")
     return 1 if failed else 0
 
