@@ -416,6 +416,33 @@ TEST(MpiTrainingTest, ParametersAreBitIdenticalOnAllRanksAndAcrossRuns) {
   }
 }
 
+// --precision bf16, on each bf16 kernel this CPU runs: every rank holds the
+// same bits, and the same run repeats them.
+TEST(MpiTrainingTest, Bf16ParametersAreBitIdenticalOnAllRanksAndAcrossRuns) {
+  SharedDir dir("bitwise_bf16");
+  write_data(dir.file("d.h5"), 101, 6, 3);
+  for (GemmKernel kernel : {GemmKernel::kAmx, GemmKernel::kAvx512Bf16}) {
+    if (!gemm_kernel_supported(kernel)) continue;
+    SCOPED_TRACE(gemm_kernel_name(kernel));
+    Config c = base_config(dir.file("d.h5"));
+    c.optimizer.kind = OptimizerKind::kAdam;
+    c.optimizer.lr = 0.01;
+    c.precision = Precision::kBf16;
+    c.gemm = kernel;
+    for (AllreduceMode mode : {AllreduceMode::kShared, AllreduceMode::kRing}) {
+      c.allreduce = mode;
+      Trainer first(comm(), c);
+      first.run();
+      EXPECT_EQ(gemm_kernel(), kernel);
+      EXPECT_TRUE(same_on_all_ranks(first.params()));
+      Trainer second(comm(), c);
+      second.run();
+      EXPECT_EQ(first.params(), second.params()) << "same seed, ranks and kernel must repeat bit for bit";
+    }
+  }
+  set_gemm_kernel(GemmKernel::kAuto);
+}
+
 TEST(MpiTrainingTest, UnevenShardsFinishWithEqualStepCounts) {
   SharedDir dir("uneven");
   const long n = 3 * comm().size() + 1;  // one rank holds one sample more
