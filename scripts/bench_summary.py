@@ -3,7 +3,8 @@
 
   bench_summary.py record OUT.jsonl CONFIG REPEAT SIDE WALL_S LOG [key=value ...]
       Find the last 'BENCH_JSON {...}' line in LOG (or, for nn_roofline, the
-      'ROOFLINE_JSON {...}' line of nn_dist's products) and append one JSON line
+      'ROOFLINE_JSON {...}' line of nn_dist's products, or of the kernel that
+      products=KERNEL names, e.g. products=amx) and append one JSON line
       {"config","repeat","side","wall_s",...extra, "bench": {...}} to OUT.jsonl
       (with "error" instead of "bench" when the run printed none). Exit 1 then.
 
@@ -36,6 +37,27 @@ ROWS = [
      "overlap_on", "overlap_off"),
 ]
 
+# nn_roofline times only the bf16 kernels the CPU runs: a row of one it lacks is left out, not shown empty.
+BF16_KERNELS = ("amx", "avx512_bf16")
+OPTIONAL_SIDES = {f"roofline_{kernel}" for kernel in BF16_KERNELS}
+
+
+def bf16_rows(ranks, batch):
+    """(e)'s rows: nn_dist --precision bf16 against f32, torch's bf16 autocast and (1 rank) nn_roofline's bf16
+    kernels."""
+    config = f"e_{ranks}rank_b{batch}"
+    where = f"(e) 1 rank, batch {batch}" if ranks == 1 else f"(e) {ranks} ranks, batch {batch}/rank"
+    torch = "torch bf16 autocast" if ranks == 1 else "torch DDP bf16 autocast"
+    rows = [(f"{where}: nn_dist bf16 vs nn_dist f32", config, "nn_dist_bf16", "nn_dist_f32"),
+            (f"{where}: nn_dist bf16 vs {torch}", config, "nn_dist_bf16", "torch_bf16")]
+    if ranks == 1:
+        rows += [(f"{where}: nn_dist bf16 vs GEMM roofline [{kernel}]", config, "nn_dist_bf16", f"roofline_{kernel}")
+                 for kernel in BF16_KERNELS]
+    return rows
+
+
+ROWS += [row for ranks, batch in ((1, 128), (1, 32), (2, 128), (2, 32)) for row in bf16_rows(ranks, batch)]
+
 
 def record(argv):
     out, config, repeat, side, wall, log = argv[:6]
@@ -44,6 +66,7 @@ def record(argv):
         k, _, v = kv.partition("=")
         rec[k] = v
     bench = None
+    products = rec.get("products", "nn_dist")
     try:
         with open(log, errors="replace") as f:
             for line in f:
@@ -51,7 +74,7 @@ def record(argv):
                     bench = json.loads(line[len("BENCH_JSON "):])
                 elif line.startswith("ROOFLINE_JSON "):
                     roof = json.loads(line[len("ROOFLINE_JSON "):])
-                    if roof.get("products") == "nn_dist":
+                    if roof.get("products") == products:
                         bench = dict(roof, step_ms=roof["gemm_ms"])
     except (OSError, ValueError) as e:
         rec["error"] = f"{type(e).__name__}: {e}"
@@ -69,6 +92,8 @@ def record(argv):
     extra = f"  [{bench['blas_core']}]" if "blas_core" in bench else ""
     if "allreduce" in bench:
         extra = f"  [allreduce {bench['allreduce']}, overlap {str(bench.get('overlap')).lower()}]"
+    if bench.get("precision", "f32") != "f32":
+        extra += f"  [{bench['precision']}" + (f", kernel {bench['kernel']}]" if "kernel" in bench else "]")
     if rec.get("core_rtt_ns"):
         extra += f"  [cores {float(rec['core_rtt_ns']):.0f} ns]"
     print(f"  {config} #{repeat} {side:15s} {bench['samples_per_sec']:10.0f} samples/s  "
@@ -103,7 +128,7 @@ def table(argv):
         bv = [runs[(config, b, r)] for r in reps if (config, b, r) in runs]
         ratios = [runs[(config, a, r)] / runs[(config, b, r)] for r in reps
                   if (config, a, r) in runs and (config, b, r) in runs]
-        if not av and not bv:
+        if (not av and not bv) or (not bv and b in OPTIONAL_SIDES):
             continue
         rows.append((label,
                      fmt_range(av) if av else "-",

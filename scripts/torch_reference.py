@@ -6,7 +6,9 @@ shuffling each rank's contiguous shard every epoch with torch.randperm and
 gathering each minibatch by index into preallocated tensors
 (torch.index_select(..., out=...)), so data loading costs what nn_dist's does.
 --dropout and --clip-grad-norm as nn_dist's: nn.Dropout after each hidden
-activation, torch.nn.utils.clip_grad_norm_ before each update.
+activation, torch.nn.utils.clip_grad_norm_ before each update. --precision bf16:
+forward and loss under torch.autocast("cpu", dtype=torch.bfloat16), the standard
+mixed-precision recipe (parameters, gradients and update stay float32).
 
 Timing follows nn_dist --profile: a step runs from the batch gather to the end
 of the optimizer update; the first --warmup-steps steps are left out; the
@@ -27,6 +29,7 @@ or each rank launched by a driver (MASTER_ADDR=127.0.0.1, --master-port or MASTE
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -49,6 +52,8 @@ def parse_args(argv=None):
     p.add_argument("--loss", default="softmax", choices=["softmax", "auto"],
                    help="only softmax cross-entropy (accepted for nn_dist compatibility)")
     p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--precision", default="f32", choices=["f32", "bf16"],
+                   help="bf16: forward and loss under torch.autocast('cpu', dtype=torch.bfloat16)")
     p.add_argument("--momentum", type=float, default=0.0)
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--dropout", default="0", help="nn.Dropout after each hidden activation: one rate, or one per layer")
@@ -235,6 +240,9 @@ class Training:
         self.xbuf = torch.empty(B, shard.d, dtype=torch.float32)
         self.ybuf = torch.empty(B, dtype=torch.int64)
         self.gen = torch.Generator()
+        # f32 runs the same code under a context that does nothing.
+        self.autocast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if args.precision == "bf16"
+                         else contextlib.nullcontext)
         self.log_every = args.log_every or max(1, self.steps_per_epoch // 10)
         self.times = StepTimes()
         self.global_step = 0
@@ -280,13 +288,14 @@ class Training:
         self.torch.index_select(self.shard.x, 0, idx, out=xb)
         self.torch.index_select(self.shard.y, 0, idx, out=yb)
         t1 = time.perf_counter()
-        out = self.model(xb)
-        if n > 0:
-            loss = self.F.cross_entropy(out, yb)  # mean over this rank's batch
-            if n * self.world != global_n:  # uneven batches: weight so the DDP average is the global mean
-                loss = loss * (n * self.world / global_n)
-        else:
-            loss = out.sum() * 0.0
+        with self.autocast():
+            out = self.model(xb)
+            if n > 0:
+                loss = self.F.cross_entropy(out, yb)  # mean over this rank's batch
+                if n * self.world != global_n:  # uneven batches: weight so the DDP average is the global mean
+                    loss = loss * (n * self.world / global_n)
+            else:
+                loss = out.sum() * 0.0
         if n > 0:  # loss and accuracy sums, as nn_dist's forward pass computes them
             with self.torch.no_grad():
                 self.loss_sum += loss.detach().double() * (global_n / self.world)
@@ -352,7 +361,7 @@ def print_bench(args, world, times, epoch_loss, blas_core):
     rec = {
         "impl": "torch-ddp" if args.ddp else "torch",
         "ranks": world, "threads": args.threads, "batch_per_rank": args.batch_size,
-        "steps": times.steps,
+        "steps": times.steps, "precision": args.precision,
         "samples_per_sec": round(times.samples / times.total, 1),
         "step_ms": round(times.total * ms, 4), "data_ms": round(times.data * ms, 4),
         "forward_ms": round(times.forward * ms, 4), "backward_ms": round(times.backward * ms, 4),
