@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what nn_dist needs from Debian's archive. Idempotent: when every
 # package is already present it does nothing (no apt-get update, no network).
-# Usage: scripts/install_deps.sh [--bench]   (--bench adds timing tools)
+# Usage: scripts/install_deps.sh [--bench]   (--bench adds timing tools, and oneDNN to compare with)
 # PyTorch and h5py are always installed: a test compares nn_dist with PyTorch step for step;
 # matplotlib too: scripts/scale.py draws its plots with it, and a test checks them.
 # scikit-learn: its digits are the data of the dropout test (tests/dropout_overfit_test.py).
@@ -15,7 +15,7 @@ packages=(build-essential cmake openmpi-bin libopenmpi-dev libeigen3-dev libhdf5
           libboost-program-options-dev libgtest-dev python3-h5py python3-numpy python3-torch python3-matplotlib python3-sklearn
           libopenblas0-pthread qemu-user iproute2 util-linux slurmctld slurmd slurm-client munge bc)
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(hyperfine)
+  packages+=(hyperfine libdnnl-dev)  # libdnnl-dev: oneDNN, for nn_onednn_compare
 fi
 
 missing=()
