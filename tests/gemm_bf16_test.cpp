@@ -1,6 +1,6 @@
 // The bf16 products (--precision bf16): each kernel this CPU runs against a
 // double-precision product of the bf16-rounded inputs, the rounding against
-// its definition, and the kernels against each other.
+// its definition, and the kernels against each other and against f32's.
 //
 // The tolerance, derived: a product of two bf16 numbers (8-bit significands)
 // is exact in f32, so the only error is the f32 sum of k exact terms. In any
@@ -200,6 +200,38 @@ TEST(Bf16GemmTest, TheBoundSeparatesBf16FromF32Products) {
     for (long i = 0; i < p.m; ++i) beyond += std::abs(f32[j * p.ldc + i] - p.exact[j * p.ldc + i]) > p.bound[j * p.ldc + i];
   }
   EXPECT_GT(beyond, p.m * p.n / 2);
+}
+
+// bf16 and f32 kernels agree within the rounding's own bound. Rounding to
+// bf16 (8 significant bits) moves a value by at most u = 2^-8 of itself, so
+// |r(a) r(b) - a b| <= (2u + u^2) |a b|; each side's f32 sum adds at most
+// k 2^-24 sum|a b|. Per element: (2u + u^2 + 2 k 2^-24) sum|a_i b_i|.
+TEST(Bf16GemmTest, Bf16AndF32KernelsAgreeWithinTheRoundingBound) {
+  if (bf16_kernels().empty()) GTEST_SKIP() << "this CPU has neither AMX-BF16 nor AVX512_BF16";
+  Rng rng(13);
+  GemmWorkspace workspace;
+  for (int t = 0; t < 4; ++t) {
+    const Product p(70, 40, 300, t & 1, t & 2, rng);
+    const std::vector<float> f32 = p.run(workspace);  // the automatic f32 kernel
+    for (GemmKernel kernel : bf16_kernels()) {
+      SCOPED_TRACE(gemm_kernel_name(kernel) + " trans " + std::to_string(t));
+      const KernelChoice choice(kernel);
+      const std::vector<float> c = p.run(workspace);
+      const double u = std::ldexp(1.0, -8), per_term = 2 * u + u * u + 2 * p.k * std::ldexp(1.0, -24);
+      long beyond = 0;
+      for (long j = 0; j < p.n; ++j) {
+        for (long i = 0; i < p.m; ++i) {
+          double mag = 0;  // sum |a_i b_i| of the unrounded inputs
+          for (long q = 0; q < p.k; ++q) {
+            mag += std::abs(static_cast<double>(p.ta ? p.a[i * p.lda + q] : p.a[q * p.lda + i]) *
+                            (p.tb ? p.b[q * p.ldb + j] : p.b[j * p.ldb + q]));
+          }
+          beyond += std::abs(static_cast<double>(c[j * p.ldc + i]) - f32[j * p.ldc + i]) > per_term * mag;
+        }
+      }
+      EXPECT_EQ(beyond, 0);
+    }
+  }
 }
 
 }  // namespace
