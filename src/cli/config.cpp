@@ -432,9 +432,7 @@ void check_performance_options(Config& c, const TextOptions& t) {
   }
   c.gemm = parse_gemm_kernel(t.gemm);
   c.precision = parse_precision(t.precision);
-  if (c.gemm != GemmKernel::kAuto && kernel_precision(c.gemm) != c.precision) {
-    set_gemm_kernel(c.gemm, c.precision);  // throws: the kernel computes in the other precision
-  }
+  check_kernel_precision(c.gemm, c.precision);
   require_positive(c.bucket_mb, "bucket-mb");
   if (c.bucket_mb > 1e6) throw Error("--bucket-mb: at most 1000000 (1 TB), got " + std::to_string(c.bucket_mb));
   require_nonnegative(static_cast<double>(c.max_steps), "max-steps");

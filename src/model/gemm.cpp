@@ -244,16 +244,18 @@ void set_gemm_kernel(GemmKernel kernel, Precision precision) {
     selected() = best_kernel(precision);
     return;
   }
-  const std::string name = gemm_kernel_name(kernel);
-  if (kernel_precision(kernel) != precision) {
-    throw Error("--gemm " + name + " computes in " + precision_name(kernel_precision(kernel)) +
-                ", not --precision " + precision_name(precision) +
-                (precision == Precision::kBf16 ? " (bf16 kernels: amx, avx512_bf16)" : " (add --precision bf16)"));
-  }
+  check_kernel_precision(kernel, precision);
   if (!gemm_kernel_supported(kernel)) {
-    throw Error("--gemm " + name + ": this CPU does not have the instructions it needs");
+    throw Error("--gemm " + gemm_kernel_name(kernel) + ": this CPU does not have the instructions it needs");
   }
   selected() = kernel;
+}
+
+void check_kernel_precision(GemmKernel kernel, Precision precision) {
+  if (kernel == GemmKernel::kAuto || kernel_precision(kernel) == precision) return;
+  throw Error("--gemm " + gemm_kernel_name(kernel) + " computes in " + precision_name(kernel_precision(kernel)) +
+              ", not --precision " + precision_name(precision) +
+              (precision == Precision::kBf16 ? " (bf16 kernels: amx, avx512_bf16)" : " (add --precision bf16)"));
 }
 
 const NameTable<GemmKernel>& gemm_kernel_names() {

@@ -31,6 +31,8 @@ Precision kernel_precision(GemmKernel kernel);
 // precision); throws Error naming --gemm or --precision when this CPU lacks
 // the instructions or the kernel computes in the other precision.
 void set_gemm_kernel(GemmKernel kernel, Precision precision = Precision::kF32);
+// Throws Error naming --gemm and --precision when `kernel` (not kAuto) computes in the other precision.
+void check_kernel_precision(GemmKernel kernel, Precision precision);
 const NameTable<Precision>& precision_names();         // the names --precision takes
 Precision parse_precision(const std::string& name);    // throws Error naming --precision
 std::string precision_name(Precision precision);
