@@ -936,6 +936,22 @@ bool same_bits(const FlatBuffer& a, const FlatBuffer& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
+// The run `args(extra flags)` (2 ranks, 7 steps per epoch) checkpointed every
+// 5 steps into dir/ck, resumed from step 10 (mid-epoch 2), ends with the
+// uninterrupted run's parameters and momentum (`whole`) bit for bit.
+void expect_mid_epoch_resume_matches(const std::string& dir,
+                                     const std::function<std::vector<std::string>(std::vector<std::string>)>& args,
+                                     const SavedRun& whole, const std::vector<long>& sizes) {
+  expect_success(run_nn_dist(
+      dir, 2, args({"--checkpoint-dir", dir + "/ck", "--checkpoint-every-steps", "5", "--keep-checkpoints", "100"})));
+  const std::string from = dir + "/ck/ckpt-0000000010.h5";
+  ASSERT_GT(read_saved(from, sizes).state.epoch_step, 0) << from << " is not a mid-epoch checkpoint";
+  expect_success(run_nn_dist(dir, 2, args({"--resume", from, "--checkpoint", dir + "/resumed.h5"})));
+  const SavedRun end = read_saved(dir + "/resumed.h5", sizes);
+  EXPECT_TRUE(same_bits(end.params, whole.params)) << "the resumed run's parameters differ";
+  EXPECT_TRUE(same_bits(end.momentum, whole.momentum)) << "the resumed run's momentum differs";
+}
+
 TEST_F(E2eTest, ScheduledRunResumedMidEpochEndsWithTheUninterruptedRunsBits) {
   // 400 samples on 2 ranks, batch 32: 7 steps per epoch, global batch 64, so
   // the peak lr is 0.02 x 64/16 = 0.08; warmup until step 10.5, then cosine.
@@ -1100,14 +1116,7 @@ TEST_F(E2eTest, DropoutAndClippingKeepTheBitsOfResumedAndDefaultRuns) {
     ASSERT_EQ(cells.size(), 10u) << rows[e];
     EXPECT_GT(std::atof(cells[9].c_str()), 0.05) << "grad_norm: the last step's norm, above the clip: " << rows[e];
   }
-  expect_success(run_nn_dist(
-      dir_, 2, regularised({"--checkpoint-dir", path("ck"), "--checkpoint-every-steps", "5", "--keep-checkpoints", "100"})));
-  const std::string from = path("ck/ckpt-0000000010.h5");  // 7 steps per epoch: step 10 is mid-epoch 2
-  ASSERT_GT(read_saved(from, {2, 8, 3}).state.epoch_step, 0) << from << " is not a mid-epoch checkpoint";
-  expect_success(run_nn_dist(dir_, 2, regularised({"--resume", from, "--checkpoint", path("resumed.h5")})));
-  const SavedRun end = read_saved(path("resumed.h5"), {2, 8, 3});
-  EXPECT_TRUE(same_bits(end.params, whole.params)) << "the resumed run's parameters differ";
-  EXPECT_TRUE(same_bits(end.momentum, whole.momentum)) << "the resumed run's momentum differs";
+  expect_mid_epoch_resume_matches(dir_, regularised, whole, {2, 8, 3});
 }
 
 // --precision bf16 keeps nn_dist's promises: the same run twice gives the
@@ -1136,17 +1145,11 @@ TEST_F(E2eTest, Bf16RunsRepeatAndResumeBitForBit) {
   expect_success(run_nn_dist(dir_, 2, f32));
   EXPECT_FALSE(same_bits(a.params, read_saved(path("f32.h5"), {2, 16, 3}).params)) << "bf16 changed nothing";
 
-  expect_success(run_nn_dist(dir_, 2, with({"--checkpoint-dir", path("ck"), "--checkpoint-every-steps", "5",
-                                            "--keep-checkpoints", "100"})));
-  const std::string from = path("ck/ckpt-0000000010.h5");  // 7 steps per epoch: step 10 is mid-epoch 2
-  ASSERT_GT(read_saved(from, {2, 16, 3}).state.epoch_step, 0) << from << " is not a mid-epoch checkpoint";
-  expect_success(run_nn_dist(dir_, 2, with({"--resume", from, "--checkpoint", path("resumed.h5")})));
-  const SavedRun end = read_saved(path("resumed.h5"), {2, 16, 3});
-  EXPECT_TRUE(same_bits(end.params, a.params)) << "the resumed bf16 run's parameters differ";
-  EXPECT_TRUE(same_bits(end.momentum, a.momentum)) << "the resumed bf16 run's momentum differs";
+  expect_mid_epoch_resume_matches(dir_, with, a, {2, 16, 3});
 
   std::vector<std::string> across = {"--data", shared().train, "--hidden", "16", "--epochs", "3", "--lr", "0.05",
-                                     "--momentum", "0.9", "--resume", from, "--checkpoint", path("across.h5")};
+                                     "--momentum", "0.9", "--resume", path("ck/ckpt-0000000010.h5"),
+                                     "--checkpoint", path("across.h5")};
   const RunResult r = run_nn_dist(dir_, 2, across);
   expect_success(r);
   EXPECT_TRUE(contains(r.out, "whose products were bf16, continued in f32")) << describe(r);
