@@ -30,10 +30,7 @@ std::vector<GemmKernel> bf16_kernels() {
   return kernels;
 }
 
-struct KernelChoice {
-  explicit KernelChoice(GemmKernel k) { set_gemm_kernel(k, kernel_precision(k)); }
-  ~KernelChoice() { set_gemm_kernel(GemmKernel::kAuto); }
-};
+using testing::KernelChoice;
 
 // The definition: round to nearest, ties to even; NaN stays a (quiet) NaN;
 // denormal inputs count as zero, as vcvtne2ps2bf16 treats them.

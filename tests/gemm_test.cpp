@@ -28,10 +28,7 @@ std::vector<GemmKernel> packed_kernels() {
   return kernels;
 }
 
-struct KernelChoice {
-  explicit KernelChoice(GemmKernel k) { set_gemm_kernel(k); }
-  ~KernelChoice() { set_gemm_kernel(GemmKernel::kAuto); }
-};
+using testing::KernelChoice;
 
 TEST(GemmTest, DetectsTheCpusInstructionSets) {
   __builtin_cpu_init();

@@ -7,10 +7,17 @@
 #include <vector>
 
 #include "nn_dist/common/error.hpp"
+#include "nn_dist/model/gemm.hpp"
 #include "nn_dist/model/init.hpp"
 #include "nn_dist/model/layout.hpp"
 
 namespace nn_dist::testing {
+
+// Forces a matrix kernel (in its precision) while in scope, then restores the automatic f32 choice.
+struct KernelChoice {
+  explicit KernelChoice(GemmKernel k) { set_gemm_kernel(k, kernel_precision(k)); }
+  ~KernelChoice() { set_gemm_kernel(GemmKernel::kAuto); }
+};
 
 // Fills a flat buffer's tensors with N(0, scale^2) values (padding stays 0).
 template <typename Buffer>
