@@ -1121,7 +1121,7 @@ TEST_F(E2eTest, DropoutAndClippingKeepTheBitsOfResumedAndDefaultRuns) {
 
 // --precision bf16 keeps nn_dist's promises: the same run twice gives the
 // same bits, ranks hold identical parameters (one checkpoint), a mid-epoch
-// resume ends with the uninterrupted run's bits, and a resume in the other
+// resume ends with the uninterrupted run's bits, and a resume or --init in the other
 // precision carries the state over with a note.
 TEST_F(E2eTest, Bf16RunsRepeatAndResumeBitForBit) {
   const RunResult probe = run_nn_dist(dir_, 1, {"--data", shared().train, "--epochs", "1", "--precision", "bf16",
@@ -1153,6 +1153,11 @@ TEST_F(E2eTest, Bf16RunsRepeatAndResumeBitForBit) {
   const RunResult r = run_nn_dist(dir_, 2, across);
   expect_success(r);
   EXPECT_TRUE(contains(r.out, "whose products were bf16, continued in f32")) << describe(r);
+  const RunResult init = run_nn_dist(dir_, 2, {"--data", shared().train, "--epochs", "1", "--init", path("a.h5"),
+                                               "--checkpoint", path("from_init.h5")});
+  expect_success(init);
+  EXPECT_TRUE(contains(init.out, "trained with bf16 products; this run starts from its f32 weights with f32 products"))
+      << describe(init);
 }
 
 TEST_F(E2eTest, ResumeAutoNeedsSomewhereToLookAndOneKindOfCheckpoint) {

@@ -506,6 +506,14 @@ void read_optimizer_state(hid_t opt, const std::string& what, const Layout& layo
 
 }  // namespace
 
+std::string read_checkpoint_precision(const std::string& path, const std::string& what) {
+  h5::Handle file = h5::open_file(path, what);
+  if (H5Lexists(file.get(), "training", H5P_DEFAULT) <= 0) return "";
+  h5::Handle training = open_group(file.get(), "training", what);
+  if (H5Aexists(training.get(), "precision") <= 0) return "";
+  return read_name(training.get(), "/training", "precision", what, precision_names());
+}
+
 TrainingState read_checkpoint_state(const std::string& path, const std::string& what, const Layout& layout,
                                     Optimizer& optimizer) {
   h5::Handle file = h5::open_file(path, what);

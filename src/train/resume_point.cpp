@@ -80,7 +80,14 @@ void read_tensors(const Config& config, const std::string& path, ResumePoint* po
   const Layout layout(point->sizes);
   point->params.assign(layout.total(), 0.0f);
   read_checkpoint_params(path, what, layout, point->params.data());
-  if (config.resume.empty()) return;
+  if (config.resume.empty()) {
+    const std::string saved = read_checkpoint_precision(path, what), mine = precision_name(config.precision);
+    if (!saved.empty() && saved != mine) {
+      std::printf("note: %s: trained with %s products; this run starts from its f32 weights with %s products\n",
+                  what.c_str(), saved.c_str(), mine.c_str());
+    }
+    return;
+  }
   point->optimizer = std::make_unique<Optimizer>(config.optimizer, layout.total());
   point->state = read_checkpoint_state(path, what, layout, *point->optimizer);
   const TrainingState& state = point->state;

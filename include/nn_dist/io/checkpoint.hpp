@@ -111,6 +111,8 @@ Standardization read_checkpoint_standardization(const std::string& path, const s
 // Reads /best's tensors (--restore-best) into params; false if the file has none.
 bool read_checkpoint_best(const std::string& path, const std::string& what, const Layout& layout, float* params);
 // Reads /optimizer and /training for --resume.
+// /training's `precision` (f32 or bf16), or "" when the file does not record one.
+std::string read_checkpoint_precision(const std::string& path, const std::string& what);
 TrainingState read_checkpoint_state(const std::string& path, const std::string& what, const Layout& layout,
                                     Optimizer& optimizer);
 
