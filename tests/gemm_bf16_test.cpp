@@ -22,13 +22,7 @@
 namespace nn_dist {
 namespace {
 
-std::vector<GemmKernel> bf16_kernels() {
-  std::vector<GemmKernel> kernels;
-  for (GemmKernel k : {GemmKernel::kAmx, GemmKernel::kAvx512Bf16}) {
-    if (gemm_kernel_supported(k)) kernels.push_back(k);
-  }
-  return kernels;
-}
+std::vector<GemmKernel> bf16_kernels() { return testing::supported_kernels({GemmKernel::kAmx, GemmKernel::kAvx512Bf16}); }
 
 using testing::KernelChoice;
 

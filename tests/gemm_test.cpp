@@ -20,13 +20,7 @@ namespace nn_dist {
 namespace {
 
 // The packed kernels this CPU runs, and a guard that restores the automatic choice.
-std::vector<GemmKernel> packed_kernels() {
-  std::vector<GemmKernel> kernels;
-  for (GemmKernel k : {GemmKernel::kAvx512, GemmKernel::kAvx2}) {
-    if (gemm_kernel_supported(k)) kernels.push_back(k);
-  }
-  return kernels;
-}
+std::vector<GemmKernel> packed_kernels() { return testing::supported_kernels({GemmKernel::kAvx512, GemmKernel::kAvx2}); }
 
 using testing::KernelChoice;
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,15 @@
 #include "nn_dist/model/layout.hpp"
 
 namespace nn_dist::testing {
+
+// The kernels of `wanted` this CPU runs.
+inline std::vector<GemmKernel> supported_kernels(std::initializer_list<GemmKernel> wanted) {
+  std::vector<GemmKernel> kernels;
+  for (GemmKernel k : wanted) {
+    if (gemm_kernel_supported(k)) kernels.push_back(k);
+  }
+  return kernels;
+}
 
 // Forces a matrix kernel (in its precision) while in scope, then restores the automatic f32 choice.
 struct KernelChoice {

@@ -34,7 +34,7 @@ namespace {
 
 constexpr long kMr = 32, kNr = 8, kNc = 512;
 
-#include "model/transpose16.inc"
+#include "model/avx512_blocks.inc"
 
 // The whole-sliver part of a transposed A: 16 x 16 blocks transposed in
 // registers. Returns the columns of k packed.
@@ -114,19 +114,7 @@ void kernel(long kc, const float* a, long a_stride, const float* b, float* c, lo
     }
     return;
   }
-  const __mmask16 low = rows >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << rows) - 1);
-  const __mmask16 high = rows >= 32 ? 0xFFFF : rows <= 16 ? 0 : static_cast<__mmask16>((1u << (rows - 16)) - 1);
-#pragma GCC unroll 8
-  for (long j = 0; j < kNr; ++j) {
-    if (j >= cols) break;
-    float* cj = c + j * col_stride;
-    if (accumulate) {
-      acc[j][0] = _mm512_add_ps(acc[j][0], _mm512_maskz_loadu_ps(low, cj));
-      acc[j][1] = _mm512_add_ps(acc[j][1], _mm512_maskz_loadu_ps(high, cj + 16));
-    }
-    _mm512_mask_storeu_ps(cj, low, acc[j][0]);
-    _mm512_mask_storeu_ps(cj + 16, high, acc[j][1]);
-  }
+  store_32x8(acc, c, col_stride, rows, cols, accumulate);
 }
 
 #include "model/gemm_blocked.inc"

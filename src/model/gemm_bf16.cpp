@@ -34,7 +34,7 @@ using Bf16 = std::uint16_t;
 // AMX tile's depth); edges are zero-padded.
 constexpr long kChunk = 32, kKc = 512, kMc = 128, kNc = 512, kMr = 32;
 
-#include "model/transpose16.inc"
+#include "model/avx512_blocks.inc"
 
 long round_up(long x, long to) { return (x + to - 1) / to * to; }
 
@@ -273,18 +273,7 @@ void dp_kernel(long kcp, const Bf16* a_sliver, const Bf16* b_sliver, float* c, l
       acc[j][1] = _mm512_dpbf16_ps(acc[j][1], a1, bj);
     }
   }
-  const __mmask16 low = lanes(rows), high = lanes(rows - 16);
-#pragma GCC unroll 8
-  for (int j = 0; j < 8; ++j) {
-    if (j >= cols) break;
-    float* cj = c + j * ldc;
-    if (accumulate) {
-      acc[j][0] = _mm512_add_ps(acc[j][0], _mm512_maskz_loadu_ps(low, cj));
-      acc[j][1] = _mm512_add_ps(acc[j][1], _mm512_maskz_loadu_ps(high, cj + 16));
-    }
-    _mm512_mask_storeu_ps(cj, low, acc[j][0]);
-    _mm512_mask_storeu_ps(cj + 16, high, acc[j][1]);
-  }
+  store_32x8(acc, c, ldc, rows, cols, accumulate);
 }
 
 // The blocking both kernels share: B packed kc x nc (L2), A in mc x kc blocks,
