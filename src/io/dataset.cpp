@@ -462,7 +462,6 @@ Targets make_targets(const DatasetInfo& info, const Shard& shard, Loss loss) {
     }
   }
   if (loss == Loss::kSoftmax) {
-    t.labels.resize(shard.count);
     for (long j = 0; j < shard.count; ++j) {
       const double v = shard.y(0, j);
       if (v < 0 || v != std::floor(v) || v > 1e9) {
@@ -475,9 +474,10 @@ Targets make_targets(const DatasetInfo& info, const Shard& shard, Loss loss) {
                     ", but 'label_names' names " + std::to_string(named) + " classes (0.." +
                     std::to_string(named - 1) + ")");
       }
-      t.labels[j] = static_cast<int32_t>(v);
-      t.max_label = std::max<long>(t.max_label, t.labels[j]);
     }
+    t.labels.resize(shard.count);
+    convert_targets(shard.y.data(), shard.count, 1, loss, t.labels.data(), nullptr);
+    for (const int32_t label : t.labels) t.max_label = std::max<long>(t.max_label, label);
     return t;
   }
   if (loss == Loss::kLogistic) {
@@ -489,8 +489,17 @@ Targets make_targets(const DatasetInfo& info, const Shard& shard, Loss loss) {
       }
     }
   }
-  t.values = shard.y.cast<float>();
+  t.values.resize(shard.y.rows(), shard.count);
+  convert_targets(shard.y.data(), shard.count, shard.y.rows(), loss, nullptr, t.values.data());
   return t;
+}
+
+void convert_targets(const double* y, long n, long width, Loss loss, int32_t* labels, float* values) {
+  if (loss == Loss::kSoftmax) {
+    for (long j = 0; j < n; ++j) labels[j] = static_cast<int32_t>(y[j]);
+  } else {
+    for (long k = 0; k < n * width; ++k) values[k] = static_cast<float>(y[k]);
+  }
 }
 
 }  // namespace nn_dist

@@ -147,11 +147,10 @@ void StreamSource::read_window(Window& w, long index, int64_t epoch) {
   // Labels and values were checked at setup (scan_shard): only converted here.
   if (has_labels_) {
     w.labels.resize(static_cast<std::size_t>(shape_.window_rows));
-    for (long j = 0; j < w.rows; ++j) w.labels[j] = static_cast<int32_t>(w.y[j]);
   } else {
     w.values.resize(static_cast<std::size_t>(shape_.window_rows * width));
-    for (long j = 0; j < w.rows * width; ++j) w.values[j] = static_cast<float>(w.y[j]);
   }
+  convert_targets(w.y.data(), w.rows, width, loss_, w.labels.data(), w.values.data());
   w.order.resize(static_cast<std::size_t>(w.rows));
   if (shuffle_) {
     shuffled_order(mix_seed(mix_seed(seed_, static_cast<uint64_t>(epoch) + 1, static_cast<uint64_t>(rank_) + 0x51),

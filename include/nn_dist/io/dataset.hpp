@@ -119,6 +119,11 @@ struct Targets {
 // when the file names its classes; 0/1 for logistic; one column for both)
 // and converts; throws Error naming info.what.
 Targets make_targets(const DatasetInfo& info, const Shard& shard, Loss loss);
+// y as read ((width, n) doubles, already checked as make_targets checks them)
+// in the loss's form: labels (n) for softmax, else float values (width, n).
+// The one conversion make_targets and the streaming sources share, so every
+// source gives the same targets for the same rows.
+void convert_targets(const double* y, long n, long width, Loss loss, int32_t* labels, float* values);
 
 }  // namespace nn_dist
 
