@@ -26,7 +26,8 @@ struct CompactColumns {
 };
 
 // What the training step reads its batches from: the in-memory BatchSource,
-// or StreamSource (stream.hpp) for data larger than memory.
+// StreamSource (stream.hpp) for data larger than memory, or BlockSource
+// (block_source.hpp) for batches that do not depend on the rank count.
 class Minibatches {
  public:
   virtual ~Minibatches() = default;
