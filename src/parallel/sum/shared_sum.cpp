@@ -2,15 +2,14 @@
 // between nodes (kHierarchical): the ranks of a node publish their gradients
 // in one MPI shared window and each sums (and, with shared buffers, updates)
 // its own part of them, in rank order.
-#include <sched.h>
-
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <memory>
 
 #include "parallel/mpi_comm.hpp"
 #include "nn_dist/model/layout.hpp"
-#include "nn_dist/parallel/watchdog.hpp"
+#include "parallel/sum/node_window.hpp"
 #include "parallel/sum/sums.hpp"
 
 namespace nn_dist {
@@ -58,11 +57,9 @@ static_assert(kStepStats <= 8, "a step's StepStat values fit one cache line");
 struct SharedWindow {
   MPI_Comm node = MPI_COMM_NULL;
   MPI_Comm across = MPI_COMM_NULL;  // kHierarchical: the ranks of this local rank on every node
-  MPI_Win window = MPI_WIN_NULL;
+  std::unique_ptr<NodeWindow> shm;  // every rank's segment
   std::size_t grad_size = 0;
   std::size_t buffers = 0;      // shared parameter-sized buffers in rank 0's segment
-  std::vector<char*> segments;  // every rank's segment, as mapped here
-  std::vector<int> world_ranks;  // each node rank's rank in the job, for messages
   int rank = 0;
 
   static std::size_t padded(std::size_t elements) { return (elements + 15) / 16 * 16; }
@@ -71,50 +68,27 @@ struct SharedWindow {
   std::size_t segment_bytes() const {
     return own_bytes() + (rank == 0 ? buffers * padded(grad_size) * sizeof(float) : 0);
   }
-  SegmentHead* head(int r) const { return reinterpret_cast<SegmentHead*>(segments[r]); }
+  int ranks() const { return shm->size(); }
+  SegmentHead* head(int r) const { return reinterpret_cast<SegmentHead*>(shm->segment(r)); }
   float* buffer(std::size_t i) const {
-    return reinterpret_cast<float*>(segments[0] + own_bytes()) + padded(grad_size) * i;
-  }
-  // Segments are allocated 64 bytes larger and used from their first 64-byte
-  // boundary (the same offset in every process: mappings are page-aligned).
-  static char* aligned(char* base) {
-    return reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(base) + 63) / 64 * 64);
+    return reinterpret_cast<float*>(shm->segment(0) + own_bytes()) + padded(grad_size) * i;
   }
   int64_t* published(int r) const { return &head(r)->published; }
   int64_t* updated(int r) const { return &head(r)->updated; }
   int64_t* squared(int r) const { return &head(r)->squared; }
   double* stats(int r, int64_t step) const { return head(r)->stats[step & 1]; }
   float* grad(int r, int64_t step) const {
-    return reinterpret_cast<float*>(segments[r] + sizeof(SegmentHead)) +
+    return reinterpret_cast<float*>(shm->segment(r) + sizeof(SegmentHead)) +
            padded(grad_size) * (static_cast<std::size_t>(step) % grad_buffers());
   }
-  // Spins until every rank's counter (published or updated) has reached
-  // `step` (acquire: what the owner wrote before its release is visible);
-  // yields so oversubscribed ranks progress.
-  // Past the watchdog's deadline it aborts the job, naming the ranks missing.
-  // The deadline is read after every yield, not every 1024 spins: on a loaded
-  // machine a yield can last a time slice, and 1024 of them outlasted the
-  // watchdog thread's grace, whose line cannot name the missing ranks.
+  // Spins until every rank's counter (published, updated or squared) has
+  // reached `step`; past the watchdog's deadline aborts the job naming the
+  // ranks missing (NodeWindow::wait_for).
   void wait_for(int64_t step, int64_t* (SharedWindow::*counter)(int) const = &SharedWindow::published) const {
-    for (std::size_t r = 0; r < segments.size(); ++r) {
-      for (int spins = 0; __atomic_load_n((this->*counter)(static_cast<int>(r)), __ATOMIC_ACQUIRE) < step; ++spins) {
-        if (spins <= 64) continue;
-        sched_yield();
-        if (watchdog::expired()) report_missing(step, counter);
-      }
-    }
-  }
-  [[noreturn]] void report_missing(int64_t step, int64_t* (SharedWindow::*counter)(int) const) const {
-    std::string missing;
-    for (std::size_t r = 0; r < segments.size(); ++r) {
-      if (__atomic_load_n((this->*counter)(static_cast<int>(r)), __ATOMIC_ACQUIRE) < step) {
-        missing += (missing.empty() ? "" : ", ") + std::to_string(world_ranks[r]);
-      }
-    }
     const char* what = counter == &SharedWindow::published ? "have not published their gradient"
                        : counter == &SharedWindow::updated ? "have not written their part of the update"
                                                            : "have not written their part of the gradient norm";
-    watchdog::abort_job("rank(s) " + missing + " on this node " + what + " (stopped or hung?)");
+    shm->wait_for(step, [&](int r) { return (this->*counter)(r); }, what);
   }
 };
 
@@ -136,36 +110,11 @@ class SharedSum : public GradientSync {
     if (shared_buffers > 0) {  // this rank sums and updates its own part: whole cache lines
       line_part(size_, static_cast<std::size_t>(w_.rank), static_cast<std::size_t>(node_size), &own_begin_, &own_end_);
     }
-    MPI_Info info;
-    MPI_Info_create(&info);
-    MPI_Info_set(info, "alloc_shared_noncontig", "true");  // each segment in its owner's memory
-    char* mine = nullptr;
-    MPI_Win_allocate_shared(static_cast<MPI_Aint>(w_.segment_bytes() + 64), 1, info, node, &mine, &w_.window);
-    MPI_Info_free(&info);
-    std::fill(mine, mine + w_.segment_bytes() + 64, 0);
-    for (int r = 0; r < node_size; ++r) {
-      MPI_Aint bytes = 0;
-      int unit = 0;
-      char* base = nullptr;
-      MPI_Win_shared_query(w_.window, r, &bytes, &unit, &base);
-      w_.segments.push_back(SharedWindow::aligned(base));
-    }
-    MPI_Group node_group = MPI_GROUP_NULL, world_group = MPI_GROUP_NULL;
-    MPI_Comm_group(node, &node_group);
-    MPI_Comm_group(mpi_comm(comm_), &world_group);
-    std::vector<int> local(static_cast<std::size_t>(node_size));
-    for (int r = 0; r < node_size; ++r) local[r] = r;
-    w_.world_ranks.resize(local.size());
-    MPI_Group_translate_ranks(node_group, node_size, local.data(), world_group, w_.world_ranks.data());
-    MPI_Group_free(&node_group);
-    MPI_Group_free(&world_group);
-    MPI_Win_lock_all(MPI_MODE_NOCHECK, w_.window);
-    MPI_Barrier(node);  // every segment zeroed before anyone reads one
+    w_.shm = std::make_unique<NodeWindow>(node, mpi_comm(comm_), w_.segment_bytes());
     backward_buffer_ = w_.grad(w_.rank, 0);
   }
   ~SharedSum() override {
-    MPI_Win_unlock_all(w_.window);
-    MPI_Win_free(&w_.window);
+    w_.shm.reset();  // the window before its communicator
     MPI_Comm_free(&w_.node);
     if (w_.across != MPI_COMM_NULL) MPI_Comm_free(&w_.across);
   }
@@ -195,7 +144,7 @@ class SharedSum : public GradientSync {
     // The node's parts cover the whole gradient (across nodes, each part is
     // already the sum over the nodes): added in rank order, the same bits on every rank.
     double total = 0;
-    for (std::size_t r = 0; r < w_.segments.size(); ++r) total += w_.head(static_cast<int>(r))->squares[step_ & 1];
+    for (int r = 0; r < w_.ranks(); ++r) total += w_.head(r)->squares[step_ & 1];
     return total;
   }
 
@@ -209,8 +158,8 @@ class SharedSum : public GradientSync {
     publish();
     w_.wait_for(step_ + 1);
     std::fill(stats_, stats_ + kStepStats, 0.0);
-    for (std::size_t r = 0; r < w_.segments.size(); ++r) {
-      const double* peer = w_.stats(static_cast<int>(r), step_);
+    for (int r = 0; r < w_.ranks(); ++r) {
+      const double* peer = w_.stats(r, step_);
       for (int i = 0; i < kStepStats; ++i) stats_[i] += peer[i];
     }
     // Every local rank holds its node's sums; each adds them over the nodes.
@@ -233,7 +182,7 @@ class SharedSum : public GradientSync {
       // addition is the optimizer's; with 3 or more ranks the others are summed here.
       *begin = own_begin_ + i * kSharedSlice;
       *end = std::min(own_end_, *begin + kSharedSlice);
-      const int last = static_cast<int>(w_.segments.size()) - 1;
+      const int last = w_.ranks() - 1;
       *second = w_.grad(last, step_);
       if (last == 1) return w_.grad(0, step_);
       const std::size_t n = *end - *begin;
@@ -251,7 +200,7 @@ class SharedSum : public GradientSync {
       // bits on every node's owner of the part), then the sum over the nodes.
       *begin = own_begin_;
       *end = own_end_;
-      const int ranks = static_cast<int>(w_.segments.size());
+      const int ranks = w_.ranks();
       float* out = sums_;
       if (ranks == 1) {
         out = w_.grad(0, step_);  // this rank's own gradient: summed in place
