@@ -39,14 +39,22 @@ void GradientSync::start_stats(const double* stats) { std::copy(stats, stats + k
 
 float* GradientSync::place(FlatBuffer* params, Optimizer*, Mlp<float>*) { return params->data(); }
 
-std::unique_ptr<GradientSync> GradientSync::create(const Communicator& comm, float* sums, std::size_t grad_size,
-                                                   const std::vector<GradientPiece>& pieces, std::size_t bucket_bytes,
-                                                   bool overlap, AllreduceMode mode, std::size_t shared_buffers) {
-  // Which ranks share a node, and whether every node has as many.
+namespace {
+
+// Which ranks share this rank's node (a communicator the chosen sum takes
+// over), and the mode the node layout allows for the one asked for.
+struct ModeChoice {
   MPI_Comm node = MPI_COMM_NULL;
-  MPI_Comm_split_type(mpi_comm(comm), MPI_COMM_TYPE_SHARED, comm.rank(), MPI_INFO_NULL, &node);
+  AllreduceMode mode;
+  std::string reason;  // the layout of ranks over nodes, and what asked for the mode
+};
+
+// alone: the mode of a single rank for which kShared was asked or chosen.
+ModeChoice choose_mode(const Communicator& comm, AllreduceMode asked, AllreduceMode alone) {
+  ModeChoice choice;
+  MPI_Comm_split_type(mpi_comm(comm), MPI_COMM_TYPE_SHARED, comm.rank(), MPI_INFO_NULL, &choice.node);
   int node_size = 0, fewest = 0, most = 0;
-  MPI_Comm_size(node, &node_size);
+  MPI_Comm_size(choice.node, &node_size);
   MPI_Allreduce(&node_size, &fewest, 1, MPI_INT, MPI_MIN, mpi_comm(comm));
   MPI_Allreduce(&node_size, &most, 1, MPI_INT, MPI_MAX, mpi_comm(comm));
   const bool one_node = node_size == comm.size();
@@ -55,21 +63,31 @@ std::unique_ptr<GradientSync> GradientSync::create(const Communicator& comm, flo
                                                               std::to_string(node_size) + " rank(s)"
                                                         : "nodes of " + std::to_string(fewest) + " to " +
                                                               std::to_string(most) + " ranks";
-  const AllreduceMode asked = mode;
+  AllreduceMode mode = asked;
   if (mode == AllreduceMode::kAuto) {
-    mode = one_node ? (comm.size() > 1 ? AllreduceMode::kShared : AllreduceMode::kRing)
-           : even   ? AllreduceMode::kHierarchical
-                    : AllreduceMode::kMpi;
+    mode = one_node ? AllreduceMode::kShared : even ? AllreduceMode::kHierarchical : AllreduceMode::kMpi;
   }
   // Shared memory cannot span nodes; the hierarchical sum needs equal nodes.
   if (mode == AllreduceMode::kShared && !one_node) mode = even ? AllreduceMode::kHierarchical : AllreduceMode::kMpi;
-  if (mode == AllreduceMode::kShared && comm.size() == 1) mode = AllreduceMode::kRing;  // nothing to sum
+  if (mode == AllreduceMode::kShared && comm.size() == 1) mode = alone;
   if (mode == AllreduceMode::kHierarchical && !even) mode = AllreduceMode::kMpi;
-  const std::string reason =
+  choice.mode = mode;
+  choice.reason =
       layout + (asked == AllreduceMode::kAuto ? ", chosen by --allreduce auto" : "") +
       (asked != AllreduceMode::kAuto && asked != mode ? ", instead of --allreduce " + allreduce_mode_name(asked) : "");
-  const SumSetup setup{sums, grad_size, mode, reason};
-  switch (mode) {
+  return choice;
+}
+
+}  // namespace
+
+std::unique_ptr<GradientSync> GradientSync::create(const Communicator& comm, float* sums, std::size_t grad_size,
+                                                   const std::vector<GradientPiece>& pieces, std::size_t bucket_bytes,
+                                                   bool overlap, AllreduceMode mode, std::size_t shared_buffers) {
+  // One rank alone has nothing to sum: the ring's code path does nothing.
+  ModeChoice choice = choose_mode(comm, mode, AllreduceMode::kRing);
+  MPI_Comm node = choice.node;
+  const SumSetup setup{sums, grad_size, choice.mode, choice.reason};
+  switch (choice.mode) {
     case AllreduceMode::kShared:
     case AllreduceMode::kHierarchical:
       return make_shared_sum(comm, node, setup, shared_buffers);  // takes the node communicator
@@ -80,6 +98,23 @@ std::unique_ptr<GradientSync> GradientSync::create(const Communicator& comm, flo
       MPI_Comm_free(&node);
       return make_mpi_sum(comm, setup);
   }
+}
+
+std::unique_ptr<GradientSync> GradientSync::create_exact(
+    const Communicator& comm, float* sums, std::size_t grad_size,
+    const std::vector<std::pair<std::size_t, std::size_t>>& tensors, int max_blocks, long total_blocks,
+    AllreduceMode mode) {
+  // The ring adds floats in an order that depends on the rank count, and
+  // kNone sums nothing: neither can give the same bits at any rank count.
+  if (mode == AllreduceMode::kRing || mode == AllreduceMode::kNone) {
+    throw Error("--allreduce " + allreduce_mode_name(mode) +
+                ": not with --reproducible (expected auto, shared, hierarchical or mpi: the sums that can be exact)");
+  }
+  // One rank keeps the shared-memory path (its only cost is a window of one
+  // segment), so a single process runs the same code as a node of many.
+  ModeChoice choice = choose_mode(comm, mode, AllreduceMode::kShared);
+  const SumSetup setup{sums, grad_size, choice.mode, "exact in 64-bit fixed point; " + choice.reason};
+  return make_exact_sum(comm, choice.node, setup, ExactBlocks{tensors, max_blocks, total_blocks});
 }
 
 }  // namespace nn_dist

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nn_dist/common/name_table.hpp"
@@ -80,6 +81,20 @@ class GradientSync : public BackwardObserver {
                                               const std::vector<GradientPiece>& pieces, std::size_t bucket_bytes,
                                               bool overlap, AllreduceMode mode = AllreduceMode::kAuto,
                                               std::size_t shared_buffers = 0);
+  // --reproducible: an order-free sum (src/parallel/sum/exact_sum.cpp). Each rank
+  // backpropagates up to `max_blocks` blocks per step, each into its own buffer
+  // block_buffer(j) (grad_size floats); the sum of every block of every rank is
+  // formed in 64-bit fixed point, so any rank count, layout and mode gives the same bits.
+  // tensors: the [begin, end) ranges of the flat gradient that get their own exponent
+  // (elements outside every range, e.g. padding, sum to 0). total_blocks: the most blocks
+  // one step sums over all ranks (bounds the exponent so the sum cannot overflow; it
+  // must not depend on the rank count, or the exponents, and so the bits, would).
+  // mode: kAuto (kShared on one node, kHierarchical on several with equal ranks per node, else kMpi),
+  // kShared, kHierarchical or kMpi; kRing/kNone throw Error naming --allreduce. Collective.
+  // A block's value that is NaN or infinite makes its tensor's sum NaN on every rank.
+  static std::unique_ptr<GradientSync> create_exact(const Communicator& comm, float* sums, std::size_t grad_size,
+                                                    const std::vector<std::pair<std::size_t, std::size_t>>& tensors,
+                                                    int max_blocks, long total_blocks, AllreduceMode mode);
   ~GradientSync() override;
   GradientSync(const GradientSync&) = delete;
   GradientSync& operator=(const GradientSync&) = delete;
@@ -103,6 +118,10 @@ class GradientSync : public BackwardObserver {
   // Where this step's local gradient goes (the sum buffer itself, or this
   // rank's shared-memory buffer).
   float* backward_buffer() const { return backward_buffer_; }
+  // --reproducible: block j's gradient buffer (j < max_blocks); nullptr for other sums.
+  virtual float* block_buffer(int) const { return nullptr; }
+  // --reproducible: how many blocks this rank filled this step (0..max_blocks); call before wait_stats().
+  virtual void set_blocks(int) {}
   // Starts summing the step's statistics (kStepStats values).
   virtual void start_stats(const double* stats);
   void piece_done(std::size_t) override {}

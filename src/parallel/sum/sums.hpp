@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nn_dist/parallel/comm.hpp"
@@ -27,5 +28,15 @@ std::unique_ptr<GradientSync> make_ring_sum(const Communicator& comm, const SumS
                                             bool overlap);
 // kMpi (one MPI_Allreduce) and kNone (no sum: a benchmark).
 std::unique_ptr<GradientSync> make_mpi_sum(const Communicator& comm, const SumSetup& setup);
+
+// --reproducible: what the exact sum sums (see GradientSync::create_exact).
+struct ExactBlocks {
+  std::vector<std::pair<std::size_t, std::size_t>> tensors;  // [begin, end) of each tensor
+  int max_blocks;      // per rank and step
+  long total_blocks;   // over all ranks, per step
+};
+// kShared, kHierarchical or kMpi in 64-bit fixed point (the node communicator is taken over).
+std::unique_ptr<GradientSync> make_exact_sum(const Communicator& comm, MPI_Comm node, const SumSetup& setup,
+                                             const ExactBlocks& blocks);
 
 }  // namespace nn_dist
