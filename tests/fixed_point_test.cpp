@@ -5,6 +5,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <random>
 #include <limits>
 #include <vector>
 
@@ -89,6 +91,34 @@ TEST(FixedPointTest, SumsTurnBackWithOneRounding) {
   to_fixed_point(&v, 1, e, false, &fixed);
   from_fixed_point(&fixed, 1, e, &back);
   EXPECT_EQ(back, v);
+}
+
+
+// The vector loops (AVX-512 here) against each value's scalar definition, on
+// lengths that leave a scalar tail and values that sit on rounding ties: every
+// bit the same, so ranks on different CPUs sum alike.
+TEST(FixedPointTest, LongTensorsMatchTheScalarDefinitionBitForBit) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
+  for (std::size_t n : {8u, 15u, 1000u, 1003u}) {
+    std::vector<float> g(n);
+    for (std::size_t i = 0; i < n; ++i) g[i] = i % 4 == 0 ? (static_cast<float>(i % 8) + 0.5f) / 4.0f : unit(rng);
+    g[n / 2] = -3.5f;  // the largest: a tie at the exponent below
+    ASSERT_EQ(max_magnitude(g.data(), n), 3.5f);
+    // At exponent 2 every fourth value, (i % 8 + 0.5) / 4, becomes a tie: i % 8 + 0.5.
+    for (int exponent : {2, 3, 40}) {
+      std::vector<int64_t> fixed(n, 5);
+      to_fixed_point(g.data(), n, exponent, true, fixed.data());
+      std::vector<float> back(n);
+      from_fixed_point(fixed.data(), n, exponent, back.data());
+      for (std::size_t i = 0; i < n; ++i) {
+        const int64_t want = 5 + std::llrint(std::ldexp(static_cast<double>(g[i]), exponent));
+        ASSERT_EQ(fixed[i], want) << "value " << i << " at exponent " << exponent;
+        const float again = static_cast<float>(std::ldexp(static_cast<double>(static_cast<float>(want)), -exponent));
+        ASSERT_EQ(std::memcmp(&back[i], &again, sizeof(float)), 0) << "value " << i << " at exponent " << exponent;
+      }
+    }
+  }
 }
 
 }  // namespace

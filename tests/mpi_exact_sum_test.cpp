@@ -135,16 +135,18 @@ std::vector<float> exact_step(GradientSync& sync, const Blocks& blocks, int firs
   const double stats[kStepStats] = {0.5 * count, 0, static_cast<double>(count)};
   sync.start_stats(stats);
   *blocks_seen = sync.wait_stats()[kStatCount];
+  // The slices, in order, cover the gradient once: the whole (mpi), or one
+  // part per rank of the node (shared memory, read where its owner left it).
   std::vector<float> out(kGradSize, -1.0f);
-  int slices = 0;
+  std::size_t covered = 0;
   sync.wait([&](std::size_t begin, std::size_t end, const float* sum, const float* second) {
-    EXPECT_EQ(begin, 0u);
-    EXPECT_EQ(end, kGradSize);
+    EXPECT_EQ(begin, covered);
+    EXPECT_LE(end, kGradSize);
     EXPECT_EQ(second, nullptr);
     std::copy(sum + begin, sum + end, out.begin() + begin);
-    ++slices;
+    covered = end;
   });
-  EXPECT_EQ(slices, 1);
+  EXPECT_EQ(covered, kGradSize);
   return out;
 }
 
@@ -183,7 +185,10 @@ TEST(MpiExactSumTest, EveryDistributionGivesTheReferenceBitsOnEveryRank) {
     std::vector<float> sums(kGradSize);
     const auto sync = GradientSync::create_exact(comm(), sums.data(), kGradSize, kTensors, kBlocks, kBlocks, mode);
     SCOPED_TRACE(allreduce_mode_name(mode) + ": " + sync->reason());
-    EXPECT_EQ(sync->mode(), mode);  // one node: each mode is what was asked
+    // One node: each mode is what was asked; across nodes shared memory alone cannot sum (hierarchical instead).
+    if (comm().node_size() == comm().size()) {
+      EXPECT_EQ(sync->mode(), mode);
+    }
     EXPECT_TRUE(testing::has(sync->reason(), "exact")) << sync->reason();
     EXPECT_EQ(sync->block_buffer(kBlocks), nullptr);
     long trials = 0, wrong = 0;
@@ -191,7 +196,6 @@ TEST(MpiExactSumTest, EveryDistributionGivesTheReferenceBitsOnEveryRank) {
       double seen = 0;
       const std::vector<float> out = exact_step(*sync, blocks, first_block(counts), counts[comm().rank()], &seen);
       EXPECT_EQ(seen, kBlocks);
-      EXPECT_EQ(std::memcmp(out.data(), sums.data(), sizeof(float) * kGradSize), 0) << "handed the sums buffer";
       ++trials;
       if (!same_bits(out, reference)) {
         ++wrong;

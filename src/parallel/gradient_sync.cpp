@@ -103,7 +103,7 @@ std::unique_ptr<GradientSync> GradientSync::create(const Communicator& comm, flo
 std::unique_ptr<GradientSync> GradientSync::create_exact(
     const Communicator& comm, float* sums, std::size_t grad_size,
     const std::vector<std::pair<std::size_t, std::size_t>>& tensors, int max_blocks, long total_blocks,
-    AllreduceMode mode) {
+    AllreduceMode mode, const std::vector<GradientPiece>* pieces, std::size_t shared_buffers) {
   // The ring adds floats in an order that depends on the rank count, and
   // kNone sums nothing: neither can give the same bits at any rank count.
   if (mode == AllreduceMode::kRing || mode == AllreduceMode::kNone) {
@@ -114,7 +114,7 @@ std::unique_ptr<GradientSync> GradientSync::create_exact(
   // segment), so a single process runs the same code as a node of many.
   ModeChoice choice = choose_mode(comm, mode, AllreduceMode::kShared);
   const SumSetup setup{sums, grad_size, choice.mode, "exact in 64-bit fixed point; " + choice.reason};
-  return make_exact_sum(comm, choice.node, setup, ExactBlocks{tensors, max_blocks, total_blocks});
+  return make_exact_sum(comm, choice.node, setup, ExactBlocks{tensors, max_blocks, total_blocks, pieces, shared_buffers});
 }
 
 }  // namespace nn_dist

@@ -92,9 +92,17 @@ class GradientSync : public BackwardObserver {
   // mode: kAuto (kShared on one node, kHierarchical on several with equal ranks per node, else kMpi),
   // kShared, kHierarchical or kMpi; kRing/kNone throw Error naming --allreduce. Collective.
   // A block's value that is NaN or infinite makes its tensor's sum NaN on every rank.
+  // pieces (Mlp::pieces()), if given: each block is backpropagated with this
+  // object as observer after start_block(j), and its largest magnitudes are
+  // taken piece by piece while backprop has them in cache (else in one more
+  // pass over every block). shared_buffers: as create()'s, for shared memory
+  // (each rank then updates its own part of the node's one copy; its clipping
+  // norm would add the ranks' parts in an order that depends on the layout).
   static std::unique_ptr<GradientSync> create_exact(const Communicator& comm, float* sums, std::size_t grad_size,
                                                     const std::vector<std::pair<std::size_t, std::size_t>>& tensors,
-                                                    int max_blocks, long total_blocks, AllreduceMode mode);
+                                                    int max_blocks, long total_blocks, AllreduceMode mode,
+                                                    const std::vector<GradientPiece>* pieces = nullptr,
+                                                    std::size_t shared_buffers = 0);
   ~GradientSync() override;
   GradientSync(const GradientSync&) = delete;
   GradientSync& operator=(const GradientSync&) = delete;
@@ -122,6 +130,8 @@ class GradientSync : public BackwardObserver {
   virtual float* block_buffer(int) const { return nullptr; }
   // --reproducible: how many blocks this rank filled this step (0..max_blocks); call before wait_stats().
   virtual void set_blocks(int) {}
+  // --reproducible with pieces: block j's backprop (this object its observer) starts.
+  virtual void start_block(int) {}
   // Starts summing the step's statistics (kStepStats values).
   virtual void start_stats(const double* stats);
   void piece_done(std::size_t) override {}

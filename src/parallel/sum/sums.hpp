@@ -34,6 +34,8 @@ struct ExactBlocks {
   std::vector<std::pair<std::size_t, std::size_t>> tensors;  // [begin, end) of each tensor
   int max_blocks;      // per rank and step
   long total_blocks;   // over all ranks, per step
+  const std::vector<GradientPiece>* pieces;  // or null (see GradientSync::create_exact)
+  std::size_t shared_buffers;                // see GradientSync::create_exact
 };
 // kShared, kHierarchical or kMpi in 64-bit fixed point (the node communicator is taken over).
 std::unique_ptr<GradientSync> make_exact_sum(const Communicator& comm, MPI_Comm node, const SumSetup& setup,
