@@ -68,6 +68,7 @@ class BlockSource : public Minibatches {
     std::vector<long> begin, rows;  // (per_rank_): each block's first column and rows
   };
   void gather(long step, Slot& slot);
+  void read_targets();
   long first_block(long step) const { return step * global_blocks_ + rank_ * per_rank_; }
 
   DatasetInfo info_;
@@ -89,8 +90,12 @@ class BlockSource : public Minibatches {
   // the mapping; y as read.
   std::vector<unsigned char> block_x_;
   std::vector<const unsigned char*> block_row_;
-  std::vector<double> block_y_;
+  std::vector<double> block_y_;     // (not mapped) y as read with X, unused: the targets are held
+  std::vector<int32_t> labels_;     // every row's label (softmax), or
+  std::vector<float> values_;       // every row's targets (width, rows)
   std::vector<std::pair<long, long>> keep_none_;  // release_except: no rows of the mapping stay resident
+  static constexpr double kReleaseBytes = 64.0 * (1 << 20);  // mapped rows read between two releases
+  double populated_bytes_ = 0;                                  // since the last release
 
   Slot slots_[2];
   int current_ = 0;
