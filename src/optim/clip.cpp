@@ -6,8 +6,8 @@
 
 namespace nn_dist {
 
-double sum_of_squares(const float* first, const float* second, std::size_t begin, std::size_t end) {
-  double squares = 0;
+double sum_of_squares(const float* first, const float* second, std::size_t begin, std::size_t end, double before) {
+  double squares = before;
   if (second == nullptr) {
     for (std::size_t i = begin; i < end; ++i) squares += static_cast<double>(first[i]) * first[i];
   } else {
