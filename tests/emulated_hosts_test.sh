@@ -6,6 +6,7 @@
 #     process, the same bits on every rank and run to run, bitwise resume);
 #   - nn_dist at 2 x 2: auto picks the hierarchical sum and says why, and the
 #     final parameters equal a one-host run within float tolerance;
+#   - --reproducible at 2 x 2 and 3 x 1: the bits of one rank on one host;
 #   - nodes of unequal size fall back to Open MPI's allreduce, and say so;
 #   - bad data seen only by a rank on the second host stops every rank with
 #     one error line and exit code 2;
@@ -97,6 +98,22 @@ on_hosts nnt1:2,nnt2:1 3 "$BUILD/nn_dist" "${train[@]}"
 check "2 + 1: trained" test "$rc" -eq 0
 check "2 + 1: unequal nodes use Open MPI's allreduce and say so" \
   grep -q "gradient sum: mpi (nodes of 1 to 2 ranks, chosen by --allreduce auto)" "$WORK/out"
+
+# --reproducible across hosts: 2 x 2 and 3 x 1 (the hierarchical exact sum, and Open MPI's across all ranks)
+# hold the bits of one rank on one host.
+repro=(--data "$WORK/d.h5" --hidden 32,16 --epochs 2 --global-batch-size 96 --block-size 8 --seed 5 --reproducible
+       --optimizer adam --lr 0.01 --quiet)
+"$BUILD/nn_dist" "${repro[@]}" --checkpoint "$WORK/repro_one.h5" >"$WORK/repro_one.out" 2>&1
+check "--reproducible: one-rank reference run" test -f "$WORK/repro_one.h5"
+for layout in "nnt1:2,nnt2:2 4 hierarchical" "nnt1:2,nnt2:2 4 mpi" "nnt1:1,nnt2:1,nnt3:1 3 hierarchical"; do
+  set -- $layout
+  rm -f "$WORK/repro.h5"
+  on_hosts "$1" "$2" "$BUILD/nn_dist" "${repro[@]}" --allreduce "$3" --checkpoint "$WORK/repro.h5"
+  check "--reproducible on $1, --allreduce $3: trained" test "$rc" -eq 0
+  [[ $rc -eq 0 ]] || tail -20 "$WORK/out"
+  check "--reproducible on $1, --allreduce $3: the bits of one rank on one host" \
+    /usr/bin/python3 "$ROOT/tests/same_bits.py" "$WORK/repro_one.h5" "$WORK/repro.h5"
+done
 
 # nn_allreduce_bench across hosts: 2 nodes counted; shared memory skipped with a note (2 x 2), and
 # the hierarchical sum too on unequal nodes (2 + 1); every other path measured (and its sums checked).

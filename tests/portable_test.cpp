@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "e2e_util.hpp"
+#include "nn_dist/common/cpu.hpp"
 
 namespace nn_dist::e2e {
 namespace {
@@ -120,6 +121,41 @@ TEST_F(PortableTest, TrainsOnAnEmulatedCpuWithoutAvx512) {
     EXPECT_EQ(refused.code, 2) << describe(refused);
     EXPECT_TRUE(contains(refused.err, "--gemm avx512")) << describe(refused);
   }
+}
+
+// --reproducible on ranks whose CPUs differ (this CPU and an emulated
+// Haswell without AVX-512, in one job): they agree on the AVX2 kernel, rank 0
+// says so, and the run holds the bits of one native rank forced to AVX2.
+TEST_F(PortableTest, ReproducibleRanksOnDifferentCpusAgreeOnOneKernel) {
+  const std::string qemu = qemu_binary();
+  if (qemu.empty()) GTEST_SKIP() << "qemu-user is not installed (scripts/install_deps.sh installs it)";
+  const std::vector<std::string> args = {"--data", shared().train, "--hidden", "32,16", "--epochs", "2",
+                                         "--global-batch-size", "100", "--block-size", "25", "--seed", "3",
+                                         "--reproducible"};
+  std::vector<std::string> native_args = args;
+  native_args.insert(native_args.end(), {"--gemm", "avx2", "--checkpoint", dir_ + "/native.h5"});
+  const RunResult native = run_nn_dist(dir_, 1, native_args);
+  expect_success(native);
+  std::vector<std::string> mixed_args = args;
+  mixed_args.insert(mixed_args.end(), {"--checkpoint", dir_ + "/mixed.h5"});
+  // qemu-user lacks process_vm_readv, Open MPI's single-copy transfer: copy through shared memory instead.
+  const RunResult mixed = run_shell(dir_, mpirun_prefix(1) + " --mca btl_vader_single_copy_mechanism none " +
+                                              quote(NN_DIST_BIN) + joined(mixed_args) +
+                                              " : -np 1 " + quote(qemu) + " -cpu Haswell " + quote(NN_DIST_BIN) +
+                                              joined(mixed_args),
+                                    600);
+  expect_success(mixed);
+  if (cpu_has_avx512()) {
+    EXPECT_TRUE(contains(mixed.out, "note: --reproducible: the ranks' CPUs differ; every rank multiplies with the "
+                                    "avx2 kernel"))
+        << describe(mixed);
+  }
+  EXPECT_TRUE(contains(mixed.out, "avx2 kernel")) << describe(mixed);
+  EXPECT_EQ(epoch_lines_without_timing(mixed.out), epoch_lines_without_timing(native.out)) << describe(mixed);
+  // h5diff compares every value exactly (no tolerance given): exit 0 only when the weights are the same.
+  const RunResult diff = run_shell(dir_, "h5diff " + quote(dir_ + "/native.h5") + " " + quote(dir_ + "/mixed.h5") +
+                                             " /model /model", 60);
+  EXPECT_EQ(diff.code, 0) << "the weights differ\n" << describe(diff);
 }
 
 // The dropout masks come from a loop compiled for AVX-512F, AVX2 and the

@@ -89,6 +89,14 @@ CASES = [
          opt=dict(name="adamw", lr=0.02, weight_decay=0.01)),
     dict(ranks=3, batch=5, kind="teacher", loss="softmax", act="leaky_relu", slope=0.2, hidden=[10, 6],
          dtype="float64", opt=dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.0)),
+    # --reproducible: a global order (each global batch: the next ranks x batch rows of the file), the
+    # gradient summed over blocks in 64-bit fixed point; with dropout (the same masks: keyed by row).
+    dict(ranks=3, batch=10, kind="teacher", loss="softmax", act="relu", hidden=[12, 7], dtype="float64",
+         opt=dict(name="adam", lr=0.01, weight_decay=0.0), dropout=[0.3, 0.2], global_order=True,
+         flags=["--reproducible", "--block-size", "5"]),
+    dict(ranks=2, batch=8, kind="regression", loss="mse", act="tanh", hidden=[10, 6], dtype="float64",
+         opt=dict(name="sgd", lr=0.05, momentum=0.9, weight_decay=0.01), global_order=True,
+         flags=["--reproducible", "--block-size", "4", "--allreduce", "mpi"]),
     # --dropout with gelu: f' kept from the forward pass, before the mask.
     dict(ranks=2, batch=8, kind="teacher", loss="softmax", act="gelu", hidden=[12, 7], dtype="float64",
          opt=dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.01), dropout=[0.3, 0.2]),
@@ -307,10 +315,15 @@ def forward(case, model, x, rows, masks, step):
 
 
 def train_torch(case, model, x, y_raw, epochs, masks=None):
-    """torch on the same global batches nn_dist took: each step, every rank's next rows of its shard.
-    Returns the gradient norms clip_grad_norm_ saw (with "clip"), step by step."""
+    """torch on the same global batches nn_dist took: each step, every rank's next rows of its shard
+    (global_order: the file's next ranks x batch rows). Returns the gradient norms clip_grad_norm_ saw
+    (with "clip"), step by step."""
     target, loss_fn = torch_loss(case, y_raw)
     parts = shards(len(x), case["ranks"])
+    if case.get("global_order"):
+        g = case["ranks"] * case["batch"]
+        parts = [(0, len(x))]  # one sequence of global batches of g rows
+        case = dict(case, batch=g, ranks=1)
     steps = max((count + case["batch"] - 1) // case["batch"] for _, count in parts)
     opt, scheduler = torch_optimizer(case, model, steps, epochs)
     norms, step = [], 0

@@ -113,7 +113,12 @@ po::options_description training_options(Config& c, TextOptions& t) {
       ("beta2", po::value(&c.optimizer.beta2)->default_value(c.optimizer.beta2), "Adam(W) beta2")
       ("eps", po::value(&c.optimizer.eps)->default_value(c.optimizer.eps), "Adam(W) epsilon")
       ("seed", po::value(&t.seed)->default_value(1), "seed for initialisation and shuffling")
-      ("no-shuffle", po::bool_switch(&t.no_shuffle), "keep file order (no per-epoch shuffle)");
+      ("no-shuffle", po::bool_switch(&t.no_shuffle), "keep file order (no per-epoch shuffle)")
+      ("reproducible", po::bool_switch(&c.reproducible),
+       "the same bits at any rank count and layout: a global order of --block-size row blocks, gradients summed "
+       "exactly (64-bit fixed point); the global batch must be a multiple of --block-size x the ranks")
+      ("block-size", po::value(&c.block_size)->default_value(c.block_size),
+       "--reproducible: rows per block (the unit of the order and of the gradient sum)");
   return train;
 }
 
@@ -417,6 +422,7 @@ void check_training_options(Config& c, const TextOptions& t, const po::variables
   if (!(c.optimizer.beta2 >= 0 && c.optimizer.beta2 < 1)) throw Error("--beta2: must be in [0, 1)");
   require_positive(c.optimizer.eps, "eps");
   require_positive(c.checkpoint_every, "checkpoint-every");
+  require_positive(c.block_size, "block-size");
   check_monitor_options(c, t, vm);
 }
 
@@ -439,6 +445,19 @@ void check_performance_options(Config& c, const TextOptions& t) {
   require_nonnegative(static_cast<double>(c.warmup_steps), "warmup-steps");
 }
 
+// --reproducible: what its order and exact sum cannot follow, refused in one line.
+void check_reproducible_options(const Config& c) {
+  if (!c.reproducible) return;
+  if (c.allreduce == AllreduceMode::kRing || c.allreduce == AllreduceMode::kNone) {
+    throw Error("--allreduce " + allreduce_mode_name(c.allreduce) + ": not with --reproducible (its exact sum runs "
+                "as shared, hierarchical or mpi)");
+  }
+  if (c.val_split > 0) {
+    throw Error("--val-split: not with --reproducible (each rank would hold out from its own shard, which depends "
+                "on the rank count); give --val");
+  }
+}
+
 // Where the run starts from and where its checkpoints go.
 void check_checkpoint_options(const Config& c) {
   if (!c.init.empty() && !c.resume.empty()) throw Error("--init and --resume: give one, not both");
@@ -453,6 +472,7 @@ void check_checkpoint_options(const Config& c) {
   if (c.resume == "auto" && c.checkpoint.empty() && c.checkpoint_dir.empty()) {
     throw Error("--resume auto: needs --checkpoint-dir (or --checkpoint) to look for the newest checkpoint in");
   }
+  check_reproducible_options(c);
   if (c.allreduce == AllreduceMode::kNone && !(c.checkpoint.empty() && c.checkpoint_dir.empty())) {
     throw Error("--allreduce none: the ranks train separate models (a benchmark), so there is no model for "
                 "--checkpoint to save");

@@ -452,6 +452,13 @@ void shard_range(long n, int p, int r, long* offset, long* count) {
   *offset = r * base + std::min<long>(r, extra);
 }
 
+void block_shard_range(long n, long block, int p, int r, long* offset, long* count) {
+  long first = 0, blocks = 0;
+  shard_range((n + block - 1) / block, p, r, &first, &blocks);
+  *offset = std::min(n, first * block);
+  *count = std::min(n, (first + blocks) * block) - *offset;
+}
+
 Targets make_targets(const DatasetInfo& info, const Shard& shard, Loss loss) {
   Targets t;
   const std::string where = info.what + ": '" + info.y_name + "'";

@@ -53,6 +53,11 @@ void Communicator::sum(double* data, int count) const {
   MPI_Allreduce(MPI_IN_PLACE, data, count, MPI_DOUBLE, MPI_SUM, mpi_comm(*this));
 }
 
+void Communicator::sum(int64_t* data, int count) const {
+  watchdog::Wait wait(nullptr);
+  MPI_Allreduce(MPI_IN_PLACE, data, count, MPI_INT64_T, MPI_SUM, mpi_comm(*this));
+}
+
 void Communicator::sum(float* data, std::size_t count) const {
   watchdog::Wait wait(nullptr);
   for_each_mpi_chunk(0, count, [&](std::size_t offset, int chunk) {

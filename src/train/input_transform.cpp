@@ -31,7 +31,7 @@ void each_value(const TrainingSet& set, Visit&& visit) {
       }
     }
   };
-  if (set.streaming) {
+  if (set.scanned) {
     scan_shard(set.info, set.offset, set.count, set.loss, set.scan_rows,
                [&](const Shard& block, const Targets&) { visit_shard(block); });
   } else {
@@ -52,6 +52,36 @@ void warn_constant_features(const Config& config, long features, const std::vect
                n, features, printable(config.data, 200).c_str(), n > 1 ? "s" : "", list.c_str(), n > 10 ? ", ..." : "");
 }
 
+// Per feature, the sum over every rank's values of term(f, v), in float64.
+// --reproducible: in 64-bit fixed point (each term rounded to a multiple of a
+// power of two agreed from the largest over all ranks, one more pass), so
+// the sum is exact and the same however the rows are split over the ranks.
+template <typename Term>
+std::vector<double> feature_sums(const Communicator& comm, const TrainingSet& set, bool exact, Term&& term) {
+  const long d = set.info.features;
+  std::vector<double> sums(d, 0.0);
+  if (!exact) {
+    each_value(set, [&](long f, double v) { sums[f] += term(f, v); });
+    comm.sum(sums.data(), static_cast<int>(d));
+    return sums;
+  }
+  std::vector<double> largest(d, 0.0);
+  each_value(set, [&](long f, double v) { largest[f] = std::max(largest[f], std::fabs(term(f, v))); });
+  comm.max(largest.data(), static_cast<int>(d));
+  std::vector<int> shift(d);
+  const int headroom = 62 - static_cast<int>(std::ceil(std::log2(static_cast<double>(set.info.samples) + 1)));
+  for (long f = 0; f < d; ++f) {
+    int e = 0;
+    std::frexp(largest[f], &e);  // largest < 2^e: every term times 2^(headroom - e) fits, and so does their sum
+    shift[f] = headroom - e;
+  }
+  std::vector<int64_t> fixed(d, 0);
+  each_value(set, [&](long f, double v) { fixed[f] += std::llrint(std::ldexp(term(f, v), shift[f])); });
+  comm.sum(fixed.data(), static_cast<int>(d));
+  for (long f = 0; f < d; ++f) sums[f] = std::ldexp(static_cast<double>(fixed[f]), -shift[f]);
+  return sums;
+}
+
 // --standardize: two passes in float64, each summed over the ranks: the
 // means, then the squared deviations from them (the population standard
 // deviation, NumPy's std).
@@ -59,16 +89,14 @@ Standardization standardize(const Communicator& comm, const Config& config, cons
   const long d = set.info.features;
   const double n = static_cast<double>(set.info.samples);
   Standardization st;
-  std::vector<double> sums(d, 0.0), squares(d, 0.0);
-  each_value(set, [&](long f, double v) { sums[f] += v; });
-  comm.sum(sums.data(), static_cast<int>(d));
+  const bool exact = config.reproducible;
+  const std::vector<double> sums = feature_sums(comm, set, exact, [](long, double v) { return v; });
   st.mean.resize(d);
   for (long f = 0; f < d; ++f) st.mean[f] = sums[f] / n;
-  each_value(set, [&](long f, double v) {
+  const std::vector<double> squares = feature_sums(comm, set, exact, [&](long f, double v) {
     const double dev = v - st.mean[f];
-    squares[f] += dev * dev;
+    return dev * dev;
   });
-  comm.sum(squares.data(), static_cast<int>(d));
   st.scale.resize(d);
   std::vector<long> constant;
   for (long f = 0; f < d; ++f) {
@@ -97,7 +125,7 @@ Standardization input_transform(const Communicator& comm, const Config& config, 
 }
 
 void apply_input_transform(const Standardization& transform, TrainingSet* set) {
-  if (set->shard.compact.empty() && !set->streaming) apply_standardization(transform, &set->shard.x);
+  if (set->shard.compact.empty() && !set->scanned) apply_standardization(transform, &set->shard.x);
   if (set->has_val) apply_standardization(transform, &set->val_x);
 }
 

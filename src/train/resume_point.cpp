@@ -231,8 +231,11 @@ void check_continuation(const ResumePoint& point, const Config& config, const Ru
                 "state carry over as they are (f32 in both), but the bits differ from an uninterrupted run\n",
                 what.c_str(), saved_precision.c_str(), run.precision.c_str());
   }
+  // --reproducible at the same block order: the steps do not depend on the
+  // rank count, so any count continues the run bit for bit.
+  const bool any_ranks = config.reproducible && state.sample_order == run.sample_order;
   if (state.epoch_step == 0) {
-    if (state.ranks != run.ranks) {
+    if (state.ranks != run.ranks && !any_ranks) {
       std::printf("note: resuming on %d ranks a run saved on %lld: the parameters, optimizer state and step "
                   "count carry over; the shards and shuffles differ, so the bits differ from an uninterrupted "
                   "run\n",
@@ -242,7 +245,7 @@ void check_continuation(const ResumePoint& point, const Config& config, const Ru
   }
   const std::string saved = what + ": was saved in the middle of epoch " + std::to_string(state.epoch + 1) +
                             " (after step " + std::to_string(state.epoch_step) + ")";
-  const bool same = state.ranks == run.ranks && state.global_batch == run.global_batch &&
+  const bool same = (state.ranks == run.ranks || any_ranks) && state.global_batch == run.global_batch &&
                     state.samples == run.samples && state.epoch_step < run.steps_per_epoch;
   if (!same) {
     throw Error(saved + " by " + std::to_string(state.ranks) + " ranks, global batch " +

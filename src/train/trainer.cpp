@@ -42,6 +42,11 @@ double monitored(const EpochResult& r, Monitor monitor) {
   return r.train_loss;
 }
 
+// --reproducible: x rounded to a multiple of 2^-24. Sums of such values
+// below 2^29 are exact in float64, so the ranks' loss sums add up to the
+// same bits in any order (a step's loss sum is far below 2^29).
+double on_grid(double x) { return std::ldexp(std::nearbyint(std::ldexp(x, 24)), -24); }
+
 // The sums over all ranks, in one allreduce.
 EpochSums summed(const Communicator& comm, const EpochSums& sums) {
   double values[] = {sums.loss, sums.correct, sums.count};
@@ -61,6 +66,7 @@ Trainer::Trainer(const Communicator& comm, const Config& config)
   watchdog::set_timeout(config_.collective_timeout);
   Eigen::setNbThreads(config_.threads);
   comm_.agreed([&] { set_gemm_kernel(config_.gemm, config_.precision); });  // each rank checks its own node's CPU
+  if (config_.reproducible) agree_gemm_kernel(comm_, config_);
   resolve_resume_auto(comm_, &config_);
   files_ = check_run_files(comm_, config_);
   ActivationFn activation;
@@ -76,6 +82,7 @@ Trainer::Trainer(const Communicator& comm, const Config& config)
   transform_ = input_transform(comm_, config_, data_, start.standardization);
   apply_input_transform(transform_, &data_);
   source_ = make_minibatches(comm_, config_, transform_, &data_);
+  blocks_ = dynamic_cast<BlockSource*>(source_.get());
   steps_per_epoch_ = comm_.max(source_->steps());
   build_model(&start);
   checkpointer_.restart_clock();  // the --checkpoint-minutes clock starts with training
@@ -88,7 +95,7 @@ void Trainer::build_model(ResumePoint* start) {
   set_up_dropout();
   initialise_parameters(start);
   checkpointer_.start_run(start->state.run_id, global_step_, last_step());
-  start_gradient_sum(comm_, config_, &model_);
+  start_gradient_sum(comm_, config_, data_, &model_);
   slices_.reserve(model_.sync->slices());
   metrics_.open(config_, files_.metrics);
   reporter_.banner(data_.info, *model_.mlp, *model_.sync, source_->batch(), steps_per_epoch_, peak_lr_,
@@ -110,7 +117,7 @@ void Trainer::set_up_dropout() {
   }
 }
 
-void Trainer::export_masks(long n) {
+void Trainer::export_masks(long n, const int64_t* ids) {
   // Records of (step, layer, sample) as int64, then the layer's mask column as float32.
   const Mlp<float>& mlp = *model_.mlp;
   for (int l = 0; l + 1 < mlp.layout().num_layers(); ++l) {
@@ -118,7 +125,7 @@ void Trainer::export_masks(long n) {
     if (mask == nullptr) continue;
     const long units = mlp.layout().sizes()[l + 1];
     for (long j = 0; j < n; ++j) {
-      const int64_t head[3] = {global_step_, l, source_->sample_ids()[j]};
+      const int64_t head[3] = {global_step_, l, ids[j]};
       std::fwrite(head, sizeof(head), 1, mask_file_.get());
       std::fwrite(mask + j * units, sizeof(float), static_cast<std::size_t>(units), mask_file_.get());
     }
@@ -298,14 +305,16 @@ void Trainer::evaluate(double* loss, double* accuracy) {
   const Targets& targets = data_.val_targets;
   EpochSums sums;
   Mlp<float>& mlp = *model_.mlp;
-  const long n = x.cols(), batch = mlp.max_batch();
+  // --reproducible: in whole blocks (each rank's part starts at a block), the
+  // loss sums on the grid of on_grid(): the same sums on any rank count.
+  const long n = x.cols(), batch = blocks_ != nullptr ? config_.block_size : mlp.max_batch();
   for (long begin = 0; begin < n; begin += batch) {
     const long m = std::min(batch, n - begin);
     mlp.forward(model_.params_data, x.data() + begin * x.rows(), m);
     const LossSums s = mlp.loss_only(
         targets.labels.empty() ? nullptr : targets.labels.data() + begin,
         targets.labels.empty() ? targets.values.data() + begin * targets.values.rows() : nullptr);
-    sums.loss += s.loss;
+    sums.loss += blocks_ != nullptr ? on_grid(s.loss) : s.loss;
     sums.correct += s.correct;
     sums.count += static_cast<double>(m);
   }
@@ -375,10 +384,17 @@ bool Trainer::train_step(long step) {
   marks.start = Clock::now();
   const long n = source_->load(step);
   marks.loaded = Clock::now();
-  forward(step, n, marks.loaded);
-  marks.forward_done = Clock::now();
-  backward(n);
-  marks.backward_done = Clock::now();
+  if (blocks_ != nullptr) {
+    // The blocks alternate forward and backward: --profile gets their sums.
+    const Clock::duration forward = step_blocks(step, n, marks.loaded);
+    marks.forward_done = marks.loaded + forward;
+    marks.backward_done = Clock::now();
+  } else {
+    forward(step, n, marks.loaded);
+    marks.forward_done = Clock::now();
+    backward(n);
+    marks.backward_done = Clock::now();
+  }
   // The next batch is gathered now, while slower ranks may still be in backprop.
   if (step + 1 < steps_per_epoch_) source_->prefetch(step + 1);
   marks.prefetched = Clock::now();
@@ -399,23 +415,60 @@ bool Trainer::train_step(long step) {
   return true;
 }
 
-void Trainer::forward(long step, long n, Clock::time_point now) {
+void Trainer::own_stats(Clock::time_point now, double* stats) {
   // Besides the loss sums, the step's sum carries whether this rank was
   // asked to stop and whether its checkpoint clock ran out: every rank learns
   // both at the same step, with no collective of their own.
-  double stats[kStepStats] = {};
   StopRequest::add_own(stats);
   stats[kStatCheckpointDue] = checkpointer_.clock_ran_out(now);
+}
+
+void Trainer::forward(long step, long n, Clock::time_point now) {
+  double stats[kStepStats] = {};
+  own_stats(now, stats);
   if (n > 0) {
     const DropoutDraw draw{DropoutKey{config_.seed, epoch_, step}, source_->sample_ids()};
     model_.mlp->forward(model_.params_data, source_->x(), n, dropout_ ? &draw : nullptr);
-    if (mask_file_) export_masks(n);
+    if (mask_file_) export_masks(n, source_->sample_ids());
     const LossSums sums = model_.mlp->loss_and_delta(source_->labels(), source_->values());
     stats[kStatLoss] = sums.loss;
     stats[kStatCorrect] = sums.correct;
     stats[kStatCount] = static_cast<double>(n);
   }
   model_.sync->start_stats(stats);
+}
+
+Clock::duration Trainer::step_blocks(long step, long n, Clock::time_point now) {
+  double stats[kStepStats] = {};
+  own_stats(now, stats);
+  GradientSync& sync = *model_.sync;
+  sync.reset_test_seconds();
+  Mlp<float>& mlp = *model_.mlp;
+  const long features = data_.info.features, outputs = mlp.layout().sizes().back();
+  const int32_t* labels = source_->labels();
+  const float* values = source_->values();
+  Clock::duration forward{};
+  for (int j = 0; j < blocks_->blocks(); ++j) {
+    const auto start = Clock::now();
+    const long begin = blocks_->block_begin(j), rows = blocks_->block_rows(j);
+    const float* x = source_->x() + begin * features;
+    const int64_t* ids = source_->sample_ids() + begin;
+    const DropoutDraw draw{DropoutKey{config_.seed, epoch_, step}, ids};
+    mlp.forward(model_.params_data, x, rows, dropout_ ? &draw : nullptr);
+    if (mask_file_) export_masks(rows, ids);
+    const LossSums sums = mlp.loss_and_delta(labels != nullptr ? labels + begin : nullptr,
+                                             values != nullptr ? values + begin * outputs : nullptr);
+    stats[kStatLoss] += on_grid(sums.loss);
+    stats[kStatCorrect] += sums.correct;
+    forward += Clock::now() - start;
+    sync.start_block(j);
+    mlp.backward(model_.params_data, x, sync.block_buffer(j), &sync);
+  }
+  stats[kStatCount] = static_cast<double>(n);
+  sync.set_blocks(blocks_->blocks());
+  sync.start_stats(stats);
+  sync.publish();
+  return forward;
 }
 
 void Trainer::backward(long n) {
@@ -461,7 +514,7 @@ void Trainer::sum_clip_and_update(bool finite, double count, double* optimizer_s
   GradientSync& sync = *model_.sync;
   auto keep = [&](std::size_t begin, std::size_t end, const float* first, const float* second) {
     slices_.push_back({begin, end, first, second});
-    squares += sum_of_squares(first, second, begin, end);
+    squares = sum_of_squares(first, second, begin, end, squares);
   };
   auto update = [&] {
     grad_norm_ = std::sqrt(sync.sum_squares(squares)) / count;  // of the mean gradient, as torch sees it

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "nn_dist/common/text.hpp"
+#include "nn_dist/train/block_source.hpp"
 #include "nn_dist/train/hold_out.hpp"
 #include "nn_dist/train/memory.hpp"
 #include "nn_dist/train/stream.hpp"
@@ -46,9 +47,12 @@ void inspect_training_data(const Communicator& comm, const Config& config, Train
 void read_training_shard(const Communicator& comm, const Config& config, TrainingSet* set) {
   const double per_rank = memory_per_rank(comm.node_size());
   shard_range(set->info.samples, comm.size(), comm.rank(), &set->offset, &set->count);
-  set->streaming = config.cache_mb > 0;
+  set->streaming = config.cache_mb > 0 && !config.reproducible;
+  // --reproducible reads each step's rows from anywhere in the file during
+  // training (block_source.hpp): the shard is only checked here, not kept.
+  set->scanned = set->streaming || config.reproducible;
   // Setup passes read blocks of a quarter of the cache: within the memory bound too.
-  if (set->streaming) {
+  if (config.cache_mb > 0) {
     set->scan_rows = std::max(1L, static_cast<long>(config.cache_mb * (1 << 20) / 4 /
                                                     stream_row_bytes(set->info, set->loss)));
   }
@@ -56,7 +60,7 @@ void read_training_shard(const Communicator& comm, const Config& config, Trainin
     if (set->streaming && config.val_split > 0) {
       throw Error("--val-split: cannot hold out samples from a streamed dataset (--cache-mb); give --val");
     }
-    if (set->streaming) {
+    if (set->scanned) {
       long& max_label = set->targets.max_label;
       scan_shard(set->info, set->offset, set->count, set->loss, set->scan_rows,
                  [&](const Shard&, const Targets& t) { max_label = std::max(max_label, t.max_label); });
@@ -118,7 +122,12 @@ void read_validation_file(const Communicator& comm, const Config& config, Traini
                   std::to_string(train.target_width));
     }
     long offset = 0, count = 0;
-    shard_range(info.samples, comm.size(), comm.rank(), &offset, &count);
+    // --reproducible evaluates in whole blocks, each the same on any rank count.
+    if (config.reproducible) {
+      block_shard_range(info.samples, config.block_size, comm.size(), comm.rank(), &offset, &count);
+    } else {
+      shard_range(info.samples, comm.size(), comm.rank(), &offset, &count);
+    }
     require_memory(shard_bytes(info, count), memory_per_rank(comm.node_size()), comm.node_size(),
                    what + ": this rank's " + std::to_string(count) + " samples x " + std::to_string(info.features) +
                        " features");
@@ -133,6 +142,22 @@ void read_validation_file(const Communicator& comm, const Config& config, Traini
   set->has_val = true;
 }
 
+// --reproducible: every rank takes the same number of whole blocks of every
+// global batch, so a global batch and its blocks do not depend on the rank count.
+void reproducible_batch(const Communicator& comm, const Config& config, TrainingSet* set) {
+  const long p = comm.size(), m = config.block_size;
+  const bool global = config.global_batch_size > 0;
+  const long g = global ? config.global_batch_size : config.batch_size * p;
+  comm.agree(g % (m * p) == 0
+                 ? ""
+                 : "--reproducible: the global batch " + std::to_string(g) +
+                       (global ? " (--global-batch-size)" : " (--batch-size x ranks)") +
+                       " must be a multiple of --block-size " + std::to_string(m) + " x " + std::to_string(p) +
+                       " ranks = " + std::to_string(m * p));
+  set->global_blocks = g / m;
+  set->requested_batch = set->batch = g / p;
+}
+
 }  // namespace
 
 TrainingSet load_training_set(const Communicator& comm, const Config& config) {
@@ -143,6 +168,10 @@ TrainingSet load_training_set(const Communicator& comm, const Config& config) {
   set.classes = std::max<long>(set.classes, static_cast<long>(set.info.names.labels.size()));  // named, if not all seen
   if (config.val_split > 0) hold_out_validation(comm, config, &set);
   if (!config.val.empty()) read_validation_file(comm, config, &set);
+  if (config.reproducible) {
+    reproducible_batch(comm, config, &set);
+    return set;
+  }
   const long g = config.global_batch_size, p = comm.size(), r = comm.rank();
   set.requested_batch = g > 0 ? g / p + (r < g % p ? 1 : 0) : config.batch_size;
   // A batch larger than the shard is the whole shard (full-batch steps): the
@@ -161,6 +190,10 @@ std::unique_ptr<Minibatches> make_minibatches(const Communicator& comm, const Co
                 set->batch);
   }
   const int r = comm.rank();
+  if (config.reproducible) {
+    return std::make_unique<BlockSource>(set->info, set->info.samples, set->loss, transform, config.block_size,
+                                         set->global_blocks, r, comm.size(), config.shuffle, config.seed);
+  }
   if (!set->streaming) {
     Shard& shard = set->shard;
     std::vector<int64_t> rows = std::move(shard.rows);

@@ -50,6 +50,10 @@ struct Config {
   double clip_grad_norm = 0;    // > 0: clip the mean gradient to this global L2 norm (--clip-grad-norm)
   uint64_t seed = 1;
   bool shuffle = true;
+  // --reproducible: the same bits at any rank count and layout (the order is
+  // global, in blocks of block_size rows; the gradient is summed exactly).
+  bool reproducible = false;
+  long block_size = 32;
   std::string init, resume, checkpoint, metrics;  // resume "auto": the newest checkpoint, or a fresh start
   std::string checkpoint_dir;                      // numbered checkpoints (instead of --checkpoint)
   long checkpoint_every = 1;

@@ -107,6 +107,9 @@ std::mutex& hdf5_mutex();
 
 // Rank r's share of n rows over p ranks: sizes differ by at most one.
 void shard_range(long n, int p, int r, long* offset, long* count);
+// The same over whole blocks of `block` rows (the last may be short): the
+// rows of rank r's blocks (possibly none).
+void block_shard_range(long n, long block, int p, int r, long* offset, long* count);
 
 // Targets ready for the loss: labels for softmax, float values otherwise.
 struct Targets {

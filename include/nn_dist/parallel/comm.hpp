@@ -49,6 +49,7 @@ class Communicator {
   }
 
   void sum(double* data, int count) const;
+  void sum(int64_t* data, int count) const;  // exact: the same in any order
   // Every rank's floats summed in place, by Open MPI's MPI_Allreduce, or by
   // MPI_Iallreduce then MPI_Wait (for nn_allreduce_bench; the gradient goes
   // through GradientSync).

@@ -35,6 +35,14 @@ void share_initial_parameters(const Communicator& comm, bool drawn, Activation a
                               ModelState* model);
 
 // The gradient sum, and where the parameters and optimizer state then live. Collective.
-void start_gradient_sum(const Communicator& comm, const Config& config, ModelState* model);
+// --reproducible: the exact sum over blocks (GradientSync::create_exact);
+// the parameters stay private to each rank.
+void start_gradient_sum(const Communicator& comm, const Config& config, const TrainingSet& set,
+                        ModelState* model);
+
+// --reproducible: the products must be the same on every rank, so ranks
+// whose CPUs would pick different kernels all take the best they share, and
+// rank 0 says so. Collective.
+void agree_gemm_kernel(const Communicator& comm, const Config& config);
 
 }  // namespace nn_dist

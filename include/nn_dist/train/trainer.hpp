@@ -15,6 +15,7 @@
 #include "nn_dist/common/clock.hpp"
 #include "nn_dist/io/checkpoint.hpp"
 #include "nn_dist/parallel/comm.hpp"
+#include "nn_dist/train/block_source.hpp"
 #include "nn_dist/train/checkpointer.hpp"
 #include "nn_dist/train/data.hpp"
 #include "nn_dist/train/metrics_file.hpp"
@@ -65,7 +66,7 @@ class Trainer {
   void start_watching(ResumePoint* start);
   // --dropout: the rates of the model's hidden layers (errors agreed), and the mask export hook.
   void set_up_dropout();
-  void export_masks(long n);  // after forward(): the masks of its n samples
+  void export_masks(long n, const int64_t* ids);  // after forward(): the masks of its n samples
   int64_t last_step() const;  // the last step this run may take
 
   EpochEnd train_epoch(int64_t epoch, EpochResult* result);
@@ -87,7 +88,12 @@ class Trainer {
   void stop_on_signal(int64_t epoch, int64_t epoch_step, bool saved);
 
   // The step's parts (train_step).
+  void own_stats(Clock::time_point now, double* stats);  // this rank's stop and checkpoint values
   void forward(long step, long n, Clock::time_point now);
+  // --reproducible: forward, loss and backward block by block, each block's
+  // gradient into its own buffer (the same on any rank), then the exact sum.
+  // Returns the time spent forward (the rest of it was backward).
+  Clock::duration step_blocks(long step, long n, Clock::time_point now);
   void backward(long n);
   const double* sum_and_update(double* optimizer_seconds);
   // --clip-grad-norm: the whole sum first (its norm), then the clipped update.
@@ -101,6 +107,7 @@ class Trainer {
   Standardization transform_;        // the input transform (saved in checkpoints); empty: raw features
   DataNames names_;                  // rank 0: the names the model is trained with (saved in checkpoints)
   std::unique_ptr<Minibatches> source_;
+  BlockSource* blocks_ = nullptr;    // --reproducible: source_ as the block source; else null
   long steps_per_epoch_ = 0;
   ModelState model_;
   int64_t start_epoch_ = 0, global_step_ = 0;

@@ -22,12 +22,14 @@ struct TrainingSet {
   Targets targets;             // their targets (streamed: only max_label)
   bool streaming = false;      // --cache-mb: rows [offset, offset + count) are read during training
   long offset = 0, count = 0;  // this rank's rows of the training set
-  long scan_rows = 4096;       // rows per read in the setup passes over a streamed shard
+  bool scanned = false;        // the shard was scanned, not kept (streaming, --reproducible)
+  long scan_rows = 4096;       // rows per read in the setup passes over a scanned shard
   Matrix<float> val_x;         // (features, n) this rank's validation samples
   Targets val_targets;
   bool has_val = false;
   long requested_batch = 0;    // --batch-size, or this rank's part of --global-batch-size
   long batch = 0;              // this rank's samples per step: at most its whole shard
+  long global_blocks = 0;      // --reproducible: blocks of --block-size rows per global batch
 };
 
 // Reads and checks the training and validation data. Collective.
