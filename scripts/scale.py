@@ -28,15 +28,21 @@ epoch of every run in one CSV, and plots drawn from it.
   --run-timeout S     stop a run after S seconds (recorded as exit code 124)
   --no-plots          only runs.csv (plot later with `scale.py plot DIR`)
 
-Everything after -- goes to every run of nn_dist; scale.py adds --batch-size,
---profile and --metrics. An nn_dist --batch-size there is taken as the weak
-batch per rank, --global-batch-size as the strong global batch.
+Everything after -- goes to every run of nn_dist; scale.py adds
+--global-batch-size (strong) or --batch-size (weak), --profile and --metrics.
+An nn_dist --batch-size there is taken as the weak batch per rank,
+--global-batch-size as the strong global batch. With --reproducible there,
+every global batch must be a multiple of --block-size x ranks (checked before
+the first run), and the final losses of a strong curve are the same at every
+rank count: the summary says whether they are.
 
 Writes DIR/runs.csv (one row per run and epoch; columns in COLUMNS of
 nn_scale/runs_csv.py), DIR/runs/NNN-*.log and *.metrics.csv (each run's
 output and metrics),
 DIR/sweep.json (the machine, the command), then DIR/summary.csv (medians
-per curve and rank count) and the plots: throughput.png, efficiency.png,
+per curve and rank count), DIR/final_loss.csv (each run's last train_loss and
+val_loss as nn_dist wrote them, and whether they agree within the curve) and
+the plots: throughput.png, efficiency.png,
 breakdown.png, loss.png, time_to_accuracy.png. A failed run is recorded with
 its exit code and log and the sweep goes on; the exit code is then 1.
 Local runs use mpirun with the flags of scripts/common.sh; runs with more ranks

@@ -6,11 +6,17 @@
     adding up, oversubscription marked; the progress lines; summary.csv's
     parallel efficiency and time to target recomputed here from runs.csv;
     every plot a PNG that decodes;
+  - final losses: every run's last train_loss and val_loss in final_loss.csv
+    and the printed summary exactly as in its metrics file; the plain strong
+    curve's verdict says they differ across 1, 2, 3 ranks, a --reproducible
+    strong sweep's (--global-batch-size passed per run) that they are identical;
   - `scale.py plot DIR` re-draws from runs.csv (an unreachable target: marked
     never reached); a global-batch sweep at one rank count;
   - failures: a run that fails (more ranks than samples) is recorded with exit
     code 2 and its log, the next run still happens, scale.py exits 1; an
-    unknown nn_dist flag likewise; flags scale.py refuses exit 2 before any run.
+    unknown nn_dist flag likewise; flags scale.py refuses exit 2 before any run
+    (a --reproducible global batch that is not a multiple of --block-size x
+    ranks, in one line).
 Usage: scale_test.py NN_DIST NN_DATAGEN
 """
 import csv
@@ -124,6 +130,43 @@ for s in summary:
           close(s["time_to_target_median"], t, 1e-6 + 1e-5 * t) and s["epochs_to_target_median"] == "1", str(s))
 
 
+def last_metrics(sweep_dir, log):
+    """The last epoch row of a run's metrics file, as strings: what nn_dist wrote."""
+    _, rows = rows_of(os.path.join(sweep_dir, log[:-4] + ".metrics.csv"))
+    return rows[-1]
+
+
+def final_losses_as_written(sweep_dir, runs_rows):
+    """final_loss.csv's rows, checked against every run's metrics file and the printed table; returns them."""
+    _, finals = rows_of(os.path.join(sweep_dir, "final_loss.csv"))
+    by_run = {rs[0]["run"]: rs[0] for rs in runs_rows.values()}
+    check(f"{sweep_dir}/final_loss.csv: a row per run", sorted(f["run"] for f in finals) == sorted(by_run),
+          str(finals))
+    for f in finals:
+        m = last_metrics(sweep_dir, by_run[f["run"]]["log"])
+        check(f"{sweep_dir}/final_loss.csv run {f['run']}: the metrics file's last epoch, train_loss and val_loss "
+              f"as written", (f["epoch"], f["train_loss"], f["val_loss"]) == (m["epoch"], m["train_loss"], m["val_loss"])
+              and f["ranks"] == by_run[f["run"]]["ranks"], f"{f} vs {m}")
+    return finals
+
+
+def table_lists(out, f):
+    """Whether the printed table has run f's line: curve, ranks, repeat, epoch, train_loss, val_loss."""
+    return re.search(rf"^(strong|weak), [^\n]* {f['ranks']} +{f['repeat']} +{f['epoch']} +{re.escape(f['train_loss'])} "
+                     rf"+{re.escape(f['val_loss'])}$", out, re.M) is not None
+
+
+# The plain strong curve: each rank count splits the data and shuffles differently, so its final losses differ,
+# and the summary must not call them identical.
+finals = final_losses_as_written("sweep", runs)
+check("plain sweep: every run's final losses in the printed table", all(table_lists(out, f) for f in finals), out)
+strong_line = [line for line in out.splitlines() if line.startswith("final loss, strong, global batch 24: ")]
+check("plain sweep: the strong curve's final loss differs across 1, 2, 3 ranks",
+      len(strong_line) == 1 and strong_line[0].startswith("final loss, strong, global batch 24: differs across 1, 2, "
+                                                          "3 ranks: train_loss ") and "identical" not in out and
+      all(f["identical_in_curve"] == "0" for f in finals), out)
+
+
 def png_ok(path):
     try:
         with open(path, "rb") as f:
@@ -137,6 +180,29 @@ def png_ok(path):
 
 for name in PLOTS:
     check(f"plot {name}: a PNG that decodes", png_ok(os.path.join("sweep", name)))
+
+# ---- --reproducible: the global batch passed per run, the same final losses at every rank count
+code, out, err = scale("--mode", "strong", "--ranks", "1,2,3", "--global-batch", "24", "--out", "repro", "--", *train,
+                       "--reproducible", "--block-size", "4")
+check("reproducible sweep: exit 0", code == 0, err[-2000:])
+_, rows = rows_of("repro/runs.csv")
+runs_repro = {}
+for r in rows:
+    runs_repro.setdefault(r["run"], []).append(r)
+check("reproducible sweep: 3 runs x 2 epochs at 1, 2, 3 ranks", len(rows) == 6 and
+      sorted(rs[0]["ranks"] for rs in runs_repro.values()) == ["1", "2", "3"], str(rows))
+check("reproducible sweep: each run got --global-batch-size 24, --reproducible and --block-size 4",
+      all(re.search(r"--reproducible --block-size 4 .*--global-batch-size 24 ",
+                    open(os.path.join("repro", rs[0]["log"])).readline()) for rs in runs_repro.values()))
+finals = final_losses_as_written("repro", runs_repro)
+check("reproducible sweep: every run's final losses in the printed table", all(table_lists(out, f) for f in finals),
+      out)
+f = finals[0] if finals else {}
+check("reproducible sweep: final loss identical at 1, 2, 3 ranks, with its values",
+      len({(g["train_loss"], g["val_loss"]) for g in finals}) == 1 and f.get("val_loss") and
+      f"final loss, strong, global batch 24: identical at 1, 2, 3 ranks (train_loss {f['train_loss']}, "
+      f"val_loss {f['val_loss']}; epoch 2)" in out and all(g["identical_in_curve"] == "1" for g in finals), out)
+check("reproducible sweep: loss.png", png_ok("repro/loss.png"))
 
 # ---- re-drawn from runs.csv
 before = open("sweep/time_to_accuracy.png", "rb").read()
@@ -183,9 +249,15 @@ check("unknown nn_dist flag: exit 1, exit code 2 recorded",
 # ---- refused before any run
 for args, words in ((["--mode", "strong", "--ranks", "1,2,3", "--global-batch", "32"], "not divisible by 3"),
                     (["--mode", "strong", "--ranks", "1"], "needs --global-batch"),
-                    (["--ranks", "1", "--", "--data", "d.h5", "--metrics", "m.csv"], "--metrics after --")):
+                    (["--ranks", "1", "--", "--data", "d.h5", "--metrics", "m.csv"], "--metrics after --"),
+                    (["--mode", "strong", "--ranks", "1,2,4", "--global-batch", "24", "--", "--data", "d.h5",
+                      "--reproducible", "--block-size", "4"],
+                     "--global-batch 24 with --reproducible: not a multiple of --block-size 4 x ranks (4 x 4 = 16)"),
+                    (["--ranks", "1", "--batch-per-rank", "8,64", "--", "--data", "d.h5", "--reproducible"],
+                     "--batch-per-rank 8 with --reproducible: not a multiple of --block-size 32")):
     code, out, err = scale(*args, "--out", "refused")
-    check(f"refused: {words}", code == 2 and words in err and not os.path.exists("refused/runs.csv"), err)
+    check(f"refused: {words}", code == 2 and words in err and err.count("\n") == 1 and
+          not os.path.exists("refused/runs.csv"), err)
 
 os.chdir("/")
 if testkit.failures:

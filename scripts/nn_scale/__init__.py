@@ -1,6 +1,7 @@
 """scripts/scale.py's parts, one job each: options (the sweep's command line), sweep (running it),
-runs_csv (runs.csv: written per run, read back), summary (medians per curve and rank count), plots,
-and report (summary.csv and the plots from a sweep's folder)."""
+runs_csv (runs.csv: written per run, read back), summary (medians per curve and rank count), final_loss
+(each run's last losses as written, the same at every rank count or not), plots, and report (summary.csv,
+final_loss.csv and the plots from a sweep's folder)."""
 
 import sys
 

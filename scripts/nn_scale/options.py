@@ -12,6 +12,7 @@ from nn_scale import UsageError
 # The checkout (scripts/..), or the installed share/nn_dist (scripts/..): where nn_dist is looked for.
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_BATCH = 32  # nn_dist's --batch-size default
+DEFAULT_BLOCK = 32  # nn_dist's --block-size default (rows per block of --reproducible)
 
 
 def int_list(text, flag):
@@ -41,6 +42,31 @@ def take_flag(args, flag):
 
 def has_flag(args, flag):
     return any(a == flag or a.startswith(flag + "=") for a in args)
+
+
+def block_size(args):
+    """nn_dist's --block-size among args (left in place), or its default."""
+    text = take_flag(list(args), "--block-size")
+    if text is None:
+        return DEFAULT_BLOCK
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"--block-size {text!r} after --: expected a whole number of at least 1")
+    return int(text)
+
+
+def check_reproducible_batches(a):
+    """--reproducible: every rank takes whole blocks of each global batch, so nn_dist refuses a run whose
+    global batch is not a multiple of --block-size x ranks; refused here before the first run instead."""
+    m = a.block_size
+    for g in a.global_batches:
+        bad = [r for r in a.ranks_list if g % (m * r)]
+        if bad:
+            raise UsageError(f"--global-batch {g} with --reproducible: not a multiple of --block-size {m} x ranks "
+                             f"(" + ", ".join(f"{m} x {r} = {m * r}" for r in bad) + ")")
+    bad = [b for b in a.batches_per_rank if b % m]  # weak
+    if bad:
+        raise UsageError(f"--batch-per-rank {', '.join(map(str, bad))} with --reproducible: not a multiple of "
+                         f"--block-size {m} (every rank takes whole blocks)")
 
 
 def slurm_cores():
@@ -134,6 +160,10 @@ def validate(a):
                                  f"strong scaling keeps the global batch, so every rank count must divide it")
     a.batches_per_rank = int_list(a.batch_per_rank or nn_batch or str(DEFAULT_BATCH), "--batch-per-rank") \
         if "weak" in modes else []
+    a.reproducible = has_flag(a.nn_args, "--reproducible")
+    if a.reproducible:
+        a.block_size = block_size(a.nn_args)
+        check_reproducible_batches(a)
     a.modes = modes
     a.nn_dist = find_nn_dist(a.nn_dist)
     if not a.out:

@@ -184,8 +184,21 @@ def plot_breakdown(plt, summary, note, path):
     plt.close(fig)
 
 
-def plot_loss(plt, runs, summary, note, path):
+def final_values(finals, loss_key):
+    """(curve, ranks) -> its runs' final loss_key as nn_dist wrote it (distinct values joined by ' / ')."""
+    values = {}
+    for c in finals:
+        for r in c["runs"]:
+            values.setdefault((c["series"], r["ranks"]), {})[r["final"][loss_key]] = None
+    return {k: " / ".join(v) for k, v in values.items()}
+
+
+def plot_loss(plt, runs, summary, finals, note, path):
     curves, loss_key = loss_curves(runs)
+    # Curves that coincide (the same final loss at every rank count) are drawn ever thinner with ever smaller
+    # hollow markers as the ranks grow, so that each one stays visible under the next.
+    same = {c["series"] for c in finals if c["identical"]}
+    final = final_values(finals, loss_key)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 5), constrained_layout=True)
     all_ranks = sorted({k[1] for k in curves})
     series = sorted({k[0] for k in curves})
@@ -201,10 +214,15 @@ def plot_loss(plt, runs, summary, note, path):
         style = styles[(si if by_ranks else ri) % len(styles)]
         label = f"{series_label(key)}, {ranks} rank{'s' if ranks > 1 else ''}"
         label += " (oversub.)" if ranks in over else ""
-        for ax, xi in ((a1, 0), (a2, 1)):
+        label += f": final {loss_key} {final[key, ranks]}" if final.get((key, ranks)) else ""
+        plain = dict(marker="o", markersize=4)
+        marks = plain  # per epoch
+        if key in same:
+            above = len([r for k, r in curves if k == key and r > ranks])  # curves drawn over this one
+            marks = dict(marker="o", markersize=4 + 3 * above, markerfacecolor="none", linewidth=1.5 + 1.5 * above)
+        for ax, xi, m in ((a1, 0, marks), (a2, 1, plain)):
             xs = [p[xi] for p in pts]
-            ax.plot(xs, [p[2] for p in pts], linestyle=style, marker="o", markersize=4, color=color,
-                    label=label if ax is a1 else None)
+            ax.plot(xs, [p[2] for p in pts], linestyle=style, color=color, label=label if ax is a1 else None, **m)
             if any(p[3] != p[4] for p in pts):
                 ax.fill_between(xs, [p[3] for p in pts], [p[4] for p in pts], color=color, alpha=0.15)
     what = "validation loss" if loss_key == "val_loss" else "training loss (no validation set)"
@@ -222,7 +240,9 @@ def plot_loss(plt, runs, summary, note, path):
     a1.set_title("per epoch", fontsize=10)
     a2.set_title("per wall-clock second" + (" (oversubscribed runs: not meaningful)" if over else ""), fontsize=10)
     a1.legend(fontsize=7)
-    fig.suptitle(f"{what[0].upper() + what[1:]} (median of repeats; band: min-max)\n{note}", fontsize=10)
+    overlap = (f"\n{'; '.join(series_label(k) for k in sorted(same))}: final loss identical at every rank count, "
+               f"fewer ranks drawn wider, so that curves that overlap stay visible" if same else "")
+    fig.suptitle(f"{what[0].upper() + what[1:]} (median of repeats; band: min-max)\n{note}{overlap}", fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -278,7 +298,7 @@ def plot_time_to_accuracy(plt, summary, target, acc_key, note, path):
     plt.close(fig)
 
 
-def draw_plots(plt, out, runs, summary, target, acc_key):
+def draw_plots(plt, out, runs, summary, finals, target, acc_key):
     """Every plot the runs allow, into out/; returns (the files drawn, {file: why not} for the others)."""
     note = machine_note(summary)
     skipped = {}  # plot -> why not
@@ -295,7 +315,7 @@ def draw_plots(plt, out, runs, summary, target, acc_key):
     else:
         skipped["breakdown.png"] = "no BENCH_JSON line in any run"
     if any(r["epochs"] and r["exit_code"] == 0 for r in runs):
-        plot_loss(plt, runs, summary, note, os.path.join(out, "loss.png"))
+        plot_loss(plt, runs, summary, finals, note, os.path.join(out, "loss.png"))
     else:
         skipped["loss.png"] = "no successful run wrote an epoch"
     if target is None:

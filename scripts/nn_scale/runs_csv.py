@@ -114,7 +114,8 @@ def num(text):
 
 
 def load_runs(csv_path):
-    """runs.csv as one dict per run, with its epochs as a list."""
+    """runs.csv as one dict per run, with its epochs as a list (numbers) and its last epoch's losses as
+    written ("final": epoch, train_loss, val_loss strings; None without an epoch)."""
     runs = {}
     with open(csv_path, newline="") as f:
         for row in csv.DictReader(f):
@@ -124,11 +125,14 @@ def load_runs(csv_path):
                     "mode": row["mode"], "ranks": int(row["ranks"]), "global_batch": int(row["global_batch"]),
                     "batch_per_rank": int(row["batch_per_rank"]), "repeat": int(row["repeat"]),
                     "exit_code": int(row["exit_code"]), "cores": int(row["cores"]),
-                    "oversubscribed": row["oversubscribed"] == "1", "epochs": []}
+                    "oversubscribed": row["oversubscribed"] == "1", "epochs": [], "run": int(row["run"]),
+                    "final": None}
                 for col in ("profile_samples_per_sec", "step_ms", "data_ms", "compute_ms", "exposed_sum_ms",
                             "update_ms", "run_seconds"):
                     r[col] = num(row.get(col))
             if row.get("epoch"):
+                # The last epoch's losses as nn_dist wrote them: strings, compared as written.
+                r["final"] = {k: row.get(k) or "" for k in ("epoch", "train_loss", "val_loss")}
                 r["epochs"].append({k: num(row.get(k)) for k in ("epoch", "wall_seconds", "train_loss", "val_loss",
                                                                  "train_accuracy", "val_accuracy",
                                                                  "samples_per_sec")})

@@ -160,7 +160,10 @@ def launch(a, run, extra):
     metrics_path = os.path.join(a.out, "runs", name + ".metrics.csv")
     if os.path.exists(metrics_path):
         os.remove(metrics_path)
-    nn = [a.nn_dist] + a.nn_args + ["--batch-size", str(run["batch_per_rank"]), "--metrics", metrics_path]
+    # Strong runs name the global batch itself, so that nn_dist checks it (--reproducible: whole blocks per rank).
+    batch = ["--global-batch-size", str(run["global_batch"])] if run["mode"] == "strong" else \
+        ["--batch-size", str(run["batch_per_rank"])]
+    nn = [a.nn_dist] + a.nn_args + batch + ["--metrics", metrics_path]
     if not has_flag(a.nn_args, "--profile"):
         nn.append("--profile")
     cmd = launcher_command(a.launcher, run["ranks"], a.cores, extra) + nn
