@@ -10,7 +10,8 @@
 #      a 4-task job on one node: shared memory;
 #   4. preemption: a job signalled mid-epoch (scancel --signal=USR1, or
 #      --batch to the script) checkpoints, exits 75, requeues itself, resumes,
-#      and ends with the bits of an uninterrupted job;
+#      and ends with the bits of an uninterrupted job; with --reproducible, a
+#      2-node job preempted and resubmitted on 1 node ends with the 2-node bits;
 #   5. a job with a bad flag: state FAILED, exit code 2, one error line;
 #   6. sweep.sbatch (scripts/scale.py through srun): weak at 1, 2 and 4 ranks
 #      with nn_dist's arguments only, strong at 2 and 4 with scale.py's
@@ -204,6 +205,31 @@ for launcher in srun mpirun; do
     /usr/bin/python3 "$ROOT/tests/same_bits.py" "$(last_checkpoint "$WORK/pre-ref")" "$(last_checkpoint "$dir")"
   [[ $state == COMPLETED ]] || out
 done
+
+# --reproducible: a 2-node job preempted mid-epoch (USR1, NN_REQUEUE=0: it checkpoints and ends with
+# 75) and resubmitted on 1 node continues through --resume auto, and ends with the bits of an
+# uninterrupted 2-node job.
+repro=(--data "$WORK/t.h5" --hidden 256,128 --global-batch-size 16 --block-size 8 --reproducible --optimizer adam
+       --lr 0.001 --epochs 2 --checkpoint-every-steps 250)
+submit -N 2 --ntasks-per-node 1 "$ROOT/cluster/train.sbatch" "${repro[@]}" --checkpoint-dir "$WORK/repro-ref"
+wait_job "$jid"
+check "--reproducible reference (2 nodes): COMPLETED 0:0" test "$state $exitcode" = "COMPLETED 0:0"
+NN_REQUEUE=0 submit -N 2 --ntasks-per-node 1 "$ROOT/cluster/train.sbatch" "${repro[@]}" --checkpoint-dir "$WORK/repro"
+deadline=$((SECONDS + 120))
+until (($(newest_step "$WORK/repro") >= 500)) || ((SECONDS > deadline)); do sleep 0.05; done
+(($(newest_step "$WORK/repro") >= 500)) || echo "job $jid: no checkpoint past step 500 within 120 s"
+"$SLURM" client "$WORK/slurm" scancel --signal=USR1 "$jid"
+wait_job "$jid"
+check "--reproducible on 2 nodes: checkpointed mid-epoch on SIGUSR1 and ended with 75" \
+  bash -c "[[ '$exitcode' == 75:0 ]] && grep -q 'nn_dist: SIGUSR1 reached .* in epoch [12]).* written' '$WORK/job-$jid.out'"
+submit -N 1 -n 1 "$ROOT/cluster/train.sbatch" "${repro[@]}" --checkpoint-dir "$WORK/repro"
+wait_job "$jid"
+check "--reproducible resubmitted on 1 node: COMPLETED 0:0" test "$state $exitcode" = "COMPLETED 0:0"
+check "--reproducible resubmitted on 1 node: resumed mid-epoch, at 1 rank" \
+  bash -c "grep -q 'resuming from' '$WORK/job-$jid.out' && grep -q 'nn_dist: 1 rank(s)' '$WORK/job-$jid.out'"
+check "--reproducible: 2 nodes preempted, then 1 node = 2 nodes uninterrupted, bit for bit" \
+  /usr/bin/python3 "$ROOT/tests/same_bits.py" "$(last_checkpoint "$WORK/repro-ref")" "$(last_checkpoint "$WORK/repro")"
+[[ $state == COMPLETED ]] || out
 
 submit -N 1 -n 4 "$ROOT/cluster/train.sbatch" "${train[@]}" --epochs 1
 wait_job "$jid"
