@@ -93,7 +93,7 @@ float max_magnitude(const float* g, std::size_t n) {
   return out;
 }
 
-int fixed_point_exponent(float max_abs, long terms) {
+int fixed_point_exponent(double max_abs, long terms) {
   if (!std::isfinite(max_abs) || terms < 1 || terms > (1L << (kFixedPointBits - 1))) {
     throw Error("internal: no fixed-point exponent for a largest magnitude of " + std::to_string(max_abs) +
                 " over " + std::to_string(terms) + " terms");

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "nn_dist/common/text.hpp"
+#include "nn_dist/math/fixed_point.hpp"
 #include "nn_dist/train/stream.hpp"
 
 namespace nn_dist {
@@ -69,12 +70,7 @@ std::vector<double> feature_sums(const Communicator& comm, const TrainingSet& se
   each_value(set, [&](long f, double v) { largest[f] = std::max(largest[f], std::fabs(term(f, v))); });
   comm.max(largest.data(), static_cast<int>(d));
   std::vector<int> shift(d);
-  const int headroom = 62 - static_cast<int>(std::ceil(std::log2(static_cast<double>(set.info.samples) + 1)));
-  for (long f = 0; f < d; ++f) {
-    int e = 0;
-    std::frexp(largest[f], &e);  // largest < 2^e: every term times 2^(headroom - e) fits, and so does their sum
-    shift[f] = headroom - e;
-  }
+  for (long f = 0; f < d; ++f) shift[f] = fixed_point_exponent(largest[f], set.info.samples);
   std::vector<int64_t> fixed(d, 0);
   each_value(set, [&](long f, double v) { fixed[f] += std::llrint(std::ldexp(term(f, v), shift[f])); });
   comm.sum(fixed.data(), static_cast<int>(d));

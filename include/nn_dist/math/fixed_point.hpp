@@ -19,7 +19,7 @@ float max_magnitude(const float* g, std::size_t n);
 // max_abs cannot overflow: max_abs * 2^e * terms < 2^62 (the smallest power of
 // two >= terms, so the bound depends on terms only through that power). 0 for
 // max_abs == 0. Requires a finite max_abs and 1 <= terms <= 2^61.
-int fixed_point_exponent(float max_abs, long terms);
+int fixed_point_exponent(double max_abs, long terms);
 
 // sums[i] = (or += when accumulate) the integer nearest g[i] * 2^e (ties to even):
 // exact per value, the same bits on every machine.

@@ -202,7 +202,7 @@ class ExactSum : public GradientSync {
     // A NaN or infinity anywhere made the tensor's maximum infinite on every
     // rank (max_magnitude), and makes that tensor's sum NaN.
     for (std::size_t t = 0; t < tensors_.size(); ++t) {
-      exponents_[t] = std::isfinite(maxima_[t]) ? fixed_point_exponent(static_cast<float>(maxima_[t]), total_blocks_)
+      exponents_[t] = std::isfinite(maxima_[t]) ? fixed_point_exponent(maxima_[t], total_blocks_)
                                                 : kNotFinite;
     }
     return stats_;
