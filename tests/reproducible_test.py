@@ -110,6 +110,13 @@ def main():
                 worst = max(worst, float(np.abs(x - y).max() / max(1.0, np.abs(x).max())))
         check(f"--reproducible within float tolerance of the normal mode (largest relative difference {worst:.1e}, "
               "tolerance 1e-5)", worst < 1e-5)
+        # A loss sum beyond 2^29 leaves the grid on which the ranks' float64 sums are exact: said once.
+        big = os.path.join(tmp, "big.h5")
+        must_run([NN_DATAGEN, "--kind", "regression", "--samples", "500", "--features", "10", "--out", big])
+        p = must_run(mpirun(MPIEXEC, 2) + [NN_DIST, "--data", big, "--reproducible", "--global-batch-size", "96",
+                                           "--block-size", "8", "--scale", "1e5", "--lr", "1e-15", "--epochs", "1"])
+        check("a loss sum beyond 2^29 is warned about, once",
+              p.stderr.count("warning: --reproducible: a step's loss sum") == 1, p.stderr)
     finish()
 
 

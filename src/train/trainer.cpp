@@ -403,6 +403,9 @@ bool Trainer::train_step(long step) {
   stop_.read(sum);
   checkpointer_.set_time_due(sum[kStatCheckpointDue] > 0);
   if (!std::isfinite(sum[kStatLoss])) fail_not_finite(n, sum[kStatLoss]);
+  if (blocks_ != nullptr && !loss_grid_warned_ && std::fabs(sum[kStatLoss]) >= std::ldexp(1.0, 29)) {
+    warn_loss_off_grid(sum[kStatLoss]);
+  }
   model_.optimizer->finish_step();
   ++global_step_;
   epoch_sums_.loss += sum[kStatLoss];
@@ -529,6 +532,15 @@ void Trainer::sum_clip_and_update(bool finite, double count, double* optimizer_s
     *optimizer_seconds += seconds_between(start, Clock::now());
   };
   sync.wait(keep, update);
+}
+
+void Trainer::warn_loss_off_grid(double loss) {
+  // Every rank sees the same sum: each knows, rank 0 says it once.
+  loss_grid_warned_ = true;
+  if (!comm_.root()) return;
+  std::fprintf(stderr, "warning: --reproducible: a step's loss sum (%g) is at least 2^29, beyond which the ranks' "
+                       "float64 sum of it can round differently at another rank count: the loss metrics' last bits "
+                       "(and what --monitor loss decides) may then differ\n", loss);
 }
 
 void Trainer::fail_not_finite(long n, double loss) const {

@@ -99,6 +99,8 @@ class Trainer {
   // --clip-grad-norm: the whole sum first (its norm), then the clipped update.
   void sum_clip_and_update(bool finite, double count, double* optimizer_seconds);
   [[noreturn]] void fail_not_finite(long n, double loss) const;
+  // --reproducible: a step's loss sum too large for on_grid()'s exact sums (once).
+  void warn_loss_off_grid(double loss);
 
   const Communicator& comm_;
   Config config_;
@@ -134,6 +136,7 @@ class Trainer {
   int stop_exit_code_ = 0;
   StepTimes times_;
   bool dropout_ = false;  // some hidden layer drops units in training
+  bool loss_grid_warned_ = false;  // --reproducible: warn_loss_off_grid has spoken
   struct CloseFile {
     void operator()(std::FILE* f) const { std::fclose(f); }
   };
