@@ -155,7 +155,10 @@ for timeout in 3 300; do
   job=$!
   deadline=$((SECONDS + 120))
   until grep -q "^epoch 1/" "$WORK/cut.out" || ! kill -0 $job 2>/dev/null || ((SECONDS > deadline)); do sleep 0.1; done
-  grep -q "^epoch 1/" "$WORK/cut.out" || echo "link cut, timeout $timeout: no epoch line within 120 s (the cut comes anyway)"
+  if ! grep -q "^epoch 1/" "$WORK/cut.out"; then
+    echo "link cut, timeout $timeout: no epoch line within 120 s (the cut comes anyway); the job's output so far:"
+    tail -15 "$WORK/cut.out"
+  fi
   ip -n nnt2 link set eth0 down
   start=$(date +%s.%N)
   ( sleep 120; kill -KILL $job ) 2>/dev/null &
@@ -176,6 +179,11 @@ for timeout in 3 300; do
   [[ $rc -ne 0 ]] || cat "$WORK/cut.out"
   ip -n nnt2 link set eth0 up
   kill_on_host nnt1 nn_dist; kill_on_host nnt2 nn_dist
+  # The next job needs the link back: wait until host 2's eth0 is up again (operstate UP: carrier),
+  # since a job started before could fail to launch and leave nothing for the cut to test.
+  deadline=$((SECONDS + 60))
+  until ip -n nnt2 -br link show eth0 | grep -q " UP " || ((SECONDS > deadline)); do sleep 0.05; done
+  ip -n nnt2 -br link show eth0 | grep -q " UP " || echo "host 2's eth0 not up 60 s after it was set up"
 done
 
 echo "$failures failed"
