@@ -14,9 +14,11 @@
 
 namespace {
 
-// Stop signals wait for a step boundary only while training (or failing) runs.
+// Stop signals wait for a step boundary only while training (or failing) runs
+// (and, after a stop on a signal, a rank's late first copy: end_stop_on_signal).
 struct StopSignalsEnd {
-  ~StopSignalsEnd() { nn_dist::end_stop_on_signal(); }
+  bool stopped_on_signal = false;
+  ~StopSignalsEnd() { nn_dist::end_stop_on_signal(stopped_on_signal); }
 };
 
 // The epoch lines are output too: a full disk or closed pipe under stdout is an error.
@@ -37,7 +39,7 @@ int main(int argc, char** argv) {
   // SIGFPE and SIGABRT); the first step's sum then carries the stop.
   nn_dist::install_signal_handlers();
   return nn_dist::mpi_program_main("nn_dist", &argc, &argv, [&](const nn_dist::Communicator& comm) {
-    const StopSignalsEnd stop_signals_end;
+    StopSignalsEnd stop_signals_end;
     nn_dist::Config config;
     const bool go = nn_dist::parse_on_every_rank(comm, [&](std::string* help) {
       return nn_dist::parse_config(argc, argv, &config, help) == nn_dist::ParseResult::kRun;
@@ -45,6 +47,7 @@ int main(int argc, char** argv) {
     if (!go) return 0;
     nn_dist::Trainer trainer(comm, config);
     trainer.run();
+    stop_signals_end.stopped_on_signal = trainer.stop_exit_code() != 0;
     check_stdout(comm);
     return trainer.stop_exit_code();
   });

@@ -55,7 +55,12 @@ void install_signal_handlers() {
   for (int sig : {SIGHUP, SIGQUIT, SIGUSR2, SIGPIPE, SIGXCPU, SIGXFSZ}) install(sig, die_cleanly);
 }
 
-void end_stop_on_signal() {
+void end_stop_on_signal(bool stopped_on_signal) {
+  // request_stop already records a rank's first signal and ends it on the
+  // second: exactly what a stopped run's ranks need (a late copy of the
+  // preemption would otherwise kill a rank it had not reached yet, and the
+  // job would end on that signal instead of 75; seen under srun).
+  if (stopped_on_signal) return;
   for (int sig : {SIGTERM, SIGUSR1, SIGINT}) {
     struct sigaction current {};
     if (::sigaction(sig, nullptr, &current) != 0 || current.sa_handler != request_stop) continue;

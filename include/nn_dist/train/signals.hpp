@@ -19,7 +19,11 @@ constexpr int kResumeExitCode = 75;
 void install_signal_handlers();
 // Once training is over (or failed), a stop signal ends the process at once
 // again: mpirun's SIGTERM to the ranks of a failing job must not wait for a step.
-void end_stop_on_signal();
+// Except after a run that stopped on a signal (stopped_on_signal): the same
+// preemption may still be on its way to the ranks it had not reached (the
+// others stopped with them at the agreed step), so a rank that has had no
+// stop signal yet takes one more as that late copy; any further one ends it.
+void end_stop_on_signal(bool stopped_on_signal);
 // The first stop signal received, or 0.
 int stop_signal();
 // Seconds since that signal (0 without one).
