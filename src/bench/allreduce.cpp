@@ -167,7 +167,7 @@ class SyncPath : public SumPath {
         params_(sync_->shared_buffer(0)) {}
   const GradientSync& sync() const { return *sync_; }
   float* input() override { return sync_->backward_buffer(); }
-  std::size_t part() const override { return sync_->own_end() - sync_->own_begin(); }
+  std::size_t part() const override { return sync_->own_elements(); }
   void run(const double* stats, Check* check) override {
     sync_->start_stats(stats);
     for (std::size_t i = 0; i < pieces_.size(); ++i) sync_->piece_done(i);

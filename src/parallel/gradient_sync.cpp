@@ -80,6 +80,21 @@ ModeChoice choose_mode(const Communicator& comm, AllreduceMode asked, AllreduceM
 
 }  // namespace
 
+std::vector<Bucket> plan_buckets(const std::vector<GradientPiece>& pieces, std::size_t grad_size,
+                                 std::size_t bucket_bytes, bool overlap) {
+  if (!overlap) return {{0, grad_size, pieces.size() - 1}};
+  std::vector<Bucket> buckets;
+  const std::size_t bucket_elements = std::max<std::size_t>(1, bucket_bytes / sizeof(float));
+  std::size_t end = grad_size;
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    if (end - pieces[i].begin >= bucket_elements || i + 1 == pieces.size()) {
+      buckets.push_back({pieces[i].begin, end, i});
+      end = pieces[i].begin;
+    }
+  }
+  return buckets;
+}
+
 std::unique_ptr<GradientSync> GradientSync::create(const Communicator& comm, float* sums, std::size_t grad_size,
                                                    const std::vector<GradientPiece>& pieces, std::size_t bucket_bytes,
                                                    bool overlap, AllreduceMode mode, std::size_t shared_buffers) {
@@ -87,13 +102,14 @@ std::unique_ptr<GradientSync> GradientSync::create(const Communicator& comm, flo
   ModeChoice choice = choose_mode(comm, mode, AllreduceMode::kRing);
   MPI_Comm node = choice.node;
   const SumSetup setup{sums, grad_size, choice.mode, choice.reason};
+  const BucketPlan plan{pieces, bucket_bytes, overlap};
   switch (choice.mode) {
     case AllreduceMode::kShared:
     case AllreduceMode::kHierarchical:
-      return make_shared_sum(comm, node, setup, shared_buffers);  // takes the node communicator
+      return make_shared_sum(comm, node, setup, shared_buffers, plan);  // takes the node communicator
     case AllreduceMode::kRing:
       MPI_Comm_free(&node);
-      return make_ring_sum(comm, setup, pieces, bucket_bytes, overlap);
+      return make_ring_sum(comm, setup, plan);
     default:
       MPI_Comm_free(&node);
       return make_mpi_sum(comm, setup);

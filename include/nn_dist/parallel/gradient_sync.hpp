@@ -33,13 +33,15 @@ class Communicator;
 //   own gradient (the losses are still summed). Not data-parallel training: a
 //   benchmark of the most that P ranks could do with free communication.
 // - kHierarchical: for several nodes. Within each node as kShared: one copy of
-//   the parameters and optimizer state per node in shared memory, each local
-//   rank owning 1/L of it; a rank sums its part of the node's L gradients (in
-//   local rank order), then MPI_Allreduce sums that part over the nodes on a
+//   the parameters and optimizer state per node in shared memory. The
+//   gradient goes in buckets (last layer first, --bucket-mb), each cut into
+//   one part per local rank: as soon as every rank of the node has
+//   backpropagated a bucket, each rank sums its part of the node's L gradients
+//   (in local rank order) and starts MPI_Iallreduce of it over the nodes, on a
 //   communicator of the ranks that own the same part on every node, so all
-//   local ranks and links work at once, and Open MPI's tuned algorithms (and
-//   the network's offloads) do the inter-node part. Needs the same number of
-//   ranks on every node.
+//   local ranks and links work at once, overlapping the rest of backprop, and
+//   Open MPI's algorithms (and the network's offloads) do the inter-node part.
+//   Needs the same number of ranks on every node.
 // - kAuto: kShared on one node; kHierarchical on several with equal rank
 //   counts; else kMpi.
 enum class AllreduceMode { kAuto, kShared, kHierarchical, kRing, kMpi, kNone };
@@ -123,6 +125,10 @@ class GradientSync : public BackwardObserver {
   virtual float* shared_buffer(std::size_t) const { return nullptr; }
   std::size_t own_begin() const { return own_begin_; }
   std::size_t own_end() const { return own_end_; }
+  // How many elements wait() hands this rank each step (the hierarchical sum
+  // hands a part of every bucket, so its parts are not one range: own_begin()
+  // and own_end() are then 0).
+  virtual std::size_t own_elements() const { return own_end_ - own_begin_; }
   // Where this step's local gradient goes (the sum buffer itself, or this
   // rank's shared-memory buffer).
   float* backward_buffer() const { return backward_buffer_; }

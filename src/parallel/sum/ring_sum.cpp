@@ -129,21 +129,10 @@ class Ring {
 
 class RingSum : public GradientSync {
  public:
-  RingSum(const Communicator& comm, const SumSetup& setup, const std::vector<GradientPiece>& pieces,
-          std::size_t bucket_bytes, bool overlap)
-      : GradientSync(comm, setup.sums, setup.grad_size, setup.mode, setup.reason), overlap_(overlap) {
-    if (overlap_) {
-      const std::size_t bucket_elements = std::max<std::size_t>(1, bucket_bytes / sizeof(float));
-      std::size_t end = size_;
-      for (std::size_t i = 0; i < pieces.size(); ++i) {
-        if (end - pieces[i].begin >= bucket_elements || i + 1 == pieces.size()) {
-          buckets_.push_back({pieces[i].begin, end, i});
-          end = pieces[i].begin;
-        }
-      }
-    } else {
-      buckets_.push_back({0, size_, pieces.size() - 1});
-    }
+  RingSum(const Communicator& comm, const SumSetup& setup, const BucketPlan& plan)
+      : GradientSync(comm, setup.sums, setup.grad_size, setup.mode, setup.reason),
+        overlap_(plan.overlap),
+        buckets_(plan_buckets(plan.pieces, size_, plan.bucket_bytes, plan.overlap)) {
     MPI_Comm_dup(mpi_comm(comm_), &ring_comm_);  // a private communicator: no tag clashes
     rings_.reserve(buckets_.size());
     for (std::size_t b = 0; b < buckets_.size(); ++b) {
@@ -199,10 +188,6 @@ class RingSum : public GradientSync {
   }
 
  private:
-  struct Bucket {
-    std::size_t begin, end;  // element range of the gradient
-    std::size_t last_piece;  // the bucket may start once this piece is done
-  };
   // Every ring that has started moves on as far as its messages allow.
   void progress() {
     const double t0 = MPI_Wtime();
@@ -221,10 +206,8 @@ class RingSum : public GradientSync {
 
 }  // namespace
 
-std::unique_ptr<GradientSync> make_ring_sum(const Communicator& comm, const SumSetup& setup,
-                                            const std::vector<GradientPiece>& pieces, std::size_t bucket_bytes,
-                                            bool overlap) {
-  return std::make_unique<RingSum>(comm, setup, pieces, bucket_bytes, overlap);
+std::unique_ptr<GradientSync> make_ring_sum(const Communicator& comm, const SumSetup& setup, const BucketPlan& plan) {
+  return std::make_unique<RingSum>(comm, setup, plan);
 }
 
 }  // namespace nn_dist

@@ -1,7 +1,8 @@
-// Shared memory on one node (kShared), and per node with MPI_Allreduce
+// Shared memory on one node (kShared), and per node with MPI_Iallreduce
 // between nodes (kHierarchical): the ranks of a node publish their gradients
 // in one MPI shared window and each sums (and, with shared buffers, updates)
-// its own part of them, in rank order.
+// its own part of them, in rank order; across nodes, each bucket's part goes
+// out as soon as every rank of the node has backpropagated it.
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -25,7 +26,8 @@ namespace {
 //   byte 192  stats[1]    ... of odd steps
 //   byte 256  squared     steps whose part of the gradient's squares the owner has written
 //   byte 264  squares[2]  that sum of squares (--clip-grad-norm), of even and odd steps
-//   byte 320  the owner's gradient buffer(s) (grad_buffers() x padded(grad_size) floats)
+//   byte 320  pieces      backprop's finished pieces, counted over all steps (kHierarchical)
+//   byte 384  the owner's gradient buffer(s) (grad_buffers() x padded(grad_size) floats)
 //   then      rank 0 only: the shared buffers (parameters, then each optimizer state)
 //
 // Each counter has a cache line of its own, so spinning peers do not slow the
@@ -36,14 +38,18 @@ namespace {
 // every rank acquires all `updated` counters before the next forward pass.
 // `squared` pairs the same way with `squares`: a peer overwrites a parity's
 // value only two steps on, after every rank has updated (and so read) it.
+// `pieces` (step x pieces per step + pieces done) is stored with release
+// after each gradient piece, so a peer may sum a bucket of it before the
+// owner has published the whole gradient.
 struct SegmentHead {
   alignas(64) int64_t published;
   alignas(64) int64_t updated;
   alignas(64) double stats[2][8];  // [step parity][StepStat values], a line each
   alignas(64) int64_t squared;
   double squares[2];  // [step parity]
+  alignas(64) int64_t pieces;
 };
-static_assert(sizeof(SegmentHead) == 320, "the documented layout");
+static_assert(sizeof(SegmentHead) == 384, "the documented layout");
 static_assert(kStepStats <= 8, "a step's StepStat values fit one cache line");
 
 // The node's shared window. Gradients alternate between two buffers by step
@@ -76,6 +82,7 @@ struct SharedWindow {
   int64_t* published(int r) const { return &head(r)->published; }
   int64_t* updated(int r) const { return &head(r)->updated; }
   int64_t* squared(int r) const { return &head(r)->squared; }
+  int64_t* pieces(int r) const { return &head(r)->pieces; }
   double* stats(int r, int64_t step) const { return head(r)->stats[step & 1]; }
   float* grad(int r, int64_t step) const {
     return reinterpret_cast<float*>(shm->segment(r) + sizeof(SegmentHead)) +
@@ -106,7 +113,6 @@ class SharedSum : public GradientSync {
     w_.grad_size = size_;
     w_.buffers = shared_buffers;
     MPI_Comm_rank(node, &w_.rank);
-    if (mode_ == AllreduceMode::kHierarchical) MPI_Comm_split(mpi_comm(comm_), w_.rank, comm.rank(), &w_.across);
     if (shared_buffers > 0) {  // this rank sums and updates its own part: whole cache lines
       line_part(size_, static_cast<std::size_t>(w_.rank), static_cast<std::size_t>(node_size), &own_begin_, &own_end_);
     }
@@ -162,18 +168,11 @@ class SharedSum : public GradientSync {
       const double* peer = w_.stats(r, step_);
       for (int i = 0; i < kStepStats; ++i) stats_[i] += peer[i];
     }
-    // Every local rank holds its node's sums; each adds them over the nodes.
-    if (mode_ == AllreduceMode::kHierarchical) {
-      MPI_Allreduce(MPI_IN_PLACE, stats_, kStepStats, MPI_DOUBLE, MPI_SUM, w_.across);
-    }
     return stats_;
   }
 
  protected:
-  std::size_t num_slices() const override {
-    if (mode_ == AllreduceMode::kHierarchical) return 1;  // one allreduce of this rank's part per step
-    return (own_end_ - own_begin_ + kSharedSlice - 1) / kSharedSlice;
-  }
+  std::size_t num_slices() const override { return (own_end_ - own_begin_ + kSharedSlice - 1) / kSharedSlice; }
   const float* finish_slice(std::size_t i, std::size_t* begin, std::size_t* end, const float** second) override {
     *second = nullptr;
     switch (mode_) {
@@ -195,28 +194,6 @@ class SharedSum : public GradientSync {
       }
       return sums_;
     }
-    case AllreduceMode::kHierarchical: {
-      // This node's sum of this rank's part, in local rank order (the same
-      // bits on every node's owner of the part), then the sum over the nodes.
-      *begin = own_begin_;
-      *end = own_end_;
-      const int ranks = w_.ranks();
-      float* out = sums_;
-      if (ranks == 1) {
-        out = w_.grad(0, step_);  // this rank's own gradient: summed in place
-      } else {
-        const float* __restrict first = w_.grad(0, step_);
-        std::copy(first + *begin, first + *end, out + *begin);
-        for (int r = 1; r < ranks; ++r) {
-          const float* __restrict in = w_.grad(r, step_);
-          for (std::size_t j = *begin; j < *end; ++j) out[j] += in[j];
-        }
-      }
-      for_each_mpi_chunk(*begin, *end, [&](std::size_t offset, int chunk) {
-        MPI_Allreduce(MPI_IN_PLACE, out + offset, chunk, MPI_FLOAT, MPI_SUM, w_.across);
-      });
-      return out;
-    }
       default:
         return nullptr;
     }
@@ -231,15 +208,147 @@ class SharedSum : public GradientSync {
     backward_buffer_ = w_.grad(w_.rank, step_);
   }
 
- private:
+ protected:
   SharedWindow w_;
   bool published_ = false;  // publish() done for this step
+};
+
+// kHierarchical: the gradient in buckets (plan_buckets, last layer first),
+// each cut into the node's ranks' parts (with shared buffers; without, every
+// rank takes whole buckets). As soon as every rank of the node has
+// backpropagated a bucket (their `pieces` counters say so), its part's owner
+// adds the node's gradients of the part in local rank order and starts
+// MPI_Iallreduce of it with the same part's owner on every other node; the
+// requests are tested after every piece, as Open MPI's collectives progress
+// only inside MPI calls. Every node's owner of a part adds in the same order
+// and the allreduce hands all of them one result: the same bits on every rank.
+class HierarchicalSum : public SharedSum {
+ public:
+  HierarchicalSum(const Communicator& comm, MPI_Comm node, const SumSetup& setup, std::size_t shared_buffers,
+                  const BucketPlan& plan)
+      : SharedSum(comm, node, setup, shared_buffers), pieces_(static_cast<int64_t>(plan.pieces.size())) {
+    MPI_Comm_split(mpi_comm(comm_), w_.rank, comm.rank(), &w_.across);
+    for (const Bucket& b : plan_buckets(plan.pieces, size_, plan.bucket_bytes, plan.overlap)) {
+      Part part{b.begin, b.end, b.last_piece};
+      if (w_.buffers > 0) {  // whole cache lines of the bucket (the bucket's own start counts as one)
+        line_part(b.end - b.begin, static_cast<std::size_t>(w_.rank), static_cast<std::size_t>(w_.ranks()),
+                  &part.begin, &part.end);
+        part.begin += b.begin;
+        part.end += b.begin;
+      }
+      own_ += part.end - part.begin;
+      parts_.push_back(part);
+    }
+    requests_.assign(parts_.size(), MPI_REQUEST_NULL);
+    own_begin_ = own_end_ = 0;  // no one range: backprop claims no lines of the update (a hint only)
+  }
+  ~HierarchicalSum() override {
+    for (MPI_Request& r : requests_) {
+      if (r != MPI_REQUEST_NULL) MPI_Wait(&r, MPI_STATUS_IGNORE);
+    }
+  }
+
+  std::size_t own_elements() const override { return own_; }
+  std::size_t num_buckets() const override { return parts_.size(); }
+  void piece_done(std::size_t piece) override {
+    __atomic_store_n(w_.pieces(w_.rank), step_ * pieces_ + static_cast<int64_t>(piece) + 1, __ATOMIC_RELEASE);
+    const double t0 = MPI_Wtime();
+    start_ready();
+    if (next_ > 0) {
+      int done = 0;
+      MPI_Testall(static_cast<int>(next_), requests_.data(), &done, MPI_STATUSES_IGNORE);
+    }
+    test_seconds_ += MPI_Wtime() - t0;
+  }
+  void all_pieces_done() override {
+    __atomic_store_n(w_.pieces(w_.rank), (step_ + 1) * pieces_, __ATOMIC_RELEASE);
+    start_ready();
+  }
+  const double* wait_stats() override {
+    SharedSum::wait_stats();  // every local rank has published: every bucket can start
+    while (next_ < parts_.size()) start(next_++);
+    // After the buckets, in the same order on every rank of `across`.
+    MPI_Allreduce(MPI_IN_PLACE, stats_, kStepStats, MPI_DOUBLE, MPI_SUM, w_.across);
+    return stats_;
+  }
+
+ protected:
+  std::size_t num_slices() const override { return parts_.size(); }
+  const float* finish_slice(std::size_t i, std::size_t* begin, std::size_t* end, const float** second) override {
+    MPI_Wait(&requests_[i], MPI_STATUS_IGNORE);  // the later buckets progress meanwhile
+    *second = nullptr;
+    *begin = parts_[i].begin;
+    *end = parts_[i].end;
+    return sums_;
+  }
+  void end_step() override {
+    next_ = 0;
+    SharedSum::end_step();
+  }
+
+ private:
+  struct Part {
+    std::size_t begin, end;  // this rank's part of the bucket
+    std::size_t last_piece;
+  };
+  // Starts the buckets, in order, that every rank of the node has finished.
+  void start_ready() {
+    while (next_ < parts_.size()) {
+      const int64_t needed = step_ * pieces_ + static_cast<int64_t>(parts_[next_].last_piece) + 1;
+      for (int r = 0; r < w_.ranks(); ++r) {
+        if (__atomic_load_n(w_.pieces(r), __ATOMIC_ACQUIRE) < needed) return;
+      }
+      start(next_++);
+    }
+  }
+  // The node's sum of part b, then its allreduce over the nodes into sums_.
+  // With shared buffers the part is this rank's alone, so the node's sum
+  // overwrites this rank's own gradient there and the allreduce reads it from
+  // there (not in place: libnbc then picks its algorithm by size); without,
+  // peers read the whole bucket, so the node's sum goes to sums_ and is summed in place.
+  void start(std::size_t b) {
+    const Part& part = parts_[b];
+    float* own = w_.grad(w_.rank, step_);
+    float* node_sum = w_.ranks() == 1 || w_.buffers > 0 ? own : sums_;
+    if (w_.ranks() > 1) add_node(part.begin, part.end, node_sum);
+    const int count = static_cast<int>(part.end - part.begin);
+    if (node_sum == sums_) {
+      MPI_Iallreduce(MPI_IN_PLACE, sums_ + part.begin, count, MPI_FLOAT, MPI_SUM, w_.across, &requests_[b]);
+    } else {
+      MPI_Iallreduce(node_sum + part.begin, sums_ + part.begin, count, MPI_FLOAT, MPI_SUM, w_.across, &requests_[b]);
+    }
+  }
+  // out[i] = ((g_0[i] + g_1[i]) + g_2[i]) + ... over [begin, end), in chunks
+  // read whole before out is written (out may be one of the g_r).
+  void add_node(std::size_t begin, std::size_t end, float* out) const {
+    constexpr std::size_t kChunk = 512;
+    alignas(64) float acc[kChunk];
+    for (std::size_t c = begin; c < end; c += kChunk) {
+      const std::size_t n = std::min(kChunk, end - c);
+      const float* __restrict first = w_.grad(0, step_) + c;
+      std::copy(first, first + n, acc);
+      for (int r = 1; r < w_.ranks(); ++r) {
+        const float* __restrict in = w_.grad(r, step_) + c;
+        for (std::size_t j = 0; j < n; ++j) acc[j] += in[j];
+      }
+      std::copy(acc, acc + n, out + c);
+    }
+  }
+
+  int64_t pieces_;              // backprop's pieces per step
+  std::vector<Part> parts_;     // one per bucket, in the order backprop finishes them
+  std::vector<MPI_Request> requests_;
+  std::size_t next_ = 0;        // buckets started this step
+  std::size_t own_ = 0;         // elements in this rank's parts
 };
 
 }  // namespace
 
 std::unique_ptr<GradientSync> make_shared_sum(const Communicator& comm, MPI_Comm node, const SumSetup& setup,
-                                              std::size_t shared_buffers) {
+                                              std::size_t shared_buffers, const BucketPlan& plan) {
+  if (setup.mode == AllreduceMode::kHierarchical) {
+    return std::make_unique<HierarchicalSum>(comm, node, setup, shared_buffers, plan);
+  }
   return std::make_unique<SharedSum>(comm, node, setup, shared_buffers);
 }
 

@@ -19,13 +19,29 @@ struct SumSetup {
   std::string reason;    // why (for the banner)
 };
 
+// A bucket of the gradient: consecutive pieces (Mlp::pieces(), last layer
+// first) summed as one message once backprop has finished them all.
+struct Bucket {
+  std::size_t begin, end;  // element range of the gradient
+  std::size_t last_piece;  // the bucket may start once this piece is done
+};
+// Buckets of at least bucket_bytes (the last may be smaller) in the order
+// backprop finishes them; overlap false: one bucket of the whole gradient.
+std::vector<Bucket> plan_buckets(const std::vector<GradientPiece>& pieces, std::size_t grad_size,
+                                 std::size_t bucket_bytes, bool overlap);
+
+// How the ring and the hierarchical sum cut the gradient (see plan_buckets).
+struct BucketPlan {
+  const std::vector<GradientPiece>& pieces;
+  std::size_t bucket_bytes;
+  bool overlap;
+};
+
 // kShared and kHierarchical: node-shared memory (the node communicator is taken over).
 std::unique_ptr<GradientSync> make_shared_sum(const Communicator& comm, MPI_Comm node, const SumSetup& setup,
-                                              std::size_t shared_buffers);
+                                              std::size_t shared_buffers, const BucketPlan& plan);
 // kRing: nn_dist's own ring allreduce in buckets that overlap backprop.
-std::unique_ptr<GradientSync> make_ring_sum(const Communicator& comm, const SumSetup& setup,
-                                            const std::vector<GradientPiece>& pieces, std::size_t bucket_bytes,
-                                            bool overlap);
+std::unique_ptr<GradientSync> make_ring_sum(const Communicator& comm, const SumSetup& setup, const BucketPlan& plan);
 // kMpi (one MPI_Allreduce) and kNone (no sum: a benchmark).
 std::unique_ptr<GradientSync> make_mpi_sum(const Communicator& comm, const SumSetup& setup);
 
