@@ -13,6 +13,7 @@
 #   hosts.sh mpirun ARGS..   Open MPI's mpirun on nnh1, launching through
 #                            netns-rsh; give --host nnh1:2,nnh2:2 or a hostfile
 #   hosts.sh shape HOST RATE limit HOST's link to RATE (tc tbf, e.g. 1gbit)
+#   hosts.sh unshape HOST    take the limit off again
 #
 # NN_HOSTS_PREFIX and NN_HOSTS_SUBNET change the names and the /24 used.
 # NN_HOSTS_SHARED_TMP=1 at `up` leaves /tmp and /dev/shm shared by all hosts
@@ -115,5 +116,6 @@ case "${1:-}" in
       --mca mpi_yield_when_idle 1 --mca oob_tcp_keepalive_time 5 --mca oob_tcp_keepalive_intvl 2 \
       --mca oob_tcp_keepalive_probes 3 "$@" ;;
   shape) ip netns exec "$2" tc qdisc replace dev eth0 root tbf rate "$3" burst 256kbit latency 50ms ;;
-  *) sed -n '2,19p' "$0" >&2; exit 2 ;;
+  unshape) ip netns exec "$2" tc qdisc del dev eth0 root 2>/dev/null || true ;;
+  *) sed -n '2,20p' "$0" >&2; exit 2 ;;
 esac
