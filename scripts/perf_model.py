@@ -44,10 +44,11 @@ from nn_perf import ModelError  # noqa: E402
 from nn_perf.calibration import calibrate, fit_alpha_beta  # noqa: E402
 from nn_perf.commands import predict, step  # noqa: E402
 from nn_perf.model import layer_sizes, model_numbers, predict_step, with_network  # noqa: E402
-from nn_perf.network import NETWORKS, algorithm_cost, inter_node_sum, ompi_allreduce_algorithm  # noqa: E402
+from nn_perf.network import (NETWORKS, TCP_PAYLOAD_SHARE, algorithm_cost, allreduce_traffic,  # noqa: E402
+                             inter_node_sum, libnbc_iallreduce_algorithm, ompi_allreduce_algorithm)
 from nn_perf.plot import plot  # noqa: E402
 
-__all__ = ["NETWORKS", "algorithm_cost", "calibrate", "fit_alpha_beta", "inter_node_sum", "layer_sizes",
+__all__ = ["NETWORKS", "TCP_PAYLOAD_SHARE", "algorithm_cost", "allreduce_traffic", "libnbc_iallreduce_algorithm", "calibrate", "fit_alpha_beta", "inter_node_sum", "layer_sizes",
            "model_numbers", "ompi_allreduce_algorithm", "plot", "predict", "predict_step", "step", "with_network"]
 
 
@@ -87,13 +88,19 @@ def parser():
         p.add_argument("--cores-per-node", type=int, default=1)
         p.add_argument("--ranks", type=rank_list, default=[64, 256, 1024, 4096])
         p.add_argument("--batch-per-rank", type=int, default=128)
-        p.add_argument("--path", choices=["hierarchical", "ring"], default="hierarchical")
+        p.add_argument("--path", choices=["hierarchical", "blocking", "ring"], default="hierarchical",
+                       help="hierarchical: nn_dist's default, overlapped with backprop; blocking: the same sum "
+                            "after backprop (MPI_Allreduce, as before it overlapped); ring: --allreduce ring")
+        p.add_argument("--accumulate-steps", type=int, default=1, help="micro-batches per update (one sum each)")
+        p.add_argument("--machine-cores", type=int, default=0,
+                       help="(step) every node emulated on one machine of this many cores: ranks share them")
         p.add_argument("--algorithm", default="ompi",
                        choices=["ompi", "ring", "rabenseifner", "recursive_doubling", "nonoverlapping"],
                        help="between nodes: Open MPI 4.1's own pick (default), or one forced with "
                             "--mca coll_tuned_use_dynamic_rules 1 --mca coll_tuned_allreduce_algorithm N")
         p.add_argument("--csv")
-        p.add_argument("--compute-ms", type=float, default=None, help="(step) measured compute per step instead")
+        p.add_argument("--compute-ms", type=float, default=None,
+                       help="(step) measured compute of a micro-batch, on a core of its own, instead")
         shape_flags(p)
     p = sub.add_parser("plot")
     p.add_argument("--model", required=True)

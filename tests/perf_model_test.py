@@ -92,6 +92,17 @@ for (p, nbytes), want in cases:
 got = pm.ompi_allreduce_algorithm(32, 128, type_size=8)[0]
 check("Open MPI 4.1 pick, p=32, 16 doubles: linear", got == "linear", got)
 
+# ---- libnbc's pick for nn_dist's MPI_Iallreduce (not in place): the ring below 4 ranks (nn_dist asks for
+# it), then the binomial tree under 64 KiB, Rabenseifner from there when count >= the power of two
+for (p, nbytes), want in (((2, 4 * K), "ring"), ((3, 2 * K * K), "ring"), ((4, 64 * K - 4), "binomial"),
+                          ((4, 64 * K), "rabenseifner"), ((1024, 64 * K), "rabenseifner"),
+                          ((8192, 16 * K), "binomial")):
+    got = pm.libnbc_iallreduce_algorithm(p, nbytes)
+    check(f"libnbc pick, p={p}, {nbytes} bytes: {want}", got == want, got)
+check("traffic: the ring sends 2(p-1)/p n in 2(p-1) steps; a binomial tree's root log2(p) n each way",
+      pm.allreduce_traffic("ring", 3, 300.0)[:2] == (4, 400.0)
+      and pm.allreduce_traffic("binomial", 4, 100.0)[:2] == (4, 200.0))
+
 # ---- calibrate gives back the parameters its inputs were made from
 alpha, beta, duplex, gamma = 12e-6, 0.8e-9, 1.7, 0.05e-9
 shm_a, shm_b = 1e-6, gamma
@@ -146,6 +157,24 @@ if p.returncode == 0:
     check("predict: step = compute + sum, efficiency = compute / step, global batch = ranks x 128; 1 rank sums nothing",
           ok and float(pred[0]["sum_ms"]) == 0 and pred[1]["nodes"] == "1" and pred[2]["nodes"] == "16",
           p.stdout + p.stderr)
+    # The overlapped hierarchical sum: on a link with no rate limit only the CPU's part is left (it scales
+    # with ranks per core on an emulating machine); on a slow one the link's bytes are, minus the backprop
+    # they overlap; K micro-batches per update cost K times the compute and one sum.
+    sizes_std = [784, 512, 256, 10]
+    fast = pm.predict_step(m, 2, 1, None, sizes_std, 128, compute_s=3e-3)
+    shared = pm.predict_step(m, 4, 2, None, sizes_std, 128, compute_s=3e-3, machine_cores=2)
+    check("overlapped, 2 x 1 unshaped: the sum is the CPU's (ring: duplex x beta x n, gamma x n/2)",
+          close(fast["sum_ms"] * 1e-3, duplex * beta * 535818 * 4 + gamma * 535818 * 2 + 2 * alpha, 0.02), str(fast))
+    check("overlapped, 2 x 2 on 2 cores: compute doubles (ranks share the machine's cores)",
+          close(shared["compute_ms"], 6.0, 1e-9), str(shared))
+    slow = pm.predict_step(m, 2, 1, 0.3, sizes_std, 128, compute_s=3e-3)
+    wire = 535818 * 4 * 8 / (0.3e9 * pm.TCP_PAYLOAD_SHARE)
+    check("overlapped, 2 x 1 at 300 Mbit/s: the link's time minus at most the backprop it overlaps",
+          wire - 3e-3 < slow["sum_ms"] * 1e-3 < wire * 1.01, f"{slow['sum_ms']} ms vs wire {wire * 1e3} ms")
+    acc = pm.predict_step(m, 2, 1, 0.3, sizes_std, 128, compute_s=3e-3, accumulate=4)
+    check("--accumulate-steps 4: 4x the compute and samples, the same sum",
+          close(acc["compute_ms"], 4 * slow["compute_ms"], 1e-9) and close(acc["sum_ms"], slow["sum_ms"], 1e-9)
+          and acc["global_batch"] == 4 * slow["global_batch"], str(acc))
     p = subprocess.run([PY, os.path.join(ROOT, "scripts", "perf_model.py"), "predict", "--model", model_path,
                         "--ranks", "0"], capture_output=True, text=True)
     check("predict --ranks 0: refused", p.returncode == 2 and "rank counts must be >= 1" in p.stderr, p.stderr)
@@ -161,7 +190,7 @@ else:
     vout = tempfile.mkdtemp(prefix="validate-test.", dir=BUILD)
     env = dict(os.environ, NN_BUILD=BUILD)
     p = subprocess.run(["bash", os.path.join(ROOT, "scripts", "validate_model.sh"), "--quick", "--repeats", "1",
-                        "--rates", "1gbit", "--out", vout], capture_output=True, text=True, env=env)
+                        "--rates", "none 1gbit", "--layouts", "1,1", "--modes", "hierarchical", "--out", vout], capture_output=True, text=True, env=env)
     rows = list(csv.DictReader(open(os.path.join(vout, "validation.csv")))) if p.returncode == 0 else []
     good = [r for r in rows if float(r["predicted_step_ms"]) > float(r["compute_ms"]) > 0
             and float(r["measured_step_ms"]) > 0 and math.isfinite(float(r["error_pct"]))]

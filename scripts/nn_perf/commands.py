@@ -33,9 +33,10 @@ def predict(args):
     m = with_network(model, alpha_us)
     sizes = layer_sizes(args.features, args.hidden, args.classes)
     rows = [predict_step(m, p, args.cores_per_node, gbps, sizes, args.batch_per_rank, args.path, transport=transport,
-                         algorithm=args.algorithm) for p in args.ranks]
+                         algorithm=args.algorithm, accumulate=args.accumulate_steps) for p in args.ranks]
     print(f"{label}; nodes of {args.cores_per_node} cores; layers {'-'.join(map(str, sizes))}; "
-          f"batch {args.batch_per_rank} per rank; {args.path} sum"
+          f"batch {args.batch_per_rank} per rank" + (f" x {args.accumulate_steps} accumulated"
+                                                     if args.accumulate_steps > 1 else "") + f"; {args.path} sum"
           + ("" if args.algorithm == "ompi" else f"; Open MPI forced to {args.algorithm}"))
     print(f"{'ranks':>6} {'nodes':>6} {'global batch':>12} {'compute ms':>10} {'sum ms':>8} {'step ms':>8} "
           f"{'samples/s':>12} {'efficiency':>10}  algorithm between nodes")
@@ -56,5 +57,6 @@ def step(args):
     m = with_network(model, args.alpha_us)
     sizes = layer_sizes(args.features, args.hidden, args.classes)
     r = predict_step(m, args.ranks[0], args.cores_per_node, args.gbps, sizes, args.batch_per_rank, args.path,
-                     None if args.compute_ms is None else args.compute_ms * 1e-3, args.transport, args.algorithm)
+                     None if args.compute_ms is None else args.compute_ms * 1e-3, args.transport, args.algorithm,
+                     accumulate=args.accumulate_steps, machine_cores=args.machine_cores)
     print(json.dumps(r, separators=(",", ":")))

@@ -4,7 +4,8 @@ the exposed gradient sum, on nn_dist's hierarchical path or its bucketed ring.""
 import json
 import math
 
-from nn_perf.network import TCP_PAYLOAD_SHARE, algorithm_cost, inter_node_sum
+from nn_perf.network import (TCP_PAYLOAD_SHARE, algorithm_cost, allreduce_traffic, inter_node_sum,
+                             libnbc_iallreduce_algorithm)
 
 STATS_BYTES = 8 * 8  # the step's loss/accuracy/control sums (StepStat), summed with the gradient
 
@@ -106,13 +107,51 @@ def hierarchical_exposed(model, n, per_node, nodes, links, algorithm):
     return local + inter, alg
 
 
+def overlapped_exposed(model, per_node, nodes, sizes, batch, links, bucket_bytes, share):
+    """(seconds, algorithm between nodes) of nn_dist's hierarchical sum left after backprop. The gradient
+    goes in buckets (last layer first) as backprop finishes them; each rank sums its 1/C of a bucket over
+    the node's C ranks in shared memory, then MPI_Iallreduce (libnbc) sums it between the nodes, C flows
+    sharing each node's link, which carries both directions at once (measured: 2 emulated hosts at 300
+    Mbit/s moved the ring's bytes at the link's one-way rate). Two costs: the CPU's (the shared-memory
+    sum, and TCP's copies of each byte sent and received, duplex x beta_cpu), which no core can hide when
+    every core computes (`share`: ranks per core), and the link's, which runs while backprop goes on:
+    the buckets go out one after another, each once it is ready. Exposed: the larger of the two."""
+    shm = model["links"]["shared"]
+    net = model["links"]["network"]
+    gamma = model["gamma_s_per_byte"]
+    beta_link, beta_cpu, duplex = links
+    backprop, ready = backward_profile(sizes, batch, model["compute"])
+    cpu, finish, alg = 0.0, 0.0, "none"
+    for t, b in ring_buckets(ready, bucket_bytes):
+        part = b / per_node
+        work = shm["alpha_s"] + shm["beta_s_per_byte"] * b if per_node > 1 else 0.0
+        wire = 0.0
+        if nodes > 1:
+            alg = libnbc_iallreduce_algorithm(nodes, part)
+            steps, sent, reduced = allreduce_traffic(alg, nodes, part)
+            work += duplex * beta_cpu * sent + gamma * reduced
+            wire = steps * net["alpha_s"] + per_node * sent * beta_link
+        cpu += work * share
+        finish = max(finish, t) + wire
+    stats = 0.0
+    if nodes > 1:
+        stats = allreduce_traffic("ring" if nodes < 4 else "binomial", nodes, STATS_BYTES)[0] * net["alpha_s"]
+    return max(cpu, finish - backprop) + stats, alg
+
+
 def predict_step(model, ranks, cores_per_node, gbps, sizes, batch, path="hierarchical", compute_s=None,
-                 transport="tcp", algorithm="ompi", bucket_bytes=1 << 20):
-    """One step at `ranks` ranks, cores_per_node to a node, batch samples per rank: a dict of its times
-    (ms), samples/s, efficiency against the same rank alone, and the algorithm between nodes."""
+                 transport="tcp", algorithm="ompi", bucket_bytes=1 << 20, accumulate=1, machine_cores=0):
+    """One step at `ranks` ranks, cores_per_node to a node, batch samples per rank (each of `accumulate`
+    micro-batches: one sum per update): a dict of its times (ms), samples/s, efficiency against the same
+    rank alone, and the algorithm between nodes. machine_cores: when every node is emulated on one machine
+    of that many cores (hosts.sh), ranks beyond it share cores: compute and the sum's CPU work stretch by
+    ranks / machine_cores. path: hierarchical (nn_dist's default, overlapped), blocking (the hierarchical
+    sum before it overlapped: Open MPI's MPI_Allreduce after backprop) or ring."""
     params, _ = model_numbers(sizes)
     n = 4 * params  # float32 gradient bytes
+    share = max(1.0, ranks / machine_cores) if machine_cores else 1.0
     compute = compute_s if compute_s is not None else compute_seconds(model["compute"], sizes, batch)
+    compute *= share * accumulate
     per_node = min(ranks, cores_per_node)
     nodes = math.ceil(ranks / per_node)
     links = link_costs(model, gbps, transport)
@@ -122,14 +161,17 @@ def predict_step(model, ranks, cores_per_node, gbps, sizes, batch, path="hierarc
     elif path == "ring":
         exposed = ring_exposed(model, ranks, per_node, nodes, sizes, batch, links, bucket_bytes)
         alg = "ring"
-    else:
+    elif path == "blocking":
         exposed, alg = hierarchical_exposed(model, n, per_node, nodes, links, algorithm)
+    else:
+        exposed, alg = overlapped_exposed(model, per_node, nodes, sizes, batch, links, bucket_bytes, share)
     step = compute + exposed
-    one = compute  # the same rank alone: no sum
+    samples = ranks * batch * accumulate
     return {
         "ranks": ranks, "nodes": nodes, "ranks_per_node": per_node, "batch_per_rank": batch,
-        "global_batch": ranks * batch, "compute_ms": compute * 1e3, "sum_ms": exposed * 1e3, "step_ms": step * 1e3,
-        "samples_per_sec": ranks * batch / step, "efficiency": one / step, "algorithm": alg,
+        "accumulate_steps": accumulate, "global_batch": samples, "compute_ms": compute * 1e3,
+        "sum_ms": exposed * 1e3, "step_ms": step * 1e3, "samples_per_sec": samples / step,
+        "efficiency": compute / step, "algorithm": alg,
         "gradient_bytes": n,
     }
 

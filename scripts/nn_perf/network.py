@@ -109,3 +109,37 @@ def inter_node_sum(nodes, flows, flow_bytes, alpha, beta_link, beta_cpu, gamma, 
         alg, seg = algorithm, 0
     beta = duplex * (beta_cpu + flows * beta_link)
     return algorithm_cost(alg, nodes, flow_bytes, alpha, beta, gamma, seg), alg
+
+
+def libnbc_iallreduce_algorithm(p, nbytes, type_size=4):
+    """The algorithm Open MPI 4.1's libnbc runs for nn_dist's MPI_Iallreduce of `nbytes` (not in place,
+    a commutative op) on `p` ranks: the ring below 4 (nn_dist asks for it there; libnbc's own pick would
+    be a binomial tree), else the binomial tree under 64 KiB, Rabenseifner's reduce-scatter and allgather
+    when the count reaches the largest power of two <= p, else the ring (nbc_iallreduce.c)."""
+    if p < 2:
+        return "none"
+    if p < 4:
+        return "ring"
+    count = max(1, int(nbytes) // type_size)
+    if nbytes < 65536:
+        return "binomial"
+    pof2 = 1 << (p.bit_length() - 1)
+    return "rabenseifner" if count >= pof2 else "ring"
+
+
+def allreduce_traffic(alg, p, n):
+    """(message steps, bytes one rank sends, bytes it reduces) of one allreduce of n bytes on p ranks; the
+    busiest rank's (a binomial tree's root sends to and receives from log2(p) children, twice)."""
+    if p <= 1 or n <= 0:
+        return 0, 0.0, 0.0
+    pof2 = 1 << (p.bit_length() - 1)
+    extra = 0 if pof2 == p else 1
+    k = int(math.log2(pof2))
+    if alg == "ring":
+        return 2 * (p - 1), 2 * (p - 1) / p * n, (p - 1) / p * n
+    if alg == "rabenseifner":
+        return 2 * k + 3 * extra, 2 * (pof2 - 1) / pof2 * n + 2 * extra * n, (pof2 - 1) / pof2 * n + extra * n / 2
+    if alg == "binomial":
+        steps = math.ceil(math.log2(p))
+        return 2 * steps, steps * n, steps * n
+    raise ValueError(f"unknown algorithm {alg}")

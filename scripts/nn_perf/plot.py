@@ -1,5 +1,5 @@
 """perf_model.py plot: predicted weak-scaling efficiency on both networks, and predicted against
-measured step time on the shaped links (scripts/validate_model.sh)."""
+measured step time for every validated cell (scripts/validate_model.sh)."""
 
 import csv
 
@@ -8,9 +8,8 @@ from nn_perf.model import layer_sizes, predict_step, with_network
 from nn_perf.network import NETWORKS
 
 
-def draw_efficiency(ax, model, sizes, batch, measured):
-    """Predicted weak-scaling efficiency up to 4096 ranks on both networks at 1, 16 and 64 cores a node,
-    and the measured 2-host points."""
+def draw_efficiency(ax, model, sizes, batch):
+    """Predicted weak-scaling efficiency up to 4096 ranks on both networks at 1, 16 and 64 cores a node."""
     ranks = [2 ** k for k in range(0, 13)]
     for name, style in (("ib200", "-"), ("eth25", "--")):
         net = NETWORKS[name]
@@ -22,12 +21,6 @@ def draw_efficiency(ax, model, sizes, batch, measured):
     ax.text(0.99, 0.99, "TCP: this machine's per-byte cost of Open MPI over TCP, taking turns (duplex factor)\n"
             "InfiniBand: RDMA, both directions at once; only the reduction costs CPU",
             transform=ax.transAxes, ha="right", va="top", fontsize=6.5)
-    # measured here: 2 emulated hosts x 1 rank, at each link rate (efficiency = 1-rank step / 2-rank step)
-    for k, row in enumerate(measured):
-        y = float(row["measured_efficiency"])
-        ax.plot(2, y, "ko", ms=4, label="measured here: 2 emulated hosts x 1 rank" if k == 0 else None)
-        rate = "unshaped" if row["kind"] == "unshaped" else row["rate"]
-        ax.annotate(rate, (2, y), textcoords="offset points", xytext=(5, 2), fontsize=7)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("ranks (1 per core)")
     ax.set_ylabel("weak-scaling efficiency (step at 1 rank / step at p)")
@@ -37,28 +30,28 @@ def draw_efficiency(ax, model, sizes, batch, measured):
     ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.0, 0.78))
 
 
-def draw_step_vs_rate(ax, model, sizes, batch, measured):
-    """Predicted step time against the link rate (2 hosts x 1 rank, the measured compute), and the
-    measured steps on the shaped links with their errors."""
-    shaped = [r for r in measured if r.get("kind") == "shaped"]
-    gbps = [float(r["gbps"]) for r in shaped]
-    lo, hi = min(gbps) / 1.5, max(gbps) * 1.5
-    xs = [lo * (hi / lo) ** (i / 60) for i in range(61)]
-    compute = float(shaped[0]["compute_ms"])
-    base = with_network(model, None)
-    ys = [predict_step(base, 2, 1, x, sizes, batch, compute_s=compute * 1e-3)["step_ms"] for x in xs]
-    ax.plot(xs, ys, "-", color="tab:blue", label="predicted (calibrated on the unshaped link)")
-    ax.plot(gbps, [float(r["measured_step_ms"]) for r in shaped], "ko", label="measured")
-    for r in shaped:
-        ax.annotate(f"{float(r['error_pct']):+.0f}%", (float(r["gbps"]), float(r["measured_step_ms"])),
-                    textcoords="offset points", xytext=(6, 4), fontsize=8)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("link rate (Gbit/s, tc tbf)")
-    ax.set_ylabel("step time (ms)")
-    ax.set_title("2 emulated hosts x 1 rank: step time vs link rate", fontsize=10)
+def draw_predicted_vs_measured(ax, measured):
+    """Every validated cell (scripts/validate_model.sh): predicted against measured step time, by layout,
+    one marker per mode, with the 20% band."""
+    colors = {"1,1": "tab:blue", "2,2": "tab:orange", "1,1,1": "tab:green", "2,2,2": "tab:red"}
+    markers = {"1": "o", "2": "s", "4": "^", "8": "D"}
+    seen = set()
+    for r in measured:
+        m, p = float(r["measured_step_ms"]), float(r["predicted_step_ms"])
+        label = f"{len(r['layout'].split(','))} hosts x {r['layout'].split(',')[0]}" + \
+            (f", accumulate {r['accumulate']}" if r["accumulate"] != "1" else "")
+        ax.loglog(m, p, markers.get(r["accumulate"], "x"), color=colors.get(r["layout"], "k"),
+                  mfc="none" if r.get("in_sample") == "yes" else None, label=None if label in seen else label)
+        seen.add(label)
+    values = [float(r[k]) for r in measured for k in ("measured_step_ms", "predicted_step_ms")]
+    lo, hi = min(values) / 1.3, max(values) * 1.3
+    ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
+    ax.fill_between([lo, hi], [lo * 0.8, hi * 0.8], [lo * 1.2, hi * 1.2], color="0.85", label="within 20%")
+    ax.set_xlabel("measured step (ms)")
+    ax.set_ylabel("predicted step (ms)")
+    ax.set_title("emulated hosts, 3 link rates: predicted vs measured (hollow: in-sample)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
 
 
 def plot(args):
@@ -73,9 +66,9 @@ def plot(args):
         with open(args.measured) as f:
             measured = list(csv.DictReader(f))
     fig, axes = plt.subplots(1, 2 if measured else 1, figsize=(13 if measured else 7, 4.8), squeeze=False)
-    draw_efficiency(axes[0][0], model, sizes, args.batch_per_rank, measured)
+    draw_efficiency(axes[0][0], model, sizes, args.batch_per_rank)
     if measured:
-        draw_step_vs_rate(axes[0][1], model, sizes, args.batch_per_rank, measured)
+        draw_predicted_vs_measured(axes[0][1], measured)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
