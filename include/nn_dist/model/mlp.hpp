@@ -35,6 +35,10 @@ class BackwardObserver {
   virtual void piece_done(std::size_t piece_index) = 0;
 };
 
+// How backward() writes the gradient: over grad's values, or added to them
+// (gradient accumulation: micro-batches 2..K of a step add to the first's).
+enum class GradientWrite { kOverwrite, kAdd };
+
 template <typename T>
 class Mlp {
  public:
@@ -68,10 +72,11 @@ class Mlp {
   LossSums loss_only(const int32_t* labels, const T* values) const;
 
   // After loss_and_delta(): writes the gradient SUMS over the batch into grad
-  // (every parameter element; padding is left alone). x must be the forward input.
-  // input_grad, if given, receives d(loss sum)/dx: (d_1, n).
+  // (every parameter element; padding is left alone), or with kAdd adds them
+  // to grad's values in the same pass (the products accumulate as they store).
+  // x must be the forward input. input_grad, if given, receives d(loss sum)/dx: (d_1, n).
   void backward(const T* params, const T* x, T* grad, BackwardObserver* observer = nullptr,
-                T* input_grad = nullptr);
+                T* input_grad = nullptr, GradientWrite write = GradientWrite::kOverwrite);
 
   // The part [begin, end) of the parameters this process updates after each
   // backward() while other processes read them (node-shared parameters).
@@ -87,9 +92,9 @@ class Mlp {
 
  private:
   void plan_pieces(std::size_t piece_elements);
-  // c (m x n) = op(a) op(b): nn_dist's kernel for float on one thread or in bf16, else Eigen.
+  // c (m x n) = op(a) op(b) (add: +=): nn_dist's kernel for float on one thread or in bf16, else Eigen.
   void multiply(long m, long n, long k, const T* a, long lda, bool trans_a, const T* b, long ldb, bool trans_b, T* c,
-                long ldc);
+                long ldc, bool add = false);
 
   Layout layout_;
   ActivationFn hidden_;
