@@ -67,7 +67,7 @@ TEST(AllocationTest, SteadyStateStepAllocatesNothing) {
         mlp.forward(params.data(), source.x(), m);
         mlp.loss_and_delta(source.labels(), source.values());
         mlp.backward(params.data(), source.x(), grad.data(), nullptr, nullptr,
-                     i == 0 ? GradientWrite::kOverwrite : GradientWrite::kAdd);
+                     backward_pass(i == 0, i + 1 == v.micro));
         count += m;
       }
       optimizer.update(params.data(), grad.data(), 1.0f / count, 0, layout.total());

@@ -125,7 +125,7 @@ TEST(GemmTest, BackwardClaimsTheUpdatePartAndChangesNothing) {
   }
 }
 
-// Gradient accumulation: micro-batches backpropagated with GradientWrite::kAdd
+// Gradient accumulation: micro-batches backpropagated as a step's passes
 // (the first overwriting whatever the buffer held) give the gradient of their
 // union, on every kernel the products may run (f32 packed, Eigen's, bf16),
 // up to the order of float sums. The last micro-batch alone is far from it,
@@ -157,7 +157,7 @@ TEST(GemmTest, MicroBatchesAddUpToTheWholeBatchsGradient) {
       mlp.forward(params.data(), x.data() + begin * 20, n);
       mlp.loss_and_delta(labels.data() + begin, nullptr);
       mlp.backward(params.data(), x.data() + begin * 20, added.data(), nullptr, nullptr,
-                   begin == 0 ? GradientWrite::kOverwrite : GradientWrite::kAdd);
+                   backward_pass(begin == 0, begin + n == batch));
       begin += n;
     }
     mlp.backward(params.data(), x.data() + (batch - parts[2]) * 20, last.data());

@@ -147,9 +147,9 @@ void Mlp<T>::hidden_delta(int l, T* g) const {
 
 template <typename T>
 void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* observer, T* input_grad,
-                      GradientWrite write) {
+                      BackwardPass pass) {
   const long n = n_;
-  const bool add = write == GradientWrite::kAdd;
+  const bool add = pass == BackwardPass::kMiddle || pass == BackwardPass::kLast;
   std::size_t piece = 0;
   auto finished = [&] {
     if (observer) observer->piece_done(piece);
@@ -162,7 +162,9 @@ void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* ob
   // range's share of W_1 can be claimed from the start and the rest once
   // layer 1's turn begins. Parts are whole cache lines, so no claim reaches
   // into another rank's part.
-  const bool claim = update_end_ > update_begin_ && input_grad == nullptr;
+  // The other processes still read the parameters in the step's other passes.
+  const bool claim = update_end_ > update_begin_ && input_grad == nullptr &&
+                     (pass == BackwardPass::kOnly || pass == BackwardPass::kLast);
   if (claim) {
     const TensorSlot& w1 = layout_.weight(0);
     const std::size_t w1_end = std::clamp(w1.offset + w1.size(), update_begin_, update_end_);
