@@ -70,7 +70,8 @@ po::options_description training_options(Config& c, TextOptions& t) {
   po::options_description train("Training", 100);
   train.add_options()
       ("epochs", po::value(&c.epochs)->default_value(c.epochs), "total epochs (including resumed ones)")
-      ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size), "samples per rank per step")
+      ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size),
+       "samples per rank per step (per micro-batch with --accumulate-steps)")
       ("global-batch-size", po::value(&c.global_batch_size)->default_value(0), "samples per step over all ranks (overrides --batch-size)")
       ("accumulate-steps", po::value(&c.accumulate_steps)->default_value(c.accumulate_steps),
        "micro-batches of --batch-size per step: each rank adds their gradients, then one sum over the ranks and "
