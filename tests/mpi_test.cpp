@@ -533,6 +533,7 @@ TEST(MpiAllocationTest, DistributedStepAllocatesNothing) {
                           Variant{AllreduceMode::kShared, true, false, true},
                           Variant{AllreduceMode::kShared, true, true, true},
                           Variant{AllreduceMode::kShared, true, false, false, 4},
+                          Variant{AllreduceMode::kHierarchical, true, false, false, 4},
                           Variant{AllreduceMode::kRing, true, true, false, 4},
                           Variant{AllreduceMode::kShared, true, true, true, 4}}) {
     Config c = base_config(dir.file("d.h5"));
