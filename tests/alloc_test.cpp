@@ -25,19 +25,25 @@ TEST(AllocationTest, SteadyStateStepAllocatesNothing) {
   const long d = 784, batch = 128, n = 1000;
   // gelu keeps f'(z) from the forward pass; AdamW shrinks the weights first.
   // Each bf16 kernel the CPU runs (--precision bf16) as well.
+  // micro: micro-batches per step (--accumulate-steps), each added to the gradient in backprop.
   struct Variant {
     OptimizerKind kind;
     Activation activation;
     GemmKernel kernel;
+    long micro = 1;
   };
   std::vector<Variant> variants{{OptimizerKind::kSgd, Activation::kRelu, GemmKernel::kAuto},
                                 {OptimizerKind::kAdam, Activation::kRelu, GemmKernel::kAuto},
-                                {OptimizerKind::kAdamW, Activation::kGelu, GemmKernel::kAuto}};
+                                {OptimizerKind::kAdamW, Activation::kGelu, GemmKernel::kAuto},
+                                {OptimizerKind::kSgd, Activation::kRelu, GemmKernel::kAuto, 4},
+                                {OptimizerKind::kAdamW, Activation::kGelu, GemmKernel::kEigen, 4}};
   for (GemmKernel k : {GemmKernel::kAmx, GemmKernel::kAvx512Bf16}) {
-    if (gemm_kernel_supported(k)) variants.push_back({OptimizerKind::kAdam, Activation::kRelu, k});
+    if (!gemm_kernel_supported(k)) continue;
+    variants.push_back({OptimizerKind::kAdam, Activation::kRelu, k});
+    variants.push_back({OptimizerKind::kAdam, Activation::kRelu, k, 4});
   }
   for (const Variant v : variants) {
-    set_gemm_kernel(v.kernel, v.kernel == GemmKernel::kAuto ? Precision::kF32 : Precision::kBf16);
+    set_gemm_kernel(v.kernel, kernel_precision(v.kernel));
     const OptimizerKind kind = v.kind;
     const Layout layout({d, 512, 256, 10});
     Mlp<float> mlp(layout, v.activation, Loss::kSoftmax, batch);
@@ -55,18 +61,23 @@ TEST(AllocationTest, SteadyStateStepAllocatesNothing) {
     source.start_epoch(0);
 
     auto step = [&](long s) {
-      const long m = source.load(s % source.steps());
-      mlp.forward(params.data(), source.x(), m);
-      mlp.loss_and_delta(source.labels(), source.values());
-      mlp.backward(params.data(), source.x(), grad.data());
-      optimizer.update(params.data(), grad.data(), 1.0f / m, 0, layout.total());
+      long count = 0;
+      for (long i = 0; i < v.micro; ++i) {
+        const long m = source.load((s * v.micro + i) % source.steps());
+        mlp.forward(params.data(), source.x(), m);
+        mlp.loss_and_delta(source.labels(), source.values());
+        mlp.backward(params.data(), source.x(), grad.data(), nullptr, nullptr,
+                     backward_pass(i == 0, i + 1 == v.micro));
+        count += m;
+      }
+      optimizer.update(params.data(), grad.data(), 1.0f / count, 0, layout.total());
       optimizer.finish_step();
     };
     for (long s = 0; s < 3; ++s) step(s);
     testing::AllocationCounter counter;
     for (long s = 3; s < 20; ++s) step(s);  // includes the short last batch (1000 = 7*128 + 104)
     EXPECT_EQ(counter.count(), 0u) << optimizer_name(kind) << " " << activation_name(v.activation) << " "
-                                   << gemm_kernel_name(gemm_kernel());
+                                   << gemm_kernel_name(gemm_kernel()) << " micro-batches " << v.micro;
   }
   set_gemm_kernel(GemmKernel::kAuto);
 }

@@ -257,6 +257,16 @@ std::vector<BadCase> bad_cases() {
       flag_case("LrZero", {"--lr", "0"}, {"--lr", "positive"}),
       flag_case("LrNegative", {"--lr", "-1"}, {"--lr", "positive"}),
       flag_case("BatchSizeZero", {"--batch-size", "0"}, {"--batch-size", "positive"}),
+      flag_case("AccumulateStepsZero", {"--accumulate-steps", "0"}, {"--accumulate-steps", "positive", "0"}),
+      flag_case("AccumulateStepsNotAnInteger", {"--accumulate-steps", "2.5"},
+                {"--accumulate-steps", "'2.5'", "invalid"}),
+      // Agreed once the rank count is known: every rank's micro-batches are of one size.
+      flag_case("GlobalBatchNotAMultipleOfTheMicroBatches", {"--global-batch-size", "50", "--accumulate-steps", "4"},
+                {"--global-batch-size 50", "multiple of --accumulate-steps 4 x"}, true),
+      flag_case("ReproducibleMicroBatchNotWholeBlocks",
+                {"--reproducible", "--batch-size", "12", "--block-size", "8", "--accumulate-steps", "2"},
+                {"--reproducible", "--accumulate-steps x --batch-size x ranks",
+                 "multiple of --accumulate-steps 2 x --block-size 8"}, true),
       {"EpochsZero",
        [](const std::string&) { return std::vector<std::string>{"--data", shared().train, "--epochs", "0"}; },
        {"--epochs", "positive"}},
@@ -455,7 +465,7 @@ TEST_F(E2eTest, HelpExitsZeroAndListsEveryOptionWithItsDefault) {
       "optimizer", "lr", "momentum", "weight-decay", "beta1", "beta2", "eps", "seed", "checkpoint-every",
       "threads", "bucket-mb", "overlap", "allreduce", "max-steps", "warmup-steps", "lr-schedule", "lr-decay-factor",
       "lr-min", "warmup-epochs", "lr-scaling", "lr-reference-batch", "plateau-patience", "plateau-factor",
-      "plateau-min-lr", "early-stopping", "min-delta", "dropout", "clip-grad-norm", "leaky-slope"};
+      "plateau-min-lr", "early-stopping", "min-delta", "dropout", "clip-grad-norm", "leaky-slope", "accumulate-steps"};
   for (const std::string& name : with_default) {
     EXPECT_TRUE(contains(r.out, "--" + name + " arg (=")) << "--" << name << " or its default missing\n" << r.out;
   }

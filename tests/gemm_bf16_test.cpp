@@ -123,9 +123,10 @@ struct Product {
       }
     }
   }
-  std::vector<float> run(GemmWorkspace& workspace) const {
+  // C starts at -7 everywhere; add: C += the product (the rows of C past m stay -7 either way).
+  std::vector<float> run(GemmWorkspace& workspace, bool add = false) const {
     std::vector<float> c(ldc * n, -7.0f);
-    gemm(m, n, k, a.data(), lda, ta, b.data(), ldb, tb, c.data(), ldc, workspace);
+    gemm(m, n, k, a.data(), lda, ta, b.data(), ldb, tb, c.data(), ldc, workspace, add);
     return c;
   }
 };
@@ -147,22 +148,30 @@ TEST(Bf16GemmTest, EveryKernelIsWithinTheSumsBoundOfTheExactProduct) {
         SCOPED_TRACE(gemm_kernel_name(kernel) + " " + std::to_string(s.m) + "x" + std::to_string(s.n) + "x" +
                      std::to_string(s.k) + " trans " + std::to_string(t));
         const KernelChoice choice(kernel);
-        const std::vector<float> c = p.run(workspace);
-        long outside = 0, beyond = 0;
-        for (long j = 0; j < s.n; ++j) {
-          for (long i = 0; i < p.ldc; ++i) {
-            const std::size_t at = j * p.ldc + i;
-            if (i >= s.m) {
-              outside += c[at] != -7.0f;
-            } else {
-              beyond += std::abs(c[at] - p.exact[at]) > p.bound[at];
+        // add: C's -7 is one more exact term of the f32 sum, so the bound is (k + 1) u (sum|a b| + 7).
+        const double u = std::ldexp(1.0, -24);
+        for (const bool add : {false, true}) {
+          SCOPED_TRACE(add ? "add" : "");
+          const std::vector<float> c = p.run(workspace, add);
+          long outside = 0, beyond = 0;
+          for (long j = 0; j < s.n; ++j) {
+            for (long i = 0; i < p.ldc; ++i) {
+              const std::size_t at = j * p.ldc + i;
+              const double magnitude = p.bound[at] / (static_cast<double>(s.k) * u);
+              if (i >= s.m) {
+                outside += c[at] != -7.0f;
+              } else if (add) {
+                beyond += std::abs(c[at] - (p.exact[at] - 7)) > static_cast<double>(s.k + 1) * u * (magnitude + 7);
+              } else {
+                beyond += std::abs(c[at] - p.exact[at]) > p.bound[at];
+              }
             }
           }
+          EXPECT_EQ(outside, 0) << "wrote outside C";
+          EXPECT_EQ(beyond, 0) << "elements beyond the bound (k u sum|a b|, or (k + 1) u (sum|a b| + 7) with add)";
+          EXPECT_EQ(p.run(workspace, add), c) << "the same inputs gave other bits";
+          if (!add) results.push_back(c);
         }
-        EXPECT_EQ(outside, 0) << "wrote outside C";
-        EXPECT_EQ(beyond, 0) << "elements beyond k u sum|a b|";
-        EXPECT_EQ(p.run(workspace), c) << "the same inputs gave other bits";
-        results.push_back(c);
       }
       // so two kernels agree within twice the bound (each is within it of the exact product)
       for (std::size_t r = 1; r < results.size(); ++r) {

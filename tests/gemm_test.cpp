@@ -39,10 +39,16 @@ TEST(GemmTest, DetectsTheCpusInstructionSets) {
               gemm_kernel_name(gemm_kernel()).c_str());
 }
 
+// Also with add (C += op(A) op(B), gradient accumulation), where Eigen's
+// product is one of the kernels checked.
 TEST(GemmTest, MatchesReferenceOnEdgeShapes) {
   ASSERT_FALSE(packed_kernels().empty()) << "this CPU has neither AVX-512 nor AVX2: no packed kernel to test";
-  for (GemmKernel kernel : packed_kernels()) {
-  SCOPED_TRACE(gemm_kernel_name(kernel));
+  std::vector<GemmKernel> kernels = packed_kernels();
+  kernels.push_back(GemmKernel::kEigen);
+  for (GemmKernel kernel : kernels) {
+  for (const bool add : {false, true}) {
+  if (kernel == GemmKernel::kEigen && !add) continue;  // the plain Eigen product is the reference's own code
+  SCOPED_TRACE(gemm_kernel_name(kernel) + (add ? " add" : ""));
   const KernelChoice choice(kernel);
   Rng rng(5);
   GemmWorkspace workspace;
@@ -58,8 +64,8 @@ TEST(GemmTest, MatchesReferenceOnEdgeShapes) {
       for (float& v : a) v = static_cast<float>(rng.normal());
       for (float& v : b) v = static_cast<float>(rng.normal());
       std::vector<double> ad(a.begin(), a.end()), bd(b.begin(), b.end()), cd(ldc * s.n, -7.0);
-      gemm(s.m, s.n, s.k, a.data(), lda, ta, b.data(), ldb, tb, c.data(), ldc, workspace);
-      eigen_gemm<double>(s.m, s.n, s.k, ad.data(), lda, ta, bd.data(), ldb, tb, cd.data(), ldc);
+      gemm(s.m, s.n, s.k, a.data(), lda, ta, b.data(), ldb, tb, c.data(), ldc, workspace, add);
+      eigen_gemm<double>(s.m, s.n, s.k, ad.data(), lda, ta, bd.data(), ldb, tb, cd.data(), ldc, add);
       double worst = 0;
       for (long j = 0; j < s.n; ++j) {
         for (long i = 0; i < ldc; ++i) {
@@ -72,6 +78,7 @@ TEST(GemmTest, MatchesReferenceOnEdgeShapes) {
       }
       EXPECT_LT(worst, 1e-5) << s.m << "x" << s.n << "x" << s.k << " trans " << ta << tb;
     }
+  }
   }
   }
 }
@@ -115,6 +122,57 @@ TEST(GemmTest, BackwardClaimsTheUpdatePartAndChangesNothing) {
       EXPECT_EQ(std::memcmp(params.data(), before.data(), params.size() * sizeof(float)), 0);
     }
   }
+  }
+}
+
+// Gradient accumulation: micro-batches backpropagated as a step's passes
+// (the first overwriting whatever the buffer held) give the gradient of their
+// union, on every kernel the products may run (f32 packed, Eigen's, bf16),
+// up to the order of float sums. The last micro-batch alone is far from it,
+// so an add that overwrote would fail.
+TEST(GemmTest, MicroBatchesAddUpToTheWholeBatchsGradient) {
+  std::vector<GemmKernel> kernels = testing::supported_kernels(
+      {GemmKernel::kAvx512, GemmKernel::kAvx2, GemmKernel::kEigen, GemmKernel::kAmx, GemmKernel::kAvx512Bf16});
+  Eigen::setNbThreads(1);
+  const Layout layout({20, 33, 17, 10});
+  FlatBuffer params;
+  testing::random_params(layout, 4, 0.3, params);
+  const long batch = 32;
+  const long parts[] = {13, 13, 6};  // uneven, as a short last micro-batch
+  std::vector<float> x(20 * batch);
+  std::vector<int32_t> labels(batch);
+  Rng rng(9);
+  for (float& v : x) v = static_cast<float>(rng.normal());
+  for (long j = 0; j < batch; ++j) labels[j] = static_cast<int32_t>(rng.below(10));
+  for (GemmKernel kernel : kernels) {
+    SCOPED_TRACE(gemm_kernel_name(kernel));
+    const KernelChoice choice(kernel);
+    Mlp<float> mlp(layout, Activation::kTanh, Loss::kSoftmax, batch, /*piece_elements=*/50);
+    FlatBuffer whole(layout.total(), 5.0f), added(layout.total(), 3.0f), last(layout.total(), 0.0f);
+    mlp.forward(params.data(), x.data(), batch);
+    mlp.loss_and_delta(labels.data(), nullptr);
+    mlp.backward(params.data(), x.data(), whole.data());
+    long begin = 0;
+    for (const long n : parts) {
+      mlp.forward(params.data(), x.data() + begin * 20, n);
+      mlp.loss_and_delta(labels.data() + begin, nullptr);
+      mlp.backward(params.data(), x.data() + begin * 20, added.data(), nullptr, nullptr,
+                   backward_pass(begin == 0, begin + n == batch));
+      begin += n;
+    }
+    mlp.backward(params.data(), x.data() + (batch - parts[2]) * 20, last.data());
+    double worst = 0, last_apart = 0;
+    for (int l = 0; l < layout.num_layers(); ++l) {
+      for (const TensorSlot& t : {layout.weight(l), layout.bias(l)}) {
+        for (std::size_t i = t.offset; i < t.offset + t.size(); ++i) {
+          const double scale = std::max(1.0f, std::abs(whole[i]));
+          worst = std::max(worst, std::abs(added[i] - whole[i]) / scale);
+          last_apart = std::max(last_apart, std::abs(last[i] - whole[i]) / scale);
+        }
+      }
+    }
+    EXPECT_LT(worst, 1e-5) << "the micro-batches' sum differs from the whole batch's gradient";
+    EXPECT_GT(last_apart, 1e-2) << "the test cannot tell the sum from the last micro-batch alone";
   }
 }
 

@@ -544,12 +544,17 @@ TEST(MpiAllocationTest, DistributedStepAllocatesNothing) {
     bool overlap;
     bool regularised = false;  // --dropout and --clip-grad-norm: masks and slices kept in buffers made once
     bool reproducible = false;  // --reproducible: the block source (a mapped file) and the exact sum
+    long accumulate = 1;        // --accumulate-steps: micro-batches added up in backprop
   };
   for (const Variant v : {Variant{AllreduceMode::kShared, true}, Variant{AllreduceMode::kHierarchical, true},
                           Variant{AllreduceMode::kRing, true}, Variant{AllreduceMode::kRing, false},
                           Variant{AllreduceMode::kShared, true, true}, Variant{AllreduceMode::kRing, true, true},
                           Variant{AllreduceMode::kShared, true, false, true},
-                          Variant{AllreduceMode::kShared, true, true, true}}) {
+                          Variant{AllreduceMode::kShared, true, true, true},
+                          Variant{AllreduceMode::kShared, true, false, false, 4},
+                          Variant{AllreduceMode::kHierarchical, true, false, false, 4},
+                          Variant{AllreduceMode::kRing, true, true, false, 4},
+                          Variant{AllreduceMode::kShared, true, true, true, 4}}) {
     Config c = base_config(dir.file("d.h5"));
     if (v.regularised) {
       c.dropout_rates = {0.3, 0.1};
@@ -565,10 +570,11 @@ TEST(MpiAllocationTest, DistributedStepAllocatesNothing) {
     c.schedule.schedule = LrSchedule::kCosine;  // the step's lr comes from the schedule, allocation-free
     c.schedule.warmup_epochs = 1.5;
     c.schedule.epochs = 4;
-    if (v.reproducible) {  // 2 blocks of 8 a rank at 1, 2 and 3 ranks
+    c.accumulate_steps = v.accumulate;
+    if (v.reproducible) {  // 2 blocks of 8 a rank a micro-batch at 1, 2 and 3 ranks
       c.reproducible = true;
       c.block_size = 8;
-      c.global_batch_size = 16 * comm().size();
+      c.global_batch_size = 16 * comm().size() * v.accumulate;
     }
     Trainer trainer(comm(), c);
     auto epoch = [&](int64_t e) {
@@ -592,8 +598,8 @@ TEST(MpiAllocationTest, DistributedStepAllocatesNothing) {
       if (comm().root()) std::printf("[          ] hierarchical across nodes: %ld allocations on rank 0 (inside Open MPI)\n", allocations);
     } else {
       EXPECT_EQ(allocations, 0) << allreduce_mode_name(v.mode) << " overlap " << v.overlap << " dropout and clipping "
-                                << v.regularised << " reproducible " << v.reproducible << " on rank "
-                                << comm().rank();
+                                << v.regularised << " reproducible " << v.reproducible << " accumulate "
+                                << v.accumulate << " on rank " << comm().rank();
     }
   }
 }

@@ -100,6 +100,20 @@ CASES = [
     # --dropout with gelu: f' kept from the forward pass, before the mask.
     dict(ranks=2, batch=8, kind="teacher", loss="softmax", act="gelu", hidden=[12, 7], dtype="float64",
          opt=dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.01), dropout=[0.3, 0.2]),
+    # --accumulate-steps K: torch adds K micro-batches' gradients (each loss sum over the step's samples), then
+    # steps once. Each epoch's last step is short (fewer micro-batches, the last of them short). The schedule
+    # counts steps and scales with the global batch K x batch x ranks (0.05 x 16/8 = 0.1).
+    dict(ranks=2, batch=4, accumulate=2, kind="teacher", loss="softmax", act="relu", hidden=[12, 7],
+         dtype="float64", opt=dict(name="sgd", lr=0.05, momentum=0.9, weight_decay=0.01),
+         sched=dict(schedule="cosine", warmup=0.5, scaling="linear", reference=8, lr_min=0.001)),
+    dict(ranks=3, batch=5, accumulate=4, kind="regression", loss="mse", act="tanh", hidden=[10, 6],
+         dtype="float64", opt=dict(name="adam", lr=0.01, weight_decay=0.0), dropout=[0.3, 0.2]),
+    dict(ranks=2, batch=4, accumulate=4, kind="teacher", loss="softmax", act="relu", hidden=[12, 7],
+         dtype="float64", opt=dict(name="adam", lr=0.01, weight_decay=0.0), clip=0.1, flags=["--allreduce", "ring"]),
+    # --reproducible with K = 2: a step is 2 x 3 x 5 rows of the global order.
+    dict(ranks=3, batch=5, accumulate=2, kind="teacher", loss="softmax", act="relu", hidden=[12, 7],
+         dtype="float64", opt=dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.0), global_order=True,
+         flags=["--reproducible", "--block-size", "5"]),
 ]
 
 
@@ -223,7 +237,8 @@ def run_nn_dist(case, data, init, out, epochs, metrics, masks):
     o = case["opt"]
     cmd = [MPIEXEC, "-np", str(case["ranks"]), "--oversubscribe", "--mca", "mpi_yield_when_idle", "1",
            NN_DIST, "--data", data, "--init", init, "--loss", case["loss"], "--no-shuffle",
-           "--batch-size", str(case["batch"]), "--epochs", str(epochs), "--optimizer", o["name"],
+           "--batch-size", str(case["batch"]), "--accumulate-steps", str(case.get("accumulate", 1)),
+           "--epochs", str(epochs), "--optimizer", o["name"],
            "--lr", str(o["lr"]), "--weight-decay", str(o["weight_decay"]), "--checkpoint", out, "--quiet"]
     if o["name"] == "sgd":
         cmd += ["--momentum", str(o["momentum"])]
@@ -291,7 +306,7 @@ def torch_optimizer(case, model, steps, epochs):
         opt = torch.optim.Adam(model.parameters(), lr=o["lr"], weight_decay=o["weight_decay"])
     if not sched:
         return opt, None
-    ratio = case["batch"] * case["ranks"] / sched["reference"]
+    ratio = case.get("accumulate", 1) * case["batch"] * case["ranks"] / sched["reference"]
     peak = o["lr"] * (ratio if sched["scaling"] == "linear" else math.sqrt(ratio))
     for group in opt.param_groups:
         group["lr"] = peak
@@ -316,23 +331,31 @@ def forward(case, model, x, rows, masks, step):
 
 def train_torch(case, model, x, y_raw, epochs, masks=None):
     """torch on the same global batches nn_dist took: each step, every rank's next rows of its shard
-    (global_order: the file's next ranks x batch rows). Returns the gradient norms clip_grad_norm_ saw
-    (with "clip"), step by step."""
+    (global_order: the file's next ranks x batch rows); with "accumulate" K, the next K such micro-batches,
+    their gradients added (gradient accumulation, as torch does it: each micro-batch's loss sum divided by the
+    step's sample count). Returns the gradient norms clip_grad_norm_ saw (with "clip"), step by step."""
     target, loss_fn = torch_loss(case, y_raw)
     parts = shards(len(x), case["ranks"])
     if case.get("global_order"):
         g = case["ranks"] * case["batch"]
-        parts = [(0, len(x))]  # one sequence of global batches of g rows
+        parts = [(0, len(x))]  # one sequence of global micro-batches of g rows
         case = dict(case, batch=g, ranks=1)
-    steps = max((count + case["batch"] - 1) // case["batch"] for _, count in parts)
+    k = case.get("accumulate", 1)
+    micro = max((count + case["batch"] - 1) // case["batch"] for _, count in parts)
+    steps = (micro + k - 1) // k
     opt, scheduler = torch_optimizer(case, model, steps, epochs)
     norms, step = [], 0
     for _ in range(epochs):
         for s in range(steps):
-            rows = [i for offset, count in parts
-                    for i in range(offset + s * case["batch"], offset + min(count, (s + 1) * case["batch"]))]
+            batches = [[i for offset, count in parts
+                        for i in range(offset + m * case["batch"], offset + min(count, (m + 1) * case["batch"]))]
+                       for m in range(s * k, min(micro, (s + 1) * k))]
+            samples = sum(len(rows) for rows in batches)
             opt.zero_grad()
-            loss_fn(forward(case, model, x, rows, masks, step), target[rows]).backward()
+            for rows in batches:
+                if rows:  # the mean over the micro-batch, weighted to a share of the step's mean
+                    loss = loss_fn(forward(case, model, x, rows, masks, step), target[rows])
+                    (loss * (len(rows) / samples)).backward()
             step += 1
             if "clip" in case:
                 norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), case["clip"])))
@@ -407,6 +430,7 @@ def main():
         clip = f"/clip {case['clip']}" if "clip" in case else ""
         clip += f"/dropout {','.join(map(str, case['dropout']))}" if "dropout" in case else ""
         flags = " " + " ".join(case["flags"]) if "flags" in case else ""
+        flags += f" --accumulate-steps {case['accumulate']}" if "accumulate" in case else ""
         act = f"{case['act']}({case['slope']})" if "slope" in case else case["act"]
         print(f"{'ok  ' if ok else 'FAIL'} {case['ranks']} rank(s){flags}, {case['loss']}/{act}/"
               f"{case['opt']['name']}{sched}{clip}, torch {case.get('dtype', 'float32')}{' bf16 products' if case.get('precision') else ''}: largest relative "

@@ -70,8 +70,12 @@ po::options_description training_options(Config& c, TextOptions& t) {
   po::options_description train("Training", 100);
   train.add_options()
       ("epochs", po::value(&c.epochs)->default_value(c.epochs), "total epochs (including resumed ones)")
-      ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size), "samples per rank per step")
+      ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size),
+       "samples per rank per step (per micro-batch with --accumulate-steps)")
       ("global-batch-size", po::value(&c.global_batch_size)->default_value(0), "samples per step over all ranks (overrides --batch-size)")
+      ("accumulate-steps", po::value(&c.accumulate_steps)->default_value(c.accumulate_steps),
+       "micro-batches of --batch-size per step: each rank adds their gradients, then one sum over the ranks and "
+       "one update (global batch: this x --batch-size x ranks)")
       ("optimizer", po::value(&t.optimizer)->default_value("sgd"), "sgd|adam|adamw")
       ("lr", po::value(&c.optimizer.lr)->default_value(c.optimizer.lr, "0.05"),
        "learning rate (with --lr-scaling: the lr for --lr-reference-batch samples per step)")
@@ -411,6 +415,7 @@ void check_training_options(Config& c, const TextOptions& t, const po::variables
   require_positive(c.epochs, "epochs");
   require_positive(c.batch_size, "batch-size");
   require_nonnegative(static_cast<double>(c.global_batch_size), "global-batch-size");
+  require_positive(c.accumulate_steps, "accumulate-steps");
   require_positive(c.optimizer.lr, "lr");
   parse_schedule(vm, t, &c.schedule);
   c.schedule.epochs = c.epochs;

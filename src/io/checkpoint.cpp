@@ -311,6 +311,7 @@ void write_training(hid_t file, const Layout& layout, const TrainingState& state
   const EpochSums& sums = state.epoch_sums;
   h5::write_attr_doubles(training.get(), "epoch_sums", {sums.loss, sums.correct, sums.count});
   h5::write_attr_ints(training.get(), "global_batch", {state.global_batch});
+  h5::write_attr_ints(training.get(), "accumulate_steps", {state.accumulate_steps});
   h5::write_attr_ints(training.get(), "samples", {state.samples});
   if (!state.sample_order.empty()) h5::write_attr_string(training.get(), "sample_order", state.sample_order);
   if (!state.precision.empty()) h5::write_attr_string(training.get(), "precision", state.precision);
@@ -534,6 +535,7 @@ TrainingState read_checkpoint_state(const std::string& path, const std::string& 
   };
   state.epoch_step = optional_int("epoch_step", 0);
   state.global_batch = optional_int("global_batch", 0);
+  state.accumulate_steps = std::max<int64_t>(1, optional_int("accumulate_steps", 1));  // older files: 1
   state.samples = optional_int("samples", 0);
   if (H5Aexists(training.get(), "lr_schedule") > 0) read_schedule(training.get(), what, &state);
   read_monitor(training.get(), what, &state);

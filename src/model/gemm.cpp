@@ -270,17 +270,17 @@ Precision parse_precision(const std::string& name) { return precision_names().pa
 std::string precision_name(Precision precision) { return precision_names().name(precision); }
 
 void gemm(long m, long n, long k, const float* a, long lda, bool trans_a, const float* b, long ldb, bool trans_b,
-          float* c, long ldc, GemmWorkspace& workspace) {
+          float* c, long ldc, GemmWorkspace& workspace, bool add) {
   switch (selected()) {
-    case GemmKernel::kAvx512: avx512::gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, workspace); return;
-    case GemmKernel::kAvx2: avx2::gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, workspace); return;
+    case GemmKernel::kAvx512: avx512::gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, workspace, add); return;
+    case GemmKernel::kAvx2: avx2::gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, workspace, add); return;
     case GemmKernel::kAmx:
-      bf16::amx_gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, workspace);
+      bf16::amx_gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, workspace, add);
       return;
     case GemmKernel::kAvx512Bf16:
-      bf16::dp_gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, workspace);
+      bf16::dp_gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, workspace, add);
       return;
-    default: eigen_gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc); return;
+    default: eigen_gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, add); return;
   }
 }
 

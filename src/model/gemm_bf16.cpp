@@ -280,7 +280,7 @@ void dp_kernel(long kcp, const Bf16* a_sliver, const Bf16* b_sliver, float* c, l
 // the kernel over slivers of nr columns of B and 32 rows of A.
 template <bool kAmx>
 void blocked(long m, long n, long k, const float* a, long lda, bool trans_a, const float* b, long ldb, bool trans_b,
-             float* c, long ldc, GemmWorkspace& workspace) {
+             float* c, long ldc, GemmWorkspace& workspace, bool add) {
   Bf16* packed_a = workspace.packed_bf16_a();
   Bf16* packed_b = workspace.packed_bf16_b();
   constexpr long nr = kAmx ? 32 : 8;
@@ -304,9 +304,9 @@ void blocked(long m, long n, long k, const float* a, long lda, bool trans_a, con
             float* block = c + (j0 + jr) * ldc + i0 + ir;
             const long rows = std::min(kMr, mc - ir), cols = std::min(nr, nc - jr);
             if (kAmx) {
-              amx_kernel(kcp, packed_a + ir * kcp, packed_b + jr * kcp, block, ldc, rows, cols, k0 > 0);
+              amx_kernel(kcp, packed_a + ir * kcp, packed_b + jr * kcp, block, ldc, rows, cols, add || k0 > 0);
             } else {
-              dp_kernel(kcp, packed_a + ir * kcp, packed_b + jr * kcp, block, ldc, rows, cols, k0 > 0);
+              dp_kernel(kcp, packed_a + ir * kcp, packed_b + jr * kcp, block, ldc, rows, cols, add || k0 > 0);
             }
             workspace.claim_some();
           }
@@ -322,15 +322,15 @@ std::size_t packed_a_elements() { return kMc * kKc; }
 std::size_t packed_b_elements() { return kNc * kKc; }
 
 void amx_gemm(long m, long n, long k, const float* a, long lda, bool trans_a, const float* b, long ldb, bool trans_b,
-              float* c, long ldc, GemmWorkspace& workspace) {
+              float* c, long ldc, GemmWorkspace& workspace, bool add) {
   configure_tiles();
-  blocked<true>(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, workspace);
+  blocked<true>(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, workspace, add);
   _tile_release();
 }
 
 void dp_gemm(long m, long n, long k, const float* a, long lda, bool trans_a, const float* b, long ldb, bool trans_b,
-             float* c, long ldc, GemmWorkspace& workspace) {
-  blocked<false>(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, workspace);
+             float* c, long ldc, GemmWorkspace& workspace, bool add) {
+  blocked<false>(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, workspace, add);
 }
 
 }  // namespace bf16

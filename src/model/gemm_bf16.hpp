@@ -18,12 +18,12 @@ bool dp_supported();   // AVX512_BF16 (vdpbf16ps, vcvtne2ps2bf16)
 std::size_t packed_a_elements();
 std::size_t packed_b_elements();
 
-// C = op(A) op(B) as gemm() takes them, packing into the workspace's bf16
-// buffers (packed_a_elements() and packed_b_elements()).
+// C = op(A) op(B) (add: C +=) as gemm() takes them, packing into the
+// workspace's bf16 buffers (packed_a_elements() and packed_b_elements()).
 void amx_gemm(long m, long n, long k, const float* a, long lda, bool trans_a, const float* b, long ldb, bool trans_b,
-              float* c, long ldc, GemmWorkspace& workspace);
+              float* c, long ldc, GemmWorkspace& workspace, bool add);
 void dp_gemm(long m, long n, long k, const float* a, long lda, bool trans_a, const float* b, long ldb, bool trans_b,
-             float* c, long ldc, GemmWorkspace& workspace);
+             float* c, long ldc, GemmWorkspace& workspace, bool add);
 
 }  // namespace bf16
 }  // namespace nn_dist

@@ -48,16 +48,16 @@ void Mlp<T>::plan_pieces(std::size_t piece_elements) {
 
 template <typename T>
 void Mlp<T>::multiply(long m, long n, long k, const T* a, long lda, bool trans_a, const T* b, long ldb, bool trans_b,
-                      T* c, long ldc) {
+                      T* c, long ldc, bool add) {
   if constexpr (std::is_same_v<T, float>) {
     // With more than one thread per rank, Eigen's threaded product does the
     // f32 work; bf16 products are nn_dist's alone.
     if (gemm_precision() == Precision::kBf16 || (gemm_kernel() != GemmKernel::kEigen && Eigen::nbThreads() == 1)) {
-      gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, gemm_workspace_);
+      gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, gemm_workspace_, add);
       return;
     }
   }
-  eigen_gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc);
+  eigen_gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, add);
 }
 
 template <typename T>
@@ -146,8 +146,10 @@ void Mlp<T>::hidden_delta(int l, T* g) const {
 }
 
 template <typename T>
-void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* observer, T* input_grad) {
+void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* observer, T* input_grad,
+                      BackwardPass pass) {
   const long n = n_;
+  const bool add = pass == BackwardPass::kMiddle || pass == BackwardPass::kLast;
   std::size_t piece = 0;
   auto finished = [&] {
     if (observer) observer->piece_done(piece);
@@ -160,7 +162,9 @@ void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* ob
   // range's share of W_1 can be claimed from the start and the rest once
   // layer 1's turn begins. Parts are whole cache lines, so no claim reaches
   // into another rank's part.
-  const bool claim = update_end_ > update_begin_ && input_grad == nullptr;
+  // The other processes still read the parameters in the step's other passes.
+  const bool claim = update_end_ > update_begin_ && input_grad == nullptr &&
+                     (pass == BackwardPass::kOnly || pass == BackwardPass::kLast);
   if (claim) {
     const TensorSlot& w1 = layout_.weight(0);
     const std::size_t w1_end = std::clamp(w1.offset + w1.size(), update_begin_, update_end_);
@@ -174,7 +178,11 @@ void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* ob
     Eigen::Map<const Matrix<T>> a(layer_input(l, x), d_in, n);  // (d_in, n), as forward() read it
 
     Eigen::Map<Vector<T>, Eigen::Aligned64> db(grad + layout_.bias(l).offset, d_out);
-    db.noalias() = delta.rowwise().sum();
+    if (add) {
+      db.noalias() += delta.rowwise().sum();
+    } else {
+      db.noalias() = delta.rowwise().sum();
+    }
     finished();
 
     Eigen::Map<Matrix<T>, Eigen::Aligned64> dw(grad + ws.offset, d_out, d_in);  // (d_out, d_in)
@@ -182,7 +190,8 @@ void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* ob
     for (std::size_t i = 0; i + 1 < cuts.size(); ++i) {
       const long c0 = cuts[i + 1], width = cuts[i] - cuts[i + 1];
       // dW[:, c0 .. c0+width) = Delta A[c0 .. c0+width, :]^T
-      multiply(d_out, width, n, delta.data(), d_out, false, a.data() + c0, d_in, true, dw.data() + c0 * d_out, d_out);
+      multiply(d_out, width, n, delta.data(), d_out, false, a.data() + c0, d_in, true, dw.data() + c0 * d_out, d_out,
+               add);
       finished();
     }
 

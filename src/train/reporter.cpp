@@ -30,10 +30,12 @@ void Reporter::banner(const DatasetInfo& data, const Mlp<float>& mlp, const Grad
   const Layout& layout = mlp.layout();
   std::string activation = activation_name(mlp.activation().kind);
   if (mlp.activation().kind == Activation::kLeakyRelu) activation += " (slope " + fmt("%g", mlp.activation().leaky_slope) + ")";
-  std::printf("nn_dist: %d rank(s), %ld samples x %ld features, layers %s, %s hidden, %s loss, batch %ld/rank, "
+  const long k = config_.accumulate_steps;
+  const std::string accumulated = k > 1 ? " x " + std::to_string(k) + " accumulated" : "";
+  std::printf("nn_dist: %d rank(s), %ld samples x %ld features, layers %s, %s hidden, %s loss, batch %ld/rank%s, "
               "%ld steps/epoch, %zu parameters, %s kernel%s\n",
               comm_.size(), data.samples, data.features, sizes_string(layout.sizes()).c_str(),
-              activation.c_str(), loss_name(mlp.loss()).c_str(), batch, steps_per_epoch,
+              activation.c_str(), loss_name(mlp.loss()).c_str(), batch, accumulated.c_str(), steps_per_epoch,
               layout.num_parameters(), gemm_kernel_name(gemm_kernel()).c_str(),
               gemm_precision() == Precision::kBf16 ? " (bf16 products, f32 sums)" : "");
   if (comm_.size() > 1) {
@@ -128,7 +130,7 @@ void Reporter::already_stopped(int64_t epochs_done, const EarlyStoppingState& st
               static_cast<long long>(epochs_done), static_cast<long long>(state.best_epoch));
 }
 
-void Reporter::profile(const StepTimes& t, const Minibatches& source, const GradientSync& sync) const {
+void Reporter::profile(const StepTimes& t, const Minibatches& source, long batch, const GradientSync& sync) const {
   if (!comm_.root()) return;
   if (t.steps == 0) {
     std::printf("profile: no steps measured (raise --max-steps above --warmup-steps %ld)\n", config_.warmup_steps);
@@ -154,11 +156,11 @@ void Reporter::profile(const StepTimes& t, const Minibatches& source, const Grad
       "BENCH_JSON {\"ranks\":%d,\"threads\":%d,\"batch_per_rank\":%ld,\"allreduce\":\"%s\",\"overlap\":%s,"
       "\"buckets\":%zu,\"steps\":%ld,\"kernel\":\"%s\",\"precision\":\"%s\","
       "\"samples_per_sec\":%.1f,\"step_ms\":%.4f,\"data_ms\":%.4f,\"forward_ms\":%.4f,\"backward_ms\":%.4f,"
-      "\"sync_test_ms\":%.4f,\"sync_wait_ms\":%.4f,\"optimizer_ms\":%.4f}\n",
-      comm_.size(), config_.threads, source.batch(), allreduce_mode_name(sync.mode()).c_str(),
+      "\"sync_test_ms\":%.4f,\"sync_wait_ms\":%.4f,\"optimizer_ms\":%.4f,\"accumulate_steps\":%ld}\n",
+      comm_.size(), config_.threads, batch, allreduce_mode_name(sync.mode()).c_str(),
       config_.overlap ? "true" : "false", sync.num_buckets(), t.steps,
       gemm_kernel_name(gemm_kernel()).c_str(), precision_name(gemm_precision()).c_str(), sps, t.total * ms, t.data * ms,
-      t.forward * ms, t.backward * ms, t.sync_test * ms, t.sync_wait * ms, t.optimizer * ms);
+      t.forward * ms, t.backward * ms, t.sync_test * ms, t.sync_wait * ms, t.optimizer * ms, config_.accumulate_steps);
   std::fflush(stdout);
 }
 

@@ -234,7 +234,18 @@ void check_continuation(const ResumePoint& point, const Config& config, const Ru
   // --reproducible at the same block order: the steps do not depend on the
   // rank count, so any count continues the run bit for bit.
   const bool any_ranks = config.reproducible && state.sample_order == run.sample_order;
+  // Another --accumulate-steps is taken as another --batch-size is: a step is
+  // its global batch however it was cut, so only the global batch is checked
+  // below. Cut otherwise, the same samples add up in another order (except
+  // --reproducible's exact sums).
+  const auto note_accumulation = [&] {
+    if (state.accumulate_steps == run.accumulate_steps || config.reproducible) return;
+    std::printf("note: %s: saved by a run with --accumulate-steps %lld, continued with %ld: the gradients add up in "
+                "another order, so the bits differ from an uninterrupted run\n",
+                what.c_str(), static_cast<long long>(state.accumulate_steps), run.accumulate_steps);
+  };
   if (state.epoch_step == 0) {
+    note_accumulation();
     if (state.ranks != run.ranks && !any_ranks) {
       std::printf("note: resuming on %d ranks a run saved on %lld: the parameters, optimizer state and step "
                   "count carry over; the shards and shuffles differ, so the bits differ from an uninterrupted "
@@ -261,6 +272,7 @@ void check_continuation(const ResumePoint& point, const Config& config, const Ru
                 " (--no-shuffle and --cache-mb decide it), so the rest of the epoch would train some samples twice "
                 "and skip others: resume it with the flags it was saved with, or resume from an epoch-end checkpoint");
   }
+  note_accumulation();
 }
 
 }  // namespace nn_dist

@@ -1,7 +1,8 @@
 // Synchronous data-parallel SGD: each step every rank runs forward/backward
-// on its own minibatch, the gradient SUMS and (loss, correct, count) are
-// summed over the ranks, and every rank applies the same update scaled by
-// 1 / (global sample count), so uneven and short batches are weighted exactly.
+// on its own minibatch (or adds up --accumulate-steps micro-batches), the
+// gradient SUMS and (loss, correct, count) are summed over the ranks, and
+// every rank applies the same update scaled by 1 / (global sample count), so
+// uneven and short batches are weighted exactly.
 // At epoch ends the monitored value steps early stopping and the plateau.
 #include "nn_dist/train/trainer.hpp"
 
@@ -83,7 +84,10 @@ Trainer::Trainer(const Communicator& comm, const Config& config)
   apply_input_transform(transform_, &data_);
   source_ = make_minibatches(comm_, config_, transform_, &data_);
   blocks_ = dynamic_cast<BlockSource*>(source_.get());
-  steps_per_epoch_ = comm_.max(source_->steps());
+  // --reproducible loads a step's blocks at once (its micro-batches are whole blocks).
+  loads_per_step_ = blocks_ != nullptr ? 1 : config_.accumulate_steps;
+  loads_per_epoch_ = comm_.max(source_->steps());
+  steps_per_epoch_ = (loads_per_epoch_ + loads_per_step_ - 1) / loads_per_step_;
   build_model(&start);
   checkpointer_.restart_clock();  // the --checkpoint-minutes clock starts with training
 }
@@ -98,8 +102,7 @@ void Trainer::build_model(ResumePoint* start) {
   start_gradient_sum(comm_, config_, data_, &model_);
   slices_.reserve(model_.sync->slices());
   metrics_.open(config_, files_.metrics);
-  reporter_.banner(data_.info, *model_.mlp, *model_.sync, source_->batch(), steps_per_epoch_, peak_lr_,
-                   global_batch_);
+  reporter_.banner(data_.info, *model_.mlp, *model_.sync, data_.batch, steps_per_epoch_, peak_lr_, global_batch_);
 }
 
 void Trainer::set_up_dropout() {
@@ -134,15 +137,15 @@ void Trainer::export_masks(long n, const int64_t* ids) {
 }
 
 void Trainer::initialise_parameters(ResumePoint* start) {
-  double own_batch = static_cast<double>(source_->batch());
+  double own_batch = static_cast<double>(data_.step_batch);
   comm_.sum(&own_batch, 1);
   global_batch_ = static_cast<long>(own_batch);
   peak_lr_ = nn_dist::peak_lr(config_.optimizer.lr, config_.schedule, global_batch_);
   comm_.agreed([&] { check_lr_min(config_.schedule, peak_lr_); });
   const bool from_checkpoint = !checkpoint_to_load(config_).empty();
   if (from_checkpoint) {
-    const RunShape run{comm_.size(), global_batch_, data_.info.samples, steps_per_epoch_, source_->sample_order(),
-                       peak_lr_, precision_name(config_.precision)};
+    const RunShape run{comm_.size(), global_batch_, config_.accumulate_steps, data_.info.samples, steps_per_epoch_,
+                       source_->sample_order(), peak_lr_, precision_name(config_.precision)};
     comm_.agreed([&] {
       if (comm_.root()) check_continuation(*start, config_, run);
     });
@@ -200,7 +203,7 @@ EpochResult Trainer::run() {
     if (end == EpochEnd::kStopped) return result;
     if (end == EpochEnd::kLast) break;
   }
-  if (config_.profile) reporter_.profile(times_, *source_, *model_.sync);
+  if (config_.profile) reporter_.profile(times_, *source_, data_.batch, *model_.sync);
   return result;
 }
 
@@ -343,6 +346,7 @@ TrainingState Trainer::training_state(int64_t epoch, int64_t epoch_step) const {
   state.seed = config_.seed;
   state.ranks = comm_.size();
   state.global_batch = global_batch_;
+  state.accumulate_steps = config_.accumulate_steps;
   state.samples = data_.info.samples;
   state.sample_order = source_->sample_order();
   state.precision = precision_name(config_.precision);
@@ -382,27 +386,30 @@ bool Trainer::train_step(long step) {
   model_.optimizer->set_lr(step_lr_);
   StepMarks marks;
   marks.start = Clock::now();
-  const long n = source_->load(step);
-  marks.loaded = Clock::now();
+  long n = 0;                   // --reproducible: this rank's samples of the step (all of them stay loaded)
+  long nonfinite_feature = -1;  // micro-batches: found as soon as this rank's loss was not finite
   if (blocks_ != nullptr) {
+    n = source_->load(step);
+    marks.loaded = Clock::now();
     // The blocks alternate forward and backward: --profile gets their sums.
     const Clock::duration forward = step_blocks(step, n, marks.loaded);
     marks.forward_done = marks.loaded + forward;
     marks.backward_done = Clock::now();
+    // The next batch is gathered now, while slower ranks may still be in backprop.
+    if (step + 1 < steps_per_epoch_) source_->prefetch(step + 1);
+    marks.prefetched = Clock::now();
   } else {
-    forward(step, n, marks.loaded);
-    marks.forward_done = Clock::now();
-    backward(n);
-    marks.backward_done = Clock::now();
+    accumulate(step, &marks, &nonfinite_feature);
   }
-  // The next batch is gathered now, while slower ranks may still be in backprop.
-  if (step + 1 < steps_per_epoch_) source_->prefetch(step + 1);
-  marks.prefetched = Clock::now();
   double optimizer_seconds = 0;
   const double* sum = sum_and_update(&optimizer_seconds);
   stop_.read(sum);
   checkpointer_.set_time_due(sum[kStatCheckpointDue] > 0);
-  if (!std::isfinite(sum[kStatLoss])) fail_not_finite(n, sum[kStatLoss]);
+  if (!std::isfinite(sum[kStatLoss])) {
+    // The blocks path still holds the step's whole batch.
+    if (n > 0) nonfinite_feature = first_nonfinite_feature(source_->x(), data_.info.features, n);
+    fail_not_finite(nonfinite_feature, sum[kStatLoss]);
+  }
   if (blocks_ != nullptr && !loss_grid_warned_ && std::fabs(sum[kStatLoss]) >= std::ldexp(1.0, 29)) {
     warn_loss_off_grid(sum[kStatLoss]);
   }
@@ -426,19 +433,65 @@ void Trainer::own_stats(Clock::time_point now, double* stats) {
   stats[kStatCheckpointDue] = checkpointer_.clock_ran_out(now);
 }
 
-void Trainer::forward(long step, long n, Clock::time_point now) {
+void Trainer::accumulate(long step, StepMarks* marks, long* nonfinite_feature) {
+  GradientSync& sync = *model_.sync;
+  sync.reset_test_seconds();
+  Mlp<float>& mlp = *model_.mlp;
+  float* grad = sync.backward_buffer();
   double stats[kStepStats] = {};
-  own_stats(now, stats);
-  if (n > 0) {
-    const DropoutDraw draw{DropoutKey{config_.seed, epoch_, step}, source_->sample_ids()};
-    model_.mlp->forward(model_.params_data, source_->x(), n, dropout_ ? &draw : nullptr);
-    if (mask_file_) export_masks(n, source_->sample_ids());
-    const LossSums sums = model_.mlp->loss_and_delta(source_->labels(), source_->values());
-    stats[kStatLoss] = sums.loss;
-    stats[kStatCorrect] = sums.correct;
-    stats[kStatCount] = static_cast<double>(n);
+  bool written = false;  // grad holds this step's sums so far
+  Clock::duration data{}, forward{}, backward{};
+  const long first = step * loads_per_step_, end = std::min(first + loads_per_step_, loads_per_epoch_);
+  for (long load = first; load < end; ++load) {
+    const bool last = load + 1 == end;
+    auto at = Clock::now();
+    const auto lap = [&at](Clock::duration* part) {
+      const auto now = Clock::now();
+      *part += now - at;
+      at = now;
+    };
+    const long n = source_->load(load);
+    lap(&data);
+    if (n > 0) {
+      // The masks are keyed by the step and each sample's row: the same as in one batch of the step.
+      const DropoutDraw draw{DropoutKey{config_.seed, epoch_, step}, source_->sample_ids()};
+      mlp.forward(model_.params_data, source_->x(), n, dropout_ ? &draw : nullptr);
+      if (mask_file_) export_masks(n, source_->sample_ids());
+      const LossSums sums = mlp.loss_and_delta(source_->labels(), source_->values());
+      stats[kStatLoss] += sums.loss;
+      stats[kStatCorrect] += sums.correct;
+      stats[kStatCount] += static_cast<double>(n);
+      if (!std::isfinite(sums.loss) && *nonfinite_feature < 0) {
+        *nonfinite_feature = first_nonfinite_feature(source_->x(), data_.info.features, n);
+      }
+    }
+    if (last) {
+      own_stats(at, stats);
+      sync.start_stats(stats);
+    }
+    lap(&forward);
+    // Only the last backprop tells the sum its pieces: a bucket must not
+    // start before every micro-batch has added to it.
+    if (n > 0) {
+      mlp.backward(model_.params_data, source_->x(), grad, last ? &sync : nullptr, nullptr,
+                   backward_pass(!written, last));
+      written = true;
+    }
+    if (last && n == 0) {  // this rank's gradient is final already
+      if (!written) std::fill(grad, grad + model_.grad.size(), 0.0f);
+      sync.all_pieces_done();
+    }
+    if (last) sync.publish();
+    lap(&backward);
+    // The next batch is gathered now, while slower ranks may still be in backprop.
+    if (load + 1 < loads_per_epoch_) source_->prefetch(load + 1);
+    lap(&data);
   }
-  model_.sync->start_stats(stats);
+  // --profile's parts, summed over the micro-batches, laid end to end.
+  marks->loaded = marks->start + data;
+  marks->forward_done = marks->loaded + forward;
+  marks->backward_done = marks->forward_done + backward;
+  marks->prefetched = Clock::now();
 }
 
 Clock::duration Trainer::step_blocks(long step, long n, Clock::time_point now) {
@@ -472,19 +525,6 @@ Clock::duration Trainer::step_blocks(long step, long n, Clock::time_point now) {
   sync.start_stats(stats);
   sync.publish();
   return forward;
-}
-
-void Trainer::backward(long n) {
-  GradientSync& sync = *model_.sync;
-  sync.reset_test_seconds();
-  float* local_grad = sync.backward_buffer();
-  if (n > 0) {
-    model_.mlp->backward(model_.params_data, source_->x(), local_grad, &sync);
-  } else {
-    std::fill(local_grad, local_grad + model_.grad.size(), 0.0f);
-    sync.all_pieces_done();
-  }
-  sync.publish();
 }
 
 const double* Trainer::sum_and_update(double* optimizer_seconds) {
@@ -543,11 +583,11 @@ void Trainer::warn_loss_off_grid(double loss) {
                        "(and what --monitor loss decides) may then differ\n", loss);
 }
 
-void Trainer::fail_not_finite(long n, double loss) const {
+void Trainer::fail_not_finite(long nonfinite_feature, double loss) const {
   // The data holds no NaN or Inf (checked when read): a feature that is
   // one now was pushed beyond float's range by --scale or a standardisation,
   // and no learning rate helps. Every rank is here (the loss is the sum's).
-  const long feature = comm_.max(n > 0 ? first_nonfinite_feature(source_->x(), data_.info.features, n) : -1L);
+  const long feature = comm_.max(nonfinite_feature);
   if (feature >= 0) {
     const bool scaled = config_.scale != 1;
     throw AgreedError((scaled ? "--scale " + fmt("%g", config_.scale) : std::string("the standardisation")) +

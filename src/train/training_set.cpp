@@ -32,9 +32,15 @@ void inspect_training_data(const Communicator& comm, const Config& config, Train
     } else {
       set->loss = parse_loss(config.loss);
     }
-    if (config.global_batch_size > 0 && config.global_batch_size < p) {
-      throw Error("--global-batch-size " + std::to_string(config.global_batch_size) + ": must be at least the " +
-                  std::to_string(p) + " ranks");
+    const long g = config.global_batch_size, k = config.accumulate_steps;
+    if (g > 0 && g < p) {
+      throw Error("--global-batch-size " + std::to_string(g) + ": must be at least the " + std::to_string(p) +
+                  " ranks");
+    }
+    // Without accumulation a rank may take one sample more; every rank's micro-batches are of one size.
+    if (g > 0 && k > 1 && g % (k * p) != 0) {
+      throw Error("--global-batch-size " + std::to_string(g) + ": must be a multiple of --accumulate-steps " +
+                  std::to_string(k) + " x " + std::to_string(p) + " ranks = " + std::to_string(k * p));
     }
   });
 }
@@ -144,18 +150,24 @@ void read_validation_file(const Communicator& comm, const Config& config, Traini
 
 // --reproducible: every rank takes the same number of whole blocks of every
 // global batch, so a global batch and its blocks do not depend on the rank count.
+// With --accumulate-steps K the step's global batch is K times as many blocks,
+// read at once and backpropagated block by block as always (each block's
+// gradient is kept for the exact sum): K micro-batches of whole blocks each.
 void reproducible_batch(const Communicator& comm, const Config& config, TrainingSet* set) {
-  const long p = comm.size(), m = config.block_size;
+  const long p = comm.size(), m = config.block_size, k = config.accumulate_steps;
   const bool global = config.global_batch_size > 0;
-  const long g = global ? config.global_batch_size : config.batch_size * p;
-  comm.agree(g % (m * p) == 0
+  const long g = global ? config.global_batch_size : k * config.batch_size * p;
+  const std::string accumulated = k > 1 ? "--accumulate-steps " + std::to_string(k) + " x " : "";
+  comm.agree(g % (k * m * p) == 0
                  ? ""
                  : "--reproducible: the global batch " + std::to_string(g) +
-                       (global ? " (--global-batch-size)" : " (--batch-size x ranks)") +
-                       " must be a multiple of --block-size " + std::to_string(m) + " x " + std::to_string(p) +
-                       " ranks = " + std::to_string(m * p));
+                       (global ? " (--global-batch-size)"
+                               : k > 1 ? " (--accumulate-steps x --batch-size x ranks)" : " (--batch-size x ranks)") +
+                       " must be a multiple of " + accumulated + "--block-size " + std::to_string(m) + " x " +
+                       std::to_string(p) + " ranks = " + std::to_string(k * m * p));
   set->global_blocks = g / m;
-  set->requested_batch = set->batch = g / p;
+  set->step_batch = g / p;
+  set->requested_batch = set->batch = g / (k * p);
 }
 
 }  // namespace
@@ -172,22 +184,27 @@ TrainingSet load_training_set(const Communicator& comm, const Config& config) {
     reproducible_batch(comm, config, &set);
     return set;
   }
-  const long g = config.global_batch_size, p = comm.size(), r = comm.rank();
-  set.requested_batch = g > 0 ? g / p + (r < g % p ? 1 : 0) : config.batch_size;
+  const long g = config.global_batch_size, p = comm.size(), r = comm.rank(), k = config.accumulate_steps;
+  set.requested_batch = g > 0 ? g / (k * p) + (r < g % p ? 1 : 0) : config.batch_size;
   // A batch larger than the shard is the whole shard (full-batch steps): the
-  // same sums, without buffers for samples that do not exist.
-  set.batch = std::min(set.requested_batch, set.streaming ? set.count : set.shard.count);
+  // same sums, without buffers for samples that do not exist. So is a step's
+  // K micro-batches, as one batch of K x the size would be.
+  const long count = set.streaming ? set.count : set.shard.count;
+  set.batch = std::min(set.requested_batch, count);
+  set.step_batch = k >= (count + set.batch - 1) / set.batch ? count : k * set.batch;
   return set;
 }
 
 std::unique_ptr<Minibatches> make_minibatches(const Communicator& comm, const Config& config,
                                               const Standardization& transform, TrainingSet* set) {
   const bool quiet = config.quiet || !comm.root();
-  if (set->batch < set->requested_batch && !quiet) {
+  const long k = config.accumulate_steps;
+  if (set->step_batch < k * set->requested_batch && !quiet) {
     const bool global = config.global_batch_size > 0;
-    std::printf("note: %s %ld is more than the %ld samples of rank 0: every step uses each rank's whole shard\n",
+    const std::string accumulated = k > 1 && !global ? " x --accumulate-steps " + std::to_string(k) : "";
+    std::printf("note: %s %ld%s is more than the %ld samples of rank 0: every step uses each rank's whole shard\n",
                 global ? "--global-batch-size" : "--batch-size", global ? config.global_batch_size : config.batch_size,
-                set->batch);
+                accumulated.c_str(), set->step_batch);
   }
   const int r = comm.rank();
   if (config.reproducible) {

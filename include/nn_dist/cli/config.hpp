@@ -38,6 +38,9 @@ struct Config {
   // training
   long batch_size = 32;         // per rank
   long global_batch_size = 0;   // 0: use batch_size
+  // Micro-batches of batch_size per step: their gradients add up on each rank,
+  // then one sum over the ranks and one update (global batch: K x batch x ranks).
+  long accumulate_steps = 1;
   long epochs = 10;
   OptimizerOptions optimizer;
   ScheduleOptions schedule;     // the lr of each step (--lr-schedule, --warmup-epochs, --lr-scaling, ...)

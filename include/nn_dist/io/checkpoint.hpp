@@ -38,6 +38,7 @@ struct TrainingState {
   int64_t epoch_step = 0;
   EpochSums epoch_sums;
   int64_t global_batch = 0;  // samples per step over all ranks (0: not recorded)
+  int64_t accumulate_steps = 1;  // micro-batches per step on each rank (files without it: 1)
   int64_t samples = 0;       // training samples (0: not recorded)
   std::string sample_order;  // Minibatches::sample_order() ("": not recorded)
   std::string precision;     // of the products: f32 or bf16 ("": not recorded, f32)

@@ -79,8 +79,10 @@ class GemmWorkspace {
 
 // C (m x n, leading dimension ldc) = op(A) op(B), op(A) (m x k), op(B) (k x n).
 // A is stored (m x k, lda) or, with trans_a, (k x m, lda); B likewise.
+// add: C += op(A) op(B) (BLAS's beta = 1), for gradients accumulated over
+// micro-batches: the kernels add to C as they store, no second pass.
 void gemm(long m, long n, long k, const float* a, long lda, bool trans_a, const float* b, long ldb, bool trans_b,
-          float* c, long ldc, GemmWorkspace& workspace);
+          float* c, long ldc, GemmWorkspace& workspace, bool add = false);
 
 // out[i] = in[i] rounded to bf16 as the bf16 kernels round (nearest even,
 // denormal inputs as 0: vcvtne2ps2bf16) and widened back to f32. Needs
@@ -90,21 +92,28 @@ void round_to_bf16(const float* in, std::size_t n, float* out);
 // The same product through Eigen (any scalar, and Eigen's own threading).
 template <typename T>
 void eigen_gemm(long m, long n, long k, const T* a, long lda, bool trans_a, const T* b, long ldb, bool trans_b, T* c,
-                long ldc) {
+                long ldc, bool add = false) {
   using Dense = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
   using Stride = Eigen::OuterStride<>;
   using ConstMap = Eigen::Map<const Dense, 0, Stride>;
   Eigen::Map<Dense, 0, Stride> out(c, m, n, Stride(ldc));
   const ConstMap a_map(a, trans_a ? k : m, trans_a ? m : k, Stride(lda));
   const ConstMap b_map(b, trans_b ? n : k, trans_b ? k : n, Stride(ldb));
+  const auto store = [&](const auto& product) {
+    if (add) {
+      out.noalias() += product;
+    } else {
+      out.noalias() = product;
+    }
+  };
   if (!trans_a && !trans_b) {
-    out.noalias() = a_map * b_map;
+    store(a_map * b_map);
   } else if (!trans_a) {
-    out.noalias() = a_map * b_map.transpose();
+    store(a_map * b_map.transpose());
   } else if (!trans_b) {
-    out.noalias() = a_map.transpose() * b_map;
+    store(a_map.transpose() * b_map);
   } else {
-    out.noalias() = a_map.transpose() * b_map.transpose();
+    store(a_map.transpose() * b_map.transpose());
   }
 }
 

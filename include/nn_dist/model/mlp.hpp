@@ -35,6 +35,17 @@ class BackwardObserver {
   virtual void piece_done(std::size_t piece_index) = 0;
 };
 
+// A backward() pass's place in its step. A step is one pass, or several
+// whose gradients add up (gradient accumulation: K micro-batches): the first
+// overwrites grad's values, the others add to them. Only a step's last pass
+// claims the update range (set_update_range): the update follows it alone.
+enum class BackwardPass { kOnly, kFirst, kMiddle, kLast };
+// The pass of a batch that is (or is not) its step's first and last.
+inline BackwardPass backward_pass(bool first, bool last) {
+  if (first) return last ? BackwardPass::kOnly : BackwardPass::kFirst;
+  return last ? BackwardPass::kLast : BackwardPass::kMiddle;
+}
+
 template <typename T>
 class Mlp {
  public:
@@ -68,13 +79,15 @@ class Mlp {
   LossSums loss_only(const int32_t* labels, const T* values) const;
 
   // After loss_and_delta(): writes the gradient SUMS over the batch into grad
-  // (every parameter element; padding is left alone). x must be the forward input.
-  // input_grad, if given, receives d(loss sum)/dx: (d_1, n).
+  // (every parameter element; padding is left alone), or as a step's kMiddle or
+  // kLast pass adds them to grad's values in the same pass (the products
+  // accumulate as they store). x must be the forward input. input_grad, if
+  // given, receives d(loss sum)/dx: (d_1, n).
   void backward(const T* params, const T* x, T* grad, BackwardObserver* observer = nullptr,
-                T* input_grad = nullptr);
+                T* input_grad = nullptr, BackwardPass pass = BackwardPass::kOnly);
 
   // The part [begin, end) of the parameters this process updates after each
-  // backward() while other processes read them (node-shared parameters).
+  // step's last backward() while other processes read them (node-shared parameters).
   // backward() claims those cache lines for writing while its products run,
   // each tensor once backprop has read it for the last time, so the update
   // does not stall while other cores give the lines up. A hint only.
@@ -87,9 +100,9 @@ class Mlp {
 
  private:
   void plan_pieces(std::size_t piece_elements);
-  // c (m x n) = op(a) op(b): nn_dist's kernel for float on one thread or in bf16, else Eigen.
+  // c (m x n) = op(a) op(b) (add: +=): nn_dist's kernel for float on one thread or in bf16, else Eigen.
   void multiply(long m, long n, long k, const T* a, long lda, bool trans_a, const T* b, long ldb, bool trans_b, T* c,
-                long ldc);
+                long ldc, bool add = false);
 
   Layout layout_;
   ActivationFn hidden_;

@@ -64,7 +64,9 @@ enum StepStat : int {
 
 // Sums the step's gradient and its StepStat values over the ranks.
 // A step: start_stats(); backward() into backward_buffer() with this object
-// as observer (or all_pieces_done() for a rank without samples); optionally
+// as observer (or all_pieces_done() for a rank without samples; with
+// gradient accumulation, the earlier micro-batches' backward() add into the
+// buffer without an observer, and only the last one's reports); optionally
 // publish() and other work; wait_stats(); wait(update) -- update(begin, end,
 // first, second) is called for consecutive slices whose sums are final: the sum
 // of element i is first[i], or first[i] + second[i] (added in that order) when

@@ -59,6 +59,7 @@ class Reporter {
 
   // The run in one line (and the gradient sum and the lr schedule in one
   // each); on stderr, a note that --allreduce none trains separate models.
+  // batch: samples per rank per micro-batch (--accumulate-steps of them a step).
   void banner(const DatasetInfo& data, const Mlp<float>& mlp, const GradientSync& sync, long batch,
               long steps_per_epoch, double peak_lr, long global_batch) const;
   // A resumed run that has nothing left to train.
@@ -77,7 +78,8 @@ class Reporter {
   void early_stop(int64_t done, const EarlyStoppingState& state) const;
   // A resumed run that early stopping had already ended.
   void already_stopped(int64_t epochs_done, const EarlyStoppingState& state) const;
-  void profile(const StepTimes& t, const Minibatches& source, const GradientSync& sync) const;
+  // batch: samples per rank per micro-batch.
+  void profile(const StepTimes& t, const Minibatches& source, long batch, const GradientSync& sync) const;
 
  private:
   const Communicator& comm_;

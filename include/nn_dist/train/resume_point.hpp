@@ -56,6 +56,7 @@ ResumePoint read_resume_point(const Communicator& comm, const Config& config, co
 struct RunShape {
   int ranks = 1;
   long global_batch = 0;      // samples per step over all ranks
+  long accumulate_steps = 1;  // --accumulate-steps
   long samples = 0;           // training samples
   long steps_per_epoch = 0;
   std::string sample_order;   // Minibatches::sample_order()
@@ -65,7 +66,8 @@ struct RunShape {
 
 // Rank 0, on --resume: a mid-epoch checkpoint continues only the same run
 // (ranks, global batch, data and sample order), else throws Error; notes a
-// changed learning-rate schedule and, at an epoch's end, another rank count.
+// changed learning-rate schedule, another --accumulate-steps and, at an
+// epoch's end, another rank count.
 void check_continuation(const ResumePoint& point, const Config& config, const RunShape& run);
 
 }  // namespace nn_dist

@@ -44,7 +44,8 @@ class Trainer {
 
   // One epoch by hand (tests): start_epoch, then train_step for 0..steps_per_epoch()-1.
   void start_epoch(int64_t epoch);
-  // One synchronous step on batch `step` of the epoch; false once --max-steps is reached.
+  // One synchronous step (one update: --accumulate-steps micro-batches) on
+  // step `step` of the epoch; false once --max-steps is reached.
   bool train_step(long step);
   long steps_per_epoch() const { return steps_per_epoch_; }
   double peak_lr() const { return peak_lr_; }  // --lr after --lr-scaling
@@ -89,16 +90,20 @@ class Trainer {
 
   // The step's parts (train_step).
   void own_stats(Clock::time_point now, double* stats);  // this rank's stop and checkpoint values
-  void forward(long step, long n, Clock::time_point now);
+  // The step's micro-batches (--accumulate-steps; one without it), each
+  // loaded, forward and backward, the first's gradient overwriting the
+  // buffer and the others' added to it in their backprop. Sets marks'
+  // parts (summed), and *nonfinite_feature once a loss is not finite.
+  void accumulate(long step, StepMarks* marks, long* nonfinite_feature);
   // --reproducible: forward, loss and backward block by block, each block's
   // gradient into its own buffer (the same on any rank), then the exact sum.
   // Returns the time spent forward (the rest of it was backward).
   Clock::duration step_blocks(long step, long n, Clock::time_point now);
-  void backward(long n);
   const double* sum_and_update(double* optimizer_seconds);
   // --clip-grad-norm: the whole sum first (its norm), then the clipped update.
   void sum_clip_and_update(bool finite, double count, double* optimizer_seconds);
-  [[noreturn]] void fail_not_finite(long n, double loss) const;
+  // nonfinite_feature: one of this rank's features beyond float's range, or -1.
+  [[noreturn]] void fail_not_finite(long nonfinite_feature, double loss) const;
   // --reproducible: a step's loss sum too large for on_grid()'s exact sums (once).
   void warn_loss_off_grid(double loss);
 
@@ -111,11 +116,13 @@ class Trainer {
   std::unique_ptr<Minibatches> source_;
   BlockSource* blocks_ = nullptr;    // --reproducible: source_ as the block source; else null
   long steps_per_epoch_ = 0;
+  long loads_per_step_ = 1;   // the source's batches per step: --accumulate-steps (--reproducible: 1)
+  long loads_per_epoch_ = 0;  // the most any rank loads in an epoch
   ModelState model_;
   int64_t start_epoch_ = 0, global_step_ = 0;
   int64_t resume_epoch_step_ = 0;  // a mid-epoch resume continues the first epoch here ...
   EpochSums resume_epoch_sums_;    // ... with the sums of its steps before
-  long global_batch_ = 0;          // samples per step over all ranks
+  long global_batch_ = 0;          // samples per step over all ranks (every micro-batch)
   double peak_lr_ = 0;             // --lr scaled for global_batch_ (--lr-scaling)
   double step_lr_ = 0;             // the lr of the last step taken
   double grad_norm_ = 0;           // --clip-grad-norm: the last step's gradient norm before clipping

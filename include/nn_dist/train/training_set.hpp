@@ -28,7 +28,8 @@ struct TrainingSet {
   Targets val_targets;
   bool has_val = false;
   long requested_batch = 0;    // --batch-size, or this rank's part of --global-batch-size
-  long batch = 0;              // this rank's samples per step: at most its whole shard
+  long batch = 0;              // this rank's samples per micro-batch: at most its whole shard
+  long step_batch = 0;         // ... per step (--accumulate-steps micro-batches): at most its whole shard
   long global_blocks = 0;      // --reproducible: blocks of --block-size rows per global batch
 };
 
