@@ -167,7 +167,9 @@ TEST(MpiGradientTest, AllreducedGradientEqualsUnionGradient) {
     std::vector<char> handed(layout.total(), 0);
     const bool one_range = own_end > own_begin;  // else (hierarchical) a part of every bucket
     sync.wait([&](std::size_t begin, std::size_t end, const float* first, const float* second) {
-      if (one_range) EXPECT_TRUE(begin >= own_begin && end <= own_end);
+      if (one_range) {
+        EXPECT_TRUE(begin >= own_begin && end <= own_end);
+      }
       for (std::size_t i = begin; i < end; ++i) {
         sums[i] = second ? first[i] + second[i] : first[i];
         EXPECT_EQ(handed[i]++, 0) << "element " << i << " handed twice";
@@ -186,7 +188,9 @@ TEST(MpiGradientTest, AllreducedGradientEqualsUnionGradient) {
     comm().max(high.data(), static_cast<int>(high.size()));
     comm().max(low.data(), static_cast<int>(low.size()));
     for (std::size_t i = 0; i < layout.total(); ++i) {
-      if (handed[i]) EXPECT_EQ(high[i], -low[i]) << "element " << i << " differs between ranks";
+      if (handed[i]) {
+        EXPECT_EQ(high[i], -low[i]) << "element " << i << " differs between ranks";
+      }
     }
     double parts = static_cast<double>(covered);
     comm().sum(&parts, 1);
