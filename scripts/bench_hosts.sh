@@ -47,6 +47,7 @@ done
 trap '"$HOSTS" down >/dev/null 2>&1' EXIT
 "$HOSTS" up "$max_hosts" >/dev/null
 CSV=${CSV:-$WORK/hosts.csv}
+# layouts in the CSV: ranks per host joined by + (1+1: 2 hosts x 1 rank)
 echo "rate,layout,mode,samples_per_sec,step_ms,exposed_sum_ms,compute_ms,runs" >"$CSV"
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 field() { grep -o "\"$1\":[0-9.e+-]*" | head -1 | cut -d: -f2; }
@@ -92,7 +93,7 @@ for rate in $RATES; do
       runs=${res[$mode]}
       col() { tr ';' '\n' <<<"$runs" | grep . | cut -d' ' -f"$1" | tr '\n' ' ' | median; }
       printf '%-8s %-10s %-26s %12.0f %9.3f %14.3f\n' "$rate" "$layout" "$mode" "$(col 1)" "$(col 2)" "$(col 3)"
-      echo "$rate,$layout,$mode,$(col 1),$(col 2),$(col 3),$(col 4),$(tr ' ;' '/|' <<<"$runs")" >>"$CSV"
+      echo "$rate,${layout//,/+},$mode,$(col 1),$(col 2),$(col 3),$(col 4),$(tr ' ;' '/|' <<<"$runs")" >>"$CSV"
     done
     unset res
   done

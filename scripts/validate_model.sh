@@ -121,6 +121,7 @@ compute=$(echo "$computes" | median)
 CORES=$(getconf _NPROCESSORS_ONLN)
 
 # ---- every cell predicted, before any is measured
+# layouts in the CSV files: ranks per host joined by + (1+1: 2 hosts x 1 rank)
 echo "rate,gbps,layout,ranks,ranks_per_node,mode,accumulate,compute_ms,predicted_sum_ms,predicted_step_ms" >"$OUT/predictions.csv"
 for rate in $RATES; do
   gbps=$(gbps_of "$rate")
@@ -132,7 +133,7 @@ for rate in $RATES; do
       args=(--ranks "$np" --cores-per-node "$per_node" --compute-ms "$compute" --machine-cores "$CORES" --accumulate-steps "$k")
       [[ $gbps == - ]] || args+=(--gbps "$gbps")
       pred=$($PY "$MODEL" step --model "$OUT/model.json" "${args[@]}")
-      echo "$rate,$gbps,$layout,$np,$per_node,$mode,$k,$(json_field compute_ms <<<"$pred"),$(json_field sum_ms <<<"$pred"),$(json_field step_ms <<<"$pred")" >>"$OUT/predictions.csv"
+      echo "$rate,$gbps,${layout//,/+},$np,$per_node,$mode,$k,$(json_field compute_ms <<<"$pred"),$(json_field sum_ms <<<"$pred"),$(json_field step_ms <<<"$pred")" >>"$OUT/predictions.csv"
     done
   done
 done
@@ -147,7 +148,7 @@ for rate in $RATES; do
   done
   while IFS=, read -r p_rate gbps layout np per_node mode k c_ms p_sum p_step; do
     [[ $p_rate == "$rate" ]] || continue
-    read -r hostlist np <<<"$(cell_hosts "$layout")"
+    read -r hostlist np <<<"$(cell_hosts "${layout//+/,}")"
     n=$(echo "$SECONDS_PER_RUN * 1000 / $p_step" | bc)
     ((n < MIN_STEPS)) && n=$MIN_STEPS
     ((n > MAX_STEPS)) && n=$MAX_STEPS
@@ -160,7 +161,7 @@ for rate in $RATES; do
       steps+="$s " sums+="$e "
     done
     m_step=$(echo "$steps" | median); m_sum=$(echo "$sums" | median)
-    in_sample=$([[ $rate == none && $layout == 1,1 && $k == 1 ]] && echo yes || echo no)
+    in_sample=$([[ $rate == none && $layout == 1+1 && $k == 1 ]] && echo yes || echo no)
     printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%.4f,%s,%.4f,%.2f,%s\n' "$rate" "$gbps" "$layout" "$np" "$mode" "$k" "$in_sample" \
       "$c_ms" "$p_sum" "$m_sum" "$p_step" "$m_step" "$(echo "100 * ($p_step - $m_step) / $m_step" | bc -l)" \
       "$(echo $steps | tr ' ' ';')" >>"$OUT/validation.csv"

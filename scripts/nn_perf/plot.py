@@ -33,12 +33,12 @@ def draw_efficiency(ax, model, sizes, batch):
 def draw_predicted_vs_measured(ax, measured):
     """Every validated cell (scripts/validate_model.sh): predicted against measured step time, by layout,
     one marker per mode, with the 20% band."""
-    colors = {"1,1": "tab:blue", "2,2": "tab:orange", "1,1,1": "tab:green", "2,2,2": "tab:red"}
+    colors = {"1+1": "tab:blue", "2+2": "tab:orange", "1+1+1": "tab:green", "2+2+2": "tab:red"}
     markers = {"1": "o", "2": "s", "4": "^", "8": "D"}
     seen = set()
     for r in measured:
         m, p = float(r["measured_step_ms"]), float(r["predicted_step_ms"])
-        label = f"{len(r['layout'].split(','))} hosts x {r['layout'].split(',')[0]}" + \
+        label = f"{len(r['layout'].split('+'))} hosts x {r['layout'].split('+')[0]}" + \
             (f", accumulate {r['accumulate']}" if r["accumulate"] != "1" else "")
         ax.loglog(m, p, markers.get(r["accumulate"], "x"), color=colors.get(r["layout"], "k"),
                   mfc="none" if r.get("in_sample") == "yes" else None, label=None if label in seen else label)
