@@ -84,7 +84,7 @@ measure() {  # measure HOSTLIST NP STEPS [nn_dist flags...]
   local hostlist=$1 np=$2 steps=$3 out log="$OUT/run-$((++run_count)).log"
   shift 3
   "$HOSTS" mpirun -np "$np" --host "$hostlist" --oversubscribe "${PASS_ENV[@]}" "$NN_BUILD/nn_dist" "${TRAIN[@]}" \
-    --max-steps "$((steps + 10))" --warmup-steps 10 "$@" >"$log" 2>&1 || true
+    --max-steps "$((steps + 10))" --warmup-steps 10 "$@" </dev/null >"$log" 2>&1 || true
   out=$(grep BENCH_JSON "$log") || { echo "validate_model.sh: a run printed no BENCH_JSON line: $log" >&2; return 1; }
   local step fwd bwd opt data test wait
   step=$(json_field step_ms <<<"$out"); fwd=$(json_field forward_ms <<<"$out"); bwd=$(json_field backward_ms <<<"$out")
