@@ -62,6 +62,27 @@ check() {
   local name=$1; shift
   if "$@"; then echo "ok: $name"; else echo "FAILED: $name"; failures=$((failures + 1)); fi
 }
+# The end of a preemption under srun, replayed deterministically: nn_dist has written its
+# checkpoint and task 1 exited 75, then --kill-on-bad-exit terminated task 0 before it exited, so
+# srun returned 143 (seen in a CI run). A stand-in srun replays that; train.sbatch must take it
+# as 75 (resume), and must not when rank 0 never said its checkpoint was written.
+mkdir -p "$WORK/fake-srun"
+cat >"$WORK/fake-srun/srun" <<'SH'
+#!/bin/bash
+[[ -n ${FAKE_STOP_LINE:-} ]] && echo "nn_dist: SIGUSR1 reached 1 of 2 rank(s); stopped after step 9 (step 9 of 10 in epoch 1); checkpoint c/ckpt-0000000009.h5 written; exiting 0.01 s after the signal with code 75 (resume me: --resume auto or --resume FILE)"
+echo "srun: error: n2: task 1: Exited with exit code 75" >&2
+echo "srun: error: n1: task 0: Terminated" >&2
+exit 143
+SH
+chmod +x "$WORK/fake-srun/srun"
+replay() {  # replay [stop line shown]: train.sbatch's exit code outside SLURM (no requeue)
+  (unset SLURM_JOB_ID; PATH="$WORK/fake-srun:$PATH" FAKE_STOP_LINE=${1:-} NN_DIST=/bin/true NN_DIST_SITE=/dev/null \
+     bash "$ROOT/cluster/train.sbatch" --data x.h5 >"$WORK/replay.out" 2>&1)
+  echo $?
+}
+check "srun ended the tasks after nn_dist's checkpointed stop: the job exits 75" test "$(replay shown)" = 75
+check "srun ended the tasks with no checkpointed stop: the job exits 143" test "$(replay)" = 143
+
 submit() {  # submit SBATCH-ARGS... -- SCRIPT ARGS...; sets $jid
   jid=$("$SLURM" client "$WORK/slurm" sbatch --parsable --output="$WORK/job-%j.out" "$@")
 }
