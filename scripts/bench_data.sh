@@ -2,26 +2,48 @@
 # What streaming and compact storage cost: the standard benchmark (60000x784
 # teacher data, 784-512-256-10, batch 128 per rank, SGD) trained for a few
 # epochs in memory and streamed (--cache-mb), from float32 and from uint8
-# files. Runs are interleaved (one of each variant per round); prints the
-# median samples/s of the epochs after the first, their ratio to in-memory
-# float32, each rank's peak RSS, and the streaming reader's rate against a
-# plain sequential read of the same file (dd, from the page cache).
-# Usage: scripts/bench_data.sh [--ranks 2] [--epochs 4] [--repeats 5] [--cache-mb 64]
+# files, and (variants *-chunked) from the float32 data written by h5py with
+# chunks=True (X and y chunked, unfiltered). Runs are interleaved (one of
+# each variant per round); prints the median samples/s of the epochs after
+# the first, their ratio to in-memory float32 (of the medians, and the median
+# of each round's ratio: steadier on a shared machine), the best round's
+# ratio to the best in-memory round, each rank's peak RSS, and the streaming reader's
+# rate against a plain sequential read of the same file (dd, from the page cache).
+# --steps N: each run trains N steps after 50 left out instead (--profile's
+# samples/s): shorter runs, so neighbours in a round meet the same load.
+# Usage: scripts/bench_data.sh [--ranks 2] [--epochs 4 | --steps N] [--repeats 5] [--cache-mb 64] [--samples 60000]
+#          [--variants memory-f32,stream-f32,memory-u8,stream-u8] (also memory-f32-chunked, stream-f32-chunked)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-RANKS=2 EPOCHS=4 REPEATS=5 CACHE=64
+RANKS=2 EPOCHS=4 STEPS=0 REPEATS=5 CACHE=64 SAMPLES=60000 VARIANTS=memory-f32,stream-f32,memory-u8,stream-u8
 while [[ $# -gt 0 ]]; do
   case $1 in
     --ranks) RANKS=$2; shift 2 ;;
     --epochs) EPOCHS=$2; shift 2 ;;
+    --steps) STEPS=$2; shift 2 ;;
     --repeats) REPEATS=$2; shift 2 ;;
     --cache-mb) CACHE=$2; shift 2 ;;
+    --samples) SAMPLES=$2; shift 2 ;;
+    --variants) VARIANTS=$2; shift 2 ;;
     *) echo "bench_data.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
+IFS=, read -r -a variants <<<"$VARIANTS"
+for v in "${variants[@]}"; do
+  [[ $v =~ ^(memory|stream)-(f32|u8|f32-chunked)$ ]] || { echo "bench_data.sh: unknown variant $v" >&2; exit 2; }
+done
+if [[ ${variants[0]} != memory-f32 ]]; then
+  echo "bench_data.sh: the first variant must be memory-f32 (the base)" >&2
+  exit 2
+fi
 nn_bench_data
-U8="$WORK/train_u8.h5"
-[[ -f $U8 ]] || /usr/bin/python3 - "$DATA" "$U8" <<'PY'
+if [[ $SAMPLES != 60000 ]]; then  # the same kind of data, more (or fewer) rows
+  DATA="$WORK/train_$SAMPLES.h5"
+  [[ -f $DATA ]] || "$NN_BUILD/nn_datagen" --out "$DATA" --kind teacher --samples "$SAMPLES" --features 784 \
+                       --classes 10 --seed 1 >/dev/null
+fi
+U8="${DATA%.h5}_u8.h5" CHUNKED="${DATA%.h5}_chunked.h5"
+[[ -f $U8 || " ${variants[*]} " != *-u8* ]] || /usr/bin/python3 - "$DATA" "$U8" <<'PY'
 import sys, h5py, numpy as np
 with h5py.File(sys.argv[1], "r") as f, h5py.File(sys.argv[2], "w") as g:
     x = f["X"][()]
@@ -29,22 +51,37 @@ with h5py.File(sys.argv[1], "r") as f, h5py.File(sys.argv[2], "w") as g:
     g["X"] = np.round((x - lo) / (hi - lo) * 255).astype(np.uint8)  # the same data quantised to bytes
     g["y"] = f["y"][()]
 PY
+[[ -f $CHUNKED || " ${variants[*]} " != *-chunked* ]] || /usr/bin/python3 - "$DATA" "$CHUNKED" <<'PY'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f, h5py.File(sys.argv[2], "w") as g:
+    g.create_dataset("X", data=f["X"][()], chunks=True)  # h5py's choice: (3125, 13) for 400000 x 784
+    g.create_dataset("y", data=f["y"][()], chunks=True)
+PY
 export OMP_NUM_THREADS=1
 nn_mpirun_flags "$RANKS"
 train=(--hidden 512,256 --batch-size 128 --epochs "$EPOCHS" --quiet --profile --warmup-steps 0)
-variants=("memory-f32" "stream-f32" "memory-u8" "stream-u8")
-declare -A rate rss readrate
+((STEPS > 0)) && train=(--hidden 512,256 --batch-size 128 --epochs 1 --max-steps $((STEPS + 50)) --quiet --profile
+                        --warmup-steps 50)
+declare -A rate rss readrate ratio
 for ((r = 1; r <= REPEATS; r++)); do
   for v in "${variants[@]}"; do
     data=$DATA flags=()
     [[ $v == *u8 ]] && data=$U8 flags+=(--scale 1/255)
+    [[ $v == *chunked ]] && data=$CHUNKED
     [[ $v == stream* ]] && flags+=(--cache-mb "$CACHE")
     rm -f "$WORK"/rss.*
     # Each rank's peak RSS into its own file (/usr/bin/time -v's "Maximum resident set size").
     out=$(mpirun "${MPIRUN_FLAGS[@]}" --bind-to none sh -c '/usr/bin/time -f "%M" -o "$0.$OMPI_COMM_WORLD_RANK" "$@"' \
             "$WORK/rss" "$NN_BUILD/nn_dist" --data "$data" "${train[@]}" "${flags[@]}" --metrics "$WORK/bench_data.csv" 2>&1)
     # samples/s of the epochs after the first (the first includes the reader's start)
-    rate[$v]+="$(tail -n +3 "$WORK/bench_data.csv" | cut -d, -f6 | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}') "
+    if ((STEPS > 0)); then
+      this=$(grep -o '"samples_per_sec":[0-9.]*' <<<"$out" | head -1 | cut -d: -f2)
+    else
+      this=$(tail -n +3 "$WORK/bench_data.csv" | cut -d, -f6 | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    fi
+    rate[$v]+="$this "
+    [[ $v == memory-f32 ]] && base_now=$this
+    ratio[$v]+="$(echo "scale=4; $this / $base_now" | bc) "  # against this round's in-memory run
     rss[$v]+="$(cat "$WORK"/rss.* | sort -g | tail -1) "
     readrate[$v]+="$(grep -o '([0-9]* MB/s)' <<<"$out" | tr -dc '0-9' || true) "
   done
@@ -52,14 +89,21 @@ for ((r = 1; r <= REPEATS; r++)); do
 done
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 base=$(echo "${rate[memory-f32]}" | median)
-printf '%-12s %14s %9s %16s %s\n' variant samples/s vs_mem_f32 max_rank_RSS_KiB "all rounds (samples/s)"
+best() { tr ' ' '\n' | grep . | sort -g | tail -1; }
+best_base=$(echo "${rate[memory-f32]}" | best)
+printf '%-19s %10s %10s %11s %10s %16s %s\n' variant samples/s vs_mem_f32 round_ratio best_ratio max_rank_RSS_KiB \
+  "all rounds (samples/s; ratio to the round's memory-f32)"
 for v in "${variants[@]}"; do
   m=$(echo "${rate[$v]}" | median)
-  printf '%-12s %14s %9s %16s %s\n' "$v" "$m" "$(echo "scale=3; $m / $base" | bc)" "$(echo "${rss[$v]}" | median)" "${rate[$v]}"
+  printf '%-19s %10s %10s %11s %10s %16s %s; %s\n' "$v" "$m" "$(echo "scale=3; $m / $base" | bc)" \
+    "$(echo "${ratio[$v]}" | median)" "$(echo "scale=3; $(echo "${rate[$v]}" | best) / $best_base" | bc)" \
+    "$(echo "${rss[$v]}" | median)" "${rate[$v]}" "${ratio[$v]}"
 done
-for v in stream-f32 stream-u8; do
-  echo "$v: the reader thread read at $(echo "${readrate[$v]}" | median) MB/s (median over rounds, rank 0)"
+for v in "${variants[@]}"; do
+  [[ $v == stream* ]] &&
+    echo "$v: the reader thread read at $(echo "${readrate[$v]}" | median) MB/s (median over rounds, rank 0)"
 done
 seq_rate=$(dd if="$DATA" of=/dev/null bs=4M 2>&1 | grep -o '[0-9.]* [GM]B/s')
 echo "plain sequential read of $(basename "$DATA") (dd, page cache): $seq_rate"
-echo "($RANKS ranks, $EPOCHS epochs, --cache-mb $CACHE, $REPEATS interleaved rounds)"
+runs="$EPOCHS epochs" && ((STEPS > 0)) && runs="$STEPS steps"
+echo "($SAMPLES samples, $RANKS ranks, $runs a run, --cache-mb $CACHE, $REPEATS interleaved rounds)"

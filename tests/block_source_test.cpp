@@ -1,7 +1,8 @@
 // BlockSource (--reproducible): the block order is a pure function of (seed,
 // epoch); a global batch is the same rows whatever the rank count; features
 // and targets are the file's rows, converted as the in-memory source converts
-// them; mapped and chunked files give the same batches.
+// them; contiguous, chunked (mapped whole rows or rows split across chunks)
+// and compressed files give the same batches.
 #include <gtest/gtest.h>
 #include <hdf5.h>
 
@@ -24,9 +25,16 @@ constexpr long kFeatures = 3;
 float feature(long j, long f) { return static_cast<float>(f == 0 ? j % 256 : f == 1 ? (7 * j) % 256 : 200 - j % 50); }
 double label(long j) { return static_cast<double>(j % 5); }
 
+enum class XLayout {
+  kContiguous,  // mapped, read in place
+  kWholeRows,   // chunks of 5 whole rows: mapped, rows gathered from 1 chunk
+  kSplit,       // chunks of 5 rows x 2 features, the last column's partial: mapped, rows gathered from 2 chunks
+  kGzip,        // the same chunks compressed: read through HDF5
+};
+
 struct FileKind {
   bool compact = false;   // X uint8, else float32
-  bool chunked = false;   // X chunked (read through HDF5), else contiguous (mapped)
+  XLayout layout = XLayout::kContiguous;
   bool targets = false;   // y (n, 2) float32 values (j / 2, -j), else int64 labels
 };
 
@@ -45,10 +53,12 @@ DatasetInfo write_rows(const std::string& path, FileKind kind, long from = 0, lo
     }
   }
   const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  const hsize_t xdims[2] = {static_cast<hsize_t>(n), kFeatures}, chunk[2] = {5, kFeatures};
+  const hsize_t xdims[2] = {static_cast<hsize_t>(n), kFeatures};
+  const hsize_t chunk[2] = {5, static_cast<hsize_t>(kind.layout == XLayout::kWholeRows ? kFeatures : 2)};
   const hid_t xspace = H5Screate_simple(2, xdims, nullptr);
   const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-  if (kind.chunked) H5Pset_chunk(dcpl, 2, chunk);
+  if (kind.layout != XLayout::kContiguous) H5Pset_chunk(dcpl, 2, chunk);
+  if (kind.layout == XLayout::kGzip) H5Pset_deflate(dcpl, 6);
   const hid_t xs = H5Dcreate2(file, "X", kind.compact ? H5T_STD_U8LE : H5T_IEEE_F32LE, xspace, H5P_DEFAULT, dcpl,
                               H5P_DEFAULT);
   H5Dwrite(xs, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x.data());
@@ -251,17 +261,32 @@ TEST(BlockSourceTest, MappedChunkedAndSplitFilesGiveTheSameBatches) {
     for (const bool targets : {false, true}) {
       const Loss loss = targets ? Loss::kMse : Loss::kSoftmax;
       const std::string what = std::string(compact ? "uint8" : "float32") + (targets ? " values" : " labels");
-      const DatasetInfo contiguous = write_rows(dir + "/contiguous.h5", {compact, false, targets});
-      const DatasetInfo chunked = write_rows(dir + "/chunked.h5", {compact, true, targets});
-      // Two files, split inside block 12 (rows 48..51): both mapped, or one chunked.
-      write_rows(dir + "/a.h5", {compact, false, targets}, 0, 50);
-      write_rows(dir + "/b.h5", {compact, false, targets}, 50, kRows);
-      write_rows(dir + "/b_chunked.h5", {compact, true, targets}, 50, kRows);
+      const DatasetInfo contiguous = write_rows(dir + "/contiguous.h5", {compact, XLayout::kContiguous, targets});
+      const DatasetInfo whole_rows = write_rows(dir + "/whole_rows.h5", {compact, XLayout::kWholeRows, targets});
+      const DatasetInfo chunked = write_rows(dir + "/chunked.h5", {compact, XLayout::kSplit, targets});
+      const DatasetInfo gzip = write_rows(dir + "/gzip.h5", {compact, XLayout::kGzip, targets});
+      // Two files, split inside block 12 (rows 48..51): both mapped, one chunked, or one compressed.
+      write_rows(dir + "/a.h5", {compact, XLayout::kContiguous, targets}, 0, 50);
+      write_rows(dir + "/b.h5", {compact, XLayout::kContiguous, targets}, 50, kRows);
+      write_rows(dir + "/b_chunked.h5", {compact, XLayout::kSplit, targets}, 50, kRows);
+      write_rows(dir + "/b_gzip.h5", {compact, XLayout::kGzip, targets}, 50, kRows);
       const DatasetInfo split = inspect_datasets({dir + "/a.h5", dir + "/b.h5"}, "--data", "X", "y");
       const DatasetInfo split_chunked = inspect_datasets({dir + "/a.h5", dir + "/b_chunked.h5"}, "--data", "X", "y");
-      EXPECT_TRUE(BlockSource(split, kRows, loss, {}, kBlock, kGlobal, 0, 1, true, 1).mapped()) << what;
-      EXPECT_TRUE(BlockSource(contiguous, kRows, loss, {}, kBlock, kGlobal, 0, 1, true, 1).mapped()) << what;
-      EXPECT_FALSE(BlockSource(chunked, kRows, loss, {}, kBlock, kGlobal, 0, 1, true, 1).mapped()) << what;
+      const DatasetInfo split_gzip = inspect_datasets({dir + "/a.h5", dir + "/b_gzip.h5"}, "--data", "X", "y");
+      // how each is read: in place, gathered from N chunks a row, or through HDF5
+      const auto access = [&](const DatasetInfo& info) {
+        const BlockSource source(info, kRows, loss, {}, kBlock, kGlobal, 0, 1, true, 1);
+        return !source.mapped() ? std::string("hdf5")
+               : source.in_place() ? std::string("in place")
+                                   : "gathered from " + std::to_string(source.chunks_a_row());
+      };
+      EXPECT_EQ(access(contiguous), "in place") << what;
+      EXPECT_EQ(access(whole_rows), "gathered from 1") << what;
+      EXPECT_EQ(access(chunked), "gathered from 2") << what;
+      EXPECT_EQ(access(gzip), "hdf5") << what;
+      EXPECT_EQ(access(split), "in place") << what;
+      EXPECT_EQ(access(split_chunked), "gathered from 2") << what;
+      EXPECT_EQ(access(split_gzip), "hdf5") << what;
       const std::vector<Step> mapped = run(contiguous, loss, {}, 3, false);
       ASSERT_EQ(mapped.size(), 10u);
       for (const Step& step : mapped) {
@@ -274,9 +299,12 @@ TEST(BlockSourceTest, MappedChunkedAndSplitFilesGiveTheSameBatches) {
           }
         }
       }
-      EXPECT_TRUE(run(chunked, loss, {}, 3, true) == mapped) << what << ": chunked";
+      EXPECT_TRUE(run(whole_rows, loss, {}, 2, false) == mapped) << what << ": chunks of whole rows";
+      EXPECT_TRUE(run(chunked, loss, {}, 3, true) == mapped) << what << ": rows split across chunks";
+      EXPECT_TRUE(run(gzip, loss, {}, 3, true) == mapped) << what << ": compressed";
       EXPECT_TRUE(run(split, loss, {}, 2, true) == mapped) << what << ": two mapped files";
       EXPECT_TRUE(run(split_chunked, loss, {}, 6, false) == mapped) << what << ": two files, one chunked";
+      EXPECT_TRUE(run(split_gzip, loss, {}, 3, false) == mapped) << what << ": two files, one compressed";
     }
   }
   std::filesystem::remove_all(dir);
@@ -285,11 +313,12 @@ TEST(BlockSourceTest, MappedChunkedAndSplitFilesGiveTheSameBatches) {
 // HDF5 allocates inside each read (Open MPI's collectives do too: their
 // business); BlockSource itself allocates nothing once built: an epoch of
 // load/prefetch makes exactly the allocations of its HDF5 reads of X (none
-// for a mapped file: y is read once, at construction).
+// for a mapped file, contiguous or chunked: y is read once, at construction).
 TEST(BlockSourceTest, LoadAndPrefetchAllocateOnlyInsideHdf5) {
   const std::string dir = testing::temp_dir("blocks_alloc");
-  for (const bool chunked : {false, true}) {
-    const DatasetInfo info = write_rows(dir + "/x.h5", {true, chunked});
+  for (const XLayout layout : {XLayout::kContiguous, XLayout::kSplit, XLayout::kGzip}) {
+    const bool through_hdf5 = layout == XLayout::kGzip;
+    const DatasetInfo info = write_rows(dir + "/x.h5", {true, layout});
     const Standardization t{{1, 2, 3}, {4, 5, 6}};
     BlockSource source(info, kRows, Loss::kSoftmax, t, kBlock, kGlobal, 1, 2, true, 1);
     RowReader reader(info);
@@ -309,7 +338,7 @@ TEST(BlockSourceTest, LoadAndPrefetchAllocateOnlyInsideHdf5) {
       for (long s = 0; s < source.steps(); ++s) {
         for (long k = s * kGlobal + 3; k < std::min(26L, s * kGlobal + 6); ++k, ++blocks) {
           const long row = order[k] * kBlock, n = std::min(kBlock, kRows - row);
-          if (chunked) reader.read(row, n, true, x.data(), y.data());  // mapped: no read (y is held)
+          if (through_hdf5) reader.read(row, n, true, x.data(), y.data());  // mapped: no read (y is held)
         }
       }
       return blocks;
@@ -329,8 +358,9 @@ TEST(BlockSourceTest, LoadAndPrefetchAllocateOnlyInsideHdf5) {
       by_hdf5 = counter.count();
     }
     EXPECT_EQ(blocks, 12);  // rank 1 of 2: blocks 3..5 of steps 0..3, none of step 4
-    EXPECT_EQ(by_source, by_hdf5) << (chunked ? "chunked" : "mapped");
-    if (!chunked) {
+    EXPECT_EQ(by_source, by_hdf5) << static_cast<int>(layout);
+    EXPECT_EQ(source.mapped(), !through_hdf5);
+    if (!through_hdf5) {
       EXPECT_EQ(by_source, 0u) << "a mapped file's steps allocate nothing";
     }
   }

@@ -3,7 +3,9 @@
   - several files as one dataset (--data a --data b, and @list.txt): the same
     final bits as one file holding the same rows, at 2 and 3 ranks, with file
     boundaries inside ranks' shards; mismatched files are one error naming both;
-  - chunked and gzip-compressed HDF5: the same bits as a contiguous file;
+  - chunked (mapped: odd chunk shapes, h5py's chunks=True) and gzip-compressed
+    HDF5: the same bits as a contiguous file, in memory, streamed and
+    --reproducible;
   - uint8 and uint16 X stay compact in memory and give the same bits as the
     same values stored as float32 (raw, --scale 1/255, --standardize); each
     rank's peak RSS is measured, uint8 against float32;
@@ -107,6 +109,24 @@ with h5py.File("gz.h5", "w") as g:
 code, out, err = run(train + ["--data", "gz.h5", "--checkpoint", "gz_model.h5"])
 check("chunked, gzip-compressed X and y: the bits of the contiguous file", code == 0 and same_bits("one2.h5", "gz_model.h5"),
       err)
+# Unfiltered chunks are mapped and gathered: partial edge chunks both ways
+# (7, 5), one row a chunk, one feature a chunk, and h5py's own choice.
+chunked = {"c7x5": (7, 5), "c1x24": (1, 24), "c3001x1": (3001, 1), "cauto": True}
+for name, shape in chunked.items():
+    with h5py.File(f"{name}.h5", "w") as g:
+        g.create_dataset("X", data=X, chunks=shape)
+        g.create_dataset("y", data=y, chunks=True)
+for name in chunked:
+    code, out, err = run(train + ["--data", f"{name}.h5", "--checkpoint", f"{name}_model.h5"])
+    check(f"{name}.h5 (X chunked {chunked[name]}, unfiltered) in memory: the bits of the contiguous file",
+          code == 0 and same_bits("one2.h5", f"{name}_model.h5"), err)
+repro = ["--hidden", "16", "--epochs", "2", "--seed", "2", "--global-batch-size", "24", "--reproducible",
+         "--block-size", "4"]
+run(repro + ["--data", "all.h5", "--checkpoint", "repro_all.h5"])
+for name in ("c7x5", "cauto"):
+    code, out, err = run(repro + ["--data", f"{name}.h5", "--checkpoint", f"repro_{name}.h5"], 3)
+    check(f"--reproducible on {name}.h5 (mapped chunks) at 3 ranks: the bits of the contiguous file at 2",
+          code == 0 and same_bits("repro_all.h5", f"repro_{name}.h5"), err)
 
 # ---- uint8 / uint16 kept compact
 rng = np.random.default_rng(5)
@@ -163,16 +183,36 @@ with h5py.File("f64.h5", "w") as g:
     g["X"], g["y"] = X.astype(np.float64), y
 with h5py.File("ublock.h5", "w", userblock_size=512) as g:
     g["X"], g["y"] = X, y
+# Chunks behind a user block, and a chunk never written (HDF5 reads it as
+# the fill value, 0), are read through HDF5: the latter gives the bits of a
+# contiguous file holding those zeros.
+with h5py.File("c7x5_ublock.h5", "w", userblock_size=512) as g:
+    g.create_dataset("X", data=X, chunks=(7, 5))
+    g["y"] = y
+holes = X.copy()
+holes[7:14, 5:10] = 0
+with h5py.File("holes.h5", "w") as g:
+    d = g.create_dataset("X", shape=X.shape, dtype=X.dtype, chunks=(7, 5))
+    d[:7], d[14:], d[7:14, :5], d[7:14, 10:] = X[:7], X[14:], X[7:14, :5], X[7:14, 10:]  # chunk (1, 1) never written
+    g["y"] = y
+with h5py.File("holes_ref.h5", "w") as g:
+    g["X"], g["y"] = holes, y
 stream_runs = {}
-for name in ("all", "gz", "f64", "ublock"):
+for name in ("all", "gz", "f64", "ublock", "c7x5", "c1x24", "c3001x1", "cauto", "c7x5_ublock", "holes", "holes_ref"):
     code, out, err = run(train + ["--data", f"{name}.h5", "--cache-mb", "0.05", "--checkpoint", f"stream-{name}.h5"])
     stream_runs[name] = (code, out, err)
     check(f"streaming {name}.h5, shuffled: exit 0", code == 0, err)
-for name, how in (("all", "X mapped"), ("gz", "X copied"), ("f64", "X copied"), ("ublock", "X mapped")):
+gathered = "X mapped, rows gathered from its chunks"
+for name, how in (("all", "X mapped, read in place"), ("gz", "X copied"), ("f64", "X copied"),
+                  ("ublock", "X mapped, read in place"), ("c7x5", f"{gathered} (5 a row)"),
+                  ("c1x24", f"{gathered} (1 a row)"), ("c3001x1", f"{gathered} (24 a row)"),
+                  ("cauto", f"{gathered} (4 a row)"), ("c7x5_ublock", "X copied"), ("holes", "X copied")):
     check(f"streaming {name}.h5 says '{how}'", how in stream_runs[name][1], stream_runs[name][1])
-for name in ("gz", "f64", "ublock"):
+for name in ("gz", "f64", "ublock", "c7x5", "c1x24", "c3001x1", "cauto", "c7x5_ublock"):
     check(f"streaming {name}.h5, shuffled: the bits of the mapped contiguous file",
           same_bits("stream-all.h5", f"stream-{name}.h5"))
+check("streaming holes.h5 (a chunk never written, read through HDF5): the bits of a contiguous file with its zeros",
+      same_bits("stream-holes_ref.h5", "stream-holes.h5") and not same_bits("stream-all.h5", "stream-holes.h5"))
 # Mid-epoch resume while streaming: the same bits as the run that never stopped.
 ref = [a if a != "1" else "2" for a in small] + ["--data", "u8.h5", "--scale", "1/255", "--cache-mb", "4"]  # 2 epochs
 run(ref + ["--checkpoint-dir", "sref", "--checkpoint-every-steps", "150", "--keep-checkpoints", "100"])
@@ -188,6 +228,13 @@ print(f"peak RSS per rank: streaming 60000 x 784 float32 with --cache-mb 16: {rs
       f" the same program on a 3001 x 24 file: {rss_base} KiB")
 check("streaming: every rank's peak RSS is under the tiny-data run's + 16 MiB cache + 8 MiB",
       len(rss_stream) == 2 and max(rss_stream) <= rss_base + 16 * 1024 + 8 * 1024, f"{rss_stream} vs {rss_base}")
+with h5py.File("f32_chunked.h5", "w") as g:  # h5py's chunks: (938, 25), 32 a row
+    g.create_dataset("X", data=pixels.astype(np.float32), chunks=True)
+    g.create_dataset("y", data=labels, chunks=True)
+rss_chunked = peak_rss(small + ["--data", "f32_chunked.h5", "--cache-mb", "16"])
+print(f"peak RSS per rank: streaming the same from chunks (938, 25): {rss_chunked} KiB")
+check("streaming chunked X (mapped, gathered): every rank's peak RSS is under the same bound",
+      len(rss_chunked) == 2 and max(rss_chunked) <= rss_base + 16 * 1024 + 8 * 1024, f"{rss_chunked} vs {rss_base}")
 code, out, err = run(["--data", "all.h5", "--val-split", "0.1", "--cache-mb", "8"])
 check("--val-split with streaming: one clear error", code == 2 and "give --val" in err, err)
 

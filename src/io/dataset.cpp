@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "io/h5util.hpp"
 #include "io/names_h5.hpp"
@@ -186,21 +187,64 @@ void page_range(const unsigned char* begin, std::size_t bytes, void** start, std
   *length = hi - lo;
 }
 
+// Makes the whole pages covering [begin, begin + bytes) of a mapping
+// resident (read from disk if need be, page tables filled); returns their bytes.
+std::size_t make_resident(const unsigned char* begin, std::size_t bytes) {
+  void* start = nullptr;
+  std::size_t length = 0;
+  page_range(begin, bytes, &start, &length);
+#ifdef MADV_POPULATE_READ
+  if (madvise(start, length, MADV_POPULATE_READ) == 0) return length;
+#endif
+  // Kernels before 5.14: read ahead, then touch a byte of each page.
+  madvise(start, length, MADV_WILLNEED);
+  volatile unsigned char sink = 0;
+  for (std::size_t k = 0; k < length; k += page_size()) sink = sink + static_cast<const unsigned char*>(start)[k];
+  return length;
+}
+
+// Gives back the pages of [begin, end) (inside a mapping of `map_bytes` from
+// `map`) and every page the kernel may have mapped around them: fault-around
+// stays inside the 2 MiB that one page table covers.
+void give_back(const void* map, std::size_t map_bytes, const unsigned char* begin, const unsigned char* end) {
+  constexpr std::uintptr_t kTable = 2 << 20;
+  const std::uintptr_t first = reinterpret_cast<std::uintptr_t>(map), page = page_size();
+  const std::uintptr_t last = (first + map_bytes + page - 1) / page * page;  // the mapping's last page included
+  const std::uintptr_t lo = std::max(first, reinterpret_cast<std::uintptr_t>(begin) / kTable * kTable);
+  const std::uintptr_t hi = std::min(last, (reinterpret_cast<std::uintptr_t>(end) + kTable - 1) / kTable * kTable);
+  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+}
+
+// HDF5 1.10 finds each chunk's address by walking its chunk index from the
+// start (one walk for all, H5Dchunk_iter, is a later version's), so indexing
+// n chunks takes n^2 / 2 steps: about 0.4 s for h5py's 7808 chunks of 400000 x 784
+// float32 (its default B-tree), 3 s for the same under libver="latest" (a
+// fixed array). Files with more chunks are read through HDF5.
+constexpr hsize_t kMaxChunks = 8192;
+
 }  // namespace
 
 struct RowReader::Impl {
   struct Open {  // one per file, in the order for_each_part numbers them
     h5::Handle file, x, y;
-    void* map = nullptr;  // the file, mapped read-only (when X can be read in place)
+    void* map = nullptr;  // the file, mapped read-only (when X can be read from a mapping)
     std::size_t map_bytes = 0;
-    const unsigned char* x_rows = nullptr;  // X's first row in the mapping
-    long first_row = 0;                     // this file's first row in the concatenation
+    // X in the mapping as a grid of chunks, (chunk row, chunk column)
+    // row-major; contiguous storage is one chunk of every row.
+    std::vector<const unsigned char*> chunks;
+    long chunk_rows = 0;       // rows a chunk
+    std::size_t stride = 0;    // bytes a chunk row (the last column's chunks pass the last feature)
+    long grid_width = 0;       // chunks across a row
+    long first_row = 0;        // this file's first row in the concatenation
     long rows = 0;
   };
   const DatasetInfo& info;
   std::vector<Open> parts;
   std::size_t row_bytes = 0;  // of X as stored and in memory
   bool mapped = false;
+  bool in_place = false;  // every file's X contiguous
+  long chunks_a_row = 0;
+  std::vector<std::pair<const unsigned char*, const unsigned char*>> kept;  // release_except's
 
   explicit Impl(const DatasetInfo& i) : info(i) {
     std::lock_guard<std::mutex> lock(hdf5_mutex());
@@ -209,7 +253,10 @@ struct RowReader::Impl {
       h5::Handle file = h5::open_file(part.path, part.what);
       h5::Handle x = h5::open_dataset(file.get(), part.x_name, part.what);
       h5::Handle y = h5::open_dataset(file.get(), part.y_name, part.what);
-      parts.push_back({std::move(file), std::move(x), std::move(y)});
+      parts.emplace_back();
+      parts.back().file = std::move(file);
+      parts.back().x = std::move(x);
+      parts.back().y = std::move(y);
       parts.back().first_row = first_row;
       parts.back().rows = part.samples;
       first_row += part.samples;
@@ -220,32 +267,45 @@ struct RowReader::Impl {
       for (const DatasetInfo& part : info.parts) open(part);
     }
     row_bytes = static_cast<std::size_t>(info.features) * (info.x_width > 0 ? info.x_width : sizeof(float));
-    mapped = true;
+    mapped = in_place = true;
     for (std::size_t k = 0; k < parts.size() && mapped; ++k) {
       mapped = map(parts[k], info.parts.empty() ? info : info.parts[k]);
+      in_place = in_place && parts[k].grid_width == 1 && parts[k].chunk_rows >= parts[k].rows;  // one run of rows
+      chunks_a_row = std::max(chunks_a_row, parts[k].grid_width);
     }
-    if (!mapped) unmap();
+    if (!mapped) {
+      unmap();
+      in_place = false;
+      chunks_a_row = 0;
+    }
     if (mapped) std::signal(SIGBUS, on_sigbus);
   }
   ~Impl() { unmap(); }
 
-  // Maps the file when its X is stored contiguously, unfiltered, in the type
-  // it has in memory; false (and no mapping) otherwise.
+  // Maps the file when its X is stored unfiltered, in the type it has in
+  // memory, contiguously or in chunks (index_chunks); false (and no mapping) otherwise.
   bool map(Open& open, const DatasetInfo& part) {
     h5::Handle plist(H5Dget_create_plist(open.x.get()), H5Pclose);
-    if (H5Pget_layout(plist.get()) != H5D_CONTIGUOUS || H5Pget_nfilters(plist.get()) != 0 ||
-        H5Pget_external_count(plist.get()) != 0) {
-      return false;
-    }
+    if (H5Pget_nfilters(plist.get()) != 0 || H5Pget_external_count(plist.get()) != 0) return false;
     h5::Handle type(H5Dget_type(open.x.get()), H5Tclose);
     const hid_t memory = info.x_width == 0 ? H5T_NATIVE_FLOAT : info.x_width == 1 ? H5T_NATIVE_UINT8 : H5T_NATIVE_UINT16;
     if (H5Tequal(type.get(), memory) <= 0) return false;
-    const haddr_t at = H5Dget_offset(open.x.get());  // from the start of the file, user block included
-    if (at == HADDR_UNDEF) return false;
+    std::vector<haddr_t> at;  // each chunk's first byte in the file
+    std::size_t end = 0;      // the end of the last
+    const H5D_layout_t layout = H5Pget_layout(plist.get());
+    if (layout == H5D_CONTIGUOUS) {
+      at.push_back(H5Dget_offset(open.x.get()));  // from the start of the file, user block included
+      if (at[0] == HADDR_UNDEF) return false;
+      open.chunk_rows = std::max(part.samples, 1L);
+      open.stride = row_bytes;
+      open.grid_width = 1;
+      end = static_cast<std::size_t>(at[0]) + row_bytes * static_cast<std::size_t>(part.samples);
+    } else if (layout != H5D_CHUNKED || !index_chunks(open, plist.get(), part, &at, &end)) {
+      return false;
+    }
     const int fd = ::open(part.path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
     struct stat st {};
-    const std::size_t end = static_cast<std::size_t>(at) + row_bytes * static_cast<std::size_t>(part.samples);
     if (fstat(fd, &st) != 0 || static_cast<std::size_t>(st.st_size) < end) {
       close(fd);
       return false;
@@ -260,22 +320,75 @@ struct RowReader::Impl {
     madvise(map, end, MADV_NOHUGEPAGE);
     open.map = map;
     open.map_bytes = end;
-    open.x_rows = static_cast<const unsigned char*>(map) + at;
+    for (const haddr_t a : at) open.chunks.push_back(static_cast<const unsigned char*>(map) + a);
+    return true;
+  }
+
+  // Each chunk's file offset (*at, by chunk row then column) and the end of
+  // the last (*end), when every chunk of X is written whole and unfiltered
+  // (an unwritten chunk reads as the fill value: HDF5's business).
+  bool index_chunks(Open& open, hid_t plist, const DatasetInfo& part, std::vector<haddr_t>* at, std::size_t* end) {
+    hsize_t chunk[2] = {0, 0};
+    if (H5Pget_chunk(plist, 2, chunk) != 2 || chunk[0] == 0 || chunk[1] == 0) return false;
+    // HDF5 1.10-1.14.3 give chunk addresses without the user block, later
+    // versions with it (HDF5 pull request 4236): with one, HDF5 reads.
+    h5::Handle fcpl(H5Fget_create_plist(open.file.get()), H5Pclose);
+    hsize_t userblock = 1;
+    if (H5Pget_userblock(fcpl.get(), &userblock) < 0 || userblock != 0) return false;
+    const hsize_t n = static_cast<hsize_t>(part.samples), d = static_cast<hsize_t>(part.features);
+    const hsize_t grid_rows = (n + chunk[0] - 1) / chunk[0], grid_width = (d + chunk[1] - 1) / chunk[1];
+    const hsize_t count = grid_rows * grid_width;
+    if (count > kMaxChunks) return false;
+    h5::Handle space(H5Dget_space(open.x.get()), H5Sclose);  // not H5S_ALL: see H5Dget_num_chunks' notes
+    hsize_t stored = 0;
+    if (H5Dget_num_chunks(open.x.get(), space.get(), &stored) < 0 || stored != count) return false;
+    const std::size_t value_bytes = row_bytes / static_cast<std::size_t>(part.features);
+    const hsize_t chunk_bytes = chunk[0] * chunk[1] * value_bytes;
+    at->assign(count, HADDR_UNDEF);
+    for (hsize_t i = 0; i < count; ++i) {  // the stored chunks, each put in its place in the grid
+      hsize_t first[2] = {0, 0};
+      unsigned filters = 0;
+      haddr_t addr = HADDR_UNDEF;
+      hsize_t size = 0;
+      if (H5Dget_chunk_info(open.x.get(), space.get(), i, first, &filters, &addr, &size) < 0 ||
+          addr == HADDR_UNDEF || size != chunk_bytes || filters != 0 || first[0] % chunk[0] != 0 ||
+          first[1] % chunk[1] != 0 || first[0] >= n || first[1] >= d) {
+        return false;
+      }
+      haddr_t& slot = (*at)[first[0] / chunk[0] * grid_width + first[1] / chunk[1]];
+      if (slot != HADDR_UNDEF) return false;  // the same chunk twice: then another is missing
+      slot = addr;
+      *end = std::max(*end, static_cast<std::size_t>(addr + size));
+    }
+    open.chunk_rows = static_cast<long>(chunk[0]);
+    open.stride = static_cast<std::size_t>(chunk[1]) * value_bytes;
+    open.grid_width = static_cast<long>(grid_width);
     return true;
   }
   void unmap() {
     for (Open& open : parts) {
       if (open.map != nullptr) munmap(open.map, open.map_bytes);
       open.map = nullptr;
-      open.x_rows = nullptr;
+      open.chunks.clear();
     }
   }
 
-  // calls f(start, bytes) for the mapped X bytes of rows [offset, offset + count)
+  // Calls f(first, rows, stride) for each run of the mapping that rows
+  // [offset, offset + count) of the concatenation take: `rows` chunk rows of
+  // `stride` bytes from `first`. One run a file when X is contiguous; one a
+  // chunk they touch when it is chunked.
   template <typename F>
-  void for_each_range(long offset, long count, F&& f) const {
+  void for_each_piece(long offset, long count, F&& f) const {
     for_each_part(info, offset, count, [&](std::size_t i, const DatasetInfo&, long first, long n, long) {
-      f(parts[i].x_rows + row_bytes * static_cast<std::size_t>(first), row_bytes * static_cast<std::size_t>(n));
+      const Open& open = parts[i];
+      for (long row = first; row < first + n;) {
+        const long chunk_row = row / open.chunk_rows, in_chunk = row - chunk_row * open.chunk_rows;
+        const long rows = std::min(first + n - row, open.chunk_rows - in_chunk);
+        const unsigned char* const* chunk = open.chunks.data() + chunk_row * open.grid_width;
+        const std::size_t at = open.stride * static_cast<std::size_t>(in_chunk);
+        for (long c = 0; c < open.grid_width; ++c) f(chunk[c] + at, rows, open.stride);
+        row += rows;
+      }
     });
   }
 };
@@ -287,51 +400,77 @@ RowReader::~RowReader() {
 }
 
 bool RowReader::mapped() const { return impl_->mapped; }
+bool RowReader::in_place() const { return impl_->in_place; }
+long RowReader::chunks_a_row() const { return impl_->chunks_a_row; }
 
 void RowReader::mapped_rows(long offset, long count, const unsigned char** rows) const {
+  impl_->for_each_piece(offset, count, [&](const unsigned char* first, long n, std::size_t stride) {
+    for (long k = 0; k < n; ++k) *rows++ = first + stride * static_cast<std::size_t>(k);
+  });
+}
+
+void RowReader::copy_rows(long offset, long count, void* x) const {
   const std::size_t row_bytes = impl_->row_bytes;
-  impl_->for_each_range(offset, count, [&](const unsigned char* begin, std::size_t bytes) {
-    for (std::size_t at = 0; at < bytes; at += row_bytes) *rows++ = begin + at;
+  unsigned char* const out = static_cast<unsigned char*>(x);
+  // Piece by piece (the rows' part of one chunk): made resident, copied
+  // into its columns of each row, and given back at once, so a copy holds
+  // one piece of the mapping at a time, whatever the window it fills.
+  for_each_part(impl_->info, offset, count, [&](std::size_t i, const DatasetInfo&, long first, long n, long at) {
+    const Impl::Open& open = impl_->parts[i];
+    for (long row = first; row < first + n;) {
+      const long chunk_row = row / open.chunk_rows, in_chunk = row - chunk_row * open.chunk_rows;
+      const long rows = std::min(first + n - row, open.chunk_rows - in_chunk);
+      const unsigned char* const* chunk = open.chunks.data() + chunk_row * open.grid_width;
+      unsigned char* const to = out + row_bytes * static_cast<std::size_t>(at + row - first);
+      std::size_t column = 0;  // the chunk's first byte in a row
+      for (long c = 0; c < open.grid_width; ++c) {
+        const std::size_t bytes = std::min(open.stride, row_bytes - column);  // the last chunks pass the last feature
+        const unsigned char* from = chunk[c] + open.stride * static_cast<std::size_t>(in_chunk);
+        const std::size_t run = open.stride * static_cast<std::size_t>(rows);
+        make_resident(from, run);
+        for (long k = 0; k < rows; ++k) std::memcpy(to + row_bytes * k + column, from + open.stride * k, bytes);
+        give_back(open.map, open.map_bytes, from, from + run);
+        column += bytes;
+      }
+      row += rows;
+    }
   });
 }
 
-void RowReader::populate(long offset, long count) const {
-  impl_->for_each_range(offset, count, [](const unsigned char* begin, std::size_t bytes) {
-    void* start = nullptr;
-    std::size_t length = 0;
-    page_range(begin, bytes, &start, &length);
-#ifdef MADV_POPULATE_READ
-    if (madvise(start, length, MADV_POPULATE_READ) == 0) return;
-#endif
-    // Kernels before 5.14: read ahead, then touch a byte of each page.
-    madvise(start, length, MADV_WILLNEED);
-    volatile unsigned char sink = 0;
-    for (std::size_t k = 0; k < length; k += page_size()) sink = sink + static_cast<const unsigned char*>(start)[k];
+std::size_t RowReader::populate(long offset, long count) const {
+  std::size_t touched = 0;
+  impl_->for_each_piece(offset, count, [&](const unsigned char* first, long rows, std::size_t stride) {
+    touched += make_resident(first, stride * static_cast<std::size_t>(rows));
   });
+  return touched;
 }
 
-void RowReader::release_except(std::vector<std::pair<long, long>>* keep) const {
-  std::sort(keep->begin(), keep->end());
+void RowReader::release_except(const std::vector<std::pair<long, long>>& keep) const {
+  auto& kept = impl_->kept;  // the kept rows' runs of the mappings, by address
+  kept.clear();
+  for (const auto& [first, n] : keep) {
+    impl_->for_each_piece(first, n, [&](const unsigned char* begin, long rows, std::size_t stride) {
+      kept.emplace_back(begin, begin + stride * static_cast<std::size_t>(rows));
+    });
+  }
+  std::sort(kept.begin(), kept.end());
+  const std::uintptr_t page = page_size();
+  const auto zap = [&](const unsigned char* from, const unsigned char* to) {  // the whole pages inside [from, to)
+    const std::uintptr_t lo = (reinterpret_cast<std::uintptr_t>(from) + page - 1) / page * page;
+    const std::uintptr_t hi = reinterpret_cast<std::uintptr_t>(to) / page * page;
+    if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+  };
   for (const Impl::Open& open : impl_->parts) {
     if (open.map == nullptr) continue;
-    const auto at = [&](long row) {  // the address of a row of the concatenation, clamped to this file's rows
-      return open.x_rows + impl_->row_bytes * static_cast<std::size_t>(std::clamp(row - open.first_row, 0L, open.rows));
-    };
-    const std::uintptr_t page = page_size();
-    const auto zap = [&](std::uintptr_t lo, std::uintptr_t hi) {  // the whole pages inside [lo, hi)
-      lo = (lo + page - 1) / page * page;
-      hi = hi / page * page;
-      if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
-    };
-    std::uintptr_t from = reinterpret_cast<std::uintptr_t>(open.map);
-    for (const auto& [first, n] : *keep) {
-      const std::uintptr_t lo = reinterpret_cast<std::uintptr_t>(at(first));
-      const std::uintptr_t hi = reinterpret_cast<std::uintptr_t>(at(first + n));
-      if (hi == lo) continue;  // not in this file
-      zap(from, lo);
-      from = std::max(from, hi);
+    const unsigned char* from = static_cast<const unsigned char*>(open.map);
+    const unsigned char* end = from + (open.map_bytes + page - 1) / page * page;  // the mapping's last page too
+    // the kept runs inside this file's mapping
+    auto run = std::lower_bound(kept.begin(), kept.end(), std::make_pair(from, from));
+    for (; run != kept.end() && run->first < end; ++run) {
+      zap(from, run->first);
+      from = std::max(from, run->second);
     }
-    zap(from, reinterpret_cast<std::uintptr_t>(open.map) + open.map_bytes);
+    zap(from, end);
   }
 }
 

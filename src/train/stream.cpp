@@ -114,11 +114,11 @@ void StreamSource::read_window(Window& w, long index, int64_t epoch) {
   // The buffers keep their size from window to window: after the first, a
   // read allocates nothing and touches no fresh page.
   const long width = info_.target_width;
-  const bool mapped = reader_->mapped();
-  if (mapped) {  // X is read in place: keep the other window's rows, give back the rest, map the new ones
+  const bool mapped = reader_->mapped(), in_place = reader_->in_place();
+  if (in_place) {  // keep the other window's rows, give back the rest, map the new ones
     keep_.clear();
     for (const auto& [first, n] : windows_[&w == &windows_[0] ? 1 : 0].blocks) keep_.emplace_back(offset_ + first, n);
-    reader_->release_except(&keep_);
+    reader_->release_except(keep_);
     w.blocks.clear();
     w.x_rows.resize(static_cast<std::size_t>(shape_.window_rows));
   } else {
@@ -129,18 +129,20 @@ void StreamSource::read_window(Window& w, long index, int64_t epoch) {
   for (long k = index * per_window; k < std::min(blocks, (index + 1) * per_window); ++k) {
     const long first = static_cast<long>(block_order_[k]) * shape_.block_rows;
     const long n = std::min(count_, first + shape_.block_rows) - first;
-    if (mapped) {
+    unsigned char* x = in_place ? nullptr : w.x.data() + value_bytes_ * static_cast<std::size_t>(w.rows * features_);
+    if (in_place) {
       reader_->populate(offset_ + first, n);
       // and give back what the kernel mapped around the block (fault-around, large folios)
       keep_.emplace_back(offset_ + first, n);
-      reader_->release_except(&keep_);
+      reader_->release_except(keep_);
       reader_->mapped_rows(offset_ + first, n, w.x_rows.data() + w.rows);
       reader_->read_targets(offset_ + first, n, w.y.data() + w.rows * width);
       w.blocks.emplace_back(first, n);
+    } else if (mapped) {  // X in chunks: rows gathered into the window (no page of the mapping stays)
+      reader_->copy_rows(offset_ + first, n, x);
+      reader_->read_targets(offset_ + first, n, w.y.data() + w.rows * width);
     } else {
-      reader_->read(offset_ + first, n, /*compact=*/true,
-                    w.x.data() + value_bytes_ * static_cast<std::size_t>(w.rows * features_),
-                    w.y.data() + w.rows * width);
+      reader_->read(offset_ + first, n, /*compact=*/true, x, w.y.data() + w.rows * width);
     }
     w.rows += n;
   }

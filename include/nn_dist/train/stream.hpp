@@ -75,7 +75,11 @@ class StreamSource : public Minibatches {
   const float* values() const override { return has_labels_ ? nullptr : slots_[current_].values.data(); }
 
   long windows() const { return static_cast<long>(window_start_.size()) - 1; }
-  bool mapped() const { return reader_->mapped(); }  // X read in place (RowReader::mapped)
+  // X read from a mapping of the files (RowReader::mapped): in place, or
+  // gathered into the window from its chunks.
+  bool mapped() const { return reader_->mapped(); }
+  bool in_place() const { return reader_->in_place(); }
+  long chunks_a_row() const { return reader_->chunks_a_row(); }
   long reads() const { return reads_; }  // windows read so far (tests)
   // Bytes of X and y read so far, and the loader's seconds spent reading them.
   double read_bytes() const { return read_bytes_; }
@@ -87,9 +91,9 @@ class StreamSource : public Minibatches {
     int64_t epoch = -1;
     bool ready = false, requested = false;
     long rows = 0;
-    std::vector<unsigned char> x;  // (features, rows) as stored (compact) or float32; empty when mapped
-    std::vector<const unsigned char*> x_rows;  // when mapped: each row's values in the mapping
-    std::vector<std::pair<long, long>> blocks;  // when mapped: the (first row, rows) made resident
+    std::vector<unsigned char> x;  // (features, rows) as stored (compact) or float32; empty when read in place
+    std::vector<const unsigned char*> x_rows;  // when read in place: each row's values in the mapping
+    std::vector<std::pair<long, long>> blocks;  // when read in place: the (first row, rows) made resident
     std::vector<double> y;         // (width, rows) as read
     std::vector<int32_t> labels;
     std::vector<float> values;     // (width, rows)

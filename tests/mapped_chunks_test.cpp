@@ -1,0 +1,322 @@
+// X stored in chunks and read from a mapping of them: every chunk shape and
+// HDF5 chunk index gives the contiguous file's rows bit for bit (row by row,
+// streamed, --reproducible's blocks, in memory); filtered, partly unwritten and
+// user-block files go through HDF5; a release keeps only the kept rows' pages.
+#include <gtest/gtest.h>
+#include <hdf5.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "nn_dist/train/block_source.hpp"
+#include "nn_dist/train/stream.hpp"
+#include "test_util.hpp"
+
+namespace nn_dist {
+namespace {
+
+constexpr long kRows = 100, kFeatures = 13;
+
+// Row j, feature f: exact in float32, and as a byte (compact files).
+float value(long j, long f) { return static_cast<float>(j * kFeatures + f) + 0.25f; }
+unsigned char byte(long j, long f) { return static_cast<unsigned char>((j * kFeatures + f) % 251); }
+bool in_hole(long j, long f) { return j >= 7 && j < 14 && f >= 5 && f < 10; }  // chunk (1, 1) of a (7, 5) grid
+
+// How a test file stores X (y: int64 labels j % 7, contiguous).
+struct Storage {
+  std::string name;
+  hsize_t chunk[2] = {0, 0};  // {0, 0}: contiguous
+  int index = 0;              // HDF5's chunk index: 0 the v1 B-tree (the default format); with the latest
+                              // format 1 fixed array, 2 extensible array, 3 v2 B-tree, 4 implicit (chunks
+                              // allocated at creation), 5 single chunk
+  bool gzip = false;          // compressed: read through HDF5
+  bool shuffle = false;       // the byte-shuffle filter alone: chunks of the same size, bytes reordered
+  bool hole = false;          // chunk (1, 1) (rows 7..13, features 5..9) never written: HDF5's fill value 0
+  hsize_t userblock = 0;
+  long chunks_a_row = 0;      // RowReader::chunks_a_row when mapped; 0: read through HDF5
+  bool in_place = false;      // RowReader::in_place: one run of whole rows
+};
+
+const std::vector<Storage>& storages() {
+  static const std::vector<Storage> all = {
+      {"contiguous", {0, 0}, 0, false, false, false, 0, 1, true},
+      {"chunks (7,5)", {7, 5}, 0, false, false, false, 0, 3},  // partial edge chunks below and to the right
+      {"chunks (1,13)", {1, 13}, 0, false, false, false, 0, 1},
+      {"chunks (100,1)", {100, 1}, 0, false, false, false, 0, 13},
+      {"chunks (64,20)", {64, 20}, 0, false, false, false, 0, 1},  // wider than the data: stride 20, unused values
+      {"chunks (7,5), fixed array", {7, 5}, 1, false, false, false, 0, 3},
+      {"chunks (7,5), extensible array", {7, 5}, 2, false, false, false, 0, 3},
+      {"chunks (7,5), v2 B-tree", {7, 5}, 3, false, false, false, 0, 3},
+      {"chunks (7,5), implicit", {7, 5}, 4, false, false, false, 0, 3},
+      {"one chunk", {kRows, kFeatures}, 5, false, false, false, 0, 1, true},  // one run of rows, as if contiguous
+      {"one chunk, wider", {kRows, 16}, 0, false, false, false, 0, 1, true},
+      {"chunks (7,5), gzip", {7, 5}, 0, true, false, false, 0, 0},
+      {"chunks (7,5), shuffled bytes", {7, 5}, 0, false, true, false, 0, 0},
+      {"chunks (7,5), one unwritten", {7, 5}, 0, false, false, true, 0, 0},
+      {"chunks (7,5), user block", {7, 5}, 0, false, false, false, 512, 0},
+  };
+  return all;
+}
+
+DatasetInfo write_file(const std::string& path, const Storage& s, bool compact) {
+  std::vector<float> x(kRows * kFeatures);
+  std::vector<int64_t> y(kRows);
+  for (long j = 0; j < kRows; ++j) {
+    for (long f = 0; f < kFeatures; ++f) x[j * kFeatures + f] = compact ? byte(j, f) : value(j, f);
+    y[j] = j % 7;
+  }
+  const hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = H5Pcreate(H5P_FILE_CREATE);
+  const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  if (s.index > 0) H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
+  if (s.userblock > 0) H5Pset_userblock(fcpl, s.userblock);
+  const hsize_t dims[2] = {kRows, kFeatures};
+  // HDF5 takes no chunk larger than the largest extent
+  hsize_t maxdims[2] = {std::max<hsize_t>(kRows, s.chunk[0]), std::max<hsize_t>(kFeatures, s.chunk[1])};
+  if (s.index == 2) maxdims[0] = H5S_UNLIMITED;
+  if (s.index == 3) maxdims[0] = maxdims[1] = H5S_UNLIMITED;
+  if (s.chunk[0] > 0) H5Pset_chunk(dcpl, 2, s.chunk);
+  if (s.index == 4) H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
+  if (s.gzip) H5Pset_deflate(dcpl, 6);
+  if (s.shuffle) H5Pset_shuffle(dcpl);
+  const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl, fapl);
+  const hid_t space = H5Screate_simple(2, dims, maxdims);
+  const hid_t xs =
+      H5Dcreate2(file, "X", compact ? H5T_STD_U8LE : H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  if (s.hole) {  // every value but those of the hole: its chunk is never allocated
+    const hsize_t start[2] = {7, 5}, count[2] = {7, 5};
+    H5Sselect_all(space);
+    H5Sselect_hyperslab(space, H5S_SELECT_NOTB, start, nullptr, count, nullptr);
+  }
+  EXPECT_GE(H5Dwrite(xs, H5T_NATIVE_FLOAT, space, space, H5P_DEFAULT, x.data()), 0) << s.name;
+  const hid_t yspace = H5Screate_simple(1, dims, nullptr);
+  const hid_t ys = H5Dcreate2(file, "y", H5T_STD_I64LE, yspace, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  H5Dwrite(ys, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, y.data());
+  for (hid_t d : {xs, ys}) H5Dclose(d);
+  for (hid_t sp : {space, yspace}) H5Sclose(sp);
+  for (hid_t p : {fapl, fcpl, dcpl}) H5Pclose(p);
+  H5Fclose(file);
+  return inspect_dataset(path, path, "X", "y");
+}
+
+// Row j as stored (float32 or bytes), the hole's values 0.
+std::vector<unsigned char> expected_row(long j, bool compact, bool hole) {
+  std::vector<unsigned char> row(kFeatures * (compact ? 1 : sizeof(float)));
+  for (long f = 0; f < kFeatures; ++f) {
+    const bool zero = hole && in_hole(j, f);
+    if (compact) {
+      row[f] = zero ? 0 : byte(j, f);
+    } else {
+      const float v = zero ? 0.0f : value(j, f);
+      std::memcpy(row.data() + f * sizeof(float), &v, sizeof v);
+    }
+  }
+  return row;
+}
+
+TEST(MappedChunksTest, EveryLayoutGivesTheStoredRowsBitForBit) {
+  const std::string dir = testing::temp_dir("chunks_rows");
+  for (const bool compact : {false, true}) {
+    for (const Storage& s : storages()) {
+      const std::string what = s.name + (compact ? ", uint8" : ", float32");
+      const DatasetInfo info = write_file(dir + "/x.h5", s, compact);
+      RowReader reader(info);
+      ASSERT_EQ(reader.mapped(), s.chunks_a_row > 0) << what;
+      const std::size_t row_bytes = kFeatures * (compact ? 1 : sizeof(float));
+      std::vector<unsigned char> all(kRows * row_bytes);
+      std::vector<double> y(kRows);
+      reader.read(0, kRows, /*compact=*/true, all.data(), y.data());  // through HDF5, whatever the storage
+      std::vector<unsigned char> row(row_bytes + 1, 0xee);             // one byte past the row: never written
+      std::vector<const unsigned char*> at(kRows);
+      if (reader.mapped()) {
+        EXPECT_EQ(reader.chunks_a_row(), s.chunks_a_row) << what;
+        EXPECT_EQ(reader.in_place(), s.in_place) << what;
+        if (reader.in_place()) reader.mapped_rows(0, kRows, at.data());
+      }
+      for (long j = 0; j < kRows; ++j) {
+        const std::vector<unsigned char> expected = expected_row(j, compact, s.hole);
+        ASSERT_EQ(0, std::memcmp(all.data() + j * row_bytes, expected.data(), row_bytes))
+            << what << ": HDF5, row " << j;
+        if (!reader.mapped()) continue;
+        reader.copy_rows(j, 1, row.data());
+        ASSERT_EQ(0, std::memcmp(row.data(), expected.data(), row_bytes)) << what << ": copy_rows " << j;
+        ASSERT_EQ(row[row_bytes], 0xee) << what << ": copy_rows " << j << " wrote past the row";
+        if (reader.in_place()) {
+          ASSERT_EQ(0, std::memcmp(at[j], expected.data(), row_bytes)) << what << ": mapped_rows " << j;
+        }
+      }
+      if (reader.mapped()) {  // runs of rows: across chunk rows, longer than copy_rows' tiles of 32
+        for (const auto& [first, n] : {std::make_pair(0L, kRows), std::make_pair(5L, 61L), std::make_pair(99L, 1L)}) {
+          std::vector<unsigned char> rows(n * row_bytes + 1, 0xee);
+          reader.copy_rows(first, n, rows.data());
+          EXPECT_EQ(0, std::memcmp(rows.data(), all.data() + first * row_bytes, n * row_bytes))
+              << what << ": copy_rows " << first << ".." << first + n - 1;
+          EXPECT_EQ(rows[n * row_bytes], 0xee) << what << ": copy_rows wrote past its rows";
+        }
+      }
+      if (s.hole) {
+        EXPECT_EQ(all[(8 * kFeatures + 6) * (compact ? 1 : 4)], 0) << "the unwritten chunk reads as the fill value";
+      }
+    }
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// What a source gave over two epochs: every batch's x as floats, then its
+// labels; and how it read X.
+struct Seen {
+  std::vector<float> values;
+  bool mapped = false, in_place = false;
+};
+
+// For float32 and uint8 X, raw and standardized: every storage's file gives
+// `epochs`' source the contiguous file's values bit for bit, and is read
+// (mapped, in place or not) as the storage says.
+template <typename Epochs>
+void expect_contiguous_bits(const std::string& tag, Epochs&& epochs) {
+  const std::string dir = testing::temp_dir(tag);
+  for (const bool compact : {false, true}) {
+    Standardization standardize{std::vector<double>(kFeatures, 3.5), std::vector<double>(kFeatures, 7.25)};
+    for (const Standardization& t : {Standardization{}, standardize}) {
+      const std::string kind = std::string(compact ? "uint8" : "float32") + (t.empty() ? "" : ", standardized");
+      const Seen reference = epochs(write_file(dir + "/contiguous.h5", storages()[0], compact), t);
+      ASSERT_TRUE(reference.mapped && reference.in_place) << "the contiguous file is read in place";
+      for (const Storage& s : storages()) {
+        if (s.hole) continue;  // other values
+        const Seen seen = epochs(write_file(dir + "/x.h5", s, compact), t);
+        EXPECT_EQ(seen.mapped, s.chunks_a_row > 0) << s.name << ", " << kind;
+        EXPECT_EQ(seen.in_place, s.in_place) << s.name << ", " << kind;
+        ASSERT_EQ(seen.values.size(), reference.values.size()) << s.name << ", " << kind;
+        EXPECT_EQ(0, std::memcmp(seen.values.data(), reference.values.data(), seen.values.size() * sizeof(float)))
+            << s.name << ", " << kind;
+      }
+    }
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// Streamed rows [3, 93), shuffled, prefetching in the second epoch.
+Seen stream_epochs(const DatasetInfo& info, const Standardization& t) {
+  constexpr long kOffset = 3, kCount = 90, kBatch = 8;
+  const double row = stream_row_bytes(info, Loss::kSoftmax);
+  StreamSource source(info, kOffset, kCount, Loss::kSoftmax, t, kBatch, true, 7, 1,
+                      stream_shape(2 * 48 * row, row, kBatch, kCount));  // windows of 48 rows, blocks of 3
+  Seen seen{{}, source.mapped(), source.in_place()};
+  for (int64_t epoch = 0; epoch < 2; ++epoch) {
+    source.start_epoch(epoch);
+    for (long s = 0; s < source.steps(); ++s) {
+      const long n = source.load(s);
+      if (epoch == 1 && s + 1 < source.steps()) source.prefetch(s + 1);
+      seen.values.insert(seen.values.end(), source.x(), source.x() + n * kFeatures);
+      for (long j = 0; j < n; ++j) seen.values.push_back(static_cast<float>(source.labels()[j]));
+    }
+  }
+  EXPECT_EQ(source.reads(), 4) << "two windows an epoch";
+  return seen;
+}
+
+TEST(MappedChunksTest, StreamedBatchesAreTheContiguousFilesBitForBit) {
+  expect_contiguous_bits("chunks_stream", stream_epochs);
+}
+
+// --reproducible's blocks (4 rows, 6 a step), then the in-memory shard's floats.
+Seen block_epochs(const DatasetInfo& info, const Standardization& t) {
+  BlockSource source(info, kRows, Loss::kSoftmax, t, 4, 6, 0, 1, true, 5);
+  Seen seen{{}, source.mapped(), source.in_place()};
+  for (int64_t epoch = 0; epoch < 2; ++epoch) {
+    source.start_epoch(epoch);
+    for (long s = 0; s < source.steps(); ++s) {
+      const long n = source.load(s);
+      if (s + 1 < source.steps()) source.prefetch(s + 1);
+      seen.values.insert(seen.values.end(), source.x(), source.x() + n * kFeatures);
+      for (long j = 0; j < n; ++j) seen.values.push_back(static_cast<float>(source.labels()[j]));
+    }
+  }
+  EXPECT_EQ(seen.values.size(), static_cast<std::size_t>(2 * kRows * (kFeatures + 1))) << "every row, twice";
+  const Shard shard = read_shard(info, 0, kRows, /*compact=*/false);
+  seen.values.insert(seen.values.end(), shard.x.data(), shard.x.data() + shard.x.size());
+  return seen;
+}
+
+TEST(MappedChunksTest, BlockReadsAndTheInMemoryShardAreTheContiguousFilesBitForBit) {
+  expect_contiguous_bits("chunks_blocks", block_epochs);
+}
+
+// This process's resident KiB of its mappings of `path` (/proc/self/smaps).
+long resident_kib(const std::string& path) {
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool ours = false;
+  long kib = 0;
+  while (std::getline(smaps, line)) {
+    std::istringstream words(line);
+    std::string first;
+    words >> first;
+    if (first.find('-') != std::string::npos && first.find_first_not_of("0123456789abcdef-") == std::string::npos) {
+      // a mapping's first line: "begin-end perms offset device inode path"
+      ours = line.size() >= path.size() && line.compare(line.size() - path.size(), path.size(), path) == 0;
+    } else if (ours && first == "Rss:") {
+      kib += std::stol(line.substr(4));
+    }
+  }
+  return kib;
+}
+
+// A chunked mapping's pages go back as a contiguous one's do: after a
+// release only the kept rows' pieces stay (their whole pages), none without
+// rows to keep, the mapping's last page (part X, part what follows) too;
+// what stays and what is made resident again reads right.
+TEST(MappedChunksTest, ReleaseGivesBackAllButTheKeptRowsPieces) {
+  const std::string dir = testing::temp_dir("chunks_release");
+  constexpr long kBigRows = 4000, kBigFeatures = 50;  // 800 KB of float32: 8 x 4 chunks of 32 KB, or contiguous
+  for (const bool chunked : {true, false}) {
+    const std::string path = std::filesystem::canonical(dir).string() + (chunked ? "/chunked.h5" : "/contiguous.h5");
+    std::vector<float> x(kBigRows * kBigFeatures);
+    for (std::size_t k = 0; k < x.size(); ++k) x[k] = static_cast<float>(k);
+    std::vector<int64_t> y(kBigRows, 1);
+    const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    const hsize_t dims[2] = {kBigRows, kBigFeatures}, chunk[2] = {512, 16};
+    const hid_t space = H5Screate_simple(2, dims, nullptr), yspace = H5Screate_simple(1, dims, nullptr);
+    const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (chunked) H5Pset_chunk(dcpl, 2, chunk);
+    const hid_t xs = H5Dcreate2(file, "X", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    const hid_t ys = H5Dcreate2(file, "y", H5T_STD_I64LE, yspace, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(xs, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x.data());
+    H5Dwrite(ys, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, y.data());
+    for (hid_t d : {xs, ys}) H5Dclose(d);
+    for (hid_t sp : {space, yspace}) H5Sclose(sp);
+    H5Pclose(dcpl);
+    H5Fclose(file);
+
+    const std::string what = chunked ? "chunked" : "contiguous";
+    const DatasetInfo info = inspect_dataset(path, path, "X", "y");
+    RowReader reader(info);
+    ASSERT_TRUE(reader.mapped()) << what;
+    ASSERT_EQ(reader.in_place(), !chunked) << what;
+    ASSERT_EQ(reader.chunks_a_row(), chunked ? 4 : 1) << what;
+    EXPECT_GE(static_cast<long>(reader.populate(0, kBigRows) / 1024), 800000 / 1024) << what << ": all of X";
+    EXPECT_GE(resident_kib(path), 800000 / 1024) << what << ": populate made X resident in this process";
+    // Rows 1000..1099: chunked, 2 chunk rows (1000..1023, 1024..1099) x 4
+    // chunk columns = 8 pieces of 64 B a row; contiguous, one of 200 B a row.
+    const long pieces = chunked ? 8 : 1;
+    const long kept_kib = (100 * (chunked ? 64 * 4 : 200) + pieces * 2 * 4096) / 1024;  // and two partial pages a piece
+    reader.release_except({{1000, 100}});
+    const long kept = resident_kib(path);
+    EXPECT_GE(kept, pieces * 4) << what << ": the kept rows stay, each piece with its page(s)";
+    EXPECT_LE(kept, kept_kib) << what << ": all but the kept rows' pieces given back";
+    std::vector<float> row(kBigFeatures);
+    for (long j : {1000L, 1023L, 1024L, 1099L, 0L, 3999L}) {
+      reader.copy_rows(j, 1, row.data());
+      for (long f = 0; f < kBigFeatures; ++f) ASSERT_EQ(row[f], static_cast<float>(j * kBigFeatures + f)) << what << j;
+    }
+    reader.populate(0, kBigRows);
+    reader.release_except({});
+    EXPECT_EQ(resident_kib(path), 0) << what << ": nothing kept, every page given back";
+  }
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace nn_dist
