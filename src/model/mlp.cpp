@@ -145,6 +145,24 @@ void Mlp<T>::hidden_delta(int l, T* g) const {
   }
 }
 
+// Backprop reads W_l (l > 1) for the last time at the end of layer l's
+// turn, and never reads W_1 (unless it computes input_grad), so the update
+// range's share of W_1 can be claimed from the start and the rest once
+// layer 1's turn begins. Parts are whole cache lines, so no claim reaches
+// into another rank's part. The other processes still read the parameters
+// in the step's other passes: only its only or last pass claims.
+template <typename T>
+bool Mlp<T>::start_update_claim(const T* params, bool input_grad, BackwardPass pass) {
+  const bool claim = update_end_ > update_begin_ && !input_grad &&
+                     (pass == BackwardPass::kOnly || pass == BackwardPass::kLast);
+  if (claim) {
+    const TensorSlot& w1 = layout_.weight(0);
+    const std::size_t w1_end = std::clamp(w1.offset + w1.size(), update_begin_, update_end_);
+    gemm_workspace_.start_claim(params + update_begin_, params + w1_end);
+  }
+  return claim;
+}
+
 template <typename T>
 void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* observer, T* input_grad,
                       BackwardPass pass) {
@@ -157,19 +175,7 @@ void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* ob
   };
   T* delta_data = delta_.data();
   T* next_data = delta_next_.data();
-  // Backprop reads W_l (l > 1) for the last time at the end of layer l's
-  // turn, and never reads W_1 (unless it computes input_grad), so the update
-  // range's share of W_1 can be claimed from the start and the rest once
-  // layer 1's turn begins. Parts are whole cache lines, so no claim reaches
-  // into another rank's part.
-  // The other processes still read the parameters in the step's other passes.
-  const bool claim = update_end_ > update_begin_ && input_grad == nullptr &&
-                     (pass == BackwardPass::kOnly || pass == BackwardPass::kLast);
-  if (claim) {
-    const TensorSlot& w1 = layout_.weight(0);
-    const std::size_t w1_end = std::clamp(w1.offset + w1.size(), update_begin_, update_end_);
-    gemm_workspace_.start_claim(params + update_begin_, params + w1_end);
-  }
+  const bool claim = start_update_claim(params, input_grad != nullptr, pass);
   for (int l = layout_.num_layers() - 1; l >= 0; --l) {
     if (l == 0 && claim) gemm_workspace_.extend_claim(params + update_end_);
     const TensorSlot& ws = layout_.weight(l);

@@ -207,15 +207,11 @@ ResumePoint read_resume_point(const Communicator& comm, const Config& config, co
   return point;
 }
 
-void check_continuation(const ResumePoint& point, const Config& config, const RunShape& run) {
-  if (config.resume.empty()) return;
-  const TrainingState& state = point.state;
-  const std::string what = checkpoint_flag(config);
-  if (config.restore_best && state.has_early_stopping && state.early_stopping.best_epoch > 0 &&
-      point.best_params.empty()) {
-    throw Error(what + ": holds no best weights (/best: the run was saved without --restore-best), so --restore-best "
-                "cannot end with them: resume it without --restore-best");
-  }
+namespace {
+
+// Flags that may change on resume, each named in a note: the schedule, the products' precision.
+void note_changed_flags(const TrainingState& state, const Config& config, const RunShape& run,
+                        const std::string& what) {
   if (state.has_schedule) {  // files written before schedules were recorded have none
     const std::string changed = schedule_changes(state.schedule, state.lr, state.lr_peak, config.schedule,
                                                  config.optimizer.lr, run.peak_lr);
@@ -231,6 +227,20 @@ void check_continuation(const ResumePoint& point, const Config& config, const Ru
                 "state carry over as they are (f32 in both), but the bits differ from an uninterrupted run\n",
                 what.c_str(), saved_precision.c_str(), run.precision.c_str());
   }
+}
+
+}  // namespace
+
+void check_continuation(const ResumePoint& point, const Config& config, const RunShape& run) {
+  if (config.resume.empty()) return;
+  const TrainingState& state = point.state;
+  const std::string what = checkpoint_flag(config);
+  if (config.restore_best && state.has_early_stopping && state.early_stopping.best_epoch > 0 &&
+      point.best_params.empty()) {
+    throw Error(what + ": holds no best weights (/best: the run was saved without --restore-best), so --restore-best "
+                "cannot end with them: resume it without --restore-best");
+  }
+  note_changed_flags(state, config, run, what);
   // --reproducible at the same block order: the steps do not depend on the
   // rank count, so any count continues the run bit for bit.
   const bool any_ranks = config.reproducible && state.sample_order == run.sample_order;

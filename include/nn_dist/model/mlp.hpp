@@ -100,6 +100,9 @@ class Mlp {
 
  private:
   void plan_pieces(std::size_t piece_elements);
+  // Claims the update range's share of W_1 for writing if this pass should
+  // (see backward()); true when it did, and the rest is to follow.
+  bool start_update_claim(const T* params, bool input_grad, BackwardPass pass);
   // c (m x n) = op(a) op(b) (add: +=): nn_dist's kernel for float on one thread or in bf16, else Eigen.
   void multiply(long m, long n, long k, const T* a, long lda, bool trans_a, const T* b, long ldb, bool trans_b, T* c,
                 long ldc, bool add = false);
