@@ -103,6 +103,20 @@ run() {
   exec nsenter --target "$holder" --net --mount --uts "$@"
 }
 
+# tbf's bucket: 0.5 ms of the rate, at least 32 KB. Both directions of a link
+# reach the rate only when the bucket outlasts the kernel's wakeups: at 2 Gbit/s
+# a 32 KB bucket (128 us) gave 2 MiB each way at once in 19.1 ms, the time of
+# one way and back, and 125 KB gave 8.8 ms; a bucket near a message's size
+# lets it pass faster than the rate (1 MB: one way and back 13.8 ms, not 17).
+tbf_burst() {
+  local r=${1,,} n unit
+  [[ $r =~ ^([0-9]+)(kbit|mbit|gbit)$ ]] || { echo "hosts.sh shape: rate $1: want e.g. 300mbit or 2gbit" >&2; exit 2; }
+  n=${BASH_REMATCH[1]}; unit=${BASH_REMATCH[2]}
+  case $unit in kbit) n=$((n * 1000)) ;; mbit) n=$((n * 1000000)) ;; gbit) n=$((n * 1000000000)) ;; esac
+  local bytes=$((n / 8 / 2000))
+  echo $((bytes > 32768 ? bytes : 32768))b
+}
+
 case "${1:-}" in
   up) up "${2:?hosts.sh up N}" ;;
   down) down ;;
@@ -115,7 +129,7 @@ case "${1:-}" in
       --mca btl_tcp_if_include "$SUBNET.0/24" --mca oob_tcp_if_include "$SUBNET.0/24" \
       --mca mpi_yield_when_idle 1 --mca oob_tcp_keepalive_time 5 --mca oob_tcp_keepalive_intvl 2 \
       --mca oob_tcp_keepalive_probes 3 "$@" ;;
-  shape) ip netns exec "$2" tc qdisc replace dev eth0 root tbf rate "$3" burst 256kbit latency 50ms ;;
+  shape) ip netns exec "$2" tc qdisc replace dev eth0 root tbf rate "$3" burst "$(tbf_burst "$3")" latency 50ms ;;
   unshape) ip netns exec "$2" tc qdisc del dev eth0 root 2>/dev/null || true ;;
   *) sed -n '2,20p' "$0" >&2; exit 2 ;;
 esac
