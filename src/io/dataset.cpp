@@ -215,6 +215,21 @@ void give_back(const void* map, std::size_t map_bytes, const unsigned char* begi
   if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
 }
 
+// give_back for every span of *spans (sorted here): spans that share a page
+// table are given back in one call.
+void give_back_all(const void* map, std::size_t map_bytes,
+                   std::vector<std::pair<const unsigned char*, const unsigned char*>>* spans) {
+  constexpr std::uintptr_t kTable = 2 << 20;
+  const auto table = [](const unsigned char* p) { return reinterpret_cast<std::uintptr_t>(p) / kTable; };
+  std::sort(spans->begin(), spans->end());
+  for (std::size_t k = 0; k < spans->size();) {
+    const unsigned char* begin = (*spans)[k].first;
+    const unsigned char* end = (*spans)[k].second;
+    for (++k; k < spans->size() && table((*spans)[k].first) <= table(end); ++k) end = std::max(end, (*spans)[k].second);
+    give_back(map, map_bytes, begin, end);
+  }
+}
+
 // HDF5 1.10 finds each chunk's address by walking its chunk index from the
 // start (one walk for all, H5Dchunk_iter, is a later version's), so indexing
 // n chunks takes n^2 / 2 steps: about 0.4 s for h5py's 7808 chunks of 400000 x 784
@@ -245,6 +260,7 @@ struct RowReader::Impl {
   bool in_place = false;  // every file's X contiguous
   long chunks_a_row = 0;
   std::vector<std::pair<const unsigned char*, const unsigned char*>> kept;  // release_except's
+  std::vector<std::pair<const unsigned char*, const unsigned char*>> spans;  // copy_rows' pieces of a run
 
   explicit Impl(const DatasetInfo& i) : info(i) {
     std::lock_guard<std::mutex> lock(hdf5_mutex());
@@ -412,25 +428,45 @@ void RowReader::mapped_rows(long offset, long count, const unsigned char** rows)
 void RowReader::copy_rows(long offset, long count, void* x) const {
   const std::size_t row_bytes = impl_->row_bytes;
   unsigned char* const out = static_cast<unsigned char*>(x);
-  // Piece by piece (the rows' part of one chunk): made resident, copied
-  // into its columns of each row, and given back at once, so a copy holds
-  // one piece of the mapping at a time, whatever the window it fills.
+  // A few rows at a time, and for them the pieces of a group of chunks: the
+  // rows being filled stay in L1 while a group writes its part of them.
+  // Chunk after chunk (each chunk's rows, then the next chunk) wrote each
+  // cache line of a row in parts long apart: 1.4-1.6 us a row of 61 pieces
+  // against 0.84 in groups of 8 (0.64 with all 61 at once; 400000 x 784
+  // float32 in h5py's (3125, 13) chunks, source not in cache). A group's
+  // pieces are resident together, and the page cache's folios map about
+  // 110 KB around each: 8 keep that near 1 MB.
+  constexpr long kGroup = 8;
+  const long tile = std::max<long>(1, static_cast<long>(16384 / std::max<std::size_t>(row_bytes, 1)));
+  auto& spans = impl_->spans;
   for_each_part(impl_->info, offset, count, [&](std::size_t i, const DatasetInfo&, long first, long n, long at) {
     const Impl::Open& open = impl_->parts[i];
     for (long row = first; row < first + n;) {
       const long chunk_row = row / open.chunk_rows, in_chunk = row - chunk_row * open.chunk_rows;
       const long rows = std::min(first + n - row, open.chunk_rows - in_chunk);
       const unsigned char* const* chunk = open.chunks.data() + chunk_row * open.grid_width;
+      const std::size_t from = open.stride * static_cast<std::size_t>(in_chunk);
+      const std::size_t run = open.stride * static_cast<std::size_t>(rows);
       unsigned char* const to = out + row_bytes * static_cast<std::size_t>(at + row - first);
-      std::size_t column = 0;  // the chunk's first byte in a row
-      for (long c = 0; c < open.grid_width; ++c) {
-        const std::size_t bytes = std::min(open.stride, row_bytes - column);  // the last chunks pass the last feature
-        const unsigned char* from = chunk[c] + open.stride * static_cast<std::size_t>(in_chunk);
-        const std::size_t run = open.stride * static_cast<std::size_t>(rows);
-        make_resident(from, run);
-        for (long k = 0; k < rows; ++k) std::memcpy(to + row_bytes * k + column, from + open.stride * k, bytes);
-        give_back(open.map, open.map_bytes, from, from + run);
-        column += bytes;
+      for (long g = 0; g < open.grid_width; g += kGroup) {
+        const long group_end = std::min(open.grid_width, g + kGroup);
+        spans.clear();
+        for (long c = g; c < group_end; ++c) {
+          make_resident(chunk[c] + from, run);
+          spans.emplace_back(chunk[c] + from, chunk[c] + from + run);
+        }
+        for (long t = 0; t < rows; t += tile) {
+          const long tile_end = std::min(rows, t + tile);
+          for (long c = g; c < group_end; ++c) {
+            const std::size_t column = open.stride * static_cast<std::size_t>(c);  // the chunk's first byte in a row
+            const std::size_t bytes = std::min(open.stride, row_bytes - column);  // the last chunks pass the last feature
+            const unsigned char* piece = chunk[c] + from;
+            for (long k = t; k < tile_end; ++k) {
+              std::memcpy(to + row_bytes * static_cast<std::size_t>(k) + column, piece + open.stride * k, bytes);
+            }
+          }
+        }
+        give_back_all(open.map, open.map_bytes, &spans);
       }
       row += rows;
     }
