@@ -7,7 +7,7 @@
 # root. On a 2-core machine more than 2 ranks share cores: the numbers
 # compare the sums, they are not a cluster's.
 # Usage: scripts/bench_hosts.sh [--seconds 6] [--repeats 3] [--rates "none 2gbit 300mbit"]
-#          [--layouts "1,1 2,2 1,1,1 2,2,2"] [--modes "hierarchical mpi ring"] [--csv FILE] [-- nn_dist flags...]
+#          [--layouts "1,1 2,2 1,1,1 2,2,2"] [--modes "hierarchical mpi"] [--csv FILE] [-- nn_dist flags...]
 # A layout lists the ranks on each host; a mode is an --allreduce value, and
 # "hierarchical+accumulate4" adds --accumulate-steps 4 (any +accumulateK).
 # Exposed sum: the time after backprop until the update could start (sync
@@ -19,7 +19,7 @@ SECONDS_PER_RUN=6
 REPEATS=3
 RATES="none"
 LAYOUTS="1,1 2,2 1,1,1 2,2,2"
-MODES="hierarchical mpi ring"
+MODES="hierarchical mpi"
 CSV=""
 while [[ $# -gt 0 ]]; do
   case $1 in

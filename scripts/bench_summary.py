@@ -33,8 +33,8 @@ ROWS = [
      "nn_dist_2rank_none", "nn_dist_1rank"),
     ("(d) nn_dist 2 ranks, batch 128/rank: --overlap on vs off [--allreduce auto]", "d_overlap_b128",
      "overlap_on", "overlap_off"),
-    ("(d) nn_dist 2 ranks, batch 128/rank: --overlap on vs off [--allreduce ring]", "d_overlap_ring_b128",
-     "overlap_on", "overlap_off"),
+    ("(d) nn_dist 2 ranks, batch 128/rank: --overlap on vs off [--allreduce hierarchical]",
+     "d_overlap_hierarchical_b128", "overlap_on", "overlap_off"),
 ]
 
 # nn_roofline times only the bf16 kernels the CPU runs: a row of one it lacks is left out, not shown empty.

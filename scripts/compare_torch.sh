@@ -14,7 +14,7 @@
 #   (c) 2 ranks, batch 128/rank nn_dist (mpirun -np 2) | torch DDP, 2 processes, gloo (both variants)
 #   (d) nn_dist 2 ranks vs 1 rank (batch 128/rank), and the same 2 ranks with
 #       --allreduce none (no gradient sum: the ceiling of the scaling on this machine);
-#       2 ranks --overlap on vs off (with --allreduce auto, and with --allreduce ring)
+#       2 ranks --overlap on vs off (with --allreduce auto, and with --allreduce hierarchical)
 #   (e) bf16: 1 and 2 ranks, each at batch 128 and 32 per rank
 #                              nn_dist | nn_dist --precision bf16 | torch bf16 [OpenBLAS default;
 #                              DDP at 2 ranks]: forward and loss under torch.autocast("cpu",
@@ -244,10 +244,12 @@ if wanted d; then
     nn_dist_run 2 128 "$STEPS_D" --overlap off; run d_overlap_b128 "$r" overlap_off "${NN_CMD[@]}"
   done
   # --allreduce auto picks the shared-memory sum on one node, where --overlap has
-  # no effect; the ring allreduce is the mode that overlaps backprop.
+  # no effect; the hierarchical sum is the mode that overlaps backprop.
   for ((r = 1; r <= REPEATS; r++)); do
-    nn_dist_run 2 128 "$STEPS_D" --allreduce ring --overlap on; run d_overlap_ring_b128 "$r" overlap_on "${NN_CMD[@]}"
-    nn_dist_run 2 128 "$STEPS_D" --allreduce ring --overlap off; run d_overlap_ring_b128 "$r" overlap_off "${NN_CMD[@]}"
+    nn_dist_run 2 128 "$STEPS_D" --allreduce hierarchical --overlap on
+    run d_overlap_hierarchical_b128 "$r" overlap_on "${NN_CMD[@]}"
+    nn_dist_run 2 128 "$STEPS_D" --allreduce hierarchical --overlap off
+    run d_overlap_hierarchical_b128 "$r" overlap_off "${NN_CMD[@]}"
   done
 fi
 if wanted e && ! ((BF16)); then

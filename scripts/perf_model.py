@@ -10,7 +10,7 @@
 
   perf_model.py predict --model MODEL.json [--network ib200|eth25|NAME] [--alpha-us A --gbps G]
                         [--cores-per-node C] [--ranks 64,256,1024,4096] [--batch-per-rank 128]
-                        [--hidden 512,256] [--features 784] [--classes 10] [--path hierarchical|ring]
+                        [--hidden 512,256] [--features 784] [--classes 10] [--path hierarchical|blocking]
                         [--csv OUT.csv]
       Step time, samples/s and efficiency at each rank count, with the global batch it implies.
 
@@ -28,9 +28,10 @@ The sum is nn_dist's hierarchical path: a shared-memory sum inside each node,
 then each of a node's C ranks runs MPI_Allreduce of its 1/C of the gradient
 with the same rank of every other node (C concurrent allreduces sharing the
 node's link), using the algorithm Open MPI 4.1's tuned component picks for
-that communicator size and message size, each an alpha-beta-gamma cost. The
-hierarchical sum starts after backprop: nothing overlaps. --path ring models
-nn_dist's own bucketed ring instead, whose buckets overlap backprop.
+that communicator size and message size, each an alpha-beta-gamma cost. By
+default its buckets go out as backprop finishes them (MPI_Iallreduce, libnbc's
+algorithm); --path blocking models the same sum after backprop (MPI_Allreduce):
+nothing overlaps.
 """
 import argparse
 import os
@@ -88,9 +89,9 @@ def parser():
         p.add_argument("--cores-per-node", type=int, default=1)
         p.add_argument("--ranks", type=rank_list, default=[64, 256, 1024, 4096])
         p.add_argument("--batch-per-rank", type=int, default=128)
-        p.add_argument("--path", choices=["hierarchical", "blocking", "ring"], default="hierarchical",
+        p.add_argument("--path", choices=["hierarchical", "blocking"], default="hierarchical",
                        help="hierarchical: nn_dist's default, overlapped with backprop; blocking: the same sum "
-                            "after backprop (MPI_Allreduce, as before it overlapped); ring: --allreduce ring")
+                            "after backprop (MPI_Allreduce, as before it overlapped)")
         p.add_argument("--accumulate-steps", type=int, default=1, help="micro-batches per update (one sum each)")
         p.add_argument("--machine-cores", type=int, default=0,
                        help="(step) every node emulated on one machine of this many cores: ranks share them")

@@ -17,7 +17,7 @@ from testkit import check, finish, mpirun, run_with_deadline  # noqa: E402
 
 BENCH, MPIEXEC = sys.argv[1:3]
 TOOL = "nn_allreduce_bench"
-PATHS = ["mpi", "impi", "nn-shared", "nn-hierarchical", "nn-ring", "nn-mpi"]
+PATHS = ["mpi", "impi", "nn-shared", "nn-hierarchical", "nn-mpi"]
 P2P = ["p2p-exchange", "p2p-relay"]  # exactly 2 ranks
 SIZES = [4 * 4**k for k in range(10)]  # 4 B to 1 MiB with --factor 4
 COLUMNS = "path,ranks,nodes,bytes,iters,time_us_median,time_us_min,algbw_GBps,busbw_GBps".split(",")
@@ -122,7 +122,7 @@ check("1 rank: nn-shared skipped with a note, mpi measured", code == 0 and paths
       any(line.startswith("# note: skipping nn-shared: ") for line in out.splitlines()), f"{code} {paths} {out} {err}")
 
 # A wrong sum is an error naming the path and size, on every rank (the last rank adds 1 to one value).
-for ranks, path in ((2, "nn-ring"), (3, "nn-shared"), (2, "mpi"), (2, "p2p-exchange"), (2, "p2p-relay")):
+for ranks, path in ((2, "nn-hierarchical"), (3, "nn-shared"), (2, "mpi"), (2, "p2p-exchange"), (2, "p2p-relay")):
     code, codes, out, err = run(ranks, QUICK + ["--max-bytes", "64", "--paths", path],
                                 env={"NN_ALLREDUCE_BENCH_FAULT": path})
     lines = error_lines(err)
@@ -131,7 +131,7 @@ for ranks, path in ((2, "nn-ring"), (3, "nn-shared"), (2, "mpi"), (2, "p2p-excha
           f"{codes} {err[-500:]}")
 
 # A bad flag: one line naming it, exit 2 on every rank.
-for ranks, args, flag in ((2, ["--factor", "1"], "--factor"), (3, ["--paths", "mpi,ring"], "--paths"),
+for ranks, args, flag in ((2, ["--factor", "1"], "--factor"), (3, ["--paths", "mpi,nccl"], "--paths"),
                           (2, ["--min-bytes", "6"], "--min-bytes")):
     code, codes, out, err = run(ranks, args)
     lines = error_lines(err)

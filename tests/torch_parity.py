@@ -60,7 +60,7 @@ CASES = [
          opt=dict(name="adam", lr=0.01, weight_decay=0.0),
          sched=dict(schedule="step", warmup=0.25, scaling="sqrt", reference=60, decay_epochs=[1], factor=0.5)),
     # --clip-grad-norm at 1, 2 and 3 ranks, the limit below most steps' norm: the shared-memory sums
-    # (each rank updates its part: the norm adds the parts' squares) and the ring (each rank sees the whole sum).
+    # (each rank updates its part: the norm adds the parts' squares) and Open MPI's (each rank sees the whole sum).
     dict(ranks=1, batch=16, kind="teacher", loss="softmax", act="relu", hidden=[12, 7],
          opt=dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.01), clip=0.2),
     dict(ranks=2, batch=8, kind="teacher", loss="softmax", act="tanh", hidden=[9],
@@ -68,7 +68,7 @@ CASES = [
     dict(ranks=3, batch=5, kind="regression", loss="mse", act="sigmoid", hidden=[10, 6],
          opt=dict(name="sgd", lr=0.05, momentum=0.5, weight_decay=0.0), clip=0.3),
     dict(ranks=3, batch=5, kind="teacher", loss="softmax", act="relu", hidden=[12, 7],
-         opt=dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.0), clip=0.2, flags=["--allreduce", "ring"]),
+         opt=dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.0), clip=0.2, flags=["--allreduce", "mpi"]),
     dict(ranks=2, batch=8, kind="teacher", loss="softmax", act="relu", hidden=[12, 7],
          opt=dict(name="adam", lr=0.01, weight_decay=0.0), clip=0.2, flags=["--allreduce", "hierarchical"]),
     # --dropout with the masks nn_dist drew: one rate, a rate per layer (tanh: f' from the undropped output).
@@ -109,7 +109,8 @@ CASES = [
     dict(ranks=3, batch=5, accumulate=4, kind="regression", loss="mse", act="tanh", hidden=[10, 6],
          dtype="float64", opt=dict(name="adam", lr=0.01, weight_decay=0.0), dropout=[0.3, 0.2]),
     dict(ranks=2, batch=4, accumulate=4, kind="teacher", loss="softmax", act="relu", hidden=[12, 7],
-         dtype="float64", opt=dict(name="adam", lr=0.01, weight_decay=0.0), clip=0.1, flags=["--allreduce", "ring"]),
+         dtype="float64", opt=dict(name="adam", lr=0.01, weight_decay=0.0), clip=0.1,
+         flags=["--allreduce", "hierarchical"]),
     # --reproducible with K = 2: a step is 2 x 3 x 5 rows of the global order.
     dict(ranks=3, batch=5, accumulate=2, kind="teacher", loss="softmax", act="relu", hidden=[12, 7],
          dtype="float64", opt=dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=0.0), global_order=True,

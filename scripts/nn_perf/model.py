@@ -1,10 +1,10 @@
 """One training step predicted: compute (the GEMMs at the calibrated rate, plus the rest of the step) and
-the exposed gradient sum, on nn_dist's hierarchical path or its bucketed ring."""
+the exposed gradient sum, on nn_dist's hierarchical path (overlapped with backprop, or after it)."""
 
 import json
 import math
 
-from nn_perf.network import (TCP_PAYLOAD_SHARE, algorithm_cost, allreduce_traffic, inter_node_sum,
+from nn_perf.network import (TCP_PAYLOAD_SHARE, allreduce_traffic, inter_node_sum,
                              libnbc_iallreduce_algorithm)
 
 STATS_BYTES = 8 * 8  # the step's loss/accuracy/control sums (StepStat), summed with the gradient
@@ -52,7 +52,7 @@ def link_costs(model, gbps, transport):
     return beta_link, beta_cpu, duplex
 
 
-def ring_buckets(ready, bucket_bytes):
+def gradient_buckets(ready, bucket_bytes):
     """nn_dist's buckets: layers' gradients (ready time, bytes), last layer first, gathered until a
     bucket holds bucket_bytes; returns [(the bucket's ready time, its bytes)]."""
     bucket, bucket_ready = 0, 0.0
@@ -66,26 +66,6 @@ def ring_buckets(ready, bucket_bytes):
     if bucket:
         buckets.append((bucket_ready, bucket))
     return buckets
-
-
-def ring_exposed(model, ranks, per_node, nodes, sizes, batch, links, bucket_bytes):
-    """Seconds of nn_dist's ring over all ranks (no shared memory) left after backprop: a bucket's ring
-    starts when its layers are done and the previous bucket's ring has finished, and progresses during
-    backprop."""
-    shm = model["links"]["shared"]
-    net = model["links"]["network"]
-    gamma = model["gamma_s_per_byte"]
-    beta_link, beta_cpu, duplex = links
-    backprop, ready = backward_profile(sizes, batch, model["compute"])
-    finish = 0.0
-    link_share = per_node if nodes > 1 else 0
-    for t, b in ring_buckets(ready, bucket_bytes):
-        cost = algorithm_cost("ring", ranks, b, net["alpha_s"] if nodes > 1 else shm["alpha_s"],
-                              duplex * (beta_cpu + link_share * beta_link) if nodes > 1
-                              else shm["beta_s_per_byte"],
-                              gamma)
-        finish = max(finish, t) + cost
-    return max(0.0, finish - backprop)
 
 
 def hierarchical_exposed(model, n, per_node, nodes, links, algorithm):
@@ -112,7 +92,7 @@ def overlapped_exposed(model, per_node, nodes, sizes, batch, links, bucket_bytes
     goes in buckets (last layer first) as backprop finishes them; each rank sums its 1/C of a bucket over
     the node's C ranks in shared memory, then MPI_Iallreduce (libnbc) sums it between the nodes, C flows
     sharing each node's link, which carries both directions at once (measured: 2 emulated hosts at 300
-    Mbit/s moved the ring's bytes at the link's one-way rate). Two costs: the CPU's (the shared-memory
+    Mbit/s moved the allreduce's bytes at the link's one-way rate). Two costs: the CPU's (the shared-memory
     sum, and TCP's copies of each byte sent and received, duplex x beta_cpu), which no core can hide when
     every core computes (`share`: ranks per core), and the link's, which runs while backprop goes on:
     the buckets go out one after another, each once it is ready. Exposed: the larger of the two."""
@@ -122,7 +102,7 @@ def overlapped_exposed(model, per_node, nodes, sizes, batch, links, bucket_bytes
     beta_link, beta_cpu, duplex = links
     backprop, ready = backward_profile(sizes, batch, model["compute"])
     cpu, finish, alg = 0.0, 0.0, "none"
-    for t, b in ring_buckets(ready, bucket_bytes):
+    for t, b in gradient_buckets(ready, bucket_bytes):
         part = b / per_node
         work = shm["alpha_s"] + shm["beta_s_per_byte"] * b if per_node > 1 else 0.0
         wire = 0.0
@@ -145,8 +125,8 @@ def predict_step(model, ranks, cores_per_node, gbps, sizes, batch, path="hierarc
     micro-batches: one sum per update): a dict of its times (ms), samples/s, efficiency against the same
     rank alone, and the algorithm between nodes. machine_cores: when every node is emulated on one machine
     of that many cores (hosts.sh), ranks beyond it share cores: compute and the sum's CPU work stretch by
-    ranks / machine_cores. path: hierarchical (nn_dist's default, overlapped), blocking (the hierarchical
-    sum before it overlapped: Open MPI's MPI_Allreduce after backprop) or ring."""
+    ranks / machine_cores. path: hierarchical (nn_dist's default, overlapped) or blocking (the hierarchical
+    sum before it overlapped: Open MPI's MPI_Allreduce after backprop)."""
     params, _ = model_numbers(sizes)
     n = 4 * params  # float32 gradient bytes
     share = max(1.0, ranks / machine_cores) if machine_cores else 1.0
@@ -158,9 +138,6 @@ def predict_step(model, ranks, cores_per_node, gbps, sizes, batch, path="hierarc
     alg = "none"
     if ranks == 1:
         exposed = 0.0
-    elif path == "ring":
-        exposed = ring_exposed(model, ranks, per_node, nodes, sizes, batch, links, bucket_bytes)
-        alg = "ring"
     elif path == "blocking":
         exposed, alg = hierarchical_exposed(model, n, per_node, nodes, links, algorithm)
     else:

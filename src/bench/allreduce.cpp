@@ -28,7 +28,6 @@ const Path kPaths[] = {
     {"impi", false, AllreduceMode::kMpi, true},
     {"nn-shared", true, AllreduceMode::kShared, false},
     {"nn-hierarchical", true, AllreduceMode::kHierarchical, false},
-    {"nn-ring", true, AllreduceMode::kRing, false},
     {"nn-mpi", true, AllreduceMode::kMpi, false},
     {"p2p-exchange", false, AllreduceMode::kMpi, false, P2p::kExchange},
     {"p2p-relay", false, AllreduceMode::kMpi, false, P2p::kRelay},
@@ -161,9 +160,9 @@ std::vector<GradientPiece> pieces_of(std::size_t n) {
 // rank of a node sums and receives only its own part.
 class SyncPath : public SumPath {
  public:
-  SyncPath(const Communicator& comm, AllreduceMode mode, float* sums, std::size_t n, const RingSettings& ring)
+  SyncPath(const Communicator& comm, AllreduceMode mode, float* sums, std::size_t n, const BucketSettings& buckets)
       : pieces_(pieces_of(n)),
-        sync_(GradientSync::create(comm, sums, n, pieces_, ring.bucket_bytes, ring.overlap, mode, 1)),
+        sync_(GradientSync::create(comm, sums, n, pieces_, buckets.bucket_bytes, buckets.overlap, mode, 1)),
         params_(sync_->shared_buffer(0)) {}
   const GradientSync& sync() const { return *sync_; }
   float* input() override { return sync_->backward_buffer(); }
@@ -334,9 +333,9 @@ std::vector<const Path*> parse_paths(const std::string& list) {
   return chosen;
 }
 
-AllreduceBench::AllreduceBench(const Communicator& comm, std::size_t max_bytes, const RingSettings& ring,
+AllreduceBench::AllreduceBench(const Communicator& comm, std::size_t max_bytes, const BucketSettings& buckets,
                                const MeasureOptions& measure)
-    : comm_(comm), ring_(ring), measure_(measure) {
+    : comm_(comm), buckets_(buckets), measure_(measure) {
   double node_shares = 1.0 / comm.node_size();  // each node's ranks add up to 1
   comm.sum(&node_shares, 1);
   nodes_ = std::lround(node_shares);
@@ -364,7 +363,7 @@ std::optional<Timing> AllreduceBench::measure(const Path& info, std::size_t byte
     if (!info.gradient_sync) {
       path = std::make_unique<MpiPath>(comm_, data_.data(), sums_.data(), n, info.nonblocking, info.p2p);
     } else {
-      auto sync = std::make_unique<SyncPath>(comm_, info.mode, sums_.data(), n, ring_);
+      auto sync = std::make_unique<SyncPath>(comm_, info.mode, sums_.data(), n, buckets_);
       // GradientSync::create falls back where a sum cannot run (shared memory across nodes).
       if (sync->sync().mode() != info.mode) {
         *skip_note = "skipping " + std::string(info.name) + ": it does not apply to " + std::to_string(ranks) +

@@ -163,7 +163,7 @@ po::options_description performance_options(Config& c, TextOptions& t) {
       ("bucket-mb", po::value(&c.bucket_mb)->default_value(c.bucket_mb), "gradient allreduce bucket size in MB")
       ("overlap", po::value(&t.overlap)->default_value("on"), "on: bucketed allreduce overlapping backprop; off: one blocking allreduce")
       ("allreduce", po::value(&t.allreduce)->default_value("auto"),
-       "gradient sum: auto|shared|hierarchical|ring|mpi (auto: shared memory on one node, hierarchical "
+       "gradient sum: auto|shared|hierarchical|mpi (auto: shared memory on one node, hierarchical "
        "(shared memory inside nodes, MPI_Allreduce between) on several, mpi if nodes differ in size); "
        "none: no sum, every rank trains its own model (a benchmark of the scaling ceiling)")
       ("max-steps", po::value(&c.max_steps)->default_value(0), "stop after this many steps (0: no limit; for benchmarks)")
@@ -453,7 +453,7 @@ void check_performance_options(Config& c, const TextOptions& t) {
 // --reproducible: what its order and exact sum cannot follow, refused in one line.
 void check_reproducible_options(const Config& c) {
   if (!c.reproducible) return;
-  if (c.allreduce == AllreduceMode::kRing || c.allreduce == AllreduceMode::kNone) {
+  if (c.allreduce == AllreduceMode::kNone) {
     throw Error("--allreduce " + allreduce_mode_name(c.allreduce) + ": not with --reproducible (its exact sum runs "
                 "as shared, hierarchical or mpi)");
   }

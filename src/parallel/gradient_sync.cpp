@@ -14,12 +14,19 @@ namespace nn_dist {
 const NameTable<AllreduceMode>& allreduce_mode_names() {
   static const NameTable<AllreduceMode> table(
       "--allreduce", {{AllreduceMode::kAuto, "auto"}, {AllreduceMode::kShared, "shared"},
-                      {AllreduceMode::kHierarchical, "hierarchical"}, {AllreduceMode::kRing, "ring"},
-                      {AllreduceMode::kMpi, "mpi"}, {AllreduceMode::kNone, "none"}});
+                      {AllreduceMode::kHierarchical, "hierarchical"}, {AllreduceMode::kMpi, "mpi"},
+                      {AllreduceMode::kNone, "none"}});
   return table;
 }
 
-AllreduceMode parse_allreduce_mode(const std::string& name) { return allreduce_mode_names().parse(name); }
+AllreduceMode parse_allreduce_mode(const std::string& name) {
+  // A script or --config file that still asks for the retired ring learns what replaced it.
+  if (name == "ring") {
+    throw Error("--allreduce ring was retired: the overlapped hierarchical sum (--allreduce hierarchical) is at "
+                "least as fast on every measured layout; see cluster/results/README.md");
+  }
+  return allreduce_mode_names().parse(name);
+}
 
 std::string allreduce_mode_name(AllreduceMode mode) { return allreduce_mode_names().name(mode); }
 
@@ -98,8 +105,8 @@ std::vector<Bucket> plan_buckets(const std::vector<GradientPiece>& pieces, std::
 std::unique_ptr<GradientSync> GradientSync::create(const Communicator& comm, float* sums, std::size_t grad_size,
                                                    const std::vector<GradientPiece>& pieces, std::size_t bucket_bytes,
                                                    bool overlap, AllreduceMode mode, std::size_t shared_buffers) {
-  // One rank alone has nothing to sum: the ring's code path does nothing.
-  ModeChoice choice = choose_mode(comm, mode, AllreduceMode::kRing);
+  // One rank alone has nothing to sum: Open MPI's one-rank allreduce does nothing.
+  ModeChoice choice = choose_mode(comm, mode, AllreduceMode::kMpi);
   MPI_Comm node = choice.node;
   const SumSetup setup{sums, grad_size, choice.mode, choice.reason};
   const BucketPlan plan{pieces, bucket_bytes, overlap};
@@ -107,9 +114,6 @@ std::unique_ptr<GradientSync> GradientSync::create(const Communicator& comm, flo
     case AllreduceMode::kShared:
     case AllreduceMode::kHierarchical:
       return make_shared_sum(comm, node, setup, shared_buffers, plan);  // takes the node communicator
-    case AllreduceMode::kRing:
-      MPI_Comm_free(&node);
-      return make_ring_sum(comm, setup, plan);
     default:
       MPI_Comm_free(&node);
       return make_mpi_sum(comm, setup);
@@ -120,9 +124,8 @@ std::unique_ptr<GradientSync> GradientSync::create_exact(
     const Communicator& comm, float* sums, std::size_t grad_size,
     const std::vector<std::pair<std::size_t, std::size_t>>& tensors, int max_blocks, long total_blocks,
     AllreduceMode mode, const std::vector<GradientPiece>* pieces, std::size_t shared_buffers) {
-  // The ring adds floats in an order that depends on the rank count, and
-  // kNone sums nothing: neither can give the same bits at any rank count.
-  if (mode == AllreduceMode::kRing || mode == AllreduceMode::kNone) {
+  // kNone sums nothing: it cannot give the same bits at any rank count.
+  if (mode == AllreduceMode::kNone) {
     throw Error("--allreduce " + allreduce_mode_name(mode) +
                 ": not with --reproducible (expected auto, shared, hierarchical or mpi: the sums that can be exact)");
   }

@@ -33,7 +33,7 @@ struct Options {
   double bucket_mb = 0, timeout = 0;
   MeasureOptions measure;
   // From the above:
-  RingSettings ring;
+  BucketSettings buckets;
   std::vector<std::size_t> sizes;  // bytes, ascending
   std::vector<const Path*> chosen;
 };
@@ -52,7 +52,7 @@ std::size_t parse_bytes(const std::string& text, const std::string& flag) {
   return count << shift;
 }
 
-// The options, their defaults from *o (the ring's buckets and overlap, and the timeout, are the trainer's).
+// The options, their defaults from *o (the buckets and overlap, and the timeout, are the trainer's).
 po::options_description option_table(Options* o) {
   const Config trainer;
   o->bucket_mb = trainer.bucket_mb;
@@ -66,7 +66,7 @@ po::options_description option_table(Options* o) {
       ("max-bytes", po::value(&o->max_bytes)->default_value(o->max_bytes), "largest message")
       ("factor", po::value(&o->factor)->default_value(o->factor), "each size is the previous one times this")
       ("paths", po::value(&o->paths)->default_value(o->paths),
-       "all, or a comma-separated list of mpi, impi, nn-shared, nn-hierarchical, nn-ring, nn-mpi, "
+       "all, or a comma-separated list of mpi, impi, nn-shared, nn-hierarchical, nn-mpi, "
        "p2p-exchange, p2p-relay (2 ranks: the buffer both ways at once, or one way and back) "
        "(paths that do not apply to the ranks' layout are skipped with a note)")
       ("warmup-iters", po::value(&m.warmup_iters)->default_value(m.warmup_iters),
@@ -76,13 +76,15 @@ po::options_description option_table(Options* o) {
       ("min-iters", po::value(&m.min_iters)->default_value(m.min_iters), "at least this many timed iterations")
       ("max-iters", po::value(&m.max_iters)->default_value(m.max_iters), "at most this many timed iterations")
       ("csv", po::value(&o->csv), "also write the results to this CSV file (rank 0)")
-      ("bucket-mb", po::value(&o->bucket_mb)->default_value(o->bucket_mb), "nn-ring: bucket size in MB, as nn_dist's")
+      ("bucket-mb", po::value(&o->bucket_mb)->default_value(o->bucket_mb),
+       "nn-hierarchical: bucket size in MB, as nn_dist's")
       ("overlap", po::value(&o->overlap)->default_value(o->overlap),
-       "nn-ring: on, buckets started as backprop reports its pieces; off, one ring after backprop (as nn_dist's)");
+       "nn-hierarchical: on, buckets started as backprop reports its pieces; off, one bucket after backprop "
+       "(as nn_dist's)");
   return table;
 }
 
-// The values, and what follows from them: the ring's settings, the paths, the sizes.
+// The values, and what follows from them: the bucket settings, the paths, the sizes.
 void check_options(Options* o) {
   const MeasureOptions& m = o->measure;
   const std::size_t min_bytes = parse_bytes(o->min_bytes, "--min-bytes");
@@ -99,8 +101,8 @@ void check_options(Options* o) {
   }
   if (!(m.min_seconds >= 0 && m.min_seconds <= 1e5)) throw Error("--min-seconds: must be 0 to 100000");
   if (!(o->bucket_mb > 0 && o->bucket_mb <= 1e6)) throw Error("--bucket-mb: must be in (0, 1000000]");
-  o->ring.bucket_bytes = static_cast<std::size_t>(o->bucket_mb * 1024 * 1024);
-  o->ring.overlap = parse_on_off(o->overlap, "--overlap");
+  o->buckets.bucket_bytes = static_cast<std::size_t>(o->bucket_mb * 1024 * 1024);
+  o->buckets.overlap = parse_on_off(o->overlap, "--overlap");
   o->chosen = parse_paths(o->paths);
   for (std::size_t bytes = min_bytes; bytes <= max_bytes; bytes *= static_cast<std::size_t>(o->factor)) {
     o->sizes.push_back(bytes);
@@ -133,7 +135,8 @@ void print_header(const Options& o, int ranks, long nodes) {
               o.sizes.front(), o.sizes.back());
   std::printf("# time_us: median over iterations of the slowest rank's time; min_us: the fastest iteration's\n"
               "# algbw = bytes / time_us; busbw = algbw * 2(p-1)/p (nccl-tests); GB/s = 1e9 bytes/s\n");
-  std::printf("# nn-ring: buckets of %g MB, overlap %s (pieces of %zu floats reported last first, as backprop)\n",
+  std::printf("# nn-hierarchical: buckets of %g MB, overlap %s (pieces of %zu floats reported last first, as "
+              "backprop)\n",
               o.bucket_mb, o.overlap.c_str(), kGradientPieceElements);
   std::printf("%-16s %12s %8s %12s %12s %11s %11s\n", "path", "bytes", "iters", "time_us", "min_us", "algbw_GB/s",
               "busbw_GB/s");
@@ -163,7 +166,7 @@ void print_row(const Communicator& comm, const Path& info, std::size_t bytes, co
 int run(const Communicator& comm, const Options& o) {
   TextFileWriter csv;
   open_csv(comm, o.csv, &csv);
-  AllreduceBench bench(comm, o.sizes.back(), o.ring, o.measure);
+  AllreduceBench bench(comm, o.sizes.back(), o.buckets, o.measure);
   if (comm.root()) print_header(o, comm.size(), bench.nodes());
   std::vector<bool> skipped(o.chosen.size(), false);  // a path that does not apply is noted once
   for (const std::size_t bytes : o.sizes) {

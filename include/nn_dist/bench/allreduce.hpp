@@ -40,8 +40,8 @@ struct MeasureOptions {
   double min_seconds = 0.2;  // enough timed sums to last about this long
 };
 
-// nn-ring's buckets and overlap (as nn_dist's --bucket-mb and --overlap).
-struct RingSettings {
+// nn-hierarchical's buckets and overlap (as nn_dist's --bucket-mb and --overlap).
+struct BucketSettings {
   std::size_t bucket_bytes = 1 << 20;
   bool overlap = true;
 };
@@ -63,7 +63,7 @@ constexpr const char* kFaultVariable = "NN_ALLREDUCE_BENCH_FAULT";
 class AllreduceBench {
  public:
   // Throws AgreedError naming --max-bytes when the buffers do not fit.
-  AllreduceBench(const Communicator& comm, std::size_t max_bytes, const RingSettings& ring,
+  AllreduceBench(const Communicator& comm, std::size_t max_bytes, const BucketSettings& buckets,
                  const MeasureOptions& measure);
   long nodes() const { return nodes_; }
 
@@ -74,10 +74,10 @@ class AllreduceBench {
 
  private:
   const Communicator& comm_;
-  RingSettings ring_;
+  BucketSettings buckets_;
   MeasureOptions measure_;
   long nodes_ = 1;
-  // The gradient (summed in place by the ring and by MPI) and the sums that
+  // The gradient (summed in place by MPI) and the sums that
   // shared memory adds 3 or more ranks into.
   FlatBuffer data_, sums_;
 };

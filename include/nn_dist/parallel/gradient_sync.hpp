@@ -25,8 +25,6 @@ class Communicator;
 //   shared buffers (the parameters and optimizer state, in the same window),
 //   each rank sums and updates only its own 1/P of them, once for everyone
 //   (and its backprop claims that part's cache lines: Mlp::set_update_range).
-// - kRing: nn_dist's ring allreduce in buckets, overlapping backprop (any
-//   number of nodes).
 // - kMpi: one blocking MPI_Allreduce of the whole buffer (Open MPI's own;
 //   for comparison: it allocates on every call).
 // - kNone: no gradient sum at all: each rank updates its own model from its
@@ -43,10 +41,14 @@ class Communicator;
 //   Open MPI's algorithms (and the network's offloads) do the inter-node part.
 //   Needs the same number of ranks on every node.
 // - kAuto: kShared on one node; kHierarchical on several with equal rank
-//   counts; else kMpi.
-enum class AllreduceMode { kAuto, kShared, kHierarchical, kRing, kMpi, kNone };
-const NameTable<AllreduceMode>& allreduce_mode_names();      // the names --allreduce takes
-AllreduceMode parse_allreduce_mode(const std::string& name);  // throws Error naming --allreduce
+//   counts; else kMpi. A single rank has nothing to sum: kShared (asked or
+//   chosen) is then kMpi, whose one-rank MPI_Allreduce does nothing.
+enum class AllreduceMode { kAuto, kShared, kHierarchical, kMpi, kNone };
+const NameTable<AllreduceMode>& allreduce_mode_names();  // the names --allreduce takes
+// Throws Error naming --allreduce; for "ring" (nn_dist's own ring allreduce,
+// retired: the overlapped kHierarchical was at least as fast on every
+// measured layout), an Error naming its replacement.
+AllreduceMode parse_allreduce_mode(const std::string& name);
 std::string allreduce_mode_name(AllreduceMode mode);
 
 // What each step sums besides the gradient. The control values let the
@@ -77,9 +79,9 @@ class GradientSync : public BackwardObserver {
   // Chooses the sum (mode, and the node layout for kAuto; see AllreduceMode)
   // and builds it. sums: the gradient-sum buffer (grad_size elements) the
   // optimizer reads (in shared-memory modes, scratch space for the sums of 3
-  // or more ranks). pieces: Mlp::pieces(); bucket_bytes: the least a ring
-  // bucket holds (the last may be smaller); overlap false: the ring sums one
-  // bucket after backprop. shared_buffers: in shared-memory modes, how many
+  // or more ranks). pieces: Mlp::pieces(); bucket_bytes: the least a bucket
+  // of the hierarchical sum holds (the last may be smaller); overlap false: it
+  // sums one bucket after backprop. shared_buffers: in shared-memory modes, how many
   // grad_size buffers to place in node-shared memory (see place()). Collective.
   static std::unique_ptr<GradientSync> create(const Communicator& comm, float* sums, std::size_t grad_size,
                                               const std::vector<GradientPiece>& pieces, std::size_t bucket_bytes,
@@ -94,7 +96,7 @@ class GradientSync : public BackwardObserver {
   // one step sums over all ranks (bounds the exponent so the sum cannot overflow; it
   // must not depend on the rank count, or the exponents, and so the bits, would).
   // mode: kAuto (kShared on one node, kHierarchical on several with equal ranks per node, else kMpi),
-  // kShared, kHierarchical or kMpi; kRing/kNone throw Error naming --allreduce. Collective.
+  // kShared, kHierarchical or kMpi; kNone throws Error naming --allreduce. Collective.
   // A block's value that is NaN or infinite makes its tensor's sum NaN on every rank.
   // pieces (Mlp::pieces()), if given: each block is backpropagated with this
   // object as observer after start_block(j), and its largest magnitudes are
@@ -152,8 +154,8 @@ class GradientSync : public BackwardObserver {
   // Waits for the step's StepStat sums: call before wait().
   virtual const double* wait_stats() = 0;
   // Hands the summed gradient to update(begin, end, first, second) slice by
-  // slice, as soon as each slice is final (ring buckets in the order they were
-  // started). Shared memory leaves the last addition to update(), which reads
+  // slice, as soon as each slice is final (hierarchical buckets in the order
+  // they were started). Shared memory leaves the last addition to update(), which reads
   // the last rank's gradient in the same pass as the parameters.
   template <typename F>
   void wait(F&& update) {
@@ -182,7 +184,7 @@ class GradientSync : public BackwardObserver {
   virtual double sum_squares(double own) { return own; }
   virtual std::size_t num_buckets() const { return 1; }
   std::size_t slices() const { return num_slices(); }  // the update() calls of each wait()
-  double test_seconds() const { return test_seconds_; }  // time spent moving the ring on during backprop
+  double test_seconds() const { return test_seconds_; }  // time spent moving the sum on during backprop
   void reset_test_seconds() { test_seconds_ = 0; }
 
  protected:

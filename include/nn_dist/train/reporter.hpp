@@ -37,7 +37,7 @@ struct StepTimes {
   long steps = 0;
   double samples = 0;  // over all ranks
 
-  // One step's parts (sync_test: seconds the ring moved on during backprop;
+  // One step's parts (sync_test: seconds the sum was moved on during backprop;
   // optimizer: the updates made while the sums arrived; samples: over all ranks).
   void add(const StepMarks& m, double sync_test_seconds, double optimizer_seconds, double step_samples) {
     data += seconds_between(m.start, m.loaded) + seconds_between(m.backward_done, m.prefetched);

@@ -30,7 +30,7 @@ struct Bucket {
 std::vector<Bucket> plan_buckets(const std::vector<GradientPiece>& pieces, std::size_t grad_size,
                                  std::size_t bucket_bytes, bool overlap);
 
-// How the ring and the hierarchical sum cut the gradient (see plan_buckets).
+// How the hierarchical sum cuts the gradient (see plan_buckets).
 struct BucketPlan {
   const std::vector<GradientPiece>& pieces;
   std::size_t bucket_bytes;
@@ -40,9 +40,7 @@ struct BucketPlan {
 // kShared and kHierarchical: node-shared memory (the node communicator is taken over).
 std::unique_ptr<GradientSync> make_shared_sum(const Communicator& comm, MPI_Comm node, const SumSetup& setup,
                                               std::size_t shared_buffers, const BucketPlan& plan);
-// kRing: nn_dist's own ring allreduce in buckets that overlap backprop.
-std::unique_ptr<GradientSync> make_ring_sum(const Communicator& comm, const SumSetup& setup, const BucketPlan& plan);
-// kMpi (one MPI_Allreduce) and kNone (no sum: a benchmark).
+// kMpi (one MPI_Allreduce; also a single rank's, which has nothing to sum) and kNone (no sum: a benchmark).
 std::unique_ptr<GradientSync> make_mpi_sum(const Communicator& comm, const SumSetup& setup);
 
 // --reproducible: what the exact sum sums (see GradientSync::create_exact).
