@@ -13,14 +13,13 @@ Usage: activations_test.py NN_DIST NN_EVAL NN_DATAGEN MPIEXEC
 import json
 import os
 import sys
-import tempfile
 
 import h5py
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testkit import check, finish, mpirun, run_with_deadline  # noqa: E402
+from testkit import check, finish, mpirun, run_with_deadline, work_dir  # noqa: E402
 
 NN_DIST, NN_EVAL, NN_DATAGEN, MPIEXEC = sys.argv[1:5]
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
@@ -41,7 +40,7 @@ def eval_outputs(model, ranks=2):
         return code, f["outputs"][()], err
 
 
-os.chdir(tempfile.mkdtemp())
+os.chdir(work_dir())
 code, _, err = run([NN_DATAGEN, "--kind", "teacher", "--samples", "600", "--val-samples", "200", "--features", "6",
                     "--classes", "3", "--out", "t.h5", "--val-out", "v.h5"])
 check("nn_datagen", code == 0, err)

@@ -10,10 +10,9 @@ Usage: allreduce_bench_test.py NN_ALLREDUCE_BENCH MPIEXEC
 import csv
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testkit import check, finish, mpirun, run_with_deadline  # noqa: E402
+from testkit import check, finish, mpirun, run_with_deadline, work_dir  # noqa: E402
 
 BENCH, MPIEXEC = sys.argv[1:3]
 TOOL = "nn_allreduce_bench"
@@ -24,7 +23,7 @@ COLUMNS = "path,ranks,nodes,bytes,iters,time_us_median,time_us_min,algbw_GBps,bu
 MIN_ITERS = 3
 QUICK = ["--factor", "4", "--min-seconds", "0.005", "--warmup-iters", "2", "--min-iters", str(MIN_ITERS)]
 
-work = tempfile.mkdtemp()
+work = work_dir()
 runs = 0
 
 

@@ -150,7 +150,8 @@ TEST(BlockOrderTest, APermutationFromSeedAndEpochOnly) {
 }
 
 TEST(BlockSourceTest, TheGlobalBatchIsTheSameAtEveryRankCount) {
-  const std::string dir = testing::temp_dir("blocks");
+  const testing::TempDir temp("blocks");
+  const std::string& dir = temp.str();
   const DatasetInfo info = write_rows(dir + "/f32.h5", {});
   const std::vector<Step> one = run(info, Loss::kSoftmax, {}, 1, false);
   ASSERT_EQ(one.size(), 10u) << "5 steps an epoch";
@@ -180,11 +181,11 @@ TEST(BlockSourceTest, TheGlobalBatchIsTheSameAtEveryRankCount) {
   for (int ranks : {2, 3, 6}) {
     EXPECT_TRUE(run(info, Loss::kSoftmax, {}, ranks, ranks == 3) == one) << ranks << " ranks";
   }
-  std::filesystem::remove_all(dir);
 }
 
 TEST(BlockSourceTest, ABlockLargerThanTheDataIsOneStep) {
-  const std::string dir = testing::temp_dir("blocks_large");
+  const testing::TempDir temp("blocks_large");
+  const std::string& dir = temp.str();
   const DatasetInfo info = write_rows(dir + "/f32.h5", {});
   BlockSource source(info, kRows, Loss::kSoftmax, {}, 1000, 2, 0, 2, true, 1);
   source.start_epoch(0);
@@ -193,11 +194,11 @@ TEST(BlockSourceTest, ABlockLargerThanTheDataIsOneStep) {
   EXPECT_EQ(source.blocks(), 1);
   EXPECT_EQ(source.sample_ids()[kRows - 1], kRows - 1);
   EXPECT_EQ(source.x()[(kRows - 1) * kFeatures], feature(kRows - 1, 0));
-  std::filesystem::remove_all(dir);
 }
 
 TEST(BlockSourceTest, PastTheLastGlobalBatchARankLoadsNothing) {
-  const std::string dir = testing::temp_dir("blocks_end");
+  const testing::TempDir temp("blocks_end");
+  const std::string& dir = temp.str();
   const DatasetInfo info = write_rows(dir + "/f32.h5", {});
   BlockSource last(info, kRows, Loss::kSoftmax, {}, kBlock, kGlobal, 5, 6, true, 1);  // step 4 has 2 blocks
   last.start_epoch(0);
@@ -210,7 +211,6 @@ TEST(BlockSourceTest, PastTheLastGlobalBatchARankLoadsNothing) {
   EXPECT_EQ(last.sample_order(), words);
   EXPECT_EQ(BlockSource(info, kRows, Loss::kSoftmax, {}, kBlock, kGlobal, 0, 2, true, 1).sample_order(), words)
       << "the same words at every rank count: a resume may change it";
-  std::filesystem::remove_all(dir);
 }
 
 // BatchSource's floats for rows 0..kRows-1 of `info` under `transform`.
@@ -229,7 +229,8 @@ Matrix<float> in_memory(const DatasetInfo& info, const Standardization& transfor
 }
 
 TEST(BlockSourceTest, FeaturesAreTheInMemorySourcesFloats) {
-  const std::string dir = testing::temp_dir("blocks_transform");
+  const testing::TempDir temp("blocks_transform");
+  const std::string& dir = temp.str();
   Standardization scale{{0, 0, 0}, {255, 255, 255}}, standardize{{101.5, 120.25, 175.5}, {29.7, 74.1, 14.4}};
   for (const bool compact : {false, true}) {
     const DatasetInfo info = write_rows(dir + "/x.h5", {compact});
@@ -252,11 +253,11 @@ TEST(BlockSourceTest, FeaturesAreTheInMemorySourcesFloats) {
       }
     }
   }
-  std::filesystem::remove_all(dir);
 }
 
 TEST(BlockSourceTest, MappedChunkedAndSplitFilesGiveTheSameBatches) {
-  const std::string dir = testing::temp_dir("blocks_files");
+  const testing::TempDir temp("blocks_files");
+  const std::string& dir = temp.str();
   for (const bool compact : {false, true}) {
     for (const bool targets : {false, true}) {
       const Loss loss = targets ? Loss::kMse : Loss::kSoftmax;
@@ -307,7 +308,6 @@ TEST(BlockSourceTest, MappedChunkedAndSplitFilesGiveTheSameBatches) {
       EXPECT_TRUE(run(split_gzip, loss, {}, 3, false) == mapped) << what << ": two files, one compressed";
     }
   }
-  std::filesystem::remove_all(dir);
 }
 
 // HDF5 allocates inside each read (Open MPI's collectives do too: their
@@ -315,7 +315,8 @@ TEST(BlockSourceTest, MappedChunkedAndSplitFilesGiveTheSameBatches) {
 // load/prefetch makes exactly the allocations of its HDF5 reads of X (none
 // for a mapped file, contiguous or chunked: y is read once, at construction).
 TEST(BlockSourceTest, LoadAndPrefetchAllocateOnlyInsideHdf5) {
-  const std::string dir = testing::temp_dir("blocks_alloc");
+  const testing::TempDir temp("blocks_alloc");
+  const std::string& dir = temp.str();
   for (const XLayout layout : {XLayout::kContiguous, XLayout::kSplit, XLayout::kGzip}) {
     const bool through_hdf5 = layout == XLayout::kGzip;
     const DatasetInfo info = write_rows(dir + "/x.h5", {true, layout});
@@ -364,7 +365,6 @@ TEST(BlockSourceTest, LoadAndPrefetchAllocateOnlyInsideHdf5) {
       EXPECT_EQ(by_source, 0u) << "a mapped file's steps allocate nothing";
     }
   }
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -19,13 +19,12 @@ Usage: class_names_test.py NN_DIST NN_EVAL NN_CONVERT MPIEXEC
 import json
 import os
 import sys
-import tempfile
 
 import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testkit import check, finish, mpirun, run_per_rank, run_with_deadline  # noqa: E402
+from testkit import check, finish, mpirun, run_per_rank, run_with_deadline, work_dir  # noqa: E402
 
 NN_DIST, NN_EVAL, NN_CONVERT, MPIEXEC = sys.argv[1:5]
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
@@ -89,7 +88,7 @@ def val_accuracy(metrics):
     return float(open(metrics).read().strip().splitlines()[-1].split(",")[4])
 
 
-work = tempfile.mkdtemp()
+work = work_dir()
 os.chdir(work)
 
 # ---- a wine-like set: 178 samples, 13 features on the wine data's scales, three cultivars as words

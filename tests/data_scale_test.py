@@ -30,14 +30,13 @@ import re
 import select
 import subprocess
 import sys
-import tempfile
 import time
 
 import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testkit import DEADLINE, check, finish, kill_session, must_run, run_with_deadline  # noqa: E402
+from testkit import DEADLINE, check, finish, kill_session, must_run, run_with_deadline, work_dir  # noqa: E402
 
 NN_DIST, NN_DATAGEN, MPIEXEC = sys.argv[1:4]
 SAME_BITS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "same_bits.py")
@@ -67,7 +66,7 @@ def same_bits(a, b):
     return run_with_deadline(["/usr/bin/python3", SAME_BITS, a, b]).returncode == 0
 
 
-work = tempfile.mkdtemp()
+work = work_dir()
 os.chdir(work)
 must_run([NN_DATAGEN, "--kind", "teacher", "--samples", "3001", "--features", "24", "--classes", "5", "--out",
           "all.h5", "--seed", "4"])

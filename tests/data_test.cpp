@@ -95,7 +95,8 @@ StreamShape small_windows(const DatasetInfo& info, long batch, long count) {  //
 }
 
 TEST(StreamSourceTest, EveryRowOncePerEpochInWindowsOfShuffledBlocks) {
-  const std::string dir = testing::temp_dir("stream");
+  const testing::TempDir temp("stream");
+  const std::string& dir = temp.str();
   const DatasetInfo info = stream_file(dir, 1003);
   const long offset = 17, count = 950;  // a rank's rows, not from 0
   StreamSource source(info, offset, count, Loss::kSoftmax, {}, 16, true, 5, 1, small_windows(info, 16, count));
@@ -115,11 +116,11 @@ TEST(StreamSourceTest, EveryRowOncePerEpochInWindowsOfShuffledBlocks) {
   }
   StreamSource again(info, offset, count, Loss::kSoftmax, {}, 16, true, 5, 1, small_windows(info, 16, count));
   EXPECT_EQ(epoch_labels(again, 2, false), previous) << "a pure function of (seed, epoch, rank)";
-  std::filesystem::remove_all(dir);
 }
 
 TEST(StreamSourceTest, ResumingMidEpochGivesTheRemainingBatches) {
-  const std::string dir = testing::temp_dir("stream_resume");
+  const testing::TempDir temp("stream_resume");
+  const std::string& dir = temp.str();
   const DatasetInfo info = stream_file(dir, 700);
   StreamSource whole(info, 0, 700, Loss::kSoftmax, {}, 9, true, 3, 0, small_windows(info, 9, 700));
   const std::vector<int32_t> all = epoch_labels(whole, 4, true);
@@ -128,17 +129,16 @@ TEST(StreamSourceTest, ResumingMidEpochGivesTheRemainingBatches) {
     const std::vector<int32_t> rest = epoch_labels(resumed, 4, false, from);
     EXPECT_EQ(rest, std::vector<int32_t>(all.begin() + from * 9, all.end())) << "from step " << from;
   }
-  std::filesystem::remove_all(dir);
 }
 
 TEST(StreamSourceTest, WithoutShuffleFileOrderLikeTheInMemorySource) {
-  const std::string dir = testing::temp_dir("stream_order");
+  const testing::TempDir temp("stream_order");
+  const std::string& dir = temp.str();
   const DatasetInfo info = stream_file(dir, 300);
   StreamSource source(info, 0, 300, Loss::kSoftmax, {}, 7, false, 3, 0, small_windows(info, 7, 300));
   std::vector<int32_t> expected(300);
   std::iota(expected.begin(), expected.end(), 0);
   EXPECT_EQ(epoch_labels(source, 0, true), expected);
-  std::filesystem::remove_all(dir);
 }
 
 TEST(StreamSourceTest, ACacheTooSmallForTwoBatchesIsOneClearError) {

@@ -515,9 +515,9 @@ inline void write_named(const std::string& path, long n, long d, const std::vect
 // ---- data and a good checkpoint shared by every test (made once)
 
 struct Shared {
-  std::string dir, train, val, checkpoint;
+  const testing::TempDir temp{"e2e_shared"};  // removed at the end of the program
+  std::string dir = temp.str(), train, val, checkpoint;
   Shared() {
-    dir = testing::temp_dir("e2e_shared");
     train = dir + "/train.h5";
     val = dir + "/val.h5";
     checkpoint = dir + "/good_ck.h5";
@@ -529,7 +529,6 @@ struct Shared {
     EXPECT_EQ(fit.code, 0) << describe(fit);
     EXPECT_TRUE(fs::is_regular_file(checkpoint)) << describe(fit);
   }
-  ~Shared() { fs::remove_all(dir); }
 };
 
 inline const Shared& shared() {
@@ -539,13 +538,7 @@ inline const Shared& shared() {
 
 class E2eTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(fs::is_regular_file(shared().checkpoint));
-    dir_ = testing::temp_dir("e2e");
-  }
-  void TearDown() override {
-    if (!HasFailure()) fs::remove_all(dir_);
-  }
+  void SetUp() override { ASSERT_TRUE(fs::is_regular_file(shared().checkpoint)); }
   std::string path(const std::string& name) const { return dir_ + "/" + name; }
   // A copy of the good checkpoint in this test's folder, for --checkpoint.
   std::string good_checkpoint_copy() const {
@@ -553,7 +546,10 @@ class E2eTest : public ::testing::Test {
     fs::copy_file(shared().checkpoint, ck, fs::copy_options::overwrite_existing);
     return ck;
   }
-  std::string dir_;
+  // This test's folder, removed when the test ends, passed or failed: after what
+  // a derived fixture or the test made in it (a run, a mount) has ended.
+  const testing::TempDir temp_{"e2e"};
+  const std::string dir_ = temp_.str();
 };
 
 }  // namespace nn_dist::e2e

@@ -675,9 +675,14 @@ class ScratchMount {
       why_ = std::string("cannot mount a tmpfs (") + std::strerror(errno) + "): needs root or CAP_SYS_ADMIN";
     }
   }
+  // Detached even while busy, so the test's folder can be removed after it.
   ~ScratchMount() {
-    if (mounted_) ::umount2(where_.c_str(), MNT_DETACH);
+    if (mounted_ && ::umount2(where_.c_str(), MNT_DETACH) != 0) {
+      std::fprintf(stderr, "warning: cannot unmount %s: %s\n", where_.c_str(), std::strerror(errno));
+    }
   }
+  ScratchMount(const ScratchMount&) = delete;
+  ScratchMount& operator=(const ScratchMount&) = delete;
   bool mounted() const { return mounted_; }
   const std::string& why() const { return why_; }
   // Fills the file system with a file until no byte more fits, then frees `keep` bytes.

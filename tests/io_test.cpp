@@ -47,7 +47,8 @@ TEST(ShardTest, RangesCoverAllRowsAndDifferByAtMostOne) {
 }
 
 TEST(ShardTest, HyperslabReadReturnsTheRightRows) {
-  const std::string dir = testing::temp_dir("io");
+  const testing::TempDir temp("io");
+  const std::string& dir = temp.str();
   const long n = 11, d = 3;
   Matrix<float> x(d, n);
   Matrix<double> y(1, n);
@@ -71,11 +72,11 @@ TEST(ShardTest, HyperslabReadReturnsTheRightRows) {
     const Targets t = make_targets(info, shard, Loss::kSoftmax);
     EXPECT_EQ(t.max_label, 3);
   }
-  std::filesystem::remove_all(dir);
 }
 
 TEST(ShardTest, BadFilesGiveErrorsNamingTheFile) {
-  const std::string dir = testing::temp_dir("io_bad");
+  const testing::TempDir temp("io_bad");
+  const std::string& dir = temp.str();
   EXPECT_THROW(inspect_dataset(dir + "/missing.h5", "--data missing.h5", "X", "y"), Error);
   EXPECT_THROW(inspect_dataset(dir, "--data dir", "X", "y"), Error);
   std::ofstream(dir + "/text.h5") << "not hdf5\n";
@@ -98,11 +99,11 @@ TEST(ShardTest, BadFilesGiveErrorsNamingTheFile) {
   const DatasetInfo nan_info = inspect_dataset(dir + "/nan.h5", "--data nan.h5", "X", "y");
   EXPECT_NO_THROW(read_shard(nan_info, 0, 2));  // the NaN is outside this shard
   EXPECT_THROW(read_shard(nan_info, 2, 1), Error);
-  std::filesystem::remove_all(dir);
 }
 
 TEST(CheckpointTest, RoundTripRestoresEverything) {
-  const std::string dir = testing::temp_dir("ckpt");
+  const testing::TempDir temp("ckpt");
+  const std::string& dir = temp.str();
   const Layout layout({5, 4, 3});
   FlatBuffer params;
   testing::random_params(layout, 4, 1.0, params);
@@ -157,13 +158,13 @@ TEST(CheckpointTest, RoundTripRestoresEverything) {
   }
   // No temporary file is left beside it.
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 1);
-  std::filesystem::remove_all(dir);
 }
 
 // leaky_relu's slope lives in /model (leaky_slope) and AdamW's state under its own
 // name: a resume with another optimizer is refused, not continued with Adam's rule.
 TEST(CheckpointTest, LeakySlopeAndAdamWRoundTrip) {
-  const std::string dir = testing::temp_dir("ckpt_adamw");
+  const testing::TempDir temp("ckpt_adamw");
+  const std::string& dir = temp.str();
   const Layout layout({4, 3, 2});
   FlatBuffer params;
   testing::random_params(layout, 6, 1.0, params);
@@ -191,13 +192,13 @@ TEST(CheckpointTest, LeakySlopeAndAdamWRoundTrip) {
   // Other activations carry no slope.
   write_checkpoint(path, layout, Activation::kGelu, Loss::kSoftmax, params.data(), opt, TrainingState{});
   EXPECT_EQ(read_checkpoint_model(path, "--init ck.h5").activation, "gelu");
-  std::filesystem::remove_all(dir);
 }
 
 // The header's length and checksum catch every flipped bit and every cut,
 // wherever it falls; a file without the header (another tool's) passes unchecked.
 TEST(CheckpointTest, ChecksumFindsAnyFlippedBitAndAnyCut) {
-  const std::string dir = testing::temp_dir("ckpt_sum");
+  const testing::TempDir temp("ckpt_sum");
+  const std::string& dir = temp.str();
   const Layout layout({6, 5, 2});
   FlatBuffer params;
   testing::random_params(layout, 8, 1.0, params);
@@ -234,11 +235,11 @@ TEST(CheckpointTest, ChecksumFindsAnyFlippedBitAndAnyCut) {
   FlatBuffer back(layout.total());
   read_checkpoint_params(path, "ck", layout, back.data());
   EXPECT_EQ(back, params);
-  std::filesystem::remove_all(dir);
 }
 
 TEST(CheckpointTest, FailedWriteLeavesTheOldCheckpoint) {
-  const std::string dir = testing::temp_dir("ckpt_fail");
+  const testing::TempDir temp("ckpt_fail");
+  const std::string& dir = temp.str();
   const Layout layout({2, 2});
   FlatBuffer params(layout.total(), 1.0f);
   Optimizer opt(OptimizerOptions{}, layout.total());
@@ -256,11 +257,11 @@ TEST(CheckpointTest, FailedWriteLeavesTheOldCheckpoint) {
                Error);
   EXPECT_EQ(file_bytes(path), before);
   EXPECT_TRUE(std::filesystem::exists(dir + "/blocker/x"));
-  std::filesystem::remove_all(dir);
 }
 
 TEST(CheckpointTest, DatasetFileIsNotACheckpoint) {
-  const std::string dir = testing::temp_dir("ckpt_not");
+  const testing::TempDir temp("ckpt_not");
+  const std::string& dir = temp.str();
   Matrix<float> x = Matrix<float>::Zero(2, 3);
   Matrix<double> y = Matrix<double>::Zero(1, 3);
   write_dataset(dir + "/d.h5", x, y, true);
@@ -270,7 +271,6 @@ TEST(CheckpointTest, DatasetFileIsNotACheckpoint) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("not an nn_dist checkpoint"), std::string::npos) << e.what();
   }
-  std::filesystem::remove_all(dir);
 }
 
 
@@ -279,7 +279,8 @@ using testing::has;
 
 TEST(FilesTest, OutputsThatNameAnInputAreFoundByIdentityNotByName) {
   namespace fs = std::filesystem;
-  const std::string dir = testing::temp_dir("files_alias");
+  const testing::TempDir temp("files_alias");
+  const std::string& dir = temp.str();
   const std::string data = dir + "/d.h5";
   std::ofstream(data) << "data";
   fs::create_directory(dir + "/sub");
@@ -303,11 +304,11 @@ TEST(FilesTest, OutputsThatNameAnInputAreFoundByIdentityNotByName) {
     require_distinct_files(inputs, {{"--checkpoint", dir + "/out"}, {"--metrics", dir + "/sub/../out"}}, {});
   });
   EXPECT_TRUE(has(both, "--metrics") && has(both, "same file as --checkpoint")) << both;
-  fs::remove_all(dir);
 }
 
 TEST(FilesTest, SpecialFilesAreRefusedBeforeAnythingOpensThem) {
-  const std::string dir = testing::temp_dir("files_special");
+  const testing::TempDir temp("files_special");
+  const std::string& dir = temp.str();
   const std::string fifo = dir + "/fifo";
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
   // Opening a FIFO for reading would block this test forever: the check must not open it.
@@ -321,11 +322,11 @@ TEST(FilesTest, SpecialFilesAreRefusedBeforeAnythingOpensThem) {
   EXPECT_EQ(error_of([&] { require_output_file(dir + "/ck.h5", "--checkpoint x"); }), "");
   // The probe left nothing behind.
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 1);
-  std::filesystem::remove_all(dir);
 }
 
 TEST(FilesTest, AtomicWriteReplacesWholeOrNotAtAll) {
-  const std::string dir = testing::temp_dir("files_atomic");
+  const testing::TempDir temp("files_atomic");
+  const std::string& dir = temp.str();
   const std::string path = dir + "/f";
   write_file_atomically(path, "first", 5, "--checkpoint f");
   EXPECT_EQ(file_bytes(path), "first");
@@ -337,11 +338,11 @@ TEST(FilesTest, AtomicWriteReplacesWholeOrNotAtAll) {
   const std::string message = error_of([&] { write_file_atomically(dir + "/full", "x", 1, "--checkpoint full"); });
   EXPECT_TRUE(has(message, "--checkpoint full: renaming")) << message;
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 2);
-  std::filesystem::remove_all(dir);
 }
 
 TEST(FilesTest, StaleTemporariesOfDeadProcessesOnThisHostAreRemoved) {
-  const std::string dir = testing::temp_dir("files_stale");
+  const testing::TempDir temp("files_stale");
+  const std::string& dir = temp.str();
   char host[256] = {0};
   ::gethostname(host, sizeof host - 1);
   const std::string mine = dir + "/.ck.h5.tmp." + host + "." + std::to_string(::getpid());
@@ -356,7 +357,6 @@ TEST(FilesTest, StaleTemporariesOfDeadProcessesOnThisHostAreRemoved) {
   std::ofstream(numbered) << "x";
   EXPECT_EQ(remove_stale_temporaries(dir, is_checkpoint_name), std::vector<std::string>{numbered});
   for (const std::string& p : {mine, other_host, other_file}) EXPECT_TRUE(std::filesystem::exists(p)) << p;
-  std::filesystem::remove_all(dir);
 }
 
 TEST(NamesTest, MismatchesAreOneLineNamingBothFilesAndUnnamedListsAreNotCompared) {
@@ -383,7 +383,8 @@ TEST(NamesTest, MismatchesAreOneLineNamingBothFilesAndUnnamedListsAreNotCompared
 }
 
 TEST(NamesTest, CheckpointRecordsTheNamesAndOneWithoutThemIsUnnamed) {
-  const std::string dir = testing::temp_dir("names");
+  const testing::TempDir temp("names");
+  const std::string& dir = temp.str();
   const Layout layout({3, 4, 2});
   FlatBuffer params;
   testing::random_params(layout, 4, 1.0, params);
@@ -406,7 +407,6 @@ TEST(NamesTest, CheckpointRecordsTheNamesAndOneWithoutThemIsUnnamed) {
   write_checkpoint(dir + "/three.h5", layout, Activation::kRelu, Loss::kSoftmax, params.data(), opt, state);
   EXPECT_EQ(error_of([&] { read_checkpoint_model(dir + "/three.h5", "--init three.h5"); }),
             "--init three.h5: '/model/label_names' holds 3 names for 2 classes");
-  std::filesystem::remove_all(dir);
 }
 
 TEST(TextTest, PrintableBoundsAndEscapesButKeepsUtf8) {

@@ -117,7 +117,8 @@ std::vector<unsigned char> expected_row(long j, bool compact, bool hole) {
 }
 
 TEST(MappedChunksTest, EveryLayoutGivesTheStoredRowsBitForBit) {
-  const std::string dir = testing::temp_dir("chunks_rows");
+  const testing::TempDir temp("chunks_rows");
+  const std::string& dir = temp.str();
   for (const bool compact : {false, true}) {
     for (const Storage& s : storages()) {
       const std::string what = s.name + (compact ? ", uint8" : ", float32");
@@ -161,7 +162,6 @@ TEST(MappedChunksTest, EveryLayoutGivesTheStoredRowsBitForBit) {
       }
     }
   }
-  std::filesystem::remove_all(dir);
 }
 
 // What a source gave over two epochs: every batch's x as floats, then its
@@ -176,7 +176,8 @@ struct Seen {
 // (mapped, in place or not) as the storage says.
 template <typename Epochs>
 void expect_contiguous_bits(const std::string& tag, Epochs&& epochs) {
-  const std::string dir = testing::temp_dir(tag);
+  const testing::TempDir temp(tag);
+  const std::string& dir = temp.str();
   for (const bool compact : {false, true}) {
     Standardization standardize{std::vector<double>(kFeatures, 3.5), std::vector<double>(kFeatures, 7.25)};
     for (const Standardization& t : {Standardization{}, standardize}) {
@@ -194,7 +195,6 @@ void expect_contiguous_bits(const std::string& tag, Epochs&& epochs) {
       }
     }
   }
-  std::filesystem::remove_all(dir);
 }
 
 // Streamed rows [3, 93), shuffled, prefetching in the second epoch.
@@ -269,7 +269,8 @@ long resident_kib(const std::string& path) {
 // rows to keep, the mapping's last page (part X, part what follows) too;
 // what stays and what is made resident again reads right.
 TEST(MappedChunksTest, ReleaseGivesBackAllButTheKeptRowsPieces) {
-  const std::string dir = testing::temp_dir("chunks_release");
+  const testing::TempDir temp("chunks_release");
+  const std::string& dir = temp.str();
   constexpr long kBigRows = 4000, kBigFeatures = 50;  // 800 KB of float32: 8 x 4 chunks of 32 KB, or contiguous
   for (const bool chunked : {true, false}) {
     const std::string path = std::filesystem::canonical(dir).string() + (chunked ? "/chunked.h5" : "/contiguous.h5");
@@ -315,7 +316,6 @@ TEST(MappedChunksTest, ReleaseGivesBackAllButTheKeptRowsPieces) {
     reader.release_except({});
     EXPECT_EQ(resident_kib(path), 0) << what << ": nothing kept, every page given back";
   }
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

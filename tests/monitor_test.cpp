@@ -138,7 +138,8 @@ TEST(PlateauTest, FlagsAreValidatedAndNamed) {
 }
 
 TEST(EarlyStoppingTest, StatesAndBestWeightsRoundTripThroughACheckpointInfinitiesIncluded) {
-  const std::string dir = testing::temp_dir("ckpt_monitor");
+  const testing::TempDir temp("ckpt_monitor");
+  const std::string& dir = temp.str();
   const Layout layout({3, 4, 2});
   FlatBuffer params, best;
   testing::random_params(layout, 1, 1.0, params);
@@ -172,7 +173,6 @@ TEST(EarlyStoppingTest, StatesAndBestWeightsRoundTripThroughACheckpointInfinitie
   const TrainingState none = read_checkpoint_state(plain, "plain.h5", layout, opt2);
   EXPECT_FALSE(none.has_early_stopping || none.has_plateau);
   EXPECT_FALSE(read_checkpoint_best(plain, "plain.h5", layout, read.data()));
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <optional>
 
 #include "alloc_counter.hpp"
 #include "nn_dist/parallel/comm.hpp"
@@ -26,20 +27,22 @@ const Communicator& comm() {
   return c;
 }
 
-// A folder every rank sees (made by rank 0), removed at the end of the test.
+// A folder every rank sees (made by rank 0), removed by rank 0 at the end of
+// the test once every rank is done with it (the barrier).
 class SharedDir {
  public:
   explicit SharedDir(const std::string& tag) {
-    if (comm().root()) path_ = testing::temp_dir(tag);
+    if (comm().root()) {
+      dir_.emplace(tag);
+      path_ = dir_->str();
+    }
     comm().broadcast(&path_);
   }
-  ~SharedDir() {
-    comm().barrier();
-    if (comm().root()) std::filesystem::remove_all(path_);
-  }
+  ~SharedDir() { comm().barrier(); }  // then dir_, on rank 0, removes the folder
   std::string file(const std::string& name) const { return path_ + "/" + name; }
 
  private:
+  std::optional<testing::TempDir> dir_;
   std::string path_;
 };
 

@@ -28,12 +28,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from testkit import check, finish  # noqa: E402
+from testkit import check, finish, work_dir  # noqa: E402
 import perf_model as pm  # noqa: E402
 
 BUILD = os.path.abspath(sys.argv[1])
 PY = "/usr/bin/python3"
-work = tempfile.mkdtemp()
+work = work_dir()
 
 
 def close(a, b, rel=1e-9):
@@ -222,5 +222,4 @@ p = subprocess.run([PY, os.path.join(ROOT, "scripts", "batch_sweep.py"), "--batc
                    text=True)
 check("batch_sweep.py --batches 33 at 2 ranks: refused", p.returncode == 2 and "--batches" in p.stderr, p.stderr)
 
-shutil.rmtree(work, ignore_errors=True)
 finish()

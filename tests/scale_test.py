@@ -22,10 +22,8 @@ Usage: scale_test.py NN_DIST NN_DATAGEN
 import csv
 import os
 import re
-import shutil
 import statistics
 import sys
-import tempfile
 
 import matplotlib
 
@@ -33,8 +31,7 @@ matplotlib.use("Agg")
 import matplotlib.image  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import testkit  # noqa: E402
-from testkit import check, finish, must_run, run_with_deadline  # noqa: E402
+from testkit import check, finish, must_run, run_with_deadline, work_dir  # noqa: E402
 
 NN_DIST, NN_DATAGEN = sys.argv[1:3]
 SCALE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts", "scale.py")
@@ -61,7 +58,7 @@ def close(a, b, tol):
     return abs(float(a) - float(b)) <= tol
 
 
-work = tempfile.mkdtemp()
+work = work_dir(keep_on_failure=True)
 os.chdir(work)
 must_run([NN_DATAGEN, "--kind", "spirals", "--samples", "1200", "--val-samples", "400", "--out", "d.h5", "--val-out",
           "v.h5"])
@@ -259,9 +256,4 @@ for args, words in ((["--mode", "strong", "--ranks", "1,2,3", "--global-batch", 
     check(f"refused: {words}", code == 2 and words in err and err.count("\n") == 1 and
           not os.path.exists("refused/runs.csv"), err)
 
-os.chdir("/")
-if testkit.failures:
-    print(f"files kept in {work}")
-else:
-    shutil.rmtree(work, ignore_errors=True)
 finish()

@@ -2,6 +2,10 @@
 // error messages, temporary folders.
 #pragma once
 
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <initializer_list>
 #include <string>
@@ -54,12 +58,34 @@ std::string error_of(F&& f) {
 
 inline bool has(const std::string& text, const std::string& word) { return text.find(word) != std::string::npos; }
 
-// A fresh folder under the system temp dir.
-inline std::string temp_dir(const std::string& tag) {
-  std::string pattern = (std::filesystem::temp_directory_path() / ("nn_dist_" + tag + "_XXXXXX")).string();
-  std::vector<char> buf(pattern.begin(), pattern.end());
-  buf.push_back('\0');
-  return mkdtemp(buf.data());
-}
+// A fresh folder under the system temp dir (TMPDIR), removed with all it holds
+// when it goes out of scope: on every way out of a test, an ASSERT that returns
+// early or an exception too, so no run leaves files behind.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag) {
+    const std::filesystem::path parent = std::filesystem::temp_directory_path();
+    std::string pattern = (parent / ("nn_dist_" + tag + "_XXXXXX")).string();
+    if (mkdtemp(pattern.data()) == nullptr) {
+      throw Error("cannot make a temporary folder in " + parent.string() + ": " + std::strerror(errno));
+    }
+    str_ = pattern;
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+    if (ec) std::fprintf(stderr, "warning: cannot remove %s: %s\n", str_.c_str(), ec.message().c_str());
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  const std::string& str() const { return str_; }
+
+ private:
+  std::filesystem::path path_;
+  std::string str_;
+};
 
 }  // namespace nn_dist::testing

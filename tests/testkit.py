@@ -1,9 +1,12 @@
-"""What the Python end-to-end tests share: named checks that count failures, how ranks are launched, and
-commands run with a deadline."""
+"""What the Python end-to-end tests share: named checks that count failures, a work folder removed on every
+exit, how ranks are launched, and commands run with a deadline."""
+import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 
 failures = 0
 DEADLINE = 300  # seconds for one command: far beyond any run in these tests, short of ctest's timeouts
@@ -21,6 +24,21 @@ def finish():
     """Prints the failure count and exits non-zero if any check failed."""
     print(f"{failures} failed")
     sys.exit(1 if failures else 0)
+
+
+def work_dir(keep_on_failure=False):
+    """A fresh folder in the temp dir (TMPDIR), named for the test, removed when the test exits: through finish(),
+    sys.exit or an uncaught exception (atexit). keep_on_failure: kept when a check failed, and its path printed."""
+    path = tempfile.mkdtemp(prefix=os.path.splitext(os.path.basename(sys.argv[0]))[0] + ".")
+
+    def remove():
+        if keep_on_failure and failures:
+            print(f"files kept in {path}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+    atexit.register(remove)
+    return path
 
 
 def mpirun(mpiexec, ranks):

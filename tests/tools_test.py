@@ -21,14 +21,13 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 
 import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testkit import check, finish, run_with_deadline  # noqa: E402
+from testkit import check, finish, run_with_deadline, work_dir  # noqa: E402
 
 NN_DIST, NN_EVAL, NN_CONVERT, NN_DATAGEN, MPIEXEC = sys.argv[1:6]
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
@@ -47,7 +46,7 @@ def error_line(err, tool):
     return lines[0] if len(lines) == 1 else f"<{len(lines)} error lines: {err[-300:]}>"
 
 
-work = tempfile.mkdtemp()
+work = work_dir()
 os.chdir(work)
 rng = np.random.default_rng(7)
 
@@ -173,20 +172,23 @@ for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
 # output removes those of processes that no longer exist on this host, in the old form (.NAME.tmp.PID)
 # and the new (.NAME.tmp.HOST.PID), and keeps a live process's.
 live = subprocess.Popen(["sleep", "600"])
-host = socket.gethostname()
-dead_old, dead_new = ".int2.h5.tmp.999999999", f".int2.h5.tmp.{host}.999999999"
-alive, other_host = f".int2.h5.tmp.{host}.{live.pid}", ".int2.h5.tmp.elsewhere.999999999"
-for t in (dead_old, dead_new, alive, other_host):
-    open(t, "w").write("left behind")
-code, out, err = run([NN_CONVERT, "csv", "--input", "int.csv", "--out", "int2.h5", "--label", "0"])
-check("stale temporaries: the conversion succeeds", code == 0, err)
-check("stale temporaries of dead processes are removed, each named in a note",
-      not os.path.exists(dead_old) and not os.path.exists(dead_new)
-      and all(f"note: removed {t}" in out + err or f"note: removed ./{t}" in out + err for t in (dead_old, dead_new)),
-      f"{os.listdir('.')}; {out}{err}")
-check("a live writer's temporary file and another host's are kept", os.path.exists(alive) and os.path.exists(other_host))
-live.kill()
-live.wait()
+try:  # the sleeper ends on every path, so nothing of the test outlives it
+    host = socket.gethostname()
+    dead_old, dead_new = ".int2.h5.tmp.999999999", f".int2.h5.tmp.{host}.999999999"
+    alive, other_host = f".int2.h5.tmp.{host}.{live.pid}", ".int2.h5.tmp.elsewhere.999999999"
+    for t in (dead_old, dead_new, alive, other_host):
+        open(t, "w").write("left behind")
+    code, out, err = run([NN_CONVERT, "csv", "--input", "int.csv", "--out", "int2.h5", "--label", "0"])
+    check("stale temporaries: the conversion succeeds", code == 0, err)
+    check("stale temporaries of dead processes are removed, each named in a note",
+          not os.path.exists(dead_old) and not os.path.exists(dead_new)
+          and all(f"note: removed {t}" in out + err or f"note: removed ./{t}" in out + err for t in (dead_old, dead_new)),
+          f"{os.listdir('.')}; {out}{err}")
+    check("a live writer's temporary file and another host's are kept",
+          os.path.exists(alive) and os.path.exists(other_host))
+finally:
+    live.kill()
+    live.wait()
 for t in (alive, other_host):
     os.remove(t)
 
