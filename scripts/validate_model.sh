@@ -140,7 +140,7 @@ done
 log "predicted $(($(wc -l <"$OUT/predictions.csv") - 1)) cells (predictions.csv); measuring them"
 
 # ---- measured: each rate's shaping on every host, then its cells
-echo "rate,gbps,layout,ranks,mode,accumulate,in_sample,compute_ms,predicted_sum_ms,measured_sum_ms,predicted_step_ms,measured_step_ms,error_pct,runs" \
+echo "rate,gbps,layout,ranks,mode,accumulate,in_sample,oversubscribed,compute_ms,predicted_sum_ms,measured_sum_ms,predicted_step_ms,measured_step_ms,error_pct,runs" \
   >"$OUT/validation.csv"
 for rate in $RATES; do
   for ((i = 1; i <= hosts_needed; i++)); do
@@ -162,7 +162,10 @@ for rate in $RATES; do
     done
     m_step=$(echo "$steps" | median); m_sum=$(echo "$sums" | median)
     in_sample=$([[ $rate == none && $layout == 1+1 && $k == 1 ]] && echo yes || echo no)
-    printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%.4f,%s,%.4f,%.2f,%s\n' "$rate" "$gbps" "$layout" "$np" "$mode" "$k" "$in_sample" \
+    # More ranks than the machine has cores: they take turns on them (see cluster/perf-model.md).
+    oversubscribed=$( ((np > CORES)) && echo yes || echo no)
+    printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%.4f,%s,%.4f,%.2f,%s\n' "$rate" "$gbps" "$layout" "$np" "$mode" "$k" "$in_sample" \
+      "$oversubscribed" \
       "$c_ms" "$p_sum" "$m_sum" "$p_step" "$m_step" "$(echo "100 * ($p_step - $m_step) / $m_step" | bc -l)" \
       "$(echo $steps | tr ' ' ';')" >>"$OUT/validation.csv"
   done < <(tail -n +2 "$OUT/predictions.csv")
@@ -170,5 +173,8 @@ done
 "$HOSTS" down >/dev/null 2>&1 || true
 
 $PY "$MODEL" plot --model "$OUT/model.json" --measured "$OUT/validation.csv" --out "$OUT/perf_model.png" >&2
-awk -F, '{printf "%-8s %-8s %-16s %9s %11s %11s %12s %12s %8s\n", $1, $3, $5, $7, $9, $10, $11, $12, $13}' "$OUT/validation.csv"
+awk -F, '{printf "%-8s %-8s %-16s %9s %14s %11s %11s %12s %12s %8s\n", $1, $3, $5, $7, $8, $10, $11, $12, $13, $14}' "$OUT/validation.csv"
 echo "(emulated hosts on a $CORES-core machine; 1-rank step $step1 ms; 2 x 1 compute $compute ms; files in $OUT)"
+awk -F, 'NR > 1 { e = ($14 < 0 ? -$14 : $14); n[$8]++; if (e <= 20) ok[$8]++ }
+  END { printf "within 20%%: %d of %d cells that fit the cores; %d of %d oversubscribed cells\n", ok["no"], n["no"], ok["yes"], n["yes"] }' \
+  "$OUT/validation.csv"
