@@ -161,7 +161,7 @@ po::options_description performance_options(Config& c, TextOptions& t) {
        "f32|bf16: bf16 multiplies f32 values rounded to bf16 and sums in f32 (mixed precision: weights, gradients, "
        "optimizer and checkpoints stay f32); needs a CPU with AMX-BF16 or AVX512_BF16")
       ("bucket-mb", po::value(&c.bucket_mb)->default_value(c.bucket_mb), "gradient allreduce bucket size in MB")
-      ("overlap", po::value(&t.overlap)->default_value("on"), "on: bucketed allreduce overlapping backprop; off: one blocking allreduce")
+      ("overlap", po::value(&t.overlap)->default_value("on"), "hierarchical sum: on, its buckets go across nodes as backprop finishes them; off, in one bucket after backprop (no effect on shared, mpi)")
       ("allreduce", po::value(&t.allreduce)->default_value("auto"),
        "gradient sum: auto|shared|hierarchical|mpi (auto: shared memory on one node, hierarchical "
        "(shared memory inside nodes, MPI_Allreduce between) on several, mpi if nodes differ in size); "
