@@ -161,6 +161,22 @@ check "bad input on host 2: one error line naming the file" \
   test "$(grep -c 'nn_dist: error: --data .*nan.h5.*NaN' "$WORK/out")" -eq 1
 check "bad input on host 2: no abort" bash -c "! grep -q 'MPI_ABORT' '$WORK/out'"
 
+# Shaping: tbf's bucket is 0.5 ms of the rate, at least 32 KB (with 32 KB a 2 Gbit/s link
+# carried 2 Gbit/s in total, not each way).
+bucket() { ip netns exec nnt2 tc qdisc show dev eth0 | grep -o 'rate [^ ]* burst [0-9]*' | awk '{print $2, $4}'; }
+"$HOSTS" shape nnt2 2gbit
+read -r shaped_rate shaped_burst <<<"$(bucket)"
+check "shape 2gbit: tbf at 2 Gbit/s with a bucket of ~125 KB (0.5 ms)" \
+  test "$shaped_rate" = 2Gbit -a "${shaped_burst:-0}" -ge 120000 -a "${shaped_burst:-0}" -le 130000
+"$HOSTS" shape nnt2 300mbit
+read -r shaped_rate shaped_burst <<<"$(bucket)"
+check "shape 300mbit: the 32 KB floor" test "$shaped_rate" = 300Mbit -a "${shaped_burst:-0}" -ge 32000 -a "${shaped_burst:-0}" -le 33000
+"$HOSTS" shape nnt2 fast 2>"$WORK/shape.err"
+rc=$?
+check "shape with a bad rate: exit 2 and one line naming it" \
+  bash -c "test $rc -eq 2 && test \$(wc -l <'$WORK/shape.err') -eq 1 && grep -q 'rate fast' '$WORK/shape.err'"
+"$HOSTS" unshape nnt2
+
 # A link cut mid-run (host 2's veth taken down). Either the watchdog
 # (--collective-timeout) or Open MPI's out-of-band keepalive (hosts.sh's
 # settings, ~11 s) notices first; either way the job ends with a clear line.

@@ -129,7 +129,9 @@ case "${1:-}" in
       --mca btl_tcp_if_include "$SUBNET.0/24" --mca oob_tcp_if_include "$SUBNET.0/24" \
       --mca mpi_yield_when_idle 1 --mca oob_tcp_keepalive_time 5 --mca oob_tcp_keepalive_intvl 2 \
       --mca oob_tcp_keepalive_probes 3 "$@" ;;
-  shape) ip netns exec "$2" tc qdisc replace dev eth0 root tbf rate "$3" burst "$(tbf_burst "$3")" latency 50ms ;;
+  shape)
+    burst=$(tbf_burst "${3:?hosts.sh shape HOST RATE}") || exit 2
+    ip netns exec "$2" tc qdisc replace dev eth0 root tbf rate "$3" burst "$burst" latency 50ms ;;
   unshape) ip netns exec "$2" tc qdisc del dev eth0 root 2>/dev/null || true ;;
   *) sed -n '2,20p' "$0" >&2; exit 2 ;;
 esac
