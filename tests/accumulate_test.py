@@ -119,6 +119,19 @@ def equal_to_one_big_batch(tmp, data):
             check(f"{what}: every epoch's loss, accuracy and lr agree", close and len(mw["lr"]) == 2, f"{mw} vs {ma}")
 
 
+def streamed(tmp, data):
+    """Part 1, streamed: with --cache-mb the micro-batches come from the windows in the big batch's order."""
+    job = ["--data", data, "--hidden", "16,8", "--epochs", "2", "--seed", "4", "--optimizer", "sgd", "--lr", "0.05",
+           "--momentum", "0.9", "--cache-mb", "0.002"]  # windows of ~40 rows: each rank's shard crosses several
+    whole, _, whole_out = train(2, job + ["--batch-size", "12"], "s_whole", tmp)
+    acc, _, _ = train(2, job + ["--batch-size", "4", "--accumulate-steps", "3"], "s_acc", tmp)
+    single, _, _ = train(2, job + ["--batch-size", "4"], "s_single", tmp)
+    worst, apart = largest_difference(whole, acc), largest_difference(whole, single)
+    check("2 ranks, streamed: the run streams (its start-up line)", "streaming:" in whole_out, whole_out[-400:])
+    check(f"2 ranks, streamed (--cache-mb 0.002): 3 micro-batches of 4 = one step of 12 ({worst:.1e}, tolerance 1e-5; "
+          f"one micro-batch of 4 a step: {apart:.1e})", worst < 1e-5 and apart > 1e-3)
+
+
 def traffic(tmp, ranks, flags, steps):
     """(bytes all ranks handed to MPI, samples trained) in a run of `steps` steps; the samples are those its
     checkpoint after the last step counts."""
@@ -224,6 +237,7 @@ def main():
         must_run([NN_DATAGEN, "--kind", "teacher", "--samples", "4096", "--features", "20", "--classes", "4",
                   "--seed", "3", "--out", big])
         equal_to_one_big_batch(tmp, data)
+        streamed(tmp, data)
         bytes_fall_by_k(tmp, big)
         resume_on_step_boundaries(tmp, data)
     finish()
