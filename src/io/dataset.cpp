@@ -203,11 +203,13 @@ std::size_t make_resident(const unsigned char* begin, std::size_t bytes) {
   return length;
 }
 
+// The bytes one page table maps: the kernel maps pages around a fault within it.
+constexpr std::uintptr_t kTable = 2 << 20;
+
 // Gives back the pages of [begin, end) (inside a mapping of `map_bytes` from
 // `map`) and every page the kernel may have mapped around them: fault-around
 // stays inside the 2 MiB that one page table covers.
 void give_back(const void* map, std::size_t map_bytes, const unsigned char* begin, const unsigned char* end) {
-  constexpr std::uintptr_t kTable = 2 << 20;
   const std::uintptr_t first = reinterpret_cast<std::uintptr_t>(map), page = page_size();
   const std::uintptr_t last = (first + map_bytes + page - 1) / page * page;  // the mapping's last page included
   const std::uintptr_t lo = std::max(first, reinterpret_cast<std::uintptr_t>(begin) / kTable * kTable);
@@ -219,7 +221,6 @@ void give_back(const void* map, std::size_t map_bytes, const unsigned char* begi
 // table are given back in one call.
 void give_back_all(const void* map, std::size_t map_bytes,
                    std::vector<std::pair<const unsigned char*, const unsigned char*>>* spans) {
-  constexpr std::uintptr_t kTable = 2 << 20;
   const auto table = [](const unsigned char* p) { return reinterpret_cast<std::uintptr_t>(p) / kTable; };
   std::sort(spans->begin(), spans->end());
   for (std::size_t k = 0; k < spans->size();) {
