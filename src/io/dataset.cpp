@@ -390,22 +390,30 @@ struct RowReader::Impl {
     }
   }
 
-  // Calls f(first, rows, stride) for each run of the mapping that rows
-  // [offset, offset + count) of the concatenation take: `rows` chunk rows of
-  // `stride` bytes from `first`. One run a file when X is contiguous; one a
-  // chunk they touch when it is chunked.
+  // Calls f(open, chunk, from, rows, out) for each run that rows [offset,
+  // offset + count) of the concatenation take in one file and one chunk row:
+  // chunk[c] + from is the run's first byte in chunk column c (stride bytes a
+  // row, `rows` rows), out its first row among the `count`. One run a file
+  // when X is contiguous.
   template <typename F>
-  void for_each_piece(long offset, long count, F&& f) const {
-    for_each_part(info, offset, count, [&](std::size_t i, const DatasetInfo&, long first, long n, long) {
+  void for_each_run(long offset, long count, F&& f) const {
+    for_each_part(info, offset, count, [&](std::size_t i, const DatasetInfo&, long first, long n, long at) {
       const Open& open = parts[i];
       for (long row = first; row < first + n;) {
         const long chunk_row = row / open.chunk_rows, in_chunk = row - chunk_row * open.chunk_rows;
         const long rows = std::min(first + n - row, open.chunk_rows - in_chunk);
-        const unsigned char* const* chunk = open.chunks.data() + chunk_row * open.grid_width;
-        const std::size_t at = open.stride * static_cast<std::size_t>(in_chunk);
-        for (long c = 0; c < open.grid_width; ++c) f(chunk[c] + at, rows, open.stride);
+        f(open, open.chunks.data() + chunk_row * open.grid_width, open.stride * static_cast<std::size_t>(in_chunk),
+          rows, at + row - first);
         row += rows;
       }
+    });
+  }
+  // Calls f(first, rows, stride) for each piece of the mapping those rows
+  // take: one per run and chunk column.
+  template <typename F>
+  void for_each_piece(long offset, long count, F&& f) const {
+    for_each_run(offset, count, [&](const Open& open, const unsigned char* const* chunk, std::size_t from, long rows, long) {
+      for (long c = 0; c < open.grid_width; ++c) f(chunk[c] + from, rows, open.stride);
     });
   }
 };
@@ -440,36 +448,29 @@ void RowReader::copy_rows(long offset, long count, void* x) const {
   constexpr long kGroup = 8;
   const long tile = std::max<long>(1, static_cast<long>(16384 / std::max<std::size_t>(row_bytes, 1)));
   auto& spans = impl_->spans;
-  for_each_part(impl_->info, offset, count, [&](std::size_t i, const DatasetInfo&, long first, long n, long at) {
-    const Impl::Open& open = impl_->parts[i];
-    for (long row = first; row < first + n;) {
-      const long chunk_row = row / open.chunk_rows, in_chunk = row - chunk_row * open.chunk_rows;
-      const long rows = std::min(first + n - row, open.chunk_rows - in_chunk);
-      const unsigned char* const* chunk = open.chunks.data() + chunk_row * open.grid_width;
-      const std::size_t from = open.stride * static_cast<std::size_t>(in_chunk);
-      const std::size_t run = open.stride * static_cast<std::size_t>(rows);
-      unsigned char* const to = out + row_bytes * static_cast<std::size_t>(at + row - first);
-      for (long g = 0; g < open.grid_width; g += kGroup) {
-        const long group_end = std::min(open.grid_width, g + kGroup);
-        spans.clear();
+  impl_->for_each_run(offset, count, [&](const Impl::Open& open, const unsigned char* const* chunk, std::size_t from,
+                                         long rows, long out_row) {
+    const std::size_t run = open.stride * static_cast<std::size_t>(rows);
+    unsigned char* const to = out + row_bytes * static_cast<std::size_t>(out_row);
+    for (long g = 0; g < open.grid_width; g += kGroup) {
+      const long group_end = std::min(open.grid_width, g + kGroup);
+      spans.clear();
+      for (long c = g; c < group_end; ++c) {
+        make_resident(chunk[c] + from, run);
+        spans.emplace_back(chunk[c] + from, chunk[c] + from + run);
+      }
+      for (long t = 0; t < rows; t += tile) {
+        const long tile_end = std::min(rows, t + tile);
         for (long c = g; c < group_end; ++c) {
-          make_resident(chunk[c] + from, run);
-          spans.emplace_back(chunk[c] + from, chunk[c] + from + run);
-        }
-        for (long t = 0; t < rows; t += tile) {
-          const long tile_end = std::min(rows, t + tile);
-          for (long c = g; c < group_end; ++c) {
-            const std::size_t column = open.stride * static_cast<std::size_t>(c);  // the chunk's first byte in a row
-            const std::size_t bytes = std::min(open.stride, row_bytes - column);  // the last chunks pass the last feature
-            const unsigned char* piece = chunk[c] + from;
-            for (long k = t; k < tile_end; ++k) {
-              std::memcpy(to + row_bytes * static_cast<std::size_t>(k) + column, piece + open.stride * k, bytes);
-            }
+          const std::size_t column = open.stride * static_cast<std::size_t>(c);  // the chunk's first byte in a row
+          const std::size_t bytes = std::min(open.stride, row_bytes - column);  // the last chunks pass the last feature
+          const unsigned char* piece = chunk[c] + from;
+          for (long k = t; k < tile_end; ++k) {
+            std::memcpy(to + row_bytes * static_cast<std::size_t>(k) + column, piece + open.stride * k, bytes);
           }
         }
-        give_back_all(open.map, open.map_bytes, &spans);
       }
-      row += rows;
+      give_back_all(open.map, open.map_bytes, &spans);
     }
   });
 }
