@@ -5,7 +5,7 @@
 # and nothing is added to the root namespace), its own hostname (UTS) and its
 # own mounts, with a private /tmp and /dev/shm as a real node has. The rest
 # of the file system (the checkout, the build, the data: a cluster's shared
-# file system) is the machine's. Needs root.
+# file system) is the machine's, and so is a checkout under /tmp. Needs root.
 #
 #   hosts.sh up N            create hosts nnh1 .. nnhN (10.231.7.1 .. N)
 #   hosts.sh down            kill what runs in them (by PID) and delete them
@@ -26,6 +26,7 @@ SWITCH=${PREFIX}sw
 # them (and in the host's network namespace); its PID is kept here.
 HOLDERS=/run/nn-hosts
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"  # the checkout, which every host sees
 
 hosts() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^${PREFIX}[0-9]+$" || true; }
 
@@ -34,15 +35,19 @@ hosts() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^${PREFIX}[0-9
 # later still reach the host (slave propagation); the host's do not leave it.
 make_host_namespaces() {
   local ns=$1
-  mkdir -p "$HOLDERS"
+  mkdir -p "$HOLDERS" "$HOLDERS/$ns.tmp"
   nsenter --net="/run/netns/$ns" unshare --mount --uts --propagation slave /bin/sh -ec '
     hostname "$1"
     mount --bind "/etc/netns/$1/hosts" /etc/hosts
     if [ "$2" != 1 ]; then
+      # A checkout under /tmp (git clone . /tmp/fresh) stays in sight: the
+      # machine'"'"'s /tmp is kept at $4 and the checkout bound back in place.
+      case "$3" in /tmp/?*) mount --bind /tmp "$4" ;; esac
       mount -t tmpfs -o mode=1777 "tmp-$1" /tmp
+      case "$3" in /tmp/?*) mkdir -p "$3"; mount --bind "$4${3#/tmp}" "$3" ;; esac
       mount -t tmpfs -o mode=1777,nosuid,nodev "shm-$1" /dev/shm
     fi
-    exec sleep infinity' host "$ns" "${NN_HOSTS_SHARED_TMP:-0}" </dev/null >/dev/null 2>&1 &
+    exec sleep infinity' host "$ns" "${NN_HOSTS_SHARED_TMP:-0}" "$ROOT" "$HOLDERS/$ns.tmp" </dev/null >/dev/null 2>&1 &
   echo $! >"$HOLDERS/$ns.pid"
   # Ready when the holder sleeps with the host's hostname.
   local deadline=$((SECONDS + 10))
@@ -88,6 +93,7 @@ down() {
   done
   # The holders were killed with the rest: their namespaces (and tmpfs) are gone.
   rm -f "$HOLDERS/$PREFIX"[0-9]*.pid
+  rmdir "$HOLDERS/$PREFIX"[0-9]*.tmp 2>/dev/null || true
   rmdir /etc/netns 2>/dev/null || true
 }
 
