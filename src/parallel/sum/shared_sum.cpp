@@ -97,6 +97,23 @@ struct SharedWindow {
                                                            : "have not written their part of the gradient norm";
     shm->wait_for(step, [&](int r) { return (this->*counter)(r); }, what);
   }
+  // out[i] = ((g_0[i] + g_1[i]) + g_2[i]) + ... + g_{n-1}[i] over [begin, end):
+  // rank order, the same bits on every rank. In chunks read whole before out
+  // is written (out may be one of the g_r).
+  void add_ranks(int n, int64_t step, std::size_t begin, std::size_t end, float* out) const {
+    constexpr std::size_t kChunk = 512;
+    alignas(64) float acc[kChunk];
+    for (std::size_t c = begin; c < end; c += kChunk) {
+      const std::size_t m = std::min(kChunk, end - c);
+      const float* __restrict first = grad(0, step) + c;
+      std::copy(first, first + m, acc);
+      for (int r = 1; r < n; ++r) {
+        const float* __restrict in = grad(r, step) + c;
+        for (std::size_t j = 0; j < m; ++j) acc[j] += in[j];
+      }
+      std::copy(acc, acc + m, out + c);
+    }
+  }
 };
 
 // Shared memory: slices small enough that the partial sum of 3 or more ranks
@@ -184,14 +201,7 @@ class SharedSum : public GradientSync {
       const int last = w_.ranks() - 1;
       *second = w_.grad(last, step_);
       if (last == 1) return w_.grad(0, step_);
-      const std::size_t n = *end - *begin;
-      float* __restrict out = sums_ + *begin;
-      const float* __restrict first = w_.grad(0, step_) + *begin;
-      std::copy(first, first + n, out);
-      for (int r = 1; r < last; ++r) {
-        const float* __restrict in = w_.grad(r, step_) + *begin;
-        for (std::size_t j = 0; j < n; ++j) out[j] += in[j];
-      }
+      w_.add_ranks(last, step_, *begin, *end, sums_);
       return sums_;
     }
       default:
@@ -336,28 +346,12 @@ class HierarchicalSum : public SharedSum {
     const Part& part = parts_[b];
     float* own = w_.grad(w_.rank, step_);
     float* node_sum = w_.ranks() == 1 || w_.buffers > 0 ? own : sums_;
-    if (w_.ranks() > 1) add_node(part.begin, part.end, node_sum);
+    if (w_.ranks() > 1) w_.add_ranks(w_.ranks(), step_, part.begin, part.end, node_sum);
     const int count = static_cast<int>(part.end - part.begin);
     if (node_sum == sums_) {
       MPI_Iallreduce(MPI_IN_PLACE, sums_ + part.begin, count, MPI_FLOAT, MPI_SUM, w_.across, &requests_[b]);
     } else {
       MPI_Iallreduce(node_sum + part.begin, sums_ + part.begin, count, MPI_FLOAT, MPI_SUM, w_.across, &requests_[b]);
-    }
-  }
-  // out[i] = ((g_0[i] + g_1[i]) + g_2[i]) + ... over [begin, end), in chunks
-  // read whole before out is written (out may be one of the g_r).
-  void add_node(std::size_t begin, std::size_t end, float* out) const {
-    constexpr std::size_t kChunk = 512;
-    alignas(64) float acc[kChunk];
-    for (std::size_t c = begin; c < end; c += kChunk) {
-      const std::size_t n = std::min(kChunk, end - c);
-      const float* __restrict first = w_.grad(0, step_) + c;
-      std::copy(first, first + n, acc);
-      for (int r = 1; r < w_.ranks(); ++r) {
-        const float* __restrict in = w_.grad(r, step_) + c;
-        for (std::size_t j = 0; j < n; ++j) acc[j] += in[j];
-      }
-      std::copy(acc, acc + n, out + c);
     }
   }
 
