@@ -1,7 +1,9 @@
-// X stored in chunks and read from a mapping of them: every chunk shape and
-// HDF5 chunk index gives the contiguous file's rows bit for bit (row by row,
-// streamed, --reproducible's blocks, in memory); filtered, partly unwritten and
-// user-block files go through HDF5; a release keeps only the kept rows' pages.
+// X stored in chunks and read without HDF5 (pread at the chunks' offsets in
+// the mapped file): every chunk shape and HDF5 chunk index gives the
+// contiguous file's rows bit for bit (row by row, streamed, --reproducible's
+// blocks, in memory), long runs too; filtered, partly unwritten and
+// user-block files go through HDF5; a release keeps only the kept rows'
+// pages; a file cut short while being read is one error.
 #include <gtest/gtest.h>
 #include <hdf5.h>
 
@@ -264,6 +266,38 @@ long resident_kib(const std::string& path) {
   return kib;
 }
 
+// Float32 X (rows x features, given row-major) and int64 y (all 0), in
+// chunks of chunk[0] x chunk[1], or contiguous when chunk is null.
+DatasetInfo write_floats(const std::string& path, const std::vector<float>& x, long rows, long features,
+                         const hsize_t* chunk) {
+  const std::vector<int64_t> y(static_cast<std::size_t>(rows), 0);
+  const hsize_t dims[2] = {static_cast<hsize_t>(rows), static_cast<hsize_t>(features)};
+  const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  const hid_t space = H5Screate_simple(2, dims, nullptr), yspace = H5Screate_simple(1, dims, nullptr);
+  const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  if (chunk != nullptr) H5Pset_chunk(dcpl, 2, chunk);
+  const hid_t xs = H5Dcreate2(file, "X", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  const hid_t ys = H5Dcreate2(file, "y", H5T_STD_I64LE, yspace, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  H5Dwrite(xs, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x.data());
+  H5Dwrite(ys, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, y.data());
+  for (hid_t d : {xs, ys}) H5Dclose(d);
+  for (hid_t sp : {space, yspace}) H5Sclose(sp);
+  H5Pclose(dcpl);
+  H5Fclose(file);
+  return inspect_dataset(path, path, "X", "y");
+}
+
+// value(j, f) for rows x features, in chunks of (chunk_rows, 1): one column
+// per chunk, so a run of rows is long.
+DatasetInfo write_columns(const std::string& path, long rows, long features, long chunk_rows) {
+  std::vector<float> x(static_cast<std::size_t>(rows * features));
+  for (long j = 0; j < rows; ++j) {
+    for (long f = 0; f < features; ++f) x[static_cast<std::size_t>(j * features + f)] = value(j, f);
+  }
+  const hsize_t chunk[2] = {static_cast<hsize_t>(chunk_rows), 1};
+  return write_floats(path, x, rows, features, chunk);
+}
+
 // A chunked mapping's pages go back as a contiguous one's do: after a
 // release only the kept rows' pieces stay (their whole pages), none without
 // rows to keep, the mapping's last page (part X, part what follows) too;
@@ -276,23 +310,9 @@ TEST(MappedChunksTest, ReleaseGivesBackAllButTheKeptRowsPieces) {
     const std::string path = std::filesystem::canonical(dir).string() + (chunked ? "/chunked.h5" : "/contiguous.h5");
     std::vector<float> x(kBigRows * kBigFeatures);
     for (std::size_t k = 0; k < x.size(); ++k) x[k] = static_cast<float>(k);
-    std::vector<int64_t> y(kBigRows, 1);
-    const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    const hsize_t dims[2] = {kBigRows, kBigFeatures}, chunk[2] = {512, 16};
-    const hid_t space = H5Screate_simple(2, dims, nullptr), yspace = H5Screate_simple(1, dims, nullptr);
-    const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    if (chunked) H5Pset_chunk(dcpl, 2, chunk);
-    const hid_t xs = H5Dcreate2(file, "X", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    const hid_t ys = H5Dcreate2(file, "y", H5T_STD_I64LE, yspace, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    H5Dwrite(xs, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x.data());
-    H5Dwrite(ys, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, y.data());
-    for (hid_t d : {xs, ys}) H5Dclose(d);
-    for (hid_t sp : {space, yspace}) H5Sclose(sp);
-    H5Pclose(dcpl);
-    H5Fclose(file);
-
+    const hsize_t chunk[2] = {512, 16};
+    const DatasetInfo info = write_floats(path, x, kBigRows, kBigFeatures, chunked ? chunk : nullptr);
     const std::string what = chunked ? "chunked" : "contiguous";
-    const DatasetInfo info = inspect_dataset(path, path, "X", "y");
     RowReader reader(info);
     ASSERT_TRUE(reader.mapped()) << what;
     ASSERT_EQ(reader.in_place(), !chunked) << what;
@@ -315,6 +335,49 @@ TEST(MappedChunksTest, ReleaseGivesBackAllButTheKeptRowsPieces) {
     reader.populate(0, kBigRows);
     reader.release_except({});
     EXPECT_EQ(resident_kib(path), 0) << what << ": nothing kept, every page given back";
+  }
+}
+
+// copy_rows reads the pieces of all chunk columns for up to 512 KB of rows at
+// a time: runs of rows longer than that (here 12000 rows x 13 columns of 4 B,
+// 624 KB, in one chunk row) are read in parts, and the parts join bit for bit.
+TEST(MappedChunksTest, RunsLongerThanTheStagingBufferAreReadInParts) {
+  const testing::TempDir temp("chunks_long");
+  constexpr long kLongRows = 12000;
+  const DatasetInfo info = write_columns(temp.str() + "/long.h5", kLongRows, kFeatures, kLongRows);
+  RowReader reader(info);
+  ASSERT_TRUE(reader.mapped());
+  ASSERT_EQ(reader.chunks_a_row(), kFeatures);
+  for (const auto& [first, n] : {std::make_pair(0L, kLongRows), std::make_pair(77L, 11000L)}) {
+    std::vector<float> rows(static_cast<std::size_t>(n * kFeatures + 1), -1.0f);
+    reader.copy_rows(first, n, rows.data());
+    for (long j = 0; j < n; ++j) {
+      for (long f = 0; f < kFeatures; ++f) {
+        ASSERT_EQ(rows[static_cast<std::size_t>(j * kFeatures + f)], value(first + j, f)) << "row " << first + j;
+      }
+    }
+    EXPECT_EQ(rows.back(), -1.0f) << "copy_rows wrote past its rows";
+  }
+}
+
+// A chunked file cut short while it is read: the rows it no longer holds are
+// one Error naming the file (read with pread: no SIGBUS), the rest still read.
+TEST(MappedChunksTest, AFileThatShrankWhileBeingReadIsOneError) {
+  const testing::TempDir temp("chunks_shrank");
+  const std::string path = temp.str() + "/shrinks.h5";
+  const DatasetInfo info = write_columns(path, 2000, kFeatures, 500);
+  RowReader reader(info);
+  ASSERT_TRUE(reader.mapped());
+  std::vector<float> row(kFeatures);
+  reader.copy_rows(1999, 1, row.data());
+  EXPECT_EQ(row[kFeatures - 1], value(1999, kFeatures - 1));
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) / 2);
+  try {
+    reader.copy_rows(1999, 1, row.data());
+    FAIL() << "a row past the file's new end was read";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(path + ": reading X at byte "), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("shrank or was overwritten"), std::string::npos) << e.what();
   }
 }
 

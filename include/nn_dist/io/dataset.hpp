@@ -89,9 +89,9 @@ class RowReader {
   // [offset, offset + count) of the concatenation (info.features values each).
   // Any mapping: copy_rows gathers the rows into x ((features, count) as
   // stored, as read() gives them compact), a row's pieces from each of the
-  // (at most) chunks_a_row() chunks it spans: the pieces of up to 8 chunks
-  // at a time are made resident, copied and given back together (no page of the
-  // mapping stays). Not thread-safe (one reader per loader).
+  // (at most) chunks_a_row() chunks it spans, read with pread at the chunks'
+  // offsets (no page of the mapping is touched). Not thread-safe (one reader
+  // per loader).
   bool mapped() const;
   bool in_place() const;
   long chunks_a_row() const;
