@@ -277,17 +277,18 @@ struct RowReader::Impl {
   long chunks_a_row = 0;
   std::vector<std::pair<const unsigned char*, const unsigned char*>> kept;  // release_except's
   std::vector<unsigned char> staging, tile_rows;  // copy_rows': pieces as read, rows as assembled
-  // Reads with a type-conversion buffer of their own: by default HDF5
-  // allocates and clears 1 MB for each read that converts (y to double), a
-  // fifth of what the streaming reader spent besides X (64 KB holds 8192
-  // values: HDF5 converts in strips of that).
-  std::vector<unsigned char> convert_buffer = std::vector<unsigned char>(64 << 10);
+  // Reads with a type-conversion buffer of their own, of HDF5's default size:
+  // by default HDF5 allocates and clears one for each read that converts (y
+  // to double), a fifth of what the streaming reader spent besides X. Left
+  // uninitialised: a read touches only the pages it converts through.
+  static constexpr std::size_t kConvertBytes = 1 << 20;
+  std::unique_ptr<unsigned char[]> convert_buffer{new unsigned char[kConvertBytes]};
   h5::Handle transfer;
 
   explicit Impl(const DatasetInfo& i) : info(i) {
     std::lock_guard<std::mutex> lock(hdf5_mutex());
     transfer = h5::Handle(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
-    if (!transfer.valid() || H5Pset_buffer(transfer.get(), convert_buffer.size(), convert_buffer.data(), nullptr) < 0) {
+    if (!transfer.valid() || H5Pset_buffer(transfer.get(), kConvertBytes, convert_buffer.get(), nullptr) < 0) {
       throw Error(info.what + ": HDF5 cannot create a data transfer property list");
     }
     long first_row = 0;
