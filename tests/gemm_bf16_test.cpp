@@ -9,6 +9,7 @@
 // 4.2); the test allows k u sum|a_i b_i| per element.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -183,6 +184,49 @@ TEST(Bf16GemmTest, EveryKernelIsWithinTheSumsBoundOfTheExactProduct) {
           }
         }
         EXPECT_EQ(apart, 0) << "kernels disagree beyond twice the bound";
+      }
+    }
+  }
+}
+
+// op(A) packed once (bf16_pack_a, or element ranges by bf16_repack_a, as
+// the update packs the weights) multiplies to the same bits as gemm(), which
+// packs it for every product; the ranges fill exactly pack_a's layout.
+TEST(Bf16GemmTest, APackedOnceGivesGemmsBits) {
+  if (bf16_kernels().empty()) GTEST_SKIP() << "this CPU has neither AMX-BF16 nor AVX512_BF16";
+  Rng rng(14);
+  GemmWorkspace workspace;
+  using Packed = std::vector<std::uint16_t, Eigen::aligned_allocator<std::uint16_t>>;
+  const long shapes[][3] = {{70, 40, 300}, {512, 128, 784}, {10, 33, 256}, {33, 5, 1100}, {1, 1, 5}, {129, 600, 31}};
+  for (GemmKernel kernel : bf16_kernels()) {
+    const KernelChoice choice(kernel);
+    for (const auto& shape : shapes) {
+      const long m = shape[0], n = shape[1], k = shape[2];
+      for (int t = 0; t < 4; ++t) {
+        SCOPED_TRACE(gemm_kernel_name(kernel) + " " + std::to_string(m) + "x" + std::to_string(n) + "x" +
+                     std::to_string(k) + " trans " + std::to_string(t));
+        const Product p(m, n, k, t & 1, t & 2, rng);
+        Packed packed(bf16_packed_a_elements(m, k), 0);
+        bf16_pack_a(m, k, p.a.data(), p.lda, p.ta, packed.data());
+        for (bool add : {false, true}) {
+          std::vector<float> c = p.run(workspace, add);
+          std::vector<float> once(c.size(), -7.0f);  // as run() starts C
+          gemm_packed_a(m, n, k, packed.data(), p.b.data(), p.ldb, p.tb, once.data(), p.ldc, workspace, add);
+          EXPECT_TRUE(once == c) << "add " << add;
+        }
+        if (p.ta) continue;
+        // The same layout from ranges of elements, in a shuffled order, cut anywhere (A stored with lda = m).
+        std::vector<float> a(m * k);
+        for (long q = 0; q < k; ++q) std::copy_n(p.a.data() + q * p.lda, m, a.data() + q * m);
+        Packed whole(packed.size(), 0), parts(packed.size(), 0);
+        bf16_pack_a(m, k, a.data(), m, false, whole.data());
+        std::vector<std::size_t> cuts{0, a.size()};
+        for (int i = 0; i < 9; ++i) cuts.push_back(static_cast<std::size_t>(rng.uniform() * a.size()));
+        std::sort(cuts.begin(), cuts.end());
+        std::vector<std::size_t> order(cuts.size() - 1);
+        for (std::size_t i = 0; i < order.size(); ++i) order[i] = order.size() - 1 - i;
+        for (std::size_t i : order) bf16_repack_a(m, k, a.data(), cuts[i], cuts[i + 1], parts.data());
+        EXPECT_TRUE(parts == whole) << "element ranges packed otherwise than the whole";
       }
     }
   }

@@ -275,12 +275,39 @@ void gemm(long m, long n, long k, const float* a, long lda, bool trans_a, const 
     case GemmKernel::kAvx512: avx512::gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, workspace, add); return;
     case GemmKernel::kAvx2: avx2::gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, workspace, add); return;
     case GemmKernel::kAmx:
-      bf16::amx_gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, workspace, add);
+      bf16::amx_gemm(m, n, k, a, lda, trans_a, nullptr, b, ldb, trans_b, c, ldc, workspace, add);
       return;
     case GemmKernel::kAvx512Bf16:
-      bf16::dp_gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, workspace, add);
+      bf16::dp_gemm(m, n, k, a, lda, trans_a, nullptr, b, ldb, trans_b, c, ldc, workspace, add);
       return;
     default: eigen_gemm(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, add); return;
+  }
+}
+
+}  // namespace nn_dist
+
+namespace nn_dist {
+
+std::size_t bf16_packed_a_elements(long m, long k) { return bf16::packed_all_elements(m, k); }
+
+void bf16_pack_a(long m, long k, const float* a, long lda, bool trans_a, std::uint16_t* out) {
+  if (gemm_precision() != Precision::kBf16) throw Error("internal: bf16_pack_a without a bf16 kernel");
+  bf16::pack_all(m, k, a, lda, trans_a, out);
+}
+
+void bf16_repack_a(long m, long k, const float* a, std::size_t begin, std::size_t end, std::uint16_t* out) {
+  if (gemm_precision() != Precision::kBf16) throw Error("internal: bf16_repack_a without a bf16 kernel");
+  bf16::pack_columns(m, k, a, begin, end, out);
+}
+
+void gemm_packed_a(long m, long n, long k, const std::uint16_t* packed_a, const float* b, long ldb, bool trans_b,
+                   float* c, long ldc, GemmWorkspace& workspace, bool add) {
+  if (selected() == GemmKernel::kAmx) {
+    bf16::amx_gemm(m, n, k, nullptr, 0, false, packed_a, b, ldb, trans_b, c, ldc, workspace, add);
+  } else if (selected() == GemmKernel::kAvx512Bf16) {
+    bf16::dp_gemm(m, n, k, nullptr, 0, false, packed_a, b, ldb, trans_b, c, ldc, workspace, add);
+  } else {
+    throw Error("internal: gemm_packed_a without a bf16 kernel");
   }
 }
 

@@ -23,7 +23,7 @@
 // uninitialized (GCC bug 105593, fixed in 13): it is meant to be.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16,avx2,fma")
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16,avx2,fma,bmi2")
 
 namespace nn_dist {
 namespace bf16 {
@@ -276,16 +276,27 @@ void dp_kernel(long kcp, const Bf16* a_sliver, const Bf16* b_sliver, float* c, l
   store_32x8(acc, c, ldc, rows, cols, accumulate);
 }
 
+// K's blocks: equal, each a multiple of kChunk and at most kKc (the last one shorter).
+long k_step(long k) {
+  const long kblocks = (k + kKc - 1) / kKc;
+  return round_up((k + kblocks - 1) / kblocks, kChunk);
+}
+
+// Where pack_all() puts op(A)'s block at (i0, k0): the blocks of each K block
+// in order, each K block before it kstep deep.
+long packed_offset(long m, long kstep, long i0, long k0, long kcp) {
+  return k0 / kstep * kstep * round_up(m, kMr) + i0 * kcp;
+}
+
 // The blocking both kernels share: B packed kc x nc (L2), A in mc x kc blocks,
-// the kernel over slivers of nr columns of B and 32 rows of A.
+// the kernel over slivers of nr columns of B and 32 rows of A. A is packed
+// here block by block, or was packed whole by pack_all() (prepacked_a).
 template <bool kAmx>
-void blocked(long m, long n, long k, const float* a, long lda, bool trans_a, const float* b, long ldb, bool trans_b,
-             float* c, long ldc, GemmWorkspace& workspace, bool add) {
-  Bf16* packed_a = workspace.packed_bf16_a();
+void blocked(long m, long n, long k, const float* a, long lda, bool trans_a, const Bf16* prepacked_a, const float* b,
+             long ldb, bool trans_b, float* c, long ldc, GemmWorkspace& workspace, bool add) {
   Bf16* packed_b = workspace.packed_bf16_b();
   constexpr long nr = kAmx ? 32 : 8;
-  const long kblocks = (k + kKc - 1) / kKc;
-  const long kstep = round_up((k + kblocks - 1) / kblocks, kChunk);
+  const long kstep = k_step(k);
   for (long j0 = 0; j0 < n; j0 += kNc) {
     const long nc = std::min(kNc, n - j0);
     for (long k0 = 0; k0 < k; k0 += kstep) {
@@ -298,7 +309,12 @@ void blocked(long m, long n, long k, const float* a, long lda, bool trans_a, con
       }
       for (long i0 = 0; i0 < m; i0 += kMc) {
         const long mc = std::min(kMc, m - i0);
-        pack_a(a, lda, trans_a, i0, mc, k0, kc, kcp, packed_a);
+        const Bf16* packed_a = workspace.packed_bf16_a();
+        if (prepacked_a != nullptr) {
+          packed_a = prepacked_a + packed_offset(m, kstep, i0, k0, kcp);
+        } else {
+          pack_a(a, lda, trans_a, i0, mc, k0, kc, kcp, workspace.packed_bf16_a());
+        }
         for (long jr = 0; jr < nc; jr += nr) {
           for (long ir = 0; ir < mc; ir += kMr) {
             float* block = c + (j0 + jr) * ldc + i0 + ir;
@@ -319,18 +335,63 @@ void blocked(long m, long n, long k, const float* a, long lda, bool trans_a, con
 }  // namespace
 
 std::size_t packed_a_elements() { return kMc * kKc; }
+
+std::size_t packed_all_elements(long m, long k) {
+  return static_cast<std::size_t>(round_up(m, kMr) * (k + kChunk * ((k + kKc - 1) / kKc)));
+}
+
+void pack_columns(long m, long k, const float* a, std::size_t begin, std::size_t end, Bf16* out) {
+  const long kstep = k_step(k);
+  for (std::size_t f = begin; f < end;) {
+    const long kk = static_cast<long>(f / m), r0 = static_cast<long>(f % m);
+    const long r1 = std::min<long>(m, r0 + static_cast<long>(end - f));
+    const long k0 = kk / kstep * kstep, kcp = round_up(std::min(kstep, k - k0), kChunk), p = (kk - k0) / 2;
+    Bf16* block = out + packed_offset(m, kstep, 0, k0, kcp) + p * 64;  // pair p of rows 0 .. 31
+    const float* column = a + kk * m;
+    if ((kk - k0) % 2 == 0 && r0 == 0 && kk + 1 < k && f + 2 * m <= end) {
+      // A whole pair of columns: each line of the packing written whole, once.
+      for (long i = 0; i < m; i += 16) {
+        const __m512 x0 = _mm512_maskz_loadu_ps(lanes(m - i), column + i);
+        const __m512 x1 = _mm512_maskz_loadu_ps(lanes(m - i), column + m + i);
+        _mm512_store_si512(block + i / kMr * kMr * kcp + i % kMr * 2, interleave(x0, x1));
+      }
+      f += static_cast<std::size_t>(2 * m);
+      continue;
+    }
+    // Part of a column: rows i .. i+15 are every other bf16 of 32 in one line.
+    const std::uint32_t every_other = (kk - k0) % 2 == 0 ? 0x55555555u : 0xAAAAAAAAu;
+    for (long i = r0 / 16 * 16; i < r1; i += 16) {
+      const __mmask16 rows = static_cast<__mmask16>(lanes(r1 - i) & ~lanes(r0 - i));
+      const __m256i b = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(rows, column + i)));
+      __m512i pairs = _mm512_cvtepu16_epi32(b);
+      if ((kk - k0) % 2 != 0) pairs = _mm512_slli_epi32(pairs, 16);
+      _mm512_mask_storeu_epi16(block + i / kMr * kMr * kcp + i % kMr * 2, _pdep_u32(rows, every_other), pairs);
+    }
+    f += static_cast<std::size_t>(r1 - r0);
+  }
+}
+
+void pack_all(long m, long k, const float* a, long lda, bool trans_a, Bf16* out) {
+  const long kstep = k_step(k);
+  for (long k0 = 0; k0 < k; k0 += kstep) {
+    const long kc = std::min(kstep, k - k0), kcp = round_up(kc, kChunk);
+    for (long i0 = 0; i0 < m; i0 += kMc) {
+      pack_a(a, lda, trans_a, i0, std::min(kMc, m - i0), k0, kc, kcp, out + packed_offset(m, kstep, i0, k0, kcp));
+    }
+  }
+}
 std::size_t packed_b_elements() { return kNc * kKc; }
 
-void amx_gemm(long m, long n, long k, const float* a, long lda, bool trans_a, const float* b, long ldb, bool trans_b,
-              float* c, long ldc, GemmWorkspace& workspace, bool add) {
+void amx_gemm(long m, long n, long k, const float* a, long lda, bool trans_a, const Bf16* prepacked_a, const float* b,
+              long ldb, bool trans_b, float* c, long ldc, GemmWorkspace& workspace, bool add) {
   configure_tiles();
-  blocked<true>(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, workspace, add);
+  blocked<true>(m, n, k, a, lda, trans_a, prepacked_a, b, ldb, trans_b, c, ldc, workspace, add);
   _tile_release();
 }
 
-void dp_gemm(long m, long n, long k, const float* a, long lda, bool trans_a, const float* b, long ldb, bool trans_b,
-             float* c, long ldc, GemmWorkspace& workspace, bool add) {
-  blocked<false>(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, workspace, add);
+void dp_gemm(long m, long n, long k, const float* a, long lda, bool trans_a, const Bf16* prepacked_a, const float* b,
+             long ldb, bool trans_b, float* c, long ldc, GemmWorkspace& workspace, bool add) {
+  blocked<false>(m, n, k, a, lda, trans_a, prepacked_a, b, ldb, trans_b, c, ldc, workspace, add);
 }
 
 }  // namespace bf16

@@ -21,6 +21,9 @@ Mlp<T>::Mlp(Layout layout, ActivationFn hidden, Loss loss, long max_batch, std::
   }
   delta_.resize(layout_.max_width(), max_batch_);
   delta_next_.resize(layout_.max_width(), max_batch_);
+  if (std::is_same_v<T, float> && gemm_precision() == Precision::kBf16) {
+    packed_delta_.resize(bf16_packed_a_elements(layout_.max_width(), max_batch_));
+  }
   plan_pieces(std::max<std::size_t>(piece_elements, 1));
 }
 
@@ -42,6 +45,48 @@ void Mlp<T>::plan_pieces(std::size_t piece_elements) {
       const std::size_t begin = w.offset + static_cast<std::size_t>(cuts[i + 1] * w.rows);
       pieces_.push_back({begin, end});
       end = begin;
+    }
+  }
+}
+
+template <typename T>
+std::size_t Mlp<T>::packed_weight_elements() const {
+  if (!std::is_same_v<T, float> || gemm_precision() != Precision::kBf16) return 0;
+  std::size_t total = 0;
+  for (int l = 0; l < layout_.num_layers(); ++l) {
+    const TensorSlot& w = layout_.weight(l);
+    total += (bf16_packed_a_elements(w.rows, w.cols) + 31) / 32 * 32;  // each layer's on a 64-byte boundary
+  }
+  return total;
+}
+
+template <typename T>
+void Mlp<T>::place_packed_weights(std::uint16_t* storage) {
+  const std::size_t elements = packed_weight_elements();
+  if (elements == 0) throw Error("internal: packed weights without bf16 products");
+  if (storage == nullptr) {
+    own_packed_weights_.assign(elements, 0);
+    storage = own_packed_weights_.data();
+  }
+  packed_weights_ = storage;
+  packed_offsets_.clear();
+  std::size_t offset = 0;
+  for (int l = 0; l < layout_.num_layers(); ++l) {
+    const TensorSlot& w = layout_.weight(l);
+    packed_offsets_.push_back(offset);
+    offset += (bf16_packed_a_elements(w.rows, w.cols) + 31) / 32 * 32;
+  }
+}
+
+template <typename T>
+void Mlp<T>::pack_weights(const T* params, std::size_t begin, std::size_t end) {
+  if constexpr (std::is_same_v<T, float>) {
+    for (int l = 0; l < layout_.num_layers(); ++l) {
+      const TensorSlot& w = layout_.weight(l);
+      const std::size_t b = std::max(begin, w.offset), e = std::min(end, w.offset + w.size());
+      if (b >= e) continue;
+      bf16_repack_a(w.rows, w.cols, params + w.offset, b - w.offset, e - w.offset,
+                    packed_weights_ + packed_offsets_[l]);
     }
   }
 }
@@ -97,7 +142,15 @@ void Mlp<T>::forward(const T* params, const T* x, long n, const DropoutDraw* dra
     Eigen::Map<const Vector<T>, Eigen::Aligned64> b(params + layout_.bias(l).offset, ws.rows);
     Eigen::Map<Matrix<T>, Eigen::Aligned64> z(outputs_[l].data(), ws.rows, n);                // (d_out, n)
     const T* in = layer_input(l, x);                                                            // (d_in, n)
-    multiply(ws.rows, n, ws.cols, w.data(), ws.rows, false, in, ws.cols, false, z.data(), ws.rows);
+    if constexpr (std::is_same_v<T, float>) {
+      if (packed_weights_ != nullptr) {
+        gemm_packed_a(ws.rows, n, ws.cols, packed_weights_ + packed_offsets_[l], in, ws.cols, false, z.data(), ws.rows,
+                      gemm_workspace_);
+      }
+    }
+    if (packed_weights_ == nullptr) {
+      multiply(ws.rows, n, ws.cols, w.data(), ws.rows, false, in, ws.cols, false, z.data(), ws.rows);
+    }
     if (l + 1 < num && !derivatives_.empty()) {
       bias_activate<T>(hidden_, z, b, Eigen::Map<Matrix<T>>(derivatives_[l].data(), ws.rows, n));
     } else {
@@ -142,6 +195,30 @@ void Mlp<T>::hidden_delta(int l, T* g) const {
     multiply_derivative<T>(hidden_, Eigen::Map<const Matrix<T>>(outputs_[l].data(), width, n), dg);
   } else {
     dg.array() *= Eigen::Map<const Matrix<T>>(derivatives_[l].data(), width, n).array();
+  }
+}
+
+template <typename T>
+void Mlp<T>::weight_gradient(int l, const T* delta, const T* a, T* dw, bool add, BackwardObserver* observer,
+                             std::size_t* piece) {
+  const long n = n_, d_out = layout_.weight(l).rows, d_in = layout_.weight(l).cols;
+  bool packed = false;
+  if constexpr (std::is_same_v<T, float>) {
+    packed = gemm_precision() == Precision::kBf16 && packed_delta_.size() >= bf16_packed_a_elements(d_out, n);
+    if (packed) bf16_pack_a(d_out, n, delta, d_out, false, packed_delta_.data());
+  }
+  const std::vector<long>& cuts = weight_cuts_[l];
+  for (std::size_t i = 0; i + 1 < cuts.size(); ++i) {
+    const long c0 = cuts[i + 1], width = cuts[i] - cuts[i + 1];
+    if constexpr (std::is_same_v<T, float>) {
+      if (packed) {
+        gemm_packed_a(d_out, width, n, packed_delta_.data(), a + c0, d_in, true, dw + c0 * d_out, d_out,
+                      gemm_workspace_, add);
+      }
+    }
+    if (!packed) multiply(d_out, width, n, delta, d_out, false, a + c0, d_in, true, dw + c0 * d_out, d_out, add);
+    if (observer) observer->piece_done(*piece);
+    ++*piece;
   }
 }
 
@@ -191,15 +268,7 @@ void Mlp<T>::backward(const T* params, const T* x, T* grad, BackwardObserver* ob
     }
     finished();
 
-    Eigen::Map<Matrix<T>, Eigen::Aligned64> dw(grad + ws.offset, d_out, d_in);  // (d_out, d_in)
-    const std::vector<long>& cuts = weight_cuts_[l];
-    for (std::size_t i = 0; i + 1 < cuts.size(); ++i) {
-      const long c0 = cuts[i + 1], width = cuts[i] - cuts[i + 1];
-      // dW[:, c0 .. c0+width) = Delta A[c0 .. c0+width, :]^T
-      multiply(d_out, width, n, delta.data(), d_out, false, a.data() + c0, d_in, true, dw.data() + c0 * d_out, d_out,
-               add);
-      finished();
-    }
+    weight_gradient(l, delta.data(), a.data(), grad + ws.offset, add, observer, &piece);
 
     if (l > 0 || input_grad) {
       // W^T Delta: (d_in, n)

@@ -42,6 +42,20 @@ void share_initial_parameters(const Communicator& comm, bool drawn, Activation a
   optimizer.set_step(step);
 }
 
+namespace {
+
+// --precision bf16: forward() multiplies weights packed once a step by whoever
+// updates them (Trainer::update). Where the sum did not place one copy of
+// them in node-shared memory, each rank keeps its own.
+void pack_own_weights(ModelState* model) {
+  Mlp<float>& mlp = *model->mlp;
+  if (mlp.packed_weight_elements() == 0 || mlp.packs_weights()) return;
+  mlp.place_packed_weights(nullptr);
+  mlp.pack_weights(model->params_data, 0, mlp.layout().total());
+}
+
+}  // namespace
+
 void start_gradient_sum(const Communicator& comm, const Config& config, const TrainingSet& set,
                         ModelState* model) {
   watchdog::Wait wait("setting up the gradient sum");
@@ -60,6 +74,7 @@ void start_gradient_sum(const Communicator& comm, const Config& config, const Tr
     model->sync = GradientSync::create_exact(comm, model->grad.data(), model->grad.size(), tensors, blocks,
                                              set.global_blocks, config.allreduce, &model->mlp->pieces(), shared);
     model->params_data = model->sync->place(&model->params, model->optimizer.get(), model->mlp.get());
+    pack_own_weights(model);
     return;
   }
   model->sync = GradientSync::create(comm, model->grad.data(), model->grad.size(), model->mlp->pieces(),
@@ -68,6 +83,7 @@ void start_gradient_sum(const Communicator& comm, const Config& config, const Tr
   // The gradient sum decides where the parameters and optimizer state live
   // (e.g. once per node in shared memory); training uses what it returns.
   model->params_data = model->sync->place(&model->params, model->optimizer.get(), model->mlp.get());
+  pack_own_weights(model);
 }
 
 void agree_gemm_kernel(const Communicator& comm, const Config& config) {

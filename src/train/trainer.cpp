@@ -541,10 +541,25 @@ const double* Trainer::sum_and_update(double* optimizer_seconds) {
   model_.sync->wait([&](std::size_t begin, std::size_t end, const float* first, const float* second) {
     if (!finite) return;
     const auto start = Clock::now();
-    model_.optimizer->update(model_.params_data, first, second, scale, begin, end);
+    update(first, second, scale, begin, end);
     *optimizer_seconds += seconds_between(start, Clock::now());
   });
   return sum;
+}
+
+void Trainer::update(const float* first, const float* second, float scale, std::size_t begin, std::size_t end) {
+  Mlp<float>& mlp = *model_.mlp;
+  if (!mlp.packs_weights()) {
+    model_.optimizer->update(model_.params_data, first, second, scale, begin, end);
+    return;
+  }
+  // bf16: each chunk packed while the update's writes are still in cache.
+  constexpr std::size_t kChunk = 8192;
+  for (std::size_t b = begin; b < end; b += kChunk) {
+    const std::size_t e = std::min(end, b + kChunk);
+    model_.optimizer->update(model_.params_data, first, second, scale, b, e);
+    mlp.pack_weights(model_.params_data, b, e);
+  }
 }
 
 void Trainer::sum_clip_and_update(bool finite, double count, double* optimizer_seconds) {
@@ -559,7 +574,7 @@ void Trainer::sum_clip_and_update(bool finite, double count, double* optimizer_s
     slices_.push_back({begin, end, first, second});
     squares = sum_of_squares(first, second, begin, end, squares);
   };
-  auto update = [&] {
+  auto clip_and_update = [&] {
     grad_norm_ = std::sqrt(sync.sum_squares(squares)) / count;  // of the mean gradient, as torch sees it
     if (!finite) return;
     const double factor = clip_factor(grad_norm_, config_.clip_grad_norm);
@@ -567,11 +582,11 @@ void Trainer::sum_clip_and_update(bool finite, double count, double* optimizer_s
     const float scale = static_cast<float>(factor < 1 ? factor / count : 1.0 / count);
     const auto start = Clock::now();
     for (const SummedSlice& s : slices_) {
-      model_.optimizer->update(model_.params_data, s.first, s.second, scale, s.begin, s.end);
+      update(s.first, s.second, scale, s.begin, s.end);
     }
     *optimizer_seconds += seconds_between(start, Clock::now());
   };
-  sync.wait(keep, update);
+  sync.wait(keep, clip_and_update);
 }
 
 void Trainer::warn_loss_off_grid(double loss) {

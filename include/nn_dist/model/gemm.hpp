@@ -84,6 +84,21 @@ class GemmWorkspace {
 void gemm(long m, long n, long k, const float* a, long lda, bool trans_a, const float* b, long ldb, bool trans_b,
           float* c, long ldc, GemmWorkspace& workspace, bool add = false);
 
+// bf16 kernels only (gemm_precision() is kBf16): op(A) (m x k) rounded and
+// packed once for several products that multiply it, as backward's weight
+// gradient pieces share Delta. The space it takes (bf16 elements, at most;
+// grows with m and k, so the largest shape's space fits every smaller one),
+// the packing, and gemm() with the packed op(A): the same bits as gemm().
+std::size_t bf16_packed_a_elements(long m, long k);
+void bf16_pack_a(long m, long k, const float* a, long lda, bool trans_a, std::uint16_t* out);
+// Of A not transposed (m x k, lda = m): packs the elements [begin, end) of
+// a into bf16_pack_a's layout `out` (made once with bf16_pack_a, or zeroed):
+// each element alone, so processes that pack disjoint ranges into one shared
+// `out` write no element twice.
+void bf16_repack_a(long m, long k, const float* a, std::size_t begin, std::size_t end, std::uint16_t* out);
+void gemm_packed_a(long m, long n, long k, const std::uint16_t* packed_a, const float* b, long ldb, bool trans_b,
+                   float* c, long ldc, GemmWorkspace& workspace, bool add = false);
+
 // out[i] = in[i] rounded to bf16 as the bf16 kernels round (nearest even,
 // denormal inputs as 0: vcvtne2ps2bf16) and widened back to f32. Needs
 // gemm_kernel_supported(GemmKernel::kAvx512Bf16).

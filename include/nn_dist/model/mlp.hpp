@@ -98,6 +98,20 @@ class Mlp {
   // Bytes of that range backward() could not claim before it ended (for tests).
   std::size_t unclaimed_bytes() const { return unclaimed_; }
 
+  // --precision bf16: the weights rounded and packed for forward()'s products
+  // once per step, by whoever updates them, instead of once per product.
+  // The space that takes (bf16 elements; 0 when the products are f32).
+  std::size_t packed_weight_elements() const;
+  // From now on forward() multiplies the packed weights in `storage` (zeroed,
+  // packed_weight_elements(), 64-byte aligned; e.g. node-shared memory), or
+  // in storage of its own when `storage` is null. Whoever changes parameters
+  // then packs them (pack_weights): forward() trusts the packing.
+  void place_packed_weights(std::uint16_t* storage);
+  bool packs_weights() const { return packed_weights_ != nullptr; }
+  // Packs the weights among params[begin, end) (any range: elements are
+  // packed one by one, so processes may pack disjoint ranges at once).
+  void pack_weights(const T* params, std::size_t begin, std::size_t end);
+
  private:
   void plan_pieces(std::size_t piece_elements);
   // Claims the update range's share of W_1 for writing if this pass should
@@ -129,6 +143,17 @@ class Mlp {
   // For each layer, the column cuts of its weight gradient, highest first.
   std::vector<std::vector<long>> weight_cuts_;
   GemmWorkspace gemm_workspace_;
+  // bf16 (sized when the Mlp is made with a bf16 kernel chosen): a layer's
+  // Delta packed once for all its weight gradient's pieces, not once a piece.
+  std::vector<std::uint16_t, Eigen::aligned_allocator<std::uint16_t>> packed_delta_;
+  // The packed weights (place_packed_weights): layer l's at packed_offsets_[l].
+  std::vector<std::size_t> packed_offsets_;
+  std::uint16_t* packed_weights_ = nullptr;
+  std::vector<std::uint16_t, Eigen::aligned_allocator<std::uint16_t>> own_packed_weights_;
+  // dW[:, c0 .. c0+width) (+)= Delta A[c0 .. c0+width, :]^T for each piece of
+  // layer l's weight gradient, telling the observer as each is done.
+  void weight_gradient(int l, const T* delta, const T* a, T* dw, bool add, BackwardObserver* observer,
+                       std::size_t* piece);
   std::size_t update_begin_ = 0, update_end_ = 0, unclaimed_ = 0;
 };
 

@@ -102,6 +102,10 @@ class Trainer {
   const double* sum_and_update(double* optimizer_seconds);
   // --clip-grad-norm: the whole sum first (its norm), then the clipped update.
   void sum_clip_and_update(bool finite, double count, double* optimizer_seconds);
+  // The optimizer's update of [begin, end) from the gradient sums (first,
+  // plus second if not null) times scale; with bf16 products, the weights'
+  // packing for them too (Mlp::pack_weights).
+  void update(const float* first, const float* second, float scale, std::size_t begin, std::size_t end);
   // nonfinite_feature: one of this rank's features beyond float's range, or -1.
   [[noreturn]] void fail_not_finite(long nonfinite_feature, double loss) const;
   // --reproducible: a step's loss sum too large for on_grid()'s exact sums (once).

@@ -151,6 +151,7 @@ class ExactSum : public GradientSync {
     std::vector<float*> places;
     for (std::size_t i = 1; i <= states; ++i) places.push_back(shared_buffer(i));
     optimizer->place_state(places, leader);
+    packed_shm_ = share_packed_weights(node_, mpi_comm(comm_), shared_buffer(0), mlp);
     MPI_Barrier(node_);  // filled before anyone reads
     FlatBuffer().swap(*params);
     mlp->set_update_range(own_begin_, own_end_);
@@ -160,6 +161,7 @@ class ExactSum : public GradientSync {
     return i < buffers_ ? reinterpret_cast<float*>(buffer_shm_->segment(0)) + padded(size_) * i : nullptr;
   }
   ~ExactSum() override {
+    packed_shm_.reset();
     buffer_shm_.reset();
     shm_.reset();  // the windows before their communicator
     if (node_ != MPI_COMM_NULL) MPI_Comm_free(&node_);
@@ -430,6 +432,7 @@ class ExactSum : public GradientSync {
   std::unique_ptr<NodeWindow> shm_;
   std::size_t buffers_ = 0;                 // shared parameter-sized buffers (place())
   std::unique_ptr<NodeWindow> buffer_shm_;  // holding them, in local rank 0's segment
+  std::unique_ptr<NodeWindow> packed_shm_;  // --precision bf16: the node's packed weights
 };
 
 }  // namespace

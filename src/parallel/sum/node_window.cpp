@@ -49,4 +49,15 @@ NodeWindow::~NodeWindow() {
   MPI_Win_free(&window_);
 }
 
+std::unique_ptr<NodeWindow> share_packed_weights(MPI_Comm node, MPI_Comm world, const float* params, Mlp<float>* mlp) {
+  const std::size_t elements = mlp->packed_weight_elements();
+  if (elements == 0) return nullptr;
+  int rank = 0;
+  MPI_Comm_rank(node, &rank);
+  auto window = std::make_unique<NodeWindow>(node, world, rank == 0 ? elements * sizeof(std::uint16_t) : 0);
+  mlp->place_packed_weights(reinterpret_cast<std::uint16_t*>(window->segment(0)));
+  if (rank == 0) mlp->pack_weights(params, 0, mlp->layout().total());
+  return window;
+}
+
 }  // namespace nn_dist

@@ -8,9 +8,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "nn_dist/model/mlp.hpp"
 #include "nn_dist/parallel/watchdog.hpp"
 
 namespace nn_dist {
@@ -57,5 +59,12 @@ class NodeWindow {
   std::vector<char*> segments_;   // every rank's segment, as mapped here
   std::vector<int> world_ranks_;  // each node rank's rank in the job, for messages
 };
+
+// --precision bf16 with the node's one copy of the parameters: the node's one
+// copy of the weights packed for the products (Mlp::place_packed_weights),
+// in node rank 0's segment of a window of its own, which that rank packs
+// from `params` (its copy, filled); null when the products are f32.
+// Collective on node; the caller's barrier then publishes the packing.
+std::unique_ptr<NodeWindow> share_packed_weights(MPI_Comm node, MPI_Comm world, const float* params, Mlp<float>* mlp);
 
 }  // namespace nn_dist

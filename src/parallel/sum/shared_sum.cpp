@@ -137,7 +137,8 @@ class SharedSum : public GradientSync {
     backward_buffer_ = w_.grad(w_.rank, 0);
   }
   ~SharedSum() override {
-    w_.shm.reset();  // the window before its communicator
+    packed_shm_.reset();
+    w_.shm.reset();  // the windows before their communicator
     MPI_Comm_free(&w_.node);
     if (w_.across != MPI_COMM_NULL) MPI_Comm_free(&w_.across);
   }
@@ -152,6 +153,7 @@ class SharedSum : public GradientSync {
     std::vector<float*> places;
     for (std::size_t i = 1; i <= states; ++i) places.push_back(shared_buffer(i));
     optimizer->place_state(places, leader);
+    packed_shm_ = share_packed_weights(w_.node, mpi_comm(comm_), shared, mlp);
     MPI_Barrier(w_.node);  // filled before anyone reads
     FlatBuffer().swap(*params);
     mlp->set_update_range(own_begin_, own_end_);
@@ -220,7 +222,8 @@ class SharedSum : public GradientSync {
 
  protected:
   SharedWindow w_;
-  bool published_ = false;  // publish() done for this step
+  std::unique_ptr<NodeWindow> packed_shm_;  // --precision bf16: the node's packed weights
+  bool published_ = false;                  // publish() done for this step
 };
 
 // libnbc (Open MPI's non-blocking collectives) sums with a binomial tree
