@@ -53,11 +53,14 @@ template <typename T>
 std::size_t Mlp<T>::packed_weight_elements() const {
   if (!std::is_same_v<T, float> || gemm_precision() != Precision::kBf16) return 0;
   std::size_t total = 0;
-  for (int l = 0; l < layout_.num_layers(); ++l) {
-    const TensorSlot& w = layout_.weight(l);
-    total += (bf16_packed_a_elements(w.rows, w.cols) + 31) / 32 * 32;  // each layer's on a 64-byte boundary
-  }
+  for (int l = 0; l < layout_.num_layers(); ++l) total += packed_layer_elements(l);
   return total;
+}
+
+template <typename T>
+std::size_t Mlp<T>::packed_layer_elements(int l) const {
+  const TensorSlot& w = layout_.weight(l);
+  return (bf16_packed_a_elements(w.rows, w.cols) + 31) / 32 * 32;  // each layer's on a 64-byte boundary
 }
 
 template <typename T>
@@ -69,12 +72,9 @@ void Mlp<T>::place_packed_weights(std::uint16_t* storage) {
     storage = own_packed_weights_.data();
   }
   packed_weights_ = storage;
-  packed_offsets_.clear();
-  std::size_t offset = 0;
-  for (int l = 0; l < layout_.num_layers(); ++l) {
-    const TensorSlot& w = layout_.weight(l);
-    packed_offsets_.push_back(offset);
-    offset += (bf16_packed_a_elements(w.rows, w.cols) + 31) / 32 * 32;
+  packed_offsets_.assign(1, 0);
+  for (int l = 0; l + 1 < layout_.num_layers(); ++l) {
+    packed_offsets_.push_back(packed_offsets_.back() + packed_layer_elements(l));
   }
 }
 

@@ -146,7 +146,8 @@ class Mlp {
   // bf16 (sized when the Mlp is made with a bf16 kernel chosen): a layer's
   // Delta packed once for all its weight gradient's pieces, not once a piece.
   std::vector<std::uint16_t, Eigen::aligned_allocator<std::uint16_t>> packed_delta_;
-  // The packed weights (place_packed_weights): layer l's at packed_offsets_[l].
+  // The packed weights (place_packed_weights): layer l's at packed_offsets_[l], packed_layer_elements(l) long.
+  std::size_t packed_layer_elements(int l) const;
   std::vector<std::size_t> packed_offsets_;
   std::uint16_t* packed_weights_ = nullptr;
   std::vector<std::uint16_t, Eigen::aligned_allocator<std::uint16_t>> own_packed_weights_;
