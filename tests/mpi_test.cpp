@@ -665,5 +665,17 @@ TEST(MpiMemoryTest, DropoutMasksAndDroppedOutputsAreCounted) {
             4.0 * batch * 2 * 100);
 }
 
+// bf16 adds the products' packed copies (2 bytes a value, padded as packed): each layer's weights
+// (Mlp::place_packed_weights) and a Delta as wide as the widest layer (backward's, packed once).
+TEST(MpiMemoryTest, Bf16PackedCopiesAreCounted) {
+  const std::vector<long> sizes{20, 300, 100, 10};
+  const long batch = 256;
+  const ModelMemory f32 = model_memory(sizes, batch, 1, false), bf16 = model_memory(sizes, batch, 1, false, {}, true);
+  // rows padded to 32, columns to 32 per block of at most 512
+  EXPECT_EQ(bf16.parameter_bytes - f32.parameter_bytes, 2.0 * (320 * (20 + 32) + 128 * (300 + 32) + 32 * (100 + 32)));
+  EXPECT_EQ(bf16.activation_bytes - f32.activation_bytes, 2.0 * 320 * (256 + 32));
+  EXPECT_EQ(bf16.parameter_count, f32.parameter_count);
+}
+
 }  // namespace
 }  // namespace nn_dist

@@ -284,10 +284,6 @@ void gemm(long m, long n, long k, const float* a, long lda, bool trans_a, const 
   }
 }
 
-}  // namespace nn_dist
-
-namespace nn_dist {
-
 std::size_t bf16_packed_a_elements(long m, long k) { return bf16::packed_all_elements(m, k); }
 
 void bf16_pack_a(long m, long k, const float* a, long lda, bool trans_a, std::uint16_t* out) {

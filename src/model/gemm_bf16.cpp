@@ -335,6 +335,7 @@ void blocked(long m, long n, long k, const float* a, long lda, bool trans_a, con
 }  // namespace
 
 std::size_t packed_a_elements() { return kMc * kKc; }
+std::size_t packed_b_elements() { return kNc * kKc; }
 
 std::size_t packed_all_elements(long m, long k) {
   return static_cast<std::size_t>(round_up(m, kMr) * (k + kChunk * ((k + kKc - 1) / kKc)));
@@ -380,7 +381,6 @@ void pack_all(long m, long k, const float* a, long lda, bool trans_a, Bf16* out)
     }
   }
 }
-std::size_t packed_b_elements() { return kNc * kKc; }
 
 void amx_gemm(long m, long n, long k, const float* a, long lda, bool trans_a, const Bf16* prepacked_a, const float* b,
               long ldb, bool trans_b, float* c, long ldc, GemmWorkspace& workspace, bool add) {

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "nn_dist/common/error.hpp"
+#include "nn_dist/model/gemm.hpp"
 
 namespace nn_dist {
 
@@ -63,7 +64,7 @@ std::string format_bytes(double bytes) {
 }
 
 ModelMemory model_memory(const std::vector<long>& sizes, long max_batch, int optimizer_states, bool keeps_derivative,
-                         const std::vector<double>& dropout) {
+                         const std::vector<double>& dropout, bool bf16) {
   ModelMemory m;
   double params = 0, widths = 0, hidden = 0, dropped = 0, widest = 0;
   for (std::size_t l = 0; l + 1 < sizes.size(); ++l) {
@@ -84,6 +85,12 @@ ModelMemory model_memory(const std::vector<long>& sizes, long max_batch, int opt
   // mask and dropped output
   m.activation_bytes =
       4.0 * static_cast<double>(max_batch) * (widths + 2 * widest + (keeps_derivative ? hidden : 0) + 2 * dropped);
+  if (bf16) {  // 2 bytes a packed value, padded as the products pad them
+    for (std::size_t l = 0; l + 1 < sizes.size(); ++l) {
+      m.parameter_bytes += 2.0 * static_cast<double>(bf16_packed_a_elements(sizes[l + 1], sizes[l]));
+    }
+    m.activation_bytes += 2.0 * static_cast<double>(bf16_packed_a_elements(static_cast<long>(widest), max_batch));
+  }
   return m;
 }
 

@@ -40,7 +40,8 @@ void require_model_memory(const Communicator& comm, const Config& config, const 
   const int layers = static_cast<int>(sizes.size()) - 2;
   const std::vector<double> dropout =
       given.size() == 1 || static_cast<int>(given.size()) == layers ? dropout_rates(given, layers) : std::vector<double>{};
-  const ModelMemory need = model_memory(sizes, max_batch, states, keeps_derivative(hidden), dropout);
+  const ModelMemory need = model_memory(sizes, max_batch, states, keeps_derivative(hidden), dropout,
+                                        config.precision == Precision::kBf16);
   const std::string model =
       "the model " + sizes_string(sizes) + " (" + fmt("%.3g", need.parameter_count) + " parameters)";
   std::string what;

@@ -28,8 +28,9 @@ struct ModelMemory {
   double activation_bytes = 0;  // bytes that grow with the batch
   double total() const { return parameter_bytes + activation_bytes; }
 };
+// bf16: the products' packed weights and packed Delta too (Mlp::place_packed_weights).
 ModelMemory model_memory(const std::vector<long>& sizes, long max_batch, int optimizer_states, bool keeps_derivative,
-                         const std::vector<double>& dropout = {});
+                         const std::vector<double>& dropout = {}, bool bf16 = false);
 
 // Throws Error "<what> needs X, but this node can give each of its N rank(s) only Y".
 void require_memory(double bytes, double per_rank, int ranks_on_node, const std::string& what);
