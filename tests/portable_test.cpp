@@ -35,6 +35,10 @@ std::string qemu_binary() {
 
 class PortableTest : public E2eTest {
  protected:
+  static std::vector<std::string> with(std::vector<std::string> args, const std::string& last) {
+    args.push_back(last);
+    return args;
+  }
   // A small task that trains in a second natively (tens of seconds emulated).
   std::vector<std::string> task() const {
     return {"--data", shared().train, "--hidden", "64,32", "--epochs", "3", "--batch-size", "50", "--seed", "3"};
@@ -174,6 +178,36 @@ TEST_F(PortableTest, DropoutDrawsTheSameMasksOnAnEmulatedCpuWithoutAvx512) {
   EXPECT_EQ(epoch_lines_without_timing(emulated.out), epoch_lines_without_timing(native.out))
       << "the masks of emulated Haswell and this CPU differ";
   EXPECT_FALSE(epoch_lines_without_timing(native.out).empty()) << describe(native);
+}
+
+// The optimizers' update loops are compiled for AVX-512 and for any x86-64,
+// picked at run time, with no multiply fused into an add: on the emulated
+// Haswell (the baseline loops) SGD with momentum and AdamW end with the
+// checkpoint's weights and optimizer state of this CPU (the AVX-512 loops
+// here), bit for bit. Both sides multiply with the AVX2 kernel.
+TEST_F(PortableTest, TheOptimizersUpdateToTheSameBitsOnAnEmulatedCpuWithoutAvx512) {
+  const std::string qemu = qemu_binary();
+  if (qemu.empty()) GTEST_SKIP() << "qemu-user is not installed (scripts/install_deps.sh installs it)";
+  const std::vector<std::vector<std::string>> optimizers = {{"--momentum", "0.9", "--weight-decay", "0.001"},
+                                                            {"--optimizer", "adamw", "--weight-decay", "0.05"}};
+  for (const std::vector<std::string>& optimizer : optimizers) {
+    SCOPED_TRACE(optimizer[1]);
+    std::vector<std::string> args = task();
+    args.insert(args.end(), optimizer.begin(), optimizer.end());
+    args.insert(args.end(), {"--gemm", "avx2", "--checkpoint"});
+    const RunResult native = run_nn_dist(dir_, 1, with(args, dir_ + "/native.h5"));
+    expect_success(native);
+    const RunResult emulated = run_shell(
+        dir_, mpirun_prefix(1) + " " + quote(qemu) + " -cpu Haswell " + quote(NN_DIST_BIN) + joined(with(args, dir_ + "/emulated.h5")),
+        600);
+    expect_success(emulated);
+    for (const std::string group : {"/model", "/optimizer"}) {
+      // h5diff compares every value exactly (no tolerance given): exit 0 only when they are the same.
+      const RunResult diff = run_shell(dir_, "h5diff " + quote(dir_ + "/native.h5") + " " + quote(dir_ + "/emulated.h5") +
+                                                 " " + group + " " + group, 60);
+      EXPECT_EQ(diff.code, 0) << group << " differs\n" << describe(diff);
+    }
+  }
 }
 
 }  // namespace

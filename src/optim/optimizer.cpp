@@ -1,9 +1,11 @@
-// SGD with momentum, Adam and AdamW as single fused loops over a slice of the flat buffers.
+// SGD with momentum, Adam and AdamW as single fused loops over a slice of the flat buffers
+// (optim/update_loops.inc), vectorised for AVX-512 where the CPU has it.
 #include "nn_dist/optim/optimizer.hpp"
 
 #include <algorithm>
 #include <cmath>
 
+#include "nn_dist/common/cpu.hpp"
 #include "nn_dist/common/error.hpp"
 
 namespace nn_dist {
@@ -52,70 +54,67 @@ struct TwoParts {
   float operator()(std::size_t i) const { return first[i] + second[i]; }
 };
 
+struct SgdConstants {
+  float lr, wd, mu;
+};
+struct AdamConstants {
+  float wd, shrink, b1, b2, step_size, bias2_sqrt, eps;
+};
+
 }  // namespace
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl")
+namespace avx512 {
+namespace {
+#include "optim/update_loops.inc"
+}  // namespace
+}  // namespace avx512
+#pragma GCC pop_options
+
+namespace baseline {
+namespace {
+#include "optim/update_loops.inc"
+}  // namespace
+}  // namespace baseline
 
 void Optimizer::update(float* params, const float* first, const float* second, float grad_scale,
                        std::size_t begin, std::size_t end) {
+  static const bool wide = cpu_has_avx512();
   if (second == nullptr) {
-    apply(params, OnePart{first}, grad_scale, begin, end);
+    apply(params, OnePart{first}, grad_scale, begin, end, wide);
   } else {
-    apply(params, TwoParts{first, second}, grad_scale, begin, end);
+    apply(params, TwoParts{first, second}, grad_scale, begin, end, wide);
   }
 }
 
 template <typename Sums>
-void Optimizer::apply(float* params, Sums g_sum, float grad_scale, std::size_t begin, std::size_t end) {
+void Optimizer::apply(float* params, Sums g_sum, float grad_scale, std::size_t begin, std::size_t end, bool wide) {
   const float lr = static_cast<float>(options_.lr);
   const float wd = static_cast<float>(options_.weight_decay);
-  float* __restrict p = params;
-  if (options_.kind == OptimizerKind::kSgd) {
-    if (first_data_ == nullptr) {
-      for (std::size_t i = begin; i < end; ++i) p[i] -= lr * (g_sum(i) * grad_scale + wd * p[i]);
-      return;
-    }
-    const float mu = static_cast<float>(options_.momentum);
-    float* __restrict v = first_data_;
-    if (step_ == 0) {  // PyTorch starts the buffer at the first gradient
-      for (std::size_t i = begin; i < end; ++i) {
-        v[i] = g_sum(i) * grad_scale + wd * p[i];
-        p[i] -= lr * v[i];
-      }
-    } else {
-      for (std::size_t i = begin; i < end; ++i) {
-        v[i] = mu * v[i] + (g_sum(i) * grad_scale + wd * p[i]);
-        p[i] -= lr * v[i];
-      }
-    }
-    return;
-  }
-  if (options_.kind == OptimizerKind::kAdamW) {
-    adam<true>(params, g_sum, grad_scale, begin, end);
+  if (options_.kind == OptimizerKind::kSgd && first_data_ == nullptr) {
+    (wide ? avx512::sgd<Sums> : baseline::sgd<Sums>)(params, g_sum, grad_scale, lr, wd, begin, end);
+  } else if (options_.kind == OptimizerKind::kSgd) {
+    const SgdConstants c{lr, wd, static_cast<float>(options_.momentum)};
+    (wide ? avx512::sgd_momentum<Sums> : baseline::sgd_momentum<Sums>)(params, first_data_, g_sum, grad_scale, c,
+                                                                       step_ == 0, begin, end);
   } else {
-    adam<false>(params, g_sum, grad_scale, begin, end);
-  }
-}
-
-// Adam, or with kDecoupled AdamW: torch.optim.AdamW first shrinks θ by 1 - η wd
-// (that product in double, as Python computes it), then takes Adam's step
-// from the gradient alone.
-template <bool kDecoupled, typename Sums>
-void Optimizer::adam(float* params, Sums g_sum, float grad_scale, std::size_t begin, std::size_t end) {
-  float* __restrict p = params;
-  const float wd = static_cast<float>(options_.weight_decay);
-  const float shrink = static_cast<float>(1 - options_.lr * options_.weight_decay);
-  const double t = static_cast<double>(step_ + 1);
-  const float b1 = static_cast<float>(options_.beta1), b2 = static_cast<float>(options_.beta2);
-  const float step_size = static_cast<float>(options_.lr / (1 - std::pow(options_.beta1, t)));
-  const float bias2_sqrt = static_cast<float>(std::sqrt(1 - std::pow(options_.beta2, t)));
-  const float eps = static_cast<float>(options_.eps);
-  float* __restrict m = first_data_;
-  float* __restrict v = second_data_;
-  for (std::size_t i = begin; i < end; ++i) {
-    if constexpr (kDecoupled) p[i] *= shrink;
-    const float g = kDecoupled ? g_sum(i) * grad_scale : g_sum(i) * grad_scale + wd * p[i];
-    m[i] = b1 * m[i] + (1 - b1) * g;
-    v[i] = b2 * v[i] + (1 - b2) * g * g;
-    p[i] -= step_size * (m[i] / (std::sqrt(v[i]) / bias2_sqrt + eps));
+    // torch.optim.AdamW shrinks θ by 1 - η wd, that product in double as Python computes it.
+    const double t = static_cast<double>(step_ + 1);
+    const AdamConstants c{wd,
+                          static_cast<float>(1 - options_.lr * options_.weight_decay),
+                          static_cast<float>(options_.beta1),
+                          static_cast<float>(options_.beta2),
+                          static_cast<float>(options_.lr / (1 - std::pow(options_.beta1, t))),
+                          static_cast<float>(std::sqrt(1 - std::pow(options_.beta2, t))),
+                          static_cast<float>(options_.eps)};
+    if (options_.kind == OptimizerKind::kAdamW) {
+      (wide ? avx512::adam<true, Sums> : baseline::adam<true, Sums>)(params, first_data_, second_data_, g_sum,
+                                                                     grad_scale, c, begin, end);
+    } else {
+      (wide ? avx512::adam<false, Sums> : baseline::adam<false, Sums>)(params, first_data_, second_data_, g_sum,
+                                                                       grad_scale, c, begin, end);
+    }
   }
 }
 

@@ -65,10 +65,9 @@ class Optimizer {
   const OptimizerOptions& options() const { return options_; }
 
  private:
+  // wide: the AVX-512 loops (the same bits as the others).
   template <typename Sums>
-  void apply(float* params, Sums sums, float grad_scale, std::size_t begin, std::size_t end);
-  template <bool kDecoupled, typename Sums>
-  void adam(float* params, Sums sums, float grad_scale, std::size_t begin, std::size_t end);
+  void apply(float* params, Sums sums, float grad_scale, std::size_t begin, std::size_t end, bool wide);
 
   OptimizerOptions options_;
   int64_t step_ = 0;
