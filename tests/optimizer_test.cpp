@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "nn_dist/optim/clip.hpp"
 #include "nn_dist/optim/optimizer.hpp"
 
 namespace nn_dist {
@@ -142,6 +143,46 @@ TEST(OptimizerTest, TwoPartSumsGiveTheBitsOfTheirSum) {
     for (std::size_t k = 0; k < summed.state().size(); ++k) {
       EXPECT_EQ(std::memcmp(summed.state()[k], parts.state()[k], n * sizeof(float)), 0) << "state " << k;
     }
+  }
+}
+
+// --clip-grad-norm's sum of squares: the same bits however the gradient is
+// cut into slices (passed in order) and whether its sums come whole or in two
+// float parts, and within double rounding of the exact sum.
+TEST(ClipTest, SumOfSquaresDoesNotDependOnTheCuts) {
+  const std::size_t n = 1003;  // whole runs of 8 lanes, an unaligned head and a tail
+  FlatBuffer a(n), b(n), sums(n);
+  long double exact = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    a[i] = std::sin(0.37f * i) * (1 + i % 7);
+    b[i] = 1e-3f * std::cos(1.3f * i);
+    sums[i] = a[i] + b[i];
+    exact += static_cast<long double>(sums[i]) * sums[i];
+  }
+  SquareSums whole;
+  add_squares(sums.data(), nullptr, 0, n, &whole);
+  EXPECT_NEAR(whole.total(), static_cast<double>(exact), 1e-14 * static_cast<double>(exact));
+  // The definition, one element at a time (this file is built for any x86-64: no fused
+  // multiply-add), against the loops the CPU runs (AVX-512 where it has it): the same bits.
+  double lane[SquareSums::kLanes] = {};
+  for (std::size_t i = 0; i < n; ++i) {
+    const double x = sums[i];
+    const double square = x * x;
+    lane[i % SquareSums::kLanes] += square;
+  }
+  double defined = lane[0];
+  for (int k = 1; k < SquareSums::kLanes; ++k) defined += lane[k];
+  EXPECT_EQ(whole.total(), defined);
+  for (const std::vector<std::size_t>& cuts : {std::vector<std::size_t>{0, 1, 2, 3, 500, 501, n},
+                                               std::vector<std::size_t>{0, 7, 8, 9, 15, 16, 17, 640, 999, n},
+                                               std::vector<std::size_t>{0, 333, 666, n}}) {
+    SquareSums cut, parts;
+    for (std::size_t c = 0; c + 1 < cuts.size(); ++c) {
+      add_squares(sums.data(), nullptr, cuts[c], cuts[c + 1], &cut);
+      add_squares(a.data(), b.data(), cuts[c], cuts[c + 1], &parts);
+    }
+    EXPECT_EQ(cut.total(), whole.total());
+    EXPECT_EQ(parts.total(), whole.total());
   }
 }
 

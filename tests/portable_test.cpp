@@ -180,16 +180,17 @@ TEST_F(PortableTest, DropoutDrawsTheSameMasksOnAnEmulatedCpuWithoutAvx512) {
   EXPECT_FALSE(epoch_lines_without_timing(native.out).empty()) << describe(native);
 }
 
-// The optimizers' update loops are compiled for AVX-512 and for any x86-64,
-// picked at run time, with no multiply fused into an add: on the emulated
-// Haswell (the baseline loops) SGD with momentum and AdamW end with the
-// checkpoint's weights and optimizer state of this CPU (the AVX-512 loops
-// here), bit for bit. Both sides multiply with the AVX2 kernel.
+// The optimizers' update loops and the clipping norm's sum of squares are
+// compiled for AVX-512 and for any x86-64, picked at run time (the update
+// with no multiply fused into an add): on the emulated Haswell (the baseline
+// loops) SGD with momentum and AdamW with clipping end with the checkpoint's
+// weights and optimizer state of this CPU (the AVX-512 loops here), bit for
+// bit. Both sides multiply with the AVX2 kernel.
 TEST_F(PortableTest, TheOptimizersUpdateToTheSameBitsOnAnEmulatedCpuWithoutAvx512) {
   const std::string qemu = qemu_binary();
   if (qemu.empty()) GTEST_SKIP() << "qemu-user is not installed (scripts/install_deps.sh installs it)";
   const std::vector<std::vector<std::string>> optimizers = {{"--momentum", "0.9", "--weight-decay", "0.001"},
-                                                            {"--optimizer", "adamw", "--weight-decay", "0.05"}};
+                                                            {"--optimizer", "adamw", "--weight-decay", "0.05", "--clip-grad-norm", "0.05"}};
   for (const std::vector<std::string>& optimizer : optimizers) {
     SCOPED_TRACE(optimizer[1]);
     std::vector<std::string> args = task();

@@ -7,6 +7,7 @@
 
 #include "nn_dist/common/cpu.hpp"
 #include "nn_dist/common/error.hpp"
+#include "optim/gradient_sums.hpp"
 
 namespace nn_dist {
 
@@ -41,18 +42,6 @@ Optimizer::Optimizer(const OptimizerOptions& options, std::size_t size) : option
 }
 
 namespace {
-
-// The gradient sums as the update loops read them: already summed, or in two
-// parts added in order (the same bits as adding them first).
-struct OnePart {
-  const float* __restrict sums;
-  float operator()(std::size_t i) const { return sums[i]; }
-};
-struct TwoParts {
-  const float* __restrict first;
-  const float* __restrict second;
-  float operator()(std::size_t i) const { return first[i] + second[i]; }
-};
 
 struct SgdConstants {
   float lr, wd, mu;

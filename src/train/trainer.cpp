@@ -568,14 +568,14 @@ void Trainer::sum_clip_and_update(bool finite, double count, double* optimizer_s
   // through the sum's shared memory. Every rank gets the same norm with no
   // collective of its own, then updates its slices.
   slices_.clear();
-  double squares = 0;
+  SquareSums squares;
   GradientSync& sync = *model_.sync;
   auto keep = [&](std::size_t begin, std::size_t end, const float* first, const float* second) {
     slices_.push_back({begin, end, first, second});
-    squares = sum_of_squares(first, second, begin, end, squares);
+    add_squares(first, second, begin, end, &squares);
   };
   auto clip_and_update = [&] {
-    grad_norm_ = std::sqrt(sync.sum_squares(squares)) / count;  // of the mean gradient, as torch sees it
+    grad_norm_ = std::sqrt(sync.sum_squares(squares.total())) / count;  // of the mean gradient, as torch sees it
     if (!finite) return;
     const double factor = clip_factor(grad_norm_, config_.clip_grad_norm);
     // Unclipped, the same scale (and bits) as without --clip-grad-norm.
