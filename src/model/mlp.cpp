@@ -106,6 +106,18 @@ void Mlp<T>::multiply(long m, long n, long k, const T* a, long lda, bool trans_a
 }
 
 template <typename T>
+void Mlp<T>::multiply(const std::uint16_t* packed_a, long m, long n, long k, const T* a, long lda, const T* b,
+                      long ldb, bool trans_b, T* c, long ldc, bool add) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (packed_a != nullptr) {
+      gemm_packed_a(m, n, k, packed_a, b, ldb, trans_b, c, ldc, gemm_workspace_, add);
+      return;
+    }
+  }
+  multiply(m, n, k, a, lda, false, b, ldb, trans_b, c, ldc, add);
+}
+
+template <typename T>
 void Mlp<T>::set_dropout(const std::vector<double>& rates) {
   const int hidden = layout_.num_layers() - 1;
   if (!rates.empty() && static_cast<int>(rates.size()) != hidden) throw Error("dropout: one rate per hidden layer");
@@ -142,15 +154,8 @@ void Mlp<T>::forward(const T* params, const T* x, long n, const DropoutDraw* dra
     Eigen::Map<const Vector<T>, Eigen::Aligned64> b(params + layout_.bias(l).offset, ws.rows);
     Eigen::Map<Matrix<T>, Eigen::Aligned64> z(outputs_[l].data(), ws.rows, n);                // (d_out, n)
     const T* in = layer_input(l, x);                                                            // (d_in, n)
-    if constexpr (std::is_same_v<T, float>) {
-      if (packed_weights_ != nullptr) {
-        gemm_packed_a(ws.rows, n, ws.cols, packed_weights_ + packed_offsets_[l], in, ws.cols, false, z.data(), ws.rows,
-                      gemm_workspace_);
-      }
-    }
-    if (packed_weights_ == nullptr) {
-      multiply(ws.rows, n, ws.cols, w.data(), ws.rows, false, in, ws.cols, false, z.data(), ws.rows);
-    }
+    const std::uint16_t* packed = packed_weights_ != nullptr ? packed_weights_ + packed_offsets_[l] : nullptr;
+    multiply(packed, ws.rows, n, ws.cols, w.data(), ws.rows, in, ws.cols, false, z.data(), ws.rows);
     if (l + 1 < num && !derivatives_.empty()) {
       bias_activate<T>(hidden_, z, b, Eigen::Map<Matrix<T>>(derivatives_[l].data(), ws.rows, n));
     } else {
@@ -202,21 +207,17 @@ template <typename T>
 void Mlp<T>::weight_gradient(int l, const T* delta, const T* a, T* dw, bool add, BackwardObserver* observer,
                              std::size_t* piece) {
   const long n = n_, d_out = layout_.weight(l).rows, d_in = layout_.weight(l).cols;
-  bool packed = false;
+  const std::uint16_t* packed = nullptr;
   if constexpr (std::is_same_v<T, float>) {
-    packed = gemm_precision() == Precision::kBf16 && packed_delta_.size() >= bf16_packed_a_elements(d_out, n);
-    if (packed) bf16_pack_a(d_out, n, delta, d_out, false, packed_delta_.data());
+    if (gemm_precision() == Precision::kBf16 && packed_delta_.size() >= bf16_packed_a_elements(d_out, n)) {
+      bf16_pack_a(d_out, n, delta, d_out, false, packed_delta_.data());
+      packed = packed_delta_.data();
+    }
   }
   const std::vector<long>& cuts = weight_cuts_[l];
   for (std::size_t i = 0; i + 1 < cuts.size(); ++i) {
     const long c0 = cuts[i + 1], width = cuts[i] - cuts[i + 1];
-    if constexpr (std::is_same_v<T, float>) {
-      if (packed) {
-        gemm_packed_a(d_out, width, n, packed_delta_.data(), a + c0, d_in, true, dw + c0 * d_out, d_out,
-                      gemm_workspace_, add);
-      }
-    }
-    if (!packed) multiply(d_out, width, n, delta, d_out, false, a + c0, d_in, true, dw + c0 * d_out, d_out, add);
+    multiply(packed, d_out, width, n, delta, d_out, a + c0, d_in, true, dw + c0 * d_out, d_out, add);
     if (observer) observer->piece_done(*piece);
     ++*piece;
   }

@@ -120,6 +120,10 @@ class Mlp {
   // c (m x n) = op(a) op(b) (add: +=): nn_dist's kernel for float on one thread or in bf16, else Eigen.
   void multiply(long m, long n, long k, const T* a, long lda, bool trans_a, const T* b, long ldb, bool trans_b, T* c,
                 long ldc, bool add = false);
+  // The same with A not transposed, or, when packed_a is not null (bf16), with op(A) packed once
+  // (bf16_pack_a, pack_weights): the same bits.
+  void multiply(const std::uint16_t* packed_a, long m, long n, long k, const T* a, long lda, const T* b, long ldb,
+                bool trans_b, T* c, long ldc, bool add = false);
 
   Layout layout_;
   ActivationFn hidden_;
