@@ -349,14 +349,22 @@ void pack_columns(long m, long k, const float* a, std::size_t begin, std::size_t
     const long k0 = kk / kstep * kstep, kcp = round_up(std::min(kstep, k - k0), kChunk), p = (kk - k0) / 2;
     Bf16* block = out + packed_offset(m, kstep, 0, k0, kcp) + p * 64;  // pair p of rows 0 .. 31
     const float* column = a + kk * m;
-    if ((kk - k0) % 2 == 0 && r0 == 0 && kk + 1 < k && f + 2 * m <= end) {
-      // A whole pair of columns: each line of the packing written whole, once.
-      for (long i = 0; i < m; i += 16) {
-        const __m512 x0 = _mm512_maskz_loadu_ps(lanes(m - i), column + i);
-        const __m512 x1 = _mm512_maskz_loadu_ps(lanes(m - i), column + m + i);
-        _mm512_store_si512(block + i / kMr * kMr * kcp + i % kMr * 2, interleave(x0, x1));
+    const long pairs = std::min<long>(static_cast<long>(end - f) / (2 * m), (std::min(k0 + kstep, k) - kk) / 2);
+    if ((kk - k0) % 2 == 0 && r0 == 0 && pairs > 0) {
+      // Whole pairs of columns: each line of the packing written whole, once,
+      // a sliver's rows in order.
+      for (long i = 0; i < m; i += kMr) {
+        Bf16* sliver = block + i * kcp;
+        const __mmask16 low = lanes(m - i), high = lanes(m - i - 16);
+        for (long q = 0; q < pairs; ++q) {
+          const float* x = column + 2 * q * m + i;
+          const __m512 x0 = _mm512_maskz_loadu_ps(low, x), x1 = _mm512_maskz_loadu_ps(low, x + m);
+          const __m512 y0 = _mm512_maskz_loadu_ps(high, x + 16), y1 = _mm512_maskz_loadu_ps(high, x + m + 16);
+          _mm512_store_si512(sliver + q * 64, interleave(x0, x1));
+          _mm512_store_si512(sliver + q * 64 + 32, interleave(y0, y1));
+        }
       }
-      f += static_cast<std::size_t>(2 * m);
+      f += static_cast<std::size_t>(2 * m * pairs);
       continue;
     }
     // Part of a column: rows i .. i+15 are every other bf16 of 32 in one line.
