@@ -338,17 +338,17 @@ TEST(MappedChunksTest, ReleaseGivesBackAllButTheKeptRowsPieces) {
   }
 }
 
-// copy_rows reads the pieces of all chunk columns for up to 512 KB of rows at
-// a time: runs of rows longer than that (here 12000 rows x 13 columns of 4 B,
-// 624 KB, in one chunk row) are read in parts, and the parts join bit for bit.
+// copy_rows reads the pieces of all chunk columns for up to 4 MB of rows at
+// a time: runs of rows longer than that (here 100000 rows x 13 columns of 4 B,
+// 5.2 MB, in one chunk row) are read in parts, and the parts join bit for bit.
 TEST(MappedChunksTest, RunsLongerThanTheStagingBufferAreReadInParts) {
   const testing::TempDir temp("chunks_long");
-  constexpr long kLongRows = 12000;
+  constexpr long kLongRows = 100000;
   const DatasetInfo info = write_columns(temp.str() + "/long.h5", kLongRows, kFeatures, kLongRows);
   RowReader reader(info);
   ASSERT_TRUE(reader.mapped());
   ASSERT_EQ(reader.chunks_a_row(), kFeatures);
-  for (const auto& [first, n] : {std::make_pair(0L, kLongRows), std::make_pair(77L, 11000L)}) {
+  for (const auto& [first, n] : {std::make_pair(0L, kLongRows), std::make_pair(77L, 90000L)}) {
     std::vector<float> rows(static_cast<std::size_t>(n * kFeatures + 1), -1.0f);
     reader.copy_rows(first, n, rows.data());
     for (long j = 0; j < n; ++j) {
