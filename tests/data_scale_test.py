@@ -13,7 +13,8 @@
     file or four, uint8 or float32, compressed too); resuming mid-epoch gives
     the uninterrupted run's bits; each rank's peak RSS stays under a tiny-data
     run's plus the cache plus 8 MiB, for a shard six times the cache; X read
-    in place from a mapping and X copied (gzip, float64, a user block) give
+    with pread (whole rows, or gathered from chunks) and X copied through
+    HDF5 (gzip, float64, chunks behind a user block) give
     the same shuffled bits;
   - --val-split: the same held-out samples at any rank count, about the
     asked fraction, and training reports validation on them;
@@ -174,7 +175,7 @@ with h5py.File("mem-std.h5", "r") as a, h5py.File("stream-std.h5", "r") as b:
           code == 0 and np.array_equal(a["preprocess/scale"][()], b["preprocess/scale"][()])
           and np.array_equal(a["preprocess/mean"][()], b["preprocess/mean"][()]) and same_bits("mem-std.h5", "stream-std.h5"),
           err)
-# X read in place (mapped: contiguous, unfiltered, float32) and X copied
+# X read with pread (contiguous or chunked, unfiltered, float32) and X copied
 # (chunked and compressed, or float64 converted on reading) give the same
 # shuffled windows, so the same bits; so does a file with a 512-byte user
 # block before its HDF5 data (the mapping's offset must count it).
@@ -201,10 +202,10 @@ for name in ("all", "gz", "f64", "ublock", "c7x5", "c1x24", "c3001x1", "cauto", 
     code, out, err = run(train + ["--data", f"{name}.h5", "--cache-mb", "0.05", "--checkpoint", f"stream-{name}.h5"])
     stream_runs[name] = (code, out, err)
     check(f"streaming {name}.h5, shuffled: exit 0", code == 0, err)
-gathered = "X mapped, rows gathered from its chunks"
-for name, how in (("all", "X mapped, read in place"), ("gz", "X copied"), ("f64", "X copied"),
-                  ("ublock", "X mapped, read in place"), ("c7x5", f"{gathered} (5 a row)"),
-                  ("c1x24", f"{gathered} (1 a row)"), ("c3001x1", f"{gathered} (24 a row)"),
+gathered, whole = "X read with pread, rows gathered from its chunks", "X read with pread, whole rows"
+for name, how in (("all", whole), ("gz", "X copied"), ("f64", "X copied"),
+                  ("ublock", whole), ("c7x5", f"{gathered} (5 a row)"),
+                  ("c1x24", whole), ("c3001x1", f"{gathered} (24 a row)"),
                   ("cauto", f"{gathered} (4 a row)"), ("c7x5_ublock", "X copied"), ("holes", "X copied")):
     check(f"streaming {name}.h5 says '{how}'", how in stream_runs[name][1], stream_runs[name][1])
 for name in ("gz", "f64", "ublock", "c7x5", "c1x24", "c3001x1", "cauto", "c7x5_ublock"):

@@ -205,7 +205,7 @@ Seen stream_epochs(const DatasetInfo& info, const Standardization& t) {
   const double row = stream_row_bytes(info, Loss::kSoftmax);
   StreamSource source(info, kOffset, kCount, Loss::kSoftmax, t, kBatch, true, 7, 1,
                       stream_shape(2 * 48 * row, row, kBatch, kCount));  // windows of 48 rows, blocks of 3
-  Seen seen{{}, source.mapped(), source.in_place()};
+  Seen seen{{}, source.mapped(), RowReader(info).in_place()};  // streams read whole rows with pread, not in place
   for (int64_t epoch = 0; epoch < 2; ++epoch) {
     source.start_epoch(epoch);
     for (long s = 0; s < source.steps(); ++s) {

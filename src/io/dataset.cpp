@@ -486,6 +486,12 @@ void RowReader::copy_rows(long offset, long count, void* x) const {
   assembled.resize(static_cast<std::size_t>(tile) * row_bytes);
   impl_->for_each_run(offset, count, [&](const Impl::Open& open, const unsigned char* const* chunk, std::size_t from,
                                          long rows, long out_row) {
+    if (open.grid_width == 1 && open.stride == row_bytes) {  // whole rows in file order: read straight into x
+      const auto at = static_cast<std::size_t>(chunk[0] - static_cast<const unsigned char*>(open.map));
+      read_exactly(open.fd, at + from, row_bytes * static_cast<std::size_t>(rows),
+                   out + row_bytes * static_cast<std::size_t>(out_row), open.what);
+      return;
+    }
     const std::size_t width = open.stride * static_cast<std::size_t>(open.grid_width);  // a row's pieces
     const long sub = std::max<long>(1, static_cast<long>(kStagingBytes / width));
     staging.resize(std::max(staging.size(), width * static_cast<std::size_t>(std::min(sub, rows))));

@@ -240,9 +240,9 @@ std::unique_ptr<Minibatches> make_minibatches(const Communicator& comm, const Co
   if (!quiet) {
     const std::string how =
         !stream->mapped()  ? "X copied through HDF5: filtered, converted or partly unwritten storage"
-        : stream->in_place() ? "X mapped, read in place"
-                             : "X mapped, rows gathered from its chunks (" + std::to_string(stream->chunks_a_row()) +
-                                   " a row)";
+        : stream->chunks_a_row() == 1 ? "X read with pread, whole rows"
+                                      : "X read with pread, rows gathered from its chunks (" +
+                                            std::to_string(stream->chunks_a_row()) + " a row)";
     std::printf("nn_dist: streaming: %.0f MiB of samples per rank at most, windows of %ld rows read in blocks of %ld "
                 "(%s)\n",
                 config.cache_mb, shape.window_rows, shape.block_rows, how.c_str());

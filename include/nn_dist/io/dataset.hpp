@@ -88,10 +88,11 @@ class RowReader {
   // file stores X contiguously: mapped_rows gives the address of each of rows
   // [offset, offset + count) of the concatenation (info.features values each).
   // Any mapping: copy_rows gathers the rows into x ((features, count) as
-  // stored, as read() gives them compact), a row's pieces from each of the
-  // (at most) chunks_a_row() chunks it spans, read with pread at the chunks'
-  // offsets (no page of the mapping is touched). Not thread-safe (one reader
-  // per loader).
+  // stored, as read() gives them compact), read with pread at their offsets
+  // (no page of the mapping is touched): whole rows straight into x when a
+  // chunk spans every feature (contiguous X), else a row's pieces from each
+  // of the chunks_a_row() chunks it spans. Not thread-safe (one reader per
+  // loader).
   bool mapped() const;
   bool in_place() const;
   long chunks_a_row() const;

@@ -75,10 +75,9 @@ class StreamSource : public Minibatches {
   const float* values() const override { return has_labels_ ? nullptr : slots_[current_].values.data(); }
 
   long windows() const { return static_cast<long>(window_start_.size()) - 1; }
-  // X read from a mapping of the files (RowReader::mapped): in place, or
-  // gathered into the window from its chunks.
+  // X read with pread at its place in the files (RowReader::mapped): whole
+  // rows, or gathered into the window from its chunks.
   bool mapped() const { return reader_->mapped(); }
-  bool in_place() const { return reader_->in_place(); }
   long chunks_a_row() const { return reader_->chunks_a_row(); }
   long reads() const { return reads_; }  // windows read so far (tests)
   // Bytes of X and y read so far, and the loader's seconds spent reading them.
@@ -91,9 +90,7 @@ class StreamSource : public Minibatches {
     int64_t epoch = -1;
     bool ready = false, requested = false;
     long rows = 0;
-    std::vector<unsigned char> x;  // (features, rows) as stored (compact) or float32; empty when read in place
-    std::vector<const unsigned char*> x_rows;  // when read in place: each row's values in the mapping
-    std::vector<std::pair<long, long>> blocks;  // when read in place: the (first row, rows) made resident
+    std::vector<unsigned char> x;  // (features, rows) as stored (compact) or float32
     std::vector<double> y;         // (width, rows) as read
     std::vector<int32_t> labels;
     std::vector<float> values;     // (width, rows)
@@ -129,7 +126,6 @@ class StreamSource : public Minibatches {
 
   std::vector<float> table_;  // uint8 with a transform (byte_table)
   Window windows_[2];
-  std::vector<std::pair<long, long>> keep_;  // the loader's: rows of the mapping to keep resident
   long active_ = -1;          // the window the last gathered batch ended in
   Slot slots_[2];
   int current_ = 0;
