@@ -242,7 +242,7 @@ void copy_streaming(unsigned char* d, const unsigned char* s, std::size_t n) {
 
 // copy_rows reads the pieces of all chunk columns for up to this many bytes
 // of rows at a time: a streamed block's run of rows in one pread a chunk
-// column (--cache-mb 64: 663 rows, 2.1 MB). On a 2-vCPU Zen 5 KVM guest,
+// column (--cache-mb 64: 663 rows, 2.1 MB). On a 2-vCPU Zen 5 guest,
 // 400000 x 784 float32 in (3125, 13) chunks read alone: 0.90 us a row,
 // against 1.48 with 512 KB (8.6 KB a pread, 4x the system calls).
 constexpr std::size_t kStagingBytes = 4 << 20;
