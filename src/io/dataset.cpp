@@ -18,6 +18,7 @@
 
 #include "io/h5util.hpp"
 #include "io/names_h5.hpp"
+#include "nn_dist/io/pieces.hpp"
 #include "nn_dist/common/error.hpp"
 #include "nn_dist/common/text.hpp"
 
@@ -508,11 +509,8 @@ void RowReader::copy_rows(long offset, long count, void* x) const {
         for (long c = 0; c < open.grid_width; ++c) {
           const std::size_t column = open.stride * static_cast<std::size_t>(c);  // the chunk's first byte in a row
           const std::size_t bytes = std::min(open.stride, row_bytes - column);  // the last chunks pass the last feature
-          const unsigned char* piece = staging.data() + run * static_cast<std::size_t>(c) + open.stride * t;
-          for (long k = 0; k < m; ++k) {
-            std::memcpy(assembled.data() + row_bytes * static_cast<std::size_t>(k) + column, piece + open.stride * k,
-                        bytes);
-          }
+          copy_pieces(staging.data() + run * static_cast<std::size_t>(c) + open.stride * t, open.stride,
+                      assembled.data() + column, row_bytes, bytes, m);
         }
         copy_streaming(out + row_bytes * static_cast<std::size_t>(out_row + first + t), assembled.data(),
                        row_bytes * static_cast<std::size_t>(m));
