@@ -1,7 +1,7 @@
 // BlockSource (--reproducible): the block order is a pure function of (seed,
 // epoch); a global batch is the same rows whatever the rank count; features
 // and targets are the file's rows, converted as the in-memory source converts
-// them; contiguous, chunked (mapped whole rows or rows split across chunks)
+// them; contiguous, chunked (whole rows or rows split across chunks)
 // and compressed files give the same batches.
 #include <gtest/gtest.h>
 #include <hdf5.h>
@@ -26,9 +26,9 @@ float feature(long j, long f) { return static_cast<float>(f == 0 ? j % 256 : f =
 double label(long j) { return static_cast<double>(j % 5); }
 
 enum class XLayout {
-  kContiguous,  // mapped, read in place
-  kWholeRows,   // chunks of 5 whole rows: mapped, rows gathered from 1 chunk
-  kSplit,       // chunks of 5 rows x 2 features, the last column's partial: mapped, rows gathered from 2 chunks
+  kContiguous,  // read directly: a block's rows in one pread
+  kWholeRows,   // chunks of 5 whole rows: read directly, rows from 1 chunk
+  kSplit,       // chunks of 5 rows x 2 features, the last column's partial: read directly, rows from 2 chunks
   kGzip,        // the same chunks compressed: read through HDF5
 };
 
@@ -266,7 +266,7 @@ TEST(BlockSourceTest, MappedChunkedAndSplitFilesGiveTheSameBatches) {
       const DatasetInfo whole_rows = write_rows(dir + "/whole_rows.h5", {compact, XLayout::kWholeRows, targets});
       const DatasetInfo chunked = write_rows(dir + "/chunked.h5", {compact, XLayout::kSplit, targets});
       const DatasetInfo gzip = write_rows(dir + "/gzip.h5", {compact, XLayout::kGzip, targets});
-      // Two files, split inside block 12 (rows 48..51): both mapped, one chunked, or one compressed.
+      // Two files, split inside block 12 (rows 48..51): both contiguous, one chunked, or one compressed.
       write_rows(dir + "/a.h5", {compact, XLayout::kContiguous, targets}, 0, 50);
       write_rows(dir + "/b.h5", {compact, XLayout::kContiguous, targets}, 50, kRows);
       write_rows(dir + "/b_chunked.h5", {compact, XLayout::kSplit, targets}, 50, kRows);
@@ -274,23 +274,21 @@ TEST(BlockSourceTest, MappedChunkedAndSplitFilesGiveTheSameBatches) {
       const DatasetInfo split = inspect_datasets({dir + "/a.h5", dir + "/b.h5"}, "--data", "X", "y");
       const DatasetInfo split_chunked = inspect_datasets({dir + "/a.h5", dir + "/b_chunked.h5"}, "--data", "X", "y");
       const DatasetInfo split_gzip = inspect_datasets({dir + "/a.h5", dir + "/b_gzip.h5"}, "--data", "X", "y");
-      // how each is read: in place, gathered from N chunks a row, or through HDF5
+      // how each is read: directly, from N chunks a row, or through HDF5
       const auto access = [&](const DatasetInfo& info) {
         const BlockSource source(info, kRows, loss, {}, kBlock, kGlobal, 0, 1, true, 1);
-        return !source.mapped() ? std::string("hdf5")
-               : source.in_place() ? std::string("in place")
-                                   : "gathered from " + std::to_string(source.chunks_a_row());
+        return !source.direct() ? std::string("hdf5") : "gathered from " + std::to_string(source.chunks_a_row());
       };
-      EXPECT_EQ(access(contiguous), "in place") << what;
+      EXPECT_EQ(access(contiguous), "gathered from 1") << what;
       EXPECT_EQ(access(whole_rows), "gathered from 1") << what;
       EXPECT_EQ(access(chunked), "gathered from 2") << what;
       EXPECT_EQ(access(gzip), "hdf5") << what;
-      EXPECT_EQ(access(split), "in place") << what;
+      EXPECT_EQ(access(split), "gathered from 1") << what;
       EXPECT_EQ(access(split_chunked), "gathered from 2") << what;
       EXPECT_EQ(access(split_gzip), "hdf5") << what;
-      const std::vector<Step> mapped = run(contiguous, loss, {}, 3, false);
-      ASSERT_EQ(mapped.size(), 10u);
-      for (const Step& step : mapped) {
+      const std::vector<Step> reference = run(contiguous, loss, {}, 3, false);
+      ASSERT_EQ(reference.size(), 10u);
+      for (const Step& step : reference) {
         for (std::size_t j = 0; j < step.ids.size(); ++j) {
           if (targets) {
             EXPECT_EQ(step.values[2 * j], static_cast<float>(step.ids[j]) / 2) << what;
@@ -300,12 +298,12 @@ TEST(BlockSourceTest, MappedChunkedAndSplitFilesGiveTheSameBatches) {
           }
         }
       }
-      EXPECT_TRUE(run(whole_rows, loss, {}, 2, false) == mapped) << what << ": chunks of whole rows";
-      EXPECT_TRUE(run(chunked, loss, {}, 3, true) == mapped) << what << ": rows split across chunks";
-      EXPECT_TRUE(run(gzip, loss, {}, 3, true) == mapped) << what << ": compressed";
-      EXPECT_TRUE(run(split, loss, {}, 2, true) == mapped) << what << ": two mapped files";
-      EXPECT_TRUE(run(split_chunked, loss, {}, 6, false) == mapped) << what << ": two files, one chunked";
-      EXPECT_TRUE(run(split_gzip, loss, {}, 3, false) == mapped) << what << ": two files, one compressed";
+      EXPECT_TRUE(run(whole_rows, loss, {}, 2, false) == reference) << what << ": chunks of whole rows";
+      EXPECT_TRUE(run(chunked, loss, {}, 3, true) == reference) << what << ": rows split across chunks";
+      EXPECT_TRUE(run(gzip, loss, {}, 3, true) == reference) << what << ": compressed";
+      EXPECT_TRUE(run(split, loss, {}, 2, true) == reference) << what << ": two contiguous files";
+      EXPECT_TRUE(run(split_chunked, loss, {}, 6, false) == reference) << what << ": two files, one chunked";
+      EXPECT_TRUE(run(split_gzip, loss, {}, 3, false) == reference) << what << ": two files, one compressed";
     }
   }
 }
@@ -313,7 +311,7 @@ TEST(BlockSourceTest, MappedChunkedAndSplitFilesGiveTheSameBatches) {
 // HDF5 allocates inside each read (Open MPI's collectives do too: their
 // business); BlockSource itself allocates nothing once built: an epoch of
 // load/prefetch makes exactly the allocations of its HDF5 reads of X (none
-// for a mapped file, contiguous or chunked: y is read once, at construction).
+// for a file read directly, contiguous or chunked: y is read once, at construction).
 TEST(BlockSourceTest, LoadAndPrefetchAllocateOnlyInsideHdf5) {
   const testing::TempDir temp("blocks_alloc");
   const std::string& dir = temp.str();
@@ -339,7 +337,7 @@ TEST(BlockSourceTest, LoadAndPrefetchAllocateOnlyInsideHdf5) {
       for (long s = 0; s < source.steps(); ++s) {
         for (long k = s * kGlobal + 3; k < std::min(26L, s * kGlobal + 6); ++k, ++blocks) {
           const long row = order[k] * kBlock, n = std::min(kBlock, kRows - row);
-          if (through_hdf5) reader.read(row, n, true, x.data(), y.data());  // mapped: no read (y is held)
+          if (through_hdf5) reader.read(row, n, true, x.data(), y.data());  // read directly: no HDF5 read (y is held)
         }
       }
       return blocks;
@@ -360,7 +358,7 @@ TEST(BlockSourceTest, LoadAndPrefetchAllocateOnlyInsideHdf5) {
     }
     EXPECT_EQ(blocks, 12);  // rank 1 of 2: blocks 3..5 of steps 0..3, none of step 4
     EXPECT_EQ(by_source, by_hdf5) << static_cast<int>(layout);
-    EXPECT_EQ(source.mapped(), !through_hdf5);
+    EXPECT_EQ(source.direct(), !through_hdf5);
     if (!through_hdf5) {
       EXPECT_EQ(by_source, 0u) << "a mapped file's steps allocate nothing";
     }

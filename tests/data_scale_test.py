@@ -3,7 +3,7 @@
   - several files as one dataset (--data a --data b, and @list.txt): the same
     final bits as one file holding the same rows, at 2 and 3 ranks, with file
     boundaries inside ranks' shards; mismatched files are one error naming both;
-  - chunked (mapped: odd chunk shapes, h5py's chunks=True) and gzip-compressed
+  - chunked (read directly: odd chunk shapes, h5py's chunks=True) and gzip-compressed
     HDF5: the same bits as a contiguous file, in memory, streamed and
     --reproducible;
   - uint8 and uint16 X stay compact in memory and give the same bits as the
@@ -109,7 +109,7 @@ with h5py.File("gz.h5", "w") as g:
 code, out, err = run(train + ["--data", "gz.h5", "--checkpoint", "gz_model.h5"])
 check("chunked, gzip-compressed X and y: the bits of the contiguous file", code == 0 and same_bits("one2.h5", "gz_model.h5"),
       err)
-# Unfiltered chunks are mapped and gathered: partial edge chunks both ways
+# Unfiltered chunks are read directly and gathered: partial edge chunks both ways
 # (7, 5), one row a chunk, one feature a chunk, and h5py's own choice.
 chunked = {"c7x5": (7, 5), "c1x24": (1, 24), "c3001x1": (3001, 1), "cauto": True}
 for name, shape in chunked.items():
@@ -125,7 +125,7 @@ repro = ["--hidden", "16", "--epochs", "2", "--seed", "2", "--global-batch-size"
 run(repro + ["--data", "all.h5", "--checkpoint", "repro_all.h5"])
 for name in ("c7x5", "cauto"):
     code, out, err = run(repro + ["--data", f"{name}.h5", "--checkpoint", f"repro_{name}.h5"], 3)
-    check(f"--reproducible on {name}.h5 (mapped chunks) at 3 ranks: the bits of the contiguous file at 2",
+    check(f"--reproducible on {name}.h5 (chunks read directly) at 3 ranks: the bits of the contiguous file at 2",
           code == 0 and same_bits("repro_all.h5", f"repro_{name}.h5"), err)
 
 # ---- uint8 / uint16 kept compact
@@ -178,7 +178,7 @@ with h5py.File("mem-std.h5", "r") as a, h5py.File("stream-std.h5", "r") as b:
 # X read with pread (contiguous or chunked, unfiltered, float32) and X copied
 # (chunked and compressed, or float64 converted on reading) give the same
 # shuffled windows, so the same bits; so does a file with a 512-byte user
-# block before its HDF5 data (the mapping's offset must count it).
+# block before its HDF5 data (the read's offsets must count it).
 with h5py.File("f64.h5", "w") as g:
     g["X"], g["y"] = X.astype(np.float64), y
 with h5py.File("ublock.h5", "w", userblock_size=512) as g:
@@ -209,7 +209,7 @@ for name, how in (("all", whole), ("gz", "X copied"), ("f64", "X copied"),
                   ("cauto", f"{gathered} (4 a row)"), ("c7x5_ublock", "X copied"), ("holes", "X copied")):
     check(f"streaming {name}.h5 says '{how}'", how in stream_runs[name][1], stream_runs[name][1])
 for name in ("gz", "f64", "ublock", "c7x5", "c1x24", "c3001x1", "cauto", "c7x5_ublock"):
-    check(f"streaming {name}.h5, shuffled: the bits of the mapped contiguous file",
+    check(f"streaming {name}.h5, shuffled: the bits of the contiguous file",
           same_bits("stream-all.h5", f"stream-{name}.h5"))
 check("streaming holes.h5 (a chunk never written, read through HDF5): the bits of a contiguous file with its zeros",
       same_bits("stream-holes_ref.h5", "stream-holes.h5") and not same_bits("stream-all.h5", "stream-holes.h5"))
@@ -233,7 +233,7 @@ with h5py.File("f32_chunked.h5", "w") as g:  # h5py's chunks: (938, 25), 32 a ro
     g.create_dataset("y", data=labels, chunks=True)
 rss_chunked = peak_rss(small + ["--data", "f32_chunked.h5", "--cache-mb", "16"])
 print(f"peak RSS per rank: streaming the same from chunks (938, 25): {rss_chunked} KiB")
-check("streaming chunked X (mapped, gathered): every rank's peak RSS is under the same bound",
+check("streaming chunked X (read directly, gathered): every rank's peak RSS is under the same bound",
       len(rss_chunked) == 2 and max(rss_chunked) <= rss_base + 16 * 1024 + 8 * 1024, f"{rss_chunked} vs {rss_base}")
 code, out, err = run(["--data", "all.h5", "--val-split", "0.1", "--cache-mb", "8"])
 check("--val-split with streaming: one clear error", code == 2 and "give --val" in err, err)

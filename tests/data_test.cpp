@@ -101,7 +101,7 @@ TEST(StreamSourceTest, EveryRowOncePerEpochInWindowsOfShuffledBlocks) {
   const long offset = 17, count = 950;  // a rank's rows, not from 0
   StreamSource source(info, offset, count, Loss::kSoftmax, {}, 16, true, 5, 1, small_windows(info, 16, count));
   EXPECT_GT(source.steps(), 0);
-  EXPECT_TRUE(source.mapped()) << "a contiguous float32 X is read in place";
+  EXPECT_TRUE(source.direct()) << "a contiguous float32 X is read directly";
   std::vector<int32_t> previous;
   for (int64_t epoch = 0; epoch < 3; ++epoch) {
     const std::vector<int32_t> seen = epoch_labels(source, epoch, epoch == 1);

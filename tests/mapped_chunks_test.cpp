@@ -1,9 +1,9 @@
 // X stored in chunks and read without HDF5 (pread at the chunks' offsets in
-// the mapped file): every chunk shape and HDF5 chunk index gives the
-// contiguous file's rows bit for bit (row by row, streamed, --reproducible's
-// blocks, in memory), long runs too; filtered, partly unwritten and
-// user-block files go through HDF5; a release keeps only the kept rows'
-// pages; a file cut short while being read is one error.
+// the file): every chunk shape and HDF5 chunk index gives the contiguous
+// file's rows bit for bit (row by row, streamed, --reproducible's blocks, in
+// memory), long runs too; filtered, partly unwritten and user-block files go
+// through HDF5; reading maps no page of the file into the process; a file cut
+// short while being read is one error.
 #include <gtest/gtest.h>
 #include <hdf5.h>
 
@@ -38,13 +38,12 @@ struct Storage {
   bool shuffle = false;       // the byte-shuffle filter alone: chunks of the same size, bytes reordered
   bool hole = false;          // chunk (1, 1) (rows 7..13, features 5..9) never written: HDF5's fill value 0
   hsize_t userblock = 0;
-  long chunks_a_row = 0;      // RowReader::chunks_a_row when mapped; 0: read through HDF5
-  bool in_place = false;      // RowReader::in_place: one run of whole rows
+  long chunks_a_row = 0;      // RowReader::chunks_a_row when read directly; 0: read through HDF5
 };
 
 const std::vector<Storage>& storages() {
   static const std::vector<Storage> all = {
-      {"contiguous", {0, 0}, 0, false, false, false, 0, 1, true},
+      {"contiguous", {0, 0}, 0, false, false, false, 0, 1},
       {"chunks (7,5)", {7, 5}, 0, false, false, false, 0, 3},  // partial edge chunks below and to the right
       {"chunks (1,13)", {1, 13}, 0, false, false, false, 0, 1},
       {"chunks (100,1)", {100, 1}, 0, false, false, false, 0, 13},
@@ -53,8 +52,8 @@ const std::vector<Storage>& storages() {
       {"chunks (7,5), extensible array", {7, 5}, 2, false, false, false, 0, 3},
       {"chunks (7,5), v2 B-tree", {7, 5}, 3, false, false, false, 0, 3},
       {"chunks (7,5), implicit", {7, 5}, 4, false, false, false, 0, 3},
-      {"one chunk", {kRows, kFeatures}, 5, false, false, false, 0, 1, true},  // one run of rows, as if contiguous
-      {"one chunk, wider", {kRows, 16}, 0, false, false, false, 0, 1, true},
+      {"one chunk", {kRows, kFeatures}, 5, false, false, false, 0, 1},  // one run of rows, as if contiguous
+      {"one chunk, wider", {kRows, 16}, 0, false, false, false, 0, 1},
       {"chunks (7,5), gzip", {7, 5}, 0, true, false, false, 0, 0},
       {"chunks (7,5), shuffled bytes", {7, 5}, 0, false, true, false, 0, 0},
       {"chunks (7,5), one unwritten", {7, 5}, 0, false, false, true, 0, 0},
@@ -126,31 +125,25 @@ TEST(MappedChunksTest, EveryLayoutGivesTheStoredRowsBitForBit) {
       const std::string what = s.name + (compact ? ", uint8" : ", float32");
       const DatasetInfo info = write_file(dir + "/x.h5", s, compact);
       RowReader reader(info);
-      ASSERT_EQ(reader.mapped(), s.chunks_a_row > 0) << what;
+      ASSERT_EQ(reader.direct(), s.chunks_a_row > 0) << what;
       const std::size_t row_bytes = kFeatures * (compact ? 1 : sizeof(float));
       std::vector<unsigned char> all(kRows * row_bytes);
       std::vector<double> y(kRows);
       reader.read(0, kRows, /*compact=*/true, all.data(), y.data());  // through HDF5, whatever the storage
       std::vector<unsigned char> row(row_bytes + 1, 0xee);             // one byte past the row: never written
-      std::vector<const unsigned char*> at(kRows);
-      if (reader.mapped()) {
+      if (reader.direct()) {
         EXPECT_EQ(reader.chunks_a_row(), s.chunks_a_row) << what;
-        EXPECT_EQ(reader.in_place(), s.in_place) << what;
-        if (reader.in_place()) reader.mapped_rows(0, kRows, at.data());
       }
       for (long j = 0; j < kRows; ++j) {
         const std::vector<unsigned char> expected = expected_row(j, compact, s.hole);
         ASSERT_EQ(0, std::memcmp(all.data() + j * row_bytes, expected.data(), row_bytes))
             << what << ": HDF5, row " << j;
-        if (!reader.mapped()) continue;
+        if (!reader.direct()) continue;
         reader.copy_rows(j, 1, row.data());
         ASSERT_EQ(0, std::memcmp(row.data(), expected.data(), row_bytes)) << what << ": copy_rows " << j;
         ASSERT_EQ(row[row_bytes], 0xee) << what << ": copy_rows " << j << " wrote past the row";
-        if (reader.in_place()) {
-          ASSERT_EQ(0, std::memcmp(at[j], expected.data(), row_bytes)) << what << ": mapped_rows " << j;
-        }
       }
-      if (reader.mapped()) {  // runs of rows: across chunk rows, longer than copy_rows' tiles of 32
+      if (reader.direct()) {  // runs of rows: across chunk rows, longer than copy_rows' tiles of 32
         for (const auto& [first, n] : {std::make_pair(0L, kRows), std::make_pair(5L, 61L), std::make_pair(99L, 1L)}) {
           std::vector<unsigned char> rows(n * row_bytes + 1, 0xee);
           reader.copy_rows(first, n, rows.data());
@@ -170,12 +163,12 @@ TEST(MappedChunksTest, EveryLayoutGivesTheStoredRowsBitForBit) {
 // labels; and how it read X.
 struct Seen {
   std::vector<float> values;
-  bool mapped = false, in_place = false;
+  bool direct = false;
 };
 
 // For float32 and uint8 X, raw and standardized: every storage's file gives
 // `epochs`' source the contiguous file's values bit for bit, and is read
-// (mapped, in place or not) as the storage says.
+// (directly or through HDF5) as the storage says.
 template <typename Epochs>
 void expect_contiguous_bits(const std::string& tag, Epochs&& epochs) {
   const testing::TempDir temp(tag);
@@ -185,12 +178,11 @@ void expect_contiguous_bits(const std::string& tag, Epochs&& epochs) {
     for (const Standardization& t : {Standardization{}, standardize}) {
       const std::string kind = std::string(compact ? "uint8" : "float32") + (t.empty() ? "" : ", standardized");
       const Seen reference = epochs(write_file(dir + "/contiguous.h5", storages()[0], compact), t);
-      ASSERT_TRUE(reference.mapped && reference.in_place) << "the contiguous file is read in place";
+      ASSERT_TRUE(reference.direct) << "the contiguous file is read directly";
       for (const Storage& s : storages()) {
         if (s.hole) continue;  // other values
         const Seen seen = epochs(write_file(dir + "/x.h5", s, compact), t);
-        EXPECT_EQ(seen.mapped, s.chunks_a_row > 0) << s.name << ", " << kind;
-        EXPECT_EQ(seen.in_place, s.in_place) << s.name << ", " << kind;
+        EXPECT_EQ(seen.direct, s.chunks_a_row > 0) << s.name << ", " << kind;
         ASSERT_EQ(seen.values.size(), reference.values.size()) << s.name << ", " << kind;
         EXPECT_EQ(0, std::memcmp(seen.values.data(), reference.values.data(), seen.values.size() * sizeof(float)))
             << s.name << ", " << kind;
@@ -205,7 +197,7 @@ Seen stream_epochs(const DatasetInfo& info, const Standardization& t) {
   const double row = stream_row_bytes(info, Loss::kSoftmax);
   StreamSource source(info, kOffset, kCount, Loss::kSoftmax, t, kBatch, true, 7, 1,
                       stream_shape(2 * 48 * row, row, kBatch, kCount));  // windows of 48 rows, blocks of 3
-  Seen seen{{}, source.mapped(), RowReader(info).in_place()};  // streams read whole rows with pread, not in place
+  Seen seen{{}, source.direct()};
   for (int64_t epoch = 0; epoch < 2; ++epoch) {
     source.start_epoch(epoch);
     for (long s = 0; s < source.steps(); ++s) {
@@ -226,7 +218,7 @@ TEST(MappedChunksTest, StreamedBatchesAreTheContiguousFilesBitForBit) {
 // --reproducible's blocks (4 rows, 6 a step), then the in-memory shard's floats.
 Seen block_epochs(const DatasetInfo& info, const Standardization& t) {
   BlockSource source(info, kRows, Loss::kSoftmax, t, 4, 6, 0, 1, true, 5);
-  Seen seen{{}, source.mapped(), source.in_place()};
+  Seen seen{{}, source.direct()};
   for (int64_t epoch = 0; epoch < 2; ++epoch) {
     source.start_epoch(epoch);
     for (long s = 0; s < source.steps(); ++s) {
@@ -298,12 +290,11 @@ DatasetInfo write_columns(const std::string& path, long rows, long features, lon
   return write_floats(path, x, rows, features, chunk);
 }
 
-// A chunked mapping's pages go back as a contiguous one's do: after a
-// release only the kept rows' pieces stay (their whole pages), none without
-// rows to keep, the mapping's last page (part X, part what follows) too;
-// what stays and what is made resident again reads right.
-TEST(MappedChunksTest, ReleaseGivesBackAllButTheKeptRowsPieces) {
-  const testing::TempDir temp("chunks_release");
+// Direct reads map nothing: after reading every row of X, chunked or
+// contiguous, none of the file's pages is in this process (X's memory is the
+// caller's buffers alone, however large the file), and the rows read right.
+TEST(MappedChunksTest, DirectReadsLeaveNoPageOfTheFileInTheProcess) {
+  const testing::TempDir temp("chunks_direct");
   const std::string& dir = temp.str();
   constexpr long kBigRows = 4000, kBigFeatures = 50;  // 800 KB of float32: 8 x 4 chunks of 32 KB, or contiguous
   for (const bool chunked : {true, false}) {
@@ -314,27 +305,17 @@ TEST(MappedChunksTest, ReleaseGivesBackAllButTheKeptRowsPieces) {
     const DatasetInfo info = write_floats(path, x, kBigRows, kBigFeatures, chunked ? chunk : nullptr);
     const std::string what = chunked ? "chunked" : "contiguous";
     RowReader reader(info);
-    ASSERT_TRUE(reader.mapped()) << what;
-    ASSERT_EQ(reader.in_place(), !chunked) << what;
+    ASSERT_TRUE(reader.direct()) << what;
     ASSERT_EQ(reader.chunks_a_row(), chunked ? 4 : 1) << what;
-    EXPECT_GE(static_cast<long>(reader.populate(0, kBigRows) / 1024), 800000 / 1024) << what << ": all of X";
-    EXPECT_GE(resident_kib(path), 800000 / 1024) << what << ": populate made X resident in this process";
-    // Rows 1000..1099: chunked, 2 chunk rows (1000..1023, 1024..1099) x 4
-    // chunk columns = 8 pieces of 64 B a row; contiguous, one of 200 B a row.
-    const long pieces = chunked ? 8 : 1;
-    const long kept_kib = (100 * (chunked ? 64 * 4 : 200) + pieces * 2 * 4096) / 1024;  // and two partial pages a piece
-    reader.release_except({{1000, 100}});
-    const long kept = resident_kib(path);
-    EXPECT_GE(kept, pieces * 4) << what << ": the kept rows stay, each piece with its page(s)";
-    EXPECT_LE(kept, kept_kib) << what << ": all but the kept rows' pieces given back";
+    std::vector<float> all(x.size());
+    reader.copy_rows(0, kBigRows, all.data());
+    EXPECT_TRUE(all == x) << what;
+    EXPECT_EQ(resident_kib(path), 0) << what << ": no page of the file in this process";
     std::vector<float> row(kBigFeatures);
     for (long j : {1000L, 1023L, 1024L, 1099L, 0L, 3999L}) {
       reader.copy_rows(j, 1, row.data());
       for (long f = 0; f < kBigFeatures; ++f) ASSERT_EQ(row[f], static_cast<float>(j * kBigFeatures + f)) << what << j;
     }
-    reader.populate(0, kBigRows);
-    reader.release_except({});
-    EXPECT_EQ(resident_kib(path), 0) << what << ": nothing kept, every page given back";
   }
 }
 
@@ -346,7 +327,7 @@ TEST(MappedChunksTest, RunsLongerThanTheStagingBufferAreReadInParts) {
   constexpr long kLongRows = 100000;
   const DatasetInfo info = write_columns(temp.str() + "/long.h5", kLongRows, kFeatures, kLongRows);
   RowReader reader(info);
-  ASSERT_TRUE(reader.mapped());
+  ASSERT_TRUE(reader.direct());
   ASSERT_EQ(reader.chunks_a_row(), kFeatures);
   for (const auto& [first, n] : {std::make_pair(0L, kLongRows), std::make_pair(77L, 90000L)}) {
     std::vector<float> rows(static_cast<std::size_t>(n * kFeatures + 1), -1.0f);
@@ -367,7 +348,7 @@ TEST(MappedChunksTest, AFileThatShrankWhileBeingReadIsOneError) {
   const std::string path = temp.str() + "/shrinks.h5";
   const DatasetInfo info = write_columns(path, 2000, kFeatures, 500);
   RowReader reader(info);
-  ASSERT_TRUE(reader.mapped());
+  ASSERT_TRUE(reader.direct());
   std::vector<float> row(kFeatures);
   reader.copy_rows(1999, 1, row.data());
   EXPECT_EQ(row[kFeatures - 1], value(1999, kFeatures - 1));

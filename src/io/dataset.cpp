@@ -8,8 +8,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <csignal>
-
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -169,43 +167,6 @@ void read_file_rows(const DatasetInfo& info, long offset, long count, void* x_ou
 
 namespace {
 
-// A file that shrinks under its mapping turns reads into SIGBUS: say so, and stop.
-void on_sigbus(int) {
-  static const char kMessage[] =
-      "nn_dist: a --data file shrank or was overwritten while it was being read (SIGBUS on its mapping)\n";
-  [[maybe_unused]] const ssize_t n = write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
-  _exit(1);
-}
-
-std::size_t page_size() {
-  static const std::size_t size = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-  return size;
-}
-
-// The whole pages covering [begin, begin + bytes).
-void page_range(const unsigned char* begin, std::size_t bytes, void** start, std::size_t* length) {
-  const std::uintptr_t lo = reinterpret_cast<std::uintptr_t>(begin) / page_size() * page_size();
-  const std::uintptr_t hi = (reinterpret_cast<std::uintptr_t>(begin) + bytes + page_size() - 1) / page_size() * page_size();
-  *start = reinterpret_cast<void*>(lo);
-  *length = hi - lo;
-}
-
-// Makes the whole pages covering [begin, begin + bytes) of a mapping
-// resident (read from disk if need be, page tables filled); returns their bytes.
-std::size_t make_resident(const unsigned char* begin, std::size_t bytes) {
-  void* start = nullptr;
-  std::size_t length = 0;
-  page_range(begin, bytes, &start, &length);
-#ifdef MADV_POPULATE_READ
-  if (madvise(start, length, MADV_POPULATE_READ) == 0) return length;
-#endif
-  // Kernels before 5.14: read ahead, then touch a byte of each page.
-  madvise(start, length, MADV_WILLNEED);
-  volatile unsigned char sink = 0;
-  for (std::size_t k = 0; k < length; k += page_size()) sink = sink + static_cast<const unsigned char*>(start)[k];
-  return length;
-}
-
 // Bytes [at, at + bytes) of the file `fd` into out; one that fails or ends
 // early (the file shrank while being read) is an Error naming `what`.
 void read_exactly(int fd, std::size_t at, std::size_t bytes, unsigned char* out, const std::string& what) {
@@ -260,13 +221,11 @@ constexpr hsize_t kMaxChunks = 8192;
 struct RowReader::Impl {
   struct Open {  // one per file, in the order for_each_part numbers them
     h5::Handle file, x, y;
-    void* map = nullptr;  // the file, mapped read-only (when X can be read from a mapping)
-    std::size_t map_bytes = 0;
-    int fd = -1;          // the file, open while mapped: copy_rows reads chunked X with pread
+    int fd = -1;          // the file, open when X is read directly (copy_rows' preads)
     std::string what;     // how errors name the file
-    // X in the mapping as a grid of chunks, (chunk row, chunk column)
-    // row-major; contiguous storage is one chunk of every row.
-    std::vector<const unsigned char*> chunks;
+    // Where X is in the file: each chunk's first byte, as a grid of chunks
+    // (chunk row, chunk column) row-major; contiguous storage is one chunk of every row.
+    std::vector<std::size_t> chunks;
     long chunk_rows = 0;       // rows a chunk
     std::size_t stride = 0;    // bytes a chunk row (the last column's chunks pass the last feature)
     long grid_width = 0;       // chunks across a row
@@ -276,10 +235,8 @@ struct RowReader::Impl {
   const DatasetInfo& info;
   std::vector<Open> parts;
   std::size_t row_bytes = 0;  // of X as stored and in memory
-  bool mapped = false;
-  bool in_place = false;  // every file's X contiguous
+  bool direct = false;
   long chunks_a_row = 0;
-  std::vector<std::pair<const unsigned char*, const unsigned char*>> kept;  // release_except's
   std::vector<unsigned char> staging, tile_rows;  // copy_rows': pieces as read, rows as assembled
   // Reads with a type-conversion buffer of their own, of HDF5's default size:
   // by default HDF5 allocates and clears one for each read that converts (y
@@ -315,24 +272,21 @@ struct RowReader::Impl {
       for (const DatasetInfo& part : info.parts) open(part);
     }
     row_bytes = static_cast<std::size_t>(info.features) * (info.x_width > 0 ? info.x_width : sizeof(float));
-    mapped = in_place = true;
-    for (std::size_t k = 0; k < parts.size() && mapped; ++k) {
-      mapped = map(parts[k], info.parts.empty() ? info : info.parts[k]);
-      in_place = in_place && parts[k].grid_width == 1 && parts[k].chunk_rows >= parts[k].rows;  // one run of rows
+    direct = true;
+    for (std::size_t k = 0; k < parts.size() && direct; ++k) {
+      direct = locate(parts[k], info.parts.empty() ? info : info.parts[k]);
       chunks_a_row = std::max(chunks_a_row, parts[k].grid_width);
     }
-    if (!mapped) {
-      unmap();
-      in_place = false;
+    if (!direct) {
+      close_files();
       chunks_a_row = 0;
     }
-    if (mapped) std::signal(SIGBUS, on_sigbus);
   }
-  ~Impl() { unmap(); }
+  ~Impl() { close_files(); }
 
-  // Maps the file when its X is stored unfiltered, in the type it has in
-  // memory, contiguously or in chunks (index_chunks); false (and no mapping) otherwise.
-  bool map(Open& open, const DatasetInfo& part) {
+  // Finds X's bytes in the file and opens it when X is stored unfiltered, in
+  // the type it has in memory, contiguously or in chunks (index_chunks); false otherwise.
+  bool locate(Open& open, const DatasetInfo& part) {
     h5::Handle plist(H5Dget_create_plist(open.x.get()), H5Pclose);
     if (H5Pget_nfilters(plist.get()) != 0 || H5Pget_external_count(plist.get()) != 0) return false;
     h5::Handle type(H5Dget_type(open.x.get()), H5Tclose);
@@ -358,20 +312,8 @@ struct RowReader::Impl {
       close(fd);
       return false;
     }
-    void* map = mmap(nullptr, end, PROT_READ, MAP_SHARED, fd, 0);
-    if (map == MAP_FAILED) {
-      close(fd);
-      return false;
-    }
     open.fd = fd;
-    // The populate calls say what is needed: no read-around, and no 2 MB
-    // mappings of the page cache's large folios (each fault near a window's
-    // edge would map 2 MB that no window asked for).
-    madvise(map, end, MADV_RANDOM);
-    madvise(map, end, MADV_NOHUGEPAGE);
-    open.map = map;
-    open.map_bytes = end;
-    for (const haddr_t a : at) open.chunks.push_back(static_cast<const unsigned char*>(map) + a);
+    for (const haddr_t a : at) open.chunks.push_back(static_cast<std::size_t>(a));
     return true;
   }
 
@@ -416,11 +358,9 @@ struct RowReader::Impl {
     open.grid_width = static_cast<long>(grid_width);
     return true;
   }
-  void unmap() {
+  void close_files() {
     for (Open& open : parts) {
-      if (open.map != nullptr) munmap(open.map, open.map_bytes);
       if (open.fd >= 0) close(open.fd);
-      open.map = nullptr;
       open.fd = -1;
       open.chunks.clear();
     }
@@ -428,7 +368,7 @@ struct RowReader::Impl {
 
   // Calls f(open, chunk, from, rows, out) for each run that rows [offset,
   // offset + count) of the concatenation take in one file and one chunk row:
-  // chunk[c] + from is the run's first byte in chunk column c (stride bytes a
+  // chunk[c] + from is the run's first byte (in the file) in chunk column c (stride bytes a
   // row, `rows` rows), out its first row among the `count`. One run a file
   // when X is contiguous.
   template <typename F>
@@ -444,14 +384,6 @@ struct RowReader::Impl {
       }
     });
   }
-  // Calls f(first, rows, stride) for each piece of the mapping those rows
-  // take: one per run and chunk column.
-  template <typename F>
-  void for_each_piece(long offset, long count, F&& f) const {
-    for_each_run(offset, count, [&](const Open& open, const unsigned char* const* chunk, std::size_t from, long rows, long) {
-      for (long c = 0; c < open.grid_width; ++c) f(chunk[c] + from, rows, open.stride);
-    });
-  }
 };
 
 RowReader::RowReader(const DatasetInfo& info) : impl_(std::make_unique<Impl>(info)) {}
@@ -460,22 +392,14 @@ RowReader::~RowReader() {
   impl_.reset();
 }
 
-bool RowReader::mapped() const { return impl_->mapped; }
-bool RowReader::in_place() const { return impl_->in_place; }
+bool RowReader::direct() const { return impl_->direct; }
 long RowReader::chunks_a_row() const { return impl_->chunks_a_row; }
-
-void RowReader::mapped_rows(long offset, long count, const unsigned char** rows) const {
-  impl_->for_each_piece(offset, count, [&](const unsigned char* first, long n, std::size_t stride) {
-    for (long k = 0; k < n; ++k) *rows++ = first + stride * static_cast<std::size_t>(k);
-  });
-}
 
 void RowReader::copy_rows(long offset, long count, void* x) const {
   const std::size_t row_bytes = impl_->row_bytes;
   unsigned char* const out = static_cast<unsigned char*>(x);
   // The pieces of every chunk column for up to kStagingBytes of rows are read
-  // with pread (no page of the mapping is touched, so none is to be given
-  // back), then rows are assembled a tile at a time in L1 and streamed out.
+  // with pread, then rows are assembled a tile at a time in L1 and streamed out.
   // Measured on 400000 x 784 float32 in h5py's (3125, 13) chunks, 1 rank:
   // the streaming reader took 1.3 us a row (y included), against 1.6 when the
   // pieces of 8 chunks at a time were made resident in the mapping, copied
@@ -485,11 +409,10 @@ void RowReader::copy_rows(long offset, long count, void* x) const {
   auto& staging = impl_->staging;
   auto& assembled = impl_->tile_rows;
   assembled.resize(static_cast<std::size_t>(tile) * row_bytes);
-  impl_->for_each_run(offset, count, [&](const Impl::Open& open, const unsigned char* const* chunk, std::size_t from,
+  impl_->for_each_run(offset, count, [&](const Impl::Open& open, const std::size_t* chunk, std::size_t from,
                                          long rows, long out_row) {
     if (open.grid_width == 1 && open.stride == row_bytes) {  // whole rows in file order: read straight into x
-      const auto at = static_cast<std::size_t>(chunk[0] - static_cast<const unsigned char*>(open.map));
-      read_exactly(open.fd, at + from, row_bytes * static_cast<std::size_t>(rows),
+      read_exactly(open.fd, chunk[0] + from, row_bytes * static_cast<std::size_t>(rows),
                    out + row_bytes * static_cast<std::size_t>(out_row), open.what);
       return;
     }
@@ -500,8 +423,7 @@ void RowReader::copy_rows(long offset, long count, void* x) const {
       const long n = std::min(sub, rows - first);
       const std::size_t run = open.stride * static_cast<std::size_t>(n);  // one chunk column's piece
       for (long c = 0; c < open.grid_width; ++c) {
-        const auto at = static_cast<std::size_t>(chunk[c] - static_cast<const unsigned char*>(open.map));
-        read_exactly(open.fd, at + from + open.stride * static_cast<std::size_t>(first), run,
+        read_exactly(open.fd, chunk[c] + from + open.stride * static_cast<std::size_t>(first), run,
                      staging.data() + run * static_cast<std::size_t>(c), open.what);
       }
       for (long t = 0; t < n; t += tile) {
@@ -518,43 +440,6 @@ void RowReader::copy_rows(long offset, long count, void* x) const {
     }
   });
   _mm_sfence();  // the streamed rows in memory before another thread reads them
-}
-
-std::size_t RowReader::populate(long offset, long count) const {
-  std::size_t touched = 0;
-  impl_->for_each_piece(offset, count, [&](const unsigned char* first, long rows, std::size_t stride) {
-    touched += make_resident(first, stride * static_cast<std::size_t>(rows));
-  });
-  return touched;
-}
-
-void RowReader::release_except(const std::vector<std::pair<long, long>>& keep) const {
-  auto& kept = impl_->kept;  // the kept rows' runs of the mappings, by address
-  kept.clear();
-  for (const auto& [first, n] : keep) {
-    impl_->for_each_piece(first, n, [&](const unsigned char* begin, long rows, std::size_t stride) {
-      kept.emplace_back(begin, begin + stride * static_cast<std::size_t>(rows));
-    });
-  }
-  std::sort(kept.begin(), kept.end());
-  const std::uintptr_t page = page_size();
-  const auto zap = [&](const unsigned char* from, const unsigned char* to) {  // the whole pages inside [from, to)
-    const std::uintptr_t lo = (reinterpret_cast<std::uintptr_t>(from) + page - 1) / page * page;
-    const std::uintptr_t hi = reinterpret_cast<std::uintptr_t>(to) / page * page;
-    if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
-  };
-  for (const Impl::Open& open : impl_->parts) {
-    if (open.map == nullptr) continue;
-    const unsigned char* from = static_cast<const unsigned char*>(open.map);
-    const unsigned char* end = from + (open.map_bytes + page - 1) / page * page;  // the mapping's last page too
-    // the kept runs inside this file's mapping
-    auto run = std::lower_bound(kept.begin(), kept.end(), std::make_pair(from, from));
-    for (; run != kept.end() && run->first < end; ++run) {
-      zap(from, run->first);
-      from = std::max(from, run->second);
-    }
-    zap(from, end);
-  }
 }
 
 void RowReader::read_targets(long offset, long count, double* y) {

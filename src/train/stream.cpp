@@ -16,7 +16,9 @@ double stream_row_bytes(const DatasetInfo& info, Loss loss) {
   const double x = static_cast<double>(info.features) * (info.x_width > 0 ? info.x_width : 4);
   const double width = static_cast<double>(info.target_width);
   const double y = 8.0 * width + (loss == Loss::kSoftmax ? 4.0 : 4.0 * width);  // as read, and as used
-  return x + y + 4.0 + 8.0;  // and the window's row order, and (mapped) each row's address
+  // and the window's row order, and 8 bytes that held each row's address when
+  // X was read in place (kept: the windows, and so the sample order, stay as they were)
+  return x + y + 4.0 + 8.0;
 }
 
 StreamShape stream_shape(double cache_bytes, double row_bytes, long batch, long count) {
@@ -121,12 +123,12 @@ void StreamSource::read_window(Window& w, long index, int64_t epoch) {
     const long first = static_cast<long>(block_order_[k]) * shape_.block_rows;
     const long n = std::min(count_, first + shape_.block_rows) - first;
     unsigned char* x = w.x.data() + value_bytes_ * static_cast<std::size_t>(w.rows * features_);
-    if (reader_->mapped()) {
-      // With pread into the window (no page of the mapping is touched): whole
-      // rows straight in, chunked rows gathered from their pieces. Reading
-      // contiguous X in place from the mapping (its pages made resident for
-      // the window, then given back) ran at 0.79-0.84 of in-memory speed on a
-      // Zen 5 guest whose page-table changes are costly, against 0.90-0.97.
+    if (reader_->direct()) {
+      // With pread into the window: whole rows straight in, chunked rows
+      // gathered from their pieces. Reading contiguous X in place from a
+      // mapping of the file (its pages made resident for the window, then
+      // given back) ran at 0.79-0.84 of in-memory speed on a Zen 5 guest
+      // whose page-table changes are costly, against 0.90-0.97.
       reader_->copy_rows(offset_ + first, n, x);
       reader_->read_targets(offset_ + first, n, w.y.data() + w.rows * width);
     } else {

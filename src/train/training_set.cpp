@@ -239,7 +239,7 @@ std::unique_ptr<Minibatches> make_minibatches(const Communicator& comm, const Co
                                                config.shuffle, config.seed, r, shape);
   if (!quiet) {
     const std::string how =
-        !stream->mapped()  ? "X copied through HDF5: filtered, converted or partly unwritten storage"
+        !stream->direct()  ? "X copied through HDF5: filtered, converted or partly unwritten storage"
         : stream->chunks_a_row() == 1 ? "X read with pread, whole rows"
                                       : "X read with pread, rows gathered from its chunks (" +
                                             std::to_string(stream->chunks_a_row()) + " a row)";

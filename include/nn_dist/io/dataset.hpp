@@ -81,33 +81,19 @@ class RowReader {
   // Only y, as read_rows_into's y.
   void read_targets(long offset, long count, double* y);
 
-  // X mapped into memory: when every file stores X unfiltered, in the type it
+  // X read directly: when every file stores X unfiltered, in the type it
   // has in memory (float32, or the compact uint8/uint16), contiguously or in
   // chunks that are all written (at most 8192 of them, and no user block),
-  // rows are read from the mapping with no HDF5 call. In place when every
-  // file stores X contiguously: mapped_rows gives the address of each of rows
-  // [offset, offset + count) of the concatenation (info.features values each).
-  // Any mapping: copy_rows gathers the rows into x ((features, count) as
-  // stored, as read() gives them compact), read with pread at their offsets
-  // (no page of the mapping is touched): whole rows straight into x when a
-  // chunk spans every feature (contiguous X), else a row's pieces from each
-  // of the chunks_a_row() chunks it spans. Not thread-safe (one reader per
+  // copy_rows gathers rows [offset, offset + count) of the concatenation into
+  // x ((features, count) as stored, as read() gives them compact) with pread
+  // at their offsets in the files, no HDF5 call and no mapping: whole rows
+  // straight into x when a chunk spans every feature (contiguous X), else a
+  // row's pieces from each of the chunks_a_row() chunks it spans. A file that
+  // shrinks meanwhile is an Error naming it. Not thread-safe (one reader per
   // loader).
-  bool mapped() const;
-  bool in_place() const;
+  bool direct() const;
   long chunks_a_row() const;
-  void mapped_rows(long offset, long count, const unsigned char** rows) const;
   void copy_rows(long offset, long count, void* x) const;
-  // Rows [offset, offset + count) of the mapping made resident now (read from
-  // disk if need be, page tables filled), so touching them later costs
-  // nothing. release_except gives back every page of the mappings but those
-  // holding the (first row, rows) ranges in `keep` (the pages leave this
-  // process, not the page cache): also those the kernel mapped around a
-  // populated range (fault-around, large folios), which releasing ranges
-  // alone would miss. Chunked or not, a row's pages are those of its pieces.
-  // populate returns the bytes of the pages it touched.
-  std::size_t populate(long offset, long count) const;
-  void release_except(const std::vector<std::pair<long, long>>& keep) const;
 
  private:
   struct Impl;

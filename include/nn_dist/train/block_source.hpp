@@ -55,10 +55,9 @@ class BlockSource : public Minibatches {
   int blocks() const { return slots_[current_].blocks; }
   long block_begin(int j) const { return slots_[current_].begin[j]; }
   long block_rows(int j) const { return slots_[current_].rows[j]; }
-  // X read from a mapping of the files (RowReader::mapped): in place, or
-  // gathered block by block from its chunks.
-  bool mapped() const { return reader_->mapped(); }
-  bool in_place() const { return reader_->in_place(); }
+  // X read without HDF5 (RowReader::direct): a block's rows with pread, whole
+  // (contiguous X) or gathered from its chunks.
+  bool direct() const { return reader_->direct(); }
   long chunks_a_row() const { return reader_->chunks_a_row(); }
 
  private:
@@ -90,16 +89,11 @@ class BlockSource : public Minibatches {
   uint64_t seed_;
   std::vector<uint32_t> order_;  // (blocks_): the epoch's block order
 
-  // One block as read: X as stored (through HDF5, or gathered from mapped
-  // chunks), or each row's address in the mapping (read in place); y as read.
+  // One block as read (through HDF5, or with pread): X as stored; y as read.
   std::vector<unsigned char> block_x_;
-  std::vector<const unsigned char*> block_row_;
-  std::vector<double> block_y_;     // (not mapped) y as read with X, unused: the targets are held
+  std::vector<double> block_y_;     // (not read directly) y as read with X, unused: the targets are held
   std::vector<int32_t> labels_;     // every row's label (softmax), or
   std::vector<float> values_;       // every row's targets (width, rows)
-  std::vector<std::pair<long, long>> keep_none_;  // release_except: no rows of the mapping stay resident
-  static constexpr double kReleaseBytes = 64.0 * (1 << 20);  // pages of the mapping made resident between releases
-  double populated_bytes_ = 0;                                  // since the last release
 
   Slot slots_[2];
   int current_ = 0;

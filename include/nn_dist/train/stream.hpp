@@ -75,9 +75,9 @@ class StreamSource : public Minibatches {
   const float* values() const override { return has_labels_ ? nullptr : slots_[current_].values.data(); }
 
   long windows() const { return static_cast<long>(window_start_.size()) - 1; }
-  // X read with pread at its place in the files (RowReader::mapped): whole
+  // X read with pread at its place in the files (RowReader::direct): whole
   // rows, or gathered into the window from its chunks.
-  bool mapped() const { return reader_->mapped(); }
+  bool direct() const { return reader_->direct(); }
   long chunks_a_row() const { return reader_->chunks_a_row(); }
   long reads() const { return reads_; }  // windows read so far (tests)
   // Bytes of X and y read so far, and the loader's seconds spent reading them.
