@@ -417,7 +417,32 @@ def main():
     if args.rank >= 0:  # launched per rank by a driver
         return 0 if run(args.rank, args.world_size, args, port) else 1
     import torch.multiprocessing as mp
-    mp.spawn(_spawned, args=(args.world_size, args, port), nprocs=args.world_size, join=True)
+    context = mp.spawn(_spawned, args=(args.world_size, args, port), nprocs=args.world_size, join=False)
+    return join_ranks(context)
+
+
+# Seconds the other ranks get to exit once one has: once, a PyTorch 1.13 DDP
+# worker whose results were written kept a thread spinning for 23 minutes.
+EXIT_GRACE_SECONDS = 60
+
+
+def join_ranks(context):
+    """Waits for the spawned ranks (a failed one raises, as mp.spawn's join
+    does); ranks still running EXIT_GRACE_SECONDS after another exited are
+    terminated, named on stderr. 0 when every rank that exited by itself
+    succeeded."""
+    first_exit = None
+    while not context.join(timeout=5):
+        if first_exit is None and any(p.exitcode is not None for p in context.processes):
+            first_exit = time.monotonic()
+        if first_exit is not None and time.monotonic() - first_exit > EXIT_GRACE_SECONDS:
+            stuck = [rank for rank, p in enumerate(context.processes) if p.exitcode is None]
+            print(f"torch_reference.py: DDP rank(s) {stuck} still running {EXIT_GRACE_SECONDS} s after another "
+                  "rank ended: terminated", file=sys.stderr)
+            for p in context.processes:
+                if p.exitcode is None:
+                    p.terminate()
+            return 0 if all(p.exitcode == 0 for p in context.processes if p.exitcode is not None) else 1
     return 0
 
 
