@@ -229,8 +229,6 @@ struct RowReader::Impl {
     long chunk_rows = 0;       // rows a chunk
     std::size_t stride = 0;    // bytes a chunk row (the last column's chunks pass the last feature)
     long grid_width = 0;       // chunks across a row
-    long first_row = 0;        // this file's first row in the concatenation
-    long rows = 0;
   };
   const DatasetInfo& info;
   std::vector<Open> parts;
@@ -252,7 +250,6 @@ struct RowReader::Impl {
     if (!transfer.valid() || H5Pset_buffer(transfer.get(), kConvertBytes, convert_buffer.get(), nullptr) < 0) {
       throw Error(info.what + ": HDF5 cannot create a data transfer property list");
     }
-    long first_row = 0;
     const auto open = [&](const DatasetInfo& part) {
       h5::Handle file = h5::open_file(part.path, part.what);
       h5::Handle x = h5::open_dataset(file.get(), part.x_name, part.what);
@@ -261,10 +258,7 @@ struct RowReader::Impl {
       parts.back().file = std::move(file);
       parts.back().x = std::move(x);
       parts.back().y = std::move(y);
-      parts.back().first_row = first_row;
       parts.back().what = part.what;
-      parts.back().rows = part.samples;
-      first_row += part.samples;
     };
     if (info.parts.empty()) {
       open(info);
