@@ -12,10 +12,11 @@
 # --steps N: each run trains N steps after 50 left out instead (--profile's
 # samples/s): shorter runs, so neighbours in a round meet the same load.
 # Usage: scripts/bench_data.sh [--ranks 2] [--epochs 4 | --steps N] [--repeats 5] [--cache-mb 64] [--samples 60000]
+#          [--bind-to core|none|...] (mpirun's: by default none is passed, so mpirun binds as for users' runs)
 #          [--variants memory-f32,stream-f32,memory-u8,stream-u8] (also memory-f32-chunked, stream-f32-chunked)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-RANKS=2 EPOCHS=4 STEPS=0 REPEATS=5 CACHE=64 SAMPLES=60000 VARIANTS=memory-f32,stream-f32,memory-u8,stream-u8
+RANKS=2 EPOCHS=4 STEPS=0 REPEATS=5 CACHE=64 SAMPLES=60000 VARIANTS=memory-f32,stream-f32,memory-u8,stream-u8 BIND=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --ranks) RANKS=$2; shift 2 ;;
@@ -25,6 +26,7 @@ while [[ $# -gt 0 ]]; do
     --cache-mb) CACHE=$2; shift 2 ;;
     --samples) SAMPLES=$2; shift 2 ;;
     --variants) VARIANTS=$2; shift 2 ;;
+    --bind-to) BIND=(--bind-to "$2"); shift 2 ;;
     *) echo "bench_data.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -71,7 +73,7 @@ for ((r = 1; r <= REPEATS; r++)); do
     [[ $v == stream* ]] && flags+=(--cache-mb "$CACHE")
     rm -f "$WORK"/rss.*
     # Each rank's peak RSS into its own file (/usr/bin/time -v's "Maximum resident set size").
-    out=$(mpirun "${MPIRUN_FLAGS[@]}" --bind-to none sh -c '/usr/bin/time -f "%M" -o "$0.$OMPI_COMM_WORLD_RANK" "$@"' \
+    out=$(mpirun "${MPIRUN_FLAGS[@]}" "${BIND[@]}" sh -c '/usr/bin/time -f "%M" -o "$0.$OMPI_COMM_WORLD_RANK" "$@"' \
             "$WORK/rss" "$NN_BUILD/nn_dist" --data "$data" "${train[@]}" "${flags[@]}" --metrics "$WORK/bench_data.csv" 2>&1)
     # samples/s of the epochs after the first (the first includes the reader's start)
     if ((STEPS > 0)); then
@@ -106,4 +108,4 @@ done
 seq_rate=$(dd if="$DATA" of=/dev/null bs=4M 2>&1 | grep -o '[0-9.]* [GM]B/s')
 echo "plain sequential read of $(basename "$DATA") (dd, page cache): $seq_rate"
 runs="$EPOCHS epochs" && ((STEPS > 0)) && runs="$STEPS steps"
-echo "($SAMPLES samples, $RANKS ranks, $runs a run, --cache-mb $CACHE, $REPEATS interleaved rounds)"
+echo "($SAMPLES samples, $RANKS ranks, $runs a run, --cache-mb $CACHE, $REPEATS interleaved rounds, binding: ${BIND[1]:-as mpirun chooses})"
