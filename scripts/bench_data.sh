@@ -12,7 +12,7 @@
 # --steps N: each run trains N steps after 50 left out instead (--profile's
 # samples/s): shorter runs, so neighbours in a round meet the same load.
 # Usage: scripts/bench_data.sh [--ranks 2] [--epochs 4 | --steps N] [--repeats 5] [--cache-mb 64] [--samples 60000]
-#          [--bind-to core|none|...] (mpirun's: by default none is passed, so mpirun binds as for users' runs)
+#          [--bind-to core|none|...] (passed to mpirun; without it mpirun binds the ranks as it binds users' runs)
 #          [--variants memory-f32,stream-f32,memory-u8,stream-u8] (also memory-f32-chunked, stream-f32-chunked)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
