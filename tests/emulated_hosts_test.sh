@@ -182,14 +182,21 @@ check "shape with a bad rate: exit 2 and one line naming it" \
 # settings, ~11 s) notices first; either way the job ends with a clear line.
 "$BUILD/nn_datagen" --kind teacher --samples 24000 --features 64 --classes 10 --out "$WORK/t.h5" >/dev/null
 for timeout in 3 300; do
+  # A file of its own, made empty here: `>FILE &` truncates in the child, which a loaded machine may
+  # run after this shell's first grep, and the previous job's "epoch 1/" line then cut the link
+  # before the job had started (its daemon on host 2 found no interface: a failed CI run).
+  cut_out="$WORK/cut-$timeout.out"
+  : >"$cut_out"
   "$HOSTS" mpirun -np 2 --host nnt1:1,nnt2:1 "${PASS_ENV[@]}" "$BUILD/nn_dist" --data "$WORK/t.h5" --hidden 256,128 \
-    --batch-size 16 --epochs 100000 --collective-timeout $timeout >"$WORK/cut.out" 2>&1 &
+    --batch-size 16 --epochs 100000 --collective-timeout $timeout >"$cut_out" 2>&1 &
   job=$!
   deadline=$((SECONDS + 120))
-  until grep -q "^epoch 1/" "$WORK/cut.out" || ! kill -0 $job 2>/dev/null || ((SECONDS > deadline)); do sleep 0.1; done
-  if ! grep -q "^epoch 1/" "$WORK/cut.out"; then
-    echo "link cut, timeout $timeout: no epoch line within 120 s (the cut comes anyway); the job's output so far:"
-    tail -15 "$WORK/cut.out"
+  until grep -q "^epoch 1/" "$cut_out" || ! kill -0 $job 2>/dev/null || ((SECONDS > deadline)); do sleep 0.1; done
+  if ! grep -q "^epoch 1/" "$cut_out"; then
+    kill -0 $job 2>/dev/null && why="no epoch line within 120 s" || why="the job ended before its first epoch"
+    echo "FAILED: link cut, timeout $timeout: $why; its output:"
+    tail -30 "$cut_out"
+    failures=$((failures + 1))
   fi
   ip -n nnt2 link set eth0 down
   start=$(date +%s.%N)
@@ -204,11 +211,11 @@ for timeout in 3 300; do
     bash -c "[[ $rc -ne 0 && $rc -ne 137 ]] && (( \$(echo '$took < 60' | bc) ))"
   if [[ $timeout == 3 ]]; then
     check "link cut, timeout 3: the watchdog's line names the wait" \
-      grep -q "nn_dist: error: rank [01]: summing the gradients at step [0-9]*: .*aborting the job" "$WORK/cut.out"
+      grep -q "nn_dist: error: rank [01]: summing the gradients at step [0-9]*: .*aborting the job" "$cut_out"
   else
-    check "link cut, timeout 300: Open MPI names the lost host" grep -q "lost communication with a remote daemon" "$WORK/cut.out"
+    check "link cut, timeout 300: Open MPI names the lost host" grep -q "lost communication with a remote daemon" "$cut_out"
   fi
-  [[ $rc -ne 0 ]] || cat "$WORK/cut.out"
+  [[ $rc -ne 0 ]] || cat "$cut_out"
   ip -n nnt2 link set eth0 up
   kill_on_host nnt1 nn_dist; kill_on_host nnt2 nn_dist
   # The next job needs the link back: wait until host 2's eth0 is up again (operstate UP: carrier),
