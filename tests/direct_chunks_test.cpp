@@ -117,7 +117,7 @@ std::vector<unsigned char> expected_row(long j, bool compact, bool hole) {
   return row;
 }
 
-TEST(MappedChunksTest, EveryLayoutGivesTheStoredRowsBitForBit) {
+TEST(DirectChunksTest, EveryLayoutGivesTheStoredRowsBitForBit) {
   const testing::TempDir temp("chunks_rows");
   const std::string& dir = temp.str();
   for (const bool compact : {false, true}) {
@@ -211,7 +211,7 @@ Seen stream_epochs(const DatasetInfo& info, const Standardization& t) {
   return seen;
 }
 
-TEST(MappedChunksTest, StreamedBatchesAreTheContiguousFilesBitForBit) {
+TEST(DirectChunksTest, StreamedBatchesAreTheContiguousFilesBitForBit) {
   expect_contiguous_bits("chunks_stream", stream_epochs);
 }
 
@@ -234,7 +234,7 @@ Seen block_epochs(const DatasetInfo& info, const Standardization& t) {
   return seen;
 }
 
-TEST(MappedChunksTest, BlockReadsAndTheInMemoryShardAreTheContiguousFilesBitForBit) {
+TEST(DirectChunksTest, BlockReadsAndTheInMemoryShardAreTheContiguousFilesBitForBit) {
   expect_contiguous_bits("chunks_blocks", block_epochs);
 }
 
@@ -293,7 +293,7 @@ DatasetInfo write_columns(const std::string& path, long rows, long features, lon
 // Direct reads map nothing: after reading every row of X, chunked or
 // contiguous, none of the file's pages is in this process (X's memory is the
 // caller's buffers alone, however large the file), and the rows read right.
-TEST(MappedChunksTest, DirectReadsLeaveNoPageOfTheFileInTheProcess) {
+TEST(DirectChunksTest, DirectReadsLeaveNoPageOfTheFileInTheProcess) {
   const testing::TempDir temp("chunks_direct");
   const std::string& dir = temp.str();
   constexpr long kBigRows = 4000, kBigFeatures = 50;  // 800 KB of float32: 8 x 4 chunks of 32 KB, or contiguous
@@ -322,7 +322,7 @@ TEST(MappedChunksTest, DirectReadsLeaveNoPageOfTheFileInTheProcess) {
 // copy_rows reads the pieces of all chunk columns for up to 4 MB of rows at
 // a time: runs of rows longer than that (here 100000 rows x 13 columns of 4 B,
 // 5.2 MB, in one chunk row) are read in parts, and the parts join bit for bit.
-TEST(MappedChunksTest, RunsLongerThanTheStagingBufferAreReadInParts) {
+TEST(DirectChunksTest, RunsLongerThanTheStagingBufferAreReadInParts) {
   const testing::TempDir temp("chunks_long");
   constexpr long kLongRows = 100000;
   const DatasetInfo info = write_columns(temp.str() + "/long.h5", kLongRows, kFeatures, kLongRows);
@@ -343,7 +343,7 @@ TEST(MappedChunksTest, RunsLongerThanTheStagingBufferAreReadInParts) {
 
 // A chunked file cut short while it is read: the rows it no longer holds are
 // one Error naming the file (read with pread: no SIGBUS), the rest still read.
-TEST(MappedChunksTest, AFileThatShrankWhileBeingReadIsOneError) {
+TEST(DirectChunksTest, AFileThatShrankWhileBeingReadIsOneError) {
   const testing::TempDir temp("chunks_shrank");
   const std::string path = temp.str() + "/shrinks.h5";
   const DatasetInfo info = write_columns(path, 2000, kFeatures, 500);
