@@ -1,14 +1,20 @@
 // Minibatches: an epoch visits every local sample once, shuffles are a pure
-// function of (seed, epoch, rank), and a prefetched batch equals a loaded one.
+// function of (seed, epoch, rank), a prefetched batch equals a loaded one, and
+// bf16-kept data gives the batches the bf16 products would see.
 // --val-split's hold-out is a pure function of each sample's index.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <limits>
 #include <numeric>
 #include <set>
 
 #include "nn_dist/common/error.hpp"
+#include "nn_dist/model/gemm.hpp"
+#include "nn_dist/model/init.hpp"
 #include "nn_dist/train/data.hpp"
 #include "nn_dist/train/hold_out.hpp"
 #include "nn_dist/train/stream.hpp"
@@ -73,6 +79,53 @@ TEST(BatchSourceTest, WithoutShuffleBatchesAreFileOrderViews) {
   EXPECT_EQ(source.load(2), 2);  // the short last batch
   EXPECT_EQ(source.labels()[0], 8);
   EXPECT_EQ(source.load(3), 0);  // past this rank's end
+}
+
+// --precision bf16 keeps a float32 shard as bf16 bits: every batch is the
+// float32 batch rounded as the bf16 products round it (so they compute the
+// same bits), prefetched or loaded, with the same labels and rows.
+TEST(BatchSourceTest, Bf16ColumnsGiveTheFloatBatchesRoundedAsTheProductsRoundThem) {
+  if (!gemm_kernel_supported(GemmKernel::kAvx512Bf16)) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  const long features = 37, n = 29, batch = 6;  // rows that end mid-register, a short last batch
+  Matrix<float> x(features, n);
+  Rng rng(5);
+  for (long i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(rng.normal() * std::ldexp(1.0, i % 40 - 20));
+  Targets targets;
+  std::vector<int64_t> ids;
+  for (long j = 0; j < n; ++j) {
+    targets.labels.push_back(static_cast<int32_t>(j % 4));
+    ids.push_back(1000 + 3 * j);
+  }
+  Matrix<float> copy = x;
+  CompactColumns bits;
+  ASSERT_TRUE(bf16_columns(&copy, &bits));
+  EXPECT_EQ(copy.size(), 0) << "the float32 shard is released";
+  EXPECT_EQ(bits.bytes.size(), static_cast<std::size_t>(2 * features * n));
+  BatchSource f32(x, targets, batch, true, 8, 1), bf16(std::move(bits), targets, batch, true, 8, 1);
+  f32.set_sample_ids(ids);
+  bf16.set_sample_ids(ids);
+  std::vector<float> rounded(features * batch);
+  for (int64_t epoch : {0, 1}) {
+    f32.start_epoch(epoch);
+    bf16.start_epoch(epoch);
+    for (long s = 0; s < f32.steps(); ++s) {
+      const long m = f32.load(s);
+      ASSERT_EQ(bf16.load(s), m);
+      round_to_bf16(f32.x(), static_cast<std::size_t>(features * m), rounded.data());
+      EXPECT_EQ(std::memcmp(bf16.x(), rounded.data(), sizeof(float) * features * m), 0) << "epoch " << epoch << " step " << s;
+      EXPECT_TRUE(std::equal(f32.labels(), f32.labels() + m, bf16.labels()));
+      EXPECT_TRUE(std::equal(f32.sample_ids(), f32.sample_ids() + m, bf16.sample_ids()));
+      if (s + 1 < f32.steps() && epoch == 1) bf16.prefetch(s + 1);
+    }
+  }
+  // A finite value that bf16 would round to infinity: the shard stays float32.
+  Matrix<float> huge = x;
+  huge(3, 7) = -std::numeric_limits<float>::max();
+  CompactColumns none;
+  EXPECT_FALSE(bf16_columns(&huge, &none));
+  EXPECT_EQ(huge.size(), x.size());
+  EXPECT_EQ(huge(3, 7), -std::numeric_limits<float>::max());
+  EXPECT_TRUE(none.bytes.empty());
 }
 
 // ---- streaming (--cache-mb): a file of n rows whose X holds (j, -j) and y j.

@@ -1149,8 +1149,9 @@ TEST_F(E2eTest, DropoutAndClippingKeepTheBitsOfResumedAndDefaultRuns) {
 }
 
 // --precision bf16 keeps nn_dist's promises: the same run twice gives the
-// same bits, ranks hold identical parameters (one checkpoint), a mid-epoch
-// resume ends with the uninterrupted run's bits, and a resume or --init in the other
+// same bits, so do data kept in memory as bf16 and data streamed as float32,
+// ranks hold identical parameters (one checkpoint), a mid-epoch resume ends
+// with the uninterrupted run's bits, and a resume or --init in the other
 // precision carries the state over with a note.
 TEST_F(E2eTest, Bf16RunsRepeatAndResumeBitForBit) {
   const RunResult probe = run_nn_dist(dir_, 1, {"--data", shared().train, "--epochs", "1", "--precision", "bf16",
@@ -1173,6 +1174,12 @@ TEST_F(E2eTest, Bf16RunsRepeatAndResumeBitForBit) {
   f32.erase(f32.end() - 4, f32.end() - 2);  // without --precision bf16
   expect_success(run_nn_dist(dir_, 2, f32));
   EXPECT_FALSE(same_bits(a.params, read_saved(path("f32.h5"), {2, 16, 3}).params)) << "bf16 changed nothing";
+  // In memory the shard is kept as bf16; streamed it stays float32: the same bits.
+  expect_success(run_nn_dist(dir_, 2, with({"--no-shuffle", "--checkpoint", path("kept.h5")})));
+  expect_success(run_nn_dist(dir_, 2, with({"--no-shuffle", "--cache-mb", "1", "--checkpoint", path("streamed.h5")})));
+  EXPECT_TRUE(same_bits(read_saved(path("kept.h5"), {2, 16, 3}).params,
+                        read_saved(path("streamed.h5"), {2, 16, 3}).params))
+      << "bf16 training data kept in memory and streamed as float32 trained differently";
 
   expect_mid_epoch_resume_matches(dir_, with, a, {2, 16, 3});
 

@@ -90,6 +90,17 @@ TEST(Bf16GemmTest, RoundsToNearestEvenAsDefined) {
     wrong += std::memcmp(&want, &out[i], 4) != 0;
   }
   EXPECT_EQ(wrong, 0) << "of " << in.size();
+  // Kept as bits (--precision bf16's training data) and widened back: the
+  // same floats, at lengths that end mid-register too.
+  for (std::size_t n : {in.size(), std::size_t{1}, std::size_t{17}, std::size_t{33}}) {
+    std::vector<std::uint16_t> bits(n + 1, 0xBEEF);
+    std::vector<float> back(n + 1, -7.0f);
+    to_bf16(in.data(), n, bits.data());
+    from_bf16(bits.data(), n, back.data());
+    EXPECT_EQ(std::memcmp(back.data(), out.data(), 4 * n), 0) << n << " values";
+    EXPECT_EQ(bits[n], 0xBEEF) << "to_bf16 wrote past " << n << " values";
+    EXPECT_EQ(back[n], -7.0f) << "from_bf16 wrote past " << n << " values";
+  }
 }
 
 // C (ldc x n) from every bf16 kernel at one shape, and the bound on each element.

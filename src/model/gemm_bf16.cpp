@@ -416,6 +416,23 @@ void round_to_bf16(const float* in, std::size_t n, float* out) {
   }
 }
 
+void to_bf16(const float* in, std::size_t n, std::uint16_t* out) {
+  for (std::size_t i = 0; i < n; i += 32) {
+    const std::size_t count = std::min<std::size_t>(32, n - i);
+    const __mmask32 m = count == 32 ? ~__mmask32{0} : (__mmask32{1} << count) - 1;
+    _mm512_mask_storeu_epi16(out + i, m, bf16::round32(in + i, static_cast<long>(count)));
+  }
+}
+
+void from_bf16(const std::uint16_t* in, std::size_t n, float* out) {
+  for (std::size_t i = 0; i < n; i += 16) {
+    const long count = static_cast<long>(std::min<std::size_t>(16, n - i));
+    const __mmask16 m = bf16::lanes(count);
+    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, in + i));
+    _mm512_mask_storeu_ps(out + i, m, _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16)));
+  }
+}
+
 }  // namespace nn_dist
 
 #pragma GCC diagnostic pop

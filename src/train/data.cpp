@@ -7,6 +7,11 @@
 #include <cstring>
 #include <numeric>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "nn_dist/common/error.hpp"
+#include "nn_dist/model/gemm.hpp"
 #include "nn_dist/model/init.hpp"
 
 namespace nn_dist {
@@ -29,7 +34,39 @@ BatchSource::BatchSource(Matrix<float> x, Targets targets, long batch, bool shuf
 BatchSource::BatchSource(CompactColumns x, Targets targets, long batch, bool shuffle, uint64_t seed, int rank)
     : compact_(std::move(x)), targets_(std::move(targets)), batch_(batch), shuffle_(shuffle), seed_(seed), rank_(rank) {
   if (compact_.width == 1) table_ = byte_table(compact_.transform);
+  if (compact_.bf16 && !compact_.transform.empty()) throw Error("internal: bf16 columns with a transform");
   allocate_slots();
+}
+
+bool bf16_columns(Matrix<float>* x, CompactColumns* out) {
+  const std::size_t n = static_cast<std::size_t>(x->size());
+  const float* v = x->data();
+  for (std::size_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, v + i, 4);
+    bits &= 0x7FFFFFFFu;
+    if (bits >= 0x7F7F8000u && bits < 0x7F800000u) return false;  // finite, rounds to infinity
+  }
+  // Block by block, each block's float32 pages given back once converted:
+  // the process never holds more than the float32 shard (plus a block).
+  out->bytes.reserve(2 * n);  // touches no page: each block's are touched as it grows
+  constexpr std::size_t kBlock = std::size_t{1} << 20;
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  for (std::size_t i = 0; i < n; i += kBlock) {
+    const std::size_t count = std::min(kBlock, n - i);
+    out->bytes.resize(2 * (i + count));
+    to_bf16(v + i, count, reinterpret_cast<uint16_t*>(out->bytes.data()) + i);
+    const uintptr_t from = (reinterpret_cast<uintptr_t>(v + i) + page - 1) / page * page;
+    const uintptr_t to = reinterpret_cast<uintptr_t>(v + i + count) / page * page;
+    if (to > from) madvise(reinterpret_cast<void*>(from), to - from, MADV_DONTNEED);  // a hint: may fail
+  }
+  out->width = 2;
+  out->features = x->rows();
+  out->count = x->cols();
+  out->transform = Standardization();
+  out->bf16 = true;
+  *x = Matrix<float>();
+  return true;
 }
 
 std::vector<float> byte_table(const Standardization& t) {
@@ -97,6 +134,11 @@ void BatchSource::set_sample_ids(std::vector<int64_t> ids) {
 
 void BatchSource::convert_column(long src, float* out) const {
   const std::size_t column = static_cast<std::size_t>(compact_.width * compact_.features);
+  if (compact_.bf16) {
+    from_bf16(reinterpret_cast<const uint16_t*>(compact_.bytes.data()) + column / 2 * static_cast<std::size_t>(src),
+              static_cast<std::size_t>(compact_.features), out);
+    return;
+  }
   nn_dist::convert_column(compact_.bytes.data() + column * static_cast<std::size_t>(src), compact_.width,
                           compact_.features, compact_.transform, table_, out);
 }
@@ -111,9 +153,26 @@ long BatchSource::size_of(long step) const { return std::clamp(count() - step * 
 void BatchSource::gather(long step, Slot& slot) const {
   const long begin = step * batch_, n = size_of(step);
   const bool has_labels = !targets_.labels.empty();
+  // Rows are far apart in the shard: each, with its label and id, is fetched
+  // from memory two rows ahead of its copy (more ahead gained nothing).
+  const bool compact = !compact_.bytes.empty();
+  const std::size_t row_bytes = compact ? static_cast<std::size_t>(compact_.width * compact_.features)
+                                        : sizeof(float) * static_cast<std::size_t>(x_.rows());
+  const char* rows = compact ? reinterpret_cast<const char*>(compact_.bytes.data())
+                             : reinterpret_cast<const char*>(x_.data());
+  constexpr long kAhead = 2;
   for (long j = 0; j < n; ++j) {
     const uint32_t src = order_[begin + j];
-    if (!compact_.bytes.empty()) {
+    if (j + kAhead < n) {
+      const uint32_t next = order_[begin + j + kAhead];
+      if (!ids_.empty()) __builtin_prefetch(&ids_[next], 0, 3);
+      if (has_labels) __builtin_prefetch(&targets_.labels[next], 0, 3);
+      const char* ahead = rows + row_bytes * next;
+      for (const char* p = ahead - reinterpret_cast<uintptr_t>(ahead) % 64; p < ahead + row_bytes; p += 64) {
+        __builtin_prefetch(p, 0, 3);
+      }
+    }
+    if (compact) {
       convert_column(src, slot.x.col(j).data());
     } else {
       // memcpy: glibc picks its AVX2/AVX-512 copy at run time; Eigen's copy

@@ -170,6 +170,35 @@ void reproducible_batch(const Communicator& comm, const Config& config, Training
   set->requested_batch = set->batch = g / (k * p);
 }
 
+// The shard in memory: as read (float32, or uint8/uint16 converted per
+// batch), or with --precision bf16 a float32 shard kept as bf16 (half the
+// memory, the same bits: see bf16_columns).
+std::unique_ptr<Minibatches> memory_source(const Communicator& comm, const Config& config,
+                                           const Standardization& transform, TrainingSet* set) {
+  Shard& shard = set->shard;
+  std::vector<int64_t> rows = std::move(shard.rows);
+  if (rows.empty()) {  // the shard's rows are contiguous
+    rows.resize(static_cast<std::size_t>(shard.count));
+    std::iota(rows.begin(), rows.end(), static_cast<int64_t>(shard.offset));
+  }
+  const int r = comm.rank();
+  std::unique_ptr<BatchSource> source;
+  CompactColumns bf16;
+  if (shard.compact.empty() && config.precision == Precision::kBf16 && bf16_columns(&shard.x, &bf16)) {
+    source = std::make_unique<BatchSource>(std::move(bf16), std::move(set->targets), set->batch, config.shuffle,
+                                           config.seed, r);
+  } else if (shard.compact.empty()) {
+    source = std::make_unique<BatchSource>(std::move(shard.x), std::move(set->targets), set->batch, config.shuffle,
+                                           config.seed, r);
+  } else {
+    CompactColumns compact{std::move(shard.compact), set->info.x_width, set->info.features, shard.count, transform};
+    source = std::make_unique<BatchSource>(std::move(compact), std::move(set->targets), set->batch, config.shuffle,
+                                           config.seed, r);
+  }
+  source->set_sample_ids(std::move(rows));
+  return source;
+}
+
 }  // namespace
 
 TrainingSet load_training_set(const Communicator& comm, const Config& config) {
@@ -211,26 +240,7 @@ std::unique_ptr<Minibatches> make_minibatches(const Communicator& comm, const Co
     return std::make_unique<BlockSource>(set->info, set->info.samples, set->loss, transform, config.block_size,
                                          set->global_blocks, r, comm.size(), config.shuffle, config.seed);
   }
-  if (!set->streaming) {
-    Shard& shard = set->shard;
-    std::vector<int64_t> rows = std::move(shard.rows);
-    if (rows.empty()) {  // the shard's rows are contiguous
-      rows.resize(static_cast<std::size_t>(shard.count));
-      std::iota(rows.begin(), rows.end(), static_cast<int64_t>(shard.offset));
-    }
-    std::unique_ptr<BatchSource> source;
-    if (shard.compact.empty()) {
-      source = std::make_unique<BatchSource>(std::move(shard.x), std::move(set->targets), set->batch, config.shuffle,
-                                             config.seed, r);
-    } else {
-      CompactColumns compact{std::move(shard.compact), set->info.x_width, set->info.features, shard.count,
-                             transform};
-      source = std::make_unique<BatchSource>(std::move(compact), std::move(set->targets), set->batch,
-                                             config.shuffle, config.seed, r);
-    }
-    source->set_sample_ids(std::move(rows));
-    return source;
-  }
+  if (!set->streaming) return memory_source(comm, config, transform, set);
   StreamShape shape;
   comm.agreed([&] {
     shape = stream_shape(config.cache_mb * (1 << 20), stream_row_bytes(set->info, set->loss), set->batch, set->count);

@@ -103,6 +103,10 @@ void gemm_packed_a(long m, long n, long k, const std::uint16_t* packed_a, const 
 // denormal inputs as 0: vcvtne2ps2bf16) and widened back to f32. Needs
 // gemm_kernel_supported(GemmKernel::kAvx512Bf16).
 void round_to_bf16(const float* in, std::size_t n, float* out);
+// The same rounding, kept as bf16 bits (a float's upper half), and back:
+// from_bf16(to_bf16(x)) is round_to_bf16(x). Need the same CPU.
+void to_bf16(const float* in, std::size_t n, std::uint16_t* out);
+void from_bf16(const std::uint16_t* in, std::size_t n, float* out);
 
 // The same product through Eigen (any scalar, and Eigen's own threading).
 template <typename T>

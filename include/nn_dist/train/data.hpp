@@ -1,7 +1,7 @@
 // One rank's minibatches: a per-epoch shuffle of the in-memory shard from
 // (seed, epoch, rank), gathered into preallocated batch buffers. Features
 // stored as uint8/uint16 stay that compact in memory and are converted per
-// batch.
+// batch; with --precision bf16, float32 features are kept as bf16.
 #pragma once
 
 #include <cstdint>
@@ -17,13 +17,24 @@ namespace nn_dist {
 // value, (features, count) column-major. A batch converts each value v to
 // float((double(v) - mean[f]) / scale[f]) with `transform` (--scale,
 // --standardize), or to float(v) without one: the same values the float path
-// computes from the same file.
+// computes from the same file. bf16: the values are float32 data already
+// transformed and kept as bf16 (width 2, transform empty) because the bf16
+// products round them so anyway (see bf16_columns).
 struct CompactColumns {
   std::vector<unsigned char> bytes;
   int width = 1;
   long features = 0, count = 0;
   Standardization transform;
+  bool bf16 = false;
 };
+
+// --precision bf16: x (features, count), already transformed, as bf16
+// columns, the products' own rounding (to_bf16), which the products would
+// apply to every batch anyway: the same bits at half the memory and half the
+// bytes a batch gathers. Returns false (x untouched) if a finite value would
+// round to infinity (|x| near FLT_MAX): a non-finite loss would then blame
+// the data's feature, so such data stays float32. Needs the bf16 kernels' CPU.
+bool bf16_columns(Matrix<float>* x, CompactColumns* out);
 
 // What the training step reads its batches from: the in-memory BatchSource,
 // StreamSource (stream.hpp) for data larger than memory, or BlockSource
