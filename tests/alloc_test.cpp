@@ -24,7 +24,7 @@ TEST(AllocationTest, SteadyStateStepAllocatesNothing) {
   Eigen::setNbThreads(1);  // nn_dist's default: one thread per rank
   const long d = 784, batch = 128, n = 1000;
   // gelu keeps f'(z) from the forward pass; AdamW shrinks the weights first.
-  // Each bf16 kernel the CPU runs (--precision bf16) as well.
+  // Each bf16 kernel the CPU runs (--precision bf16, the data kept as bf16) as well.
   // micro: micro-batches per step (--accumulate-steps), each added to the gradient in backprop.
   struct Variant {
     OptimizerKind kind;
@@ -57,7 +57,11 @@ TEST(AllocationTest, SteadyStateStepAllocatesNothing) {
     Matrix<float> x = Matrix<float>::Random(d, n);
     Targets targets;
     for (long j = 0; j < n; ++j) targets.labels.push_back(static_cast<int32_t>(j % 10));
-    BatchSource source(std::move(x), std::move(targets), batch, /*shuffle=*/true, 7, 0);
+    // bf16 keeps the data as bf16, as nn_dist does (bf16_columns).
+    CompactColumns bits;
+    const bool bf16 = kernel_precision(v.kernel) == Precision::kBf16 && bf16_columns(&x, &bits);
+    BatchSource source = bf16 ? BatchSource(std::move(bits), std::move(targets), batch, /*shuffle=*/true, 7, 0)
+                              : BatchSource(std::move(x), std::move(targets), batch, /*shuffle=*/true, 7, 0);
     source.start_epoch(0);
 
     auto step = [&](long s) {
