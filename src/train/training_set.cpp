@@ -181,20 +181,18 @@ std::unique_ptr<Minibatches> memory_source(const Communicator& comm, const Confi
     rows.resize(static_cast<std::size_t>(shard.count));
     std::iota(rows.begin(), rows.end(), static_cast<int64_t>(shard.offset));
   }
-  const int r = comm.rank();
-  std::unique_ptr<BatchSource> source;
-  CompactColumns bf16;
-  if (shard.compact.empty() && config.precision == Precision::kBf16 && bf16_columns(&shard.x, &bf16)) {
-    source = std::make_unique<BatchSource>(std::move(bf16), std::move(set->targets), set->batch, config.shuffle,
-                                           config.seed, r);
-  } else if (shard.compact.empty()) {
-    source = std::make_unique<BatchSource>(std::move(shard.x), std::move(set->targets), set->batch, config.shuffle,
-                                           config.seed, r);
-  } else {
-    CompactColumns compact{std::move(shard.compact), set->info.x_width, set->info.features, shard.count, transform};
-    source = std::make_unique<BatchSource>(std::move(compact), std::move(set->targets), set->batch, config.shuffle,
-                                           config.seed, r);
+  CompactColumns compact;
+  if (!shard.compact.empty()) {
+    compact = {std::move(shard.compact), set->info.x_width, set->info.features, shard.count, transform};
+  } else if (config.precision == Precision::kBf16) {
+    bf16_columns(&shard.x, &compact);  // false: x stays float32
   }
+  const int r = comm.rank();
+  auto source = compact.bytes.empty()
+                    ? std::make_unique<BatchSource>(std::move(shard.x), std::move(set->targets), set->batch,
+                                                    config.shuffle, config.seed, r)
+                    : std::make_unique<BatchSource>(std::move(compact), std::move(set->targets), set->batch,
+                                                    config.shuffle, config.seed, r);
   source->set_sample_ids(std::move(rows));
   return source;
 }
