@@ -103,7 +103,7 @@ for v in "${variants[@]}"; do
 done
 for v in "${variants[@]}"; do
   [[ $v == stream* ]] &&
-    echo "$v: the reader thread read at $(echo "${readrate[$v]}" | median) MB/s (median over rounds, rank 0)"
+    echo "$v: rank 0 read at $(echo "${readrate[$v]}" | median) MB/s while reading (median over rounds)"
 done
 seq_rate=$(dd if="$DATA" of=/dev/null bs=4M 2>&1 | grep -o '[0-9.]* [GM]B/s')
 echo "plain sequential read of $(basename "$DATA") (dd, page cache): $seq_rate"

@@ -184,6 +184,57 @@ TEST(StreamSourceTest, ResumingMidEpochGivesTheRemainingBatches) {
   }
 }
 
+// The windows read on the training thread: the same batches as with a
+// reader thread, and each window read at a step that does not depend on the
+// rank's shuffle (where its short last block fell), so ranks read together.
+TEST(StreamSourceTest, ReadInStepTheSameBatchesAtTheSameStepsOnEveryRank) {
+  const testing::TempDir temp("stream_in_step");
+  const DatasetInfo info = stream_file(temp.str(), 1003);
+  const long count = 950;  // blocks of 6 rows: the last has 2
+  StreamShape in_step = small_windows(info, 16, count);
+  in_step.in_step = true;
+  ASSERT_EQ(count % in_step.block_rows, 2);
+  std::vector<long> reads_at[2];  // windows read once each step is loaded and the next prefetched
+  for (int rank = 0; rank < 2; ++rank) {
+    StreamSource thread(info, 0, count, Loss::kSoftmax, {}, 16, true, 5, rank, small_windows(info, 16, count));
+    StreamSource source(info, 0, count, Loss::kSoftmax, {}, 16, true, 5, rank, in_step);
+    EXPECT_TRUE(source.in_step());
+    for (int64_t epoch = 0; epoch < 2; ++epoch) {
+      EXPECT_EQ(epoch_labels(source, epoch, true), epoch_labels(thread, epoch, true)) << "rank " << rank;
+    }
+    const long before = source.reads();
+    source.start_epoch(2);
+    for (long s = 0; s < source.steps(); ++s) {
+      source.load(s);
+      if (s + 1 < source.steps()) source.prefetch(s + 1);
+      reads_at[rank].push_back(source.reads() - before);
+    }
+    StreamSource resumed(info, 0, count, Loss::kSoftmax, {}, 16, true, 5, rank, in_step);
+    const std::vector<int32_t> all = epoch_labels(thread, 3, false), rest = epoch_labels(resumed, 3, true, 11);
+    EXPECT_EQ(rest, std::vector<int32_t>(all.begin() + 11 * 16, all.end())) << "resumed at step 11, rank " << rank;
+  }
+  EXPECT_EQ(reads_at[0], reads_at[1]) << "the ranks read their windows at the same steps";
+  EXPECT_EQ(reads_at[0].back(), (count + in_step.window_rows - 1) / in_step.window_rows);
+}
+
+TEST(StreamSourceTest, ReadInStepAFileCutShortIsOneErrorNamingIt) {
+  const testing::TempDir temp("stream_in_step_cut");
+  const DatasetInfo info = stream_file(temp.str(), 1003);
+  StreamShape in_step = small_windows(info, 16, 1003);
+  in_step.in_step = true;
+  StreamSource source(info, 0, 1003, Loss::kSoftmax, {}, 16, true, 5, 0, in_step);
+  std::filesystem::resize_file(info.path, std::filesystem::file_size(info.path) / 2);
+  try {
+    for (long s = 0; s < source.steps(); ++s) {
+      if (s == 0) source.start_epoch(0);
+      source.load(s);
+    }
+    FAIL() << "rows past the file's new end were read";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(info.path), std::string::npos) << e.what();
+  }
+}
+
 TEST(StreamSourceTest, WithoutShuffleFileOrderLikeTheInMemorySource) {
   const testing::TempDir temp("stream_order");
   const std::string& dir = temp.str();

@@ -148,8 +148,8 @@ void Reporter::profile(const StepTimes& t, const Minibatches& source, long batch
   std::printf("  products     %s kernel, %s\n", gemm_kernel_name(gemm_kernel()).c_str(),
               precision_name(gemm_precision()).c_str());
   if (const auto* stream = dynamic_cast<const StreamSource*>(&source)) {
-    std::printf("  streaming: rank 0 read %.1f MB in %.3f s of its reader thread (%.0f MB/s)\n",
-                stream->read_bytes() / 1e6, stream->read_seconds(),
+    std::printf("  streaming: rank 0 read %.1f MB in %.3f s of its %s (%.0f MB/s)\n", stream->read_bytes() / 1e6,
+                stream->read_seconds(), stream->in_step() ? "training thread" : "reader thread",
                 stream->read_bytes() / 1e6 / std::max(stream->read_seconds(), 1e-9));
   }
   std::printf(

@@ -2,6 +2,8 @@
 // a background thread, batches gathered from one or two windows.
 #include "nn_dist/train/stream.hpp"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <cstring>
 #include <numeric>
@@ -11,6 +13,12 @@
 #include "nn_dist/model/init.hpp"
 
 namespace nn_dist {
+
+bool one_cpu() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  return sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) == 1;
+}
 
 double stream_row_bytes(const DatasetInfo& info, Loss loss) {
   const double x = static_cast<double>(info.features) * (info.x_width > 0 ? info.x_width : 4);
@@ -61,10 +69,11 @@ StreamSource::StreamSource(const DatasetInfo& info, long offset, long count, Los
   }
   if (width_ == 1) table_ = byte_table(transform_);
   reader_ = std::make_unique<RowReader>(info_);
-  thread_ = std::thread([this] { loader(); });
+  if (!shape_.in_step) thread_ = std::thread([this] { loader(); });
 }
 
 StreamSource::~StreamSource() {
+  if (!thread_.joinable()) return;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stop_ = true;
@@ -172,14 +181,18 @@ void StreamSource::loader() {
     const double seconds = seconds_between(t0, Clock::now());
     lock.lock();
     if (error) error_ = error;
-    read_seconds_ += seconds;
-    read_bytes_ += static_cast<double>(w.rows) *
-                   (static_cast<double>(value_bytes_ * features_) + 8.0 * static_cast<double>(info_.target_width));
-    w.ready = true;
+    count_read(w, seconds);
     pending_ = -1;
-    ++reads_;
     done_.notify_all();
   }
+}
+
+void StreamSource::count_read(Window& w, double seconds) {
+  read_seconds_ += seconds;
+  read_bytes_ += static_cast<double>(w.rows) *
+                 (static_cast<double>(value_bytes_ * features_) + 8.0 * static_cast<double>(info_.target_width));
+  w.ready = true;
+  ++reads_;
 }
 
 void StreamSource::request(long index) {
@@ -196,6 +209,18 @@ void StreamSource::request(long index) {
   w.epoch = epoch_;
   w.ready = false;
   w.requested = true;
+  if (shape_.in_step) {  // no other thread: read it now (an error propagates from here)
+    const auto t0 = Clock::now();
+    try {
+      read_window(w, index, epoch_);
+    } catch (...) {
+      w.index = -1;
+      w.requested = false;
+      throw;
+    }
+    count_read(w, seconds_between(t0, Clock::now()));
+    return;
+  }
   pending_ = victim;
   wake_.notify_all();
 }
@@ -236,7 +261,21 @@ void StreamSource::gather(long step, Slot& slot) {
       std::copy(win->values.data() + row * width, win->values.data() + (row + 1) * width, slot.values.col(j).data());
     }
   }
-  request(w + 1);  // the next window is read while this one is used
+  if (!shape_.in_step) {
+    request(w + 1);  // the next window is read while this one is used
+    return;
+  }
+  // Read on this thread, the next window is read as the batches reach where
+  // this one would start if every block were whole: a position the same for
+  // every rank, so the ranks read together and none waits in the sum for
+  // another's read. (The real boundaries move by up to a block with where the
+  // short last block fell.) Measured on a 2-vCPU Zen 5 guest, 2 ranks, a core
+  // each, 400000 x 784 float32 in h5py's chunks, --cache-mb 64: a reader
+  // thread on each rank's core 0.88-0.91 of in-memory speed, this 0.91-0.94
+  // (1.03x in each of 4 rounds); spreading the reads block by block over the
+  // window's steps was slower than either. A window needed sooner is read by
+  // ensure().
+  request((end - 1) / shape_.window_rows + 1);
 }
 
 void StreamSource::prefetch(long step) {

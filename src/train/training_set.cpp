@@ -243,6 +243,7 @@ std::unique_ptr<Minibatches> make_minibatches(const Communicator& comm, const Co
   comm.agreed([&] {
     shape = stream_shape(config.cache_mb * (1 << 20), stream_row_bytes(set->info, set->loss), set->batch, set->count);
   });
+  shape.in_step = one_cpu();
   auto stream = std::make_unique<StreamSource>(set->info, set->offset, set->count, set->loss, transform, set->batch,
                                                config.shuffle, config.seed, r, shape);
   if (!quiet) {
@@ -252,8 +253,9 @@ std::unique_ptr<Minibatches> make_minibatches(const Communicator& comm, const Co
                                       : "X read with pread, rows gathered from its chunks (" +
                                             std::to_string(stream->chunks_a_row()) + " a row)";
     std::printf("nn_dist: streaming: %.0f MiB of samples per rank at most, windows of %ld rows read in blocks of %ld "
-                "(%s)\n",
-                config.cache_mb, shape.window_rows, shape.block_rows, how.c_str());
+                "(%s) by %s\n",
+                config.cache_mb, shape.window_rows, shape.block_rows, how.c_str(),
+                shape.in_step ? "the training thread between steps (rank 0 has one CPU)" : "a background thread");
   }
   return stream;
 }

@@ -1,7 +1,8 @@
 // Minibatches from a shard larger than memory (--cache-mb): the shard is read
 // in blocks of rows, a window of blocks at a time, while a background thread
 // reads the next window (double buffering), so each rank holds about
-// --cache-mb of samples however large its shard.
+// --cache-mb of samples however large its shard. With StreamShape::in_step
+// the training thread reads the next window itself, between two steps.
 //
 // An epoch's order, a pure function of (seed, epoch, rank) like the in-memory
 // shuffle: the blocks in a shuffled order, grouped into windows; the samples
@@ -30,6 +31,10 @@ namespace nn_dist {
 struct StreamShape {
   long block_rows = 0;   // rows read per block
   long window_rows = 0;  // rows per window (a multiple of block_rows); two windows are held
+  // Read the windows on the training thread instead of a background thread,
+  // at steps every rank shares (see StreamSource::gather): for a rank with
+  // one CPU, which a reader thread could only take from the training.
+  bool in_step = false;
 };
 
 // The block and window sizes for a cache of `cache_bytes` and rows of
@@ -48,6 +53,11 @@ void scan_shard(const DatasetInfo& info, long offset, long count, Loss loss, lon
     visit(block, make_targets(info, block, loss));
   }
 }
+
+// Whether this process may run on one CPU only (bound to a core, as mpirun
+// binds up to 2 ranks by default, or srun with one CPU a task): then its
+// StreamSource reads in step (StreamShape::in_step).
+bool one_cpu();
 
 // Bytes one row takes in a StreamSource's windows.
 double stream_row_bytes(const DatasetInfo& info, Loss loss);
@@ -80,9 +90,10 @@ class StreamSource : public Minibatches {
   bool direct() const { return reader_->direct(); }
   long chunks_a_row() const { return reader_->chunks_a_row(); }
   long reads() const { return reads_; }  // windows read so far (tests)
-  // Bytes of X and y read so far, and the loader's seconds spent reading them.
+  // Bytes of X and y read so far, and the seconds spent reading them.
   double read_bytes() const { return read_bytes_; }
   double read_seconds() const { return read_seconds_; }
+  bool in_step() const { return shape_.in_step; }
 
  private:
   struct Window {
@@ -106,6 +117,7 @@ class StreamSource : public Minibatches {
   void request(long index);                                 // read it in the background
   void gather(long step, Slot& slot);
   void loader();
+  void count_read(Window& w, double seconds);  // under mutex_ with a loader thread
 
   DatasetInfo info_;
   std::unique_ptr<RowReader> reader_;  // the files stay open (used by the loader thread only)
