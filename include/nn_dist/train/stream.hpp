@@ -114,13 +114,13 @@ class StreamSource : public Minibatches {
   };
   void read_window(Window& w, long index, int64_t epoch);  // in either thread
   Window& ensure(long index);                               // the window, read if need be (main thread)
-  void request(long index);                                 // read it in the background
+  void request(long index);                                 // read it in the background (in step: now)
   void gather(long step, Slot& slot);
   void loader();
   void count_read(Window& w, double seconds);  // under mutex_ with a loader thread
 
   DatasetInfo info_;
-  std::unique_ptr<RowReader> reader_;  // the files stay open (used by the loader thread only)
+  std::unique_ptr<RowReader> reader_;  // the files stay open (read by the loader, or in step by the trainer)
   long offset_, count_, features_, width_;
   Loss loss_;
   Standardization transform_;
