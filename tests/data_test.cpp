@@ -225,10 +225,8 @@ TEST(StreamSourceTest, ReadInStepAFileCutShortIsOneErrorNamingIt) {
   StreamSource source(info, 0, 1003, Loss::kSoftmax, {}, 16, true, 5, 0, in_step);
   std::filesystem::resize_file(info.path, std::filesystem::file_size(info.path) / 2);
   try {
-    for (long s = 0; s < source.steps(); ++s) {
-      if (s == 0) source.start_epoch(0);
-      source.load(s);
-    }
+    source.start_epoch(0);
+    for (long s = 0; s < source.steps(); ++s) source.load(s);
     FAIL() << "rows past the file's new end were read";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(info.path), std::string::npos) << e.what();
