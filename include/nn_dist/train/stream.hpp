@@ -112,6 +112,7 @@ class StreamSource : public Minibatches {
     std::vector<int32_t> labels;
     Matrix<float> values;
   };
+  void size_window(Window& w) const;                        // every buffer at a whole window's size
   void read_window(Window& w, long index, int64_t epoch);  // in either thread
   Window& ensure(long index);                               // the window, read if need be (main thread)
   void request(long index);                                 // read it in the background (in step: now)
