@@ -6,8 +6,12 @@
 // short while being read is one error.
 #include <gtest/gtest.h>
 #include <hdf5.h>
+#include <linux/io_uring.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -124,7 +128,8 @@ TEST(DirectChunksTest, EveryLayoutGivesTheStoredRowsBitForBit) {
     for (const Storage& s : storages()) {
       const std::string what = s.name + (compact ? ", uint8" : ", float32");
       const DatasetInfo info = write_file(dir + "/x.h5", s, compact);
-      RowReader reader(info);
+      RowReader reader(info), piece_by_piece(info);
+      piece_by_piece.read_without_ring();
       ASSERT_EQ(reader.direct(), s.chunks_a_row > 0) << what;
       const std::size_t row_bytes = kFeatures * (compact ? 1 : sizeof(float));
       std::vector<unsigned char> all(kRows * row_bytes);
@@ -146,10 +151,14 @@ TEST(DirectChunksTest, EveryLayoutGivesTheStoredRowsBitForBit) {
       if (reader.direct()) {  // runs of rows: across chunk rows, longer than copy_rows' tiles of 32
         for (const auto& [first, n] : {std::make_pair(0L, kRows), std::make_pair(5L, 61L), std::make_pair(99L, 1L)}) {
           std::vector<unsigned char> rows(n * row_bytes + 1, 0xee);
-          reader.copy_rows(first, n, rows.data());
-          EXPECT_EQ(0, std::memcmp(rows.data(), all.data() + first * row_bytes, n * row_bytes))
-              << what << ": copy_rows " << first << ".." << first + n - 1;
-          EXPECT_EQ(rows[n * row_bytes], 0xee) << what << ": copy_rows wrote past its rows";
+          for (RowReader* r : {&reader, &piece_by_piece}) {
+            std::fill(rows.begin(), rows.end(), 0xee);
+            r->copy_rows(first, n, rows.data());
+            const std::string how = r == &reader && reader.batched() ? " (io_uring)" : " (pread)";
+            EXPECT_EQ(0, std::memcmp(rows.data(), all.data() + first * row_bytes, n * row_bytes))
+                << what << ": copy_rows " << first << ".." << first + n - 1 << how;
+            EXPECT_EQ(rows[n * row_bytes], 0xee) << what << ": copy_rows wrote past its rows" << how;
+          }
         }
       }
       if (s.hole) {
@@ -346,19 +355,48 @@ TEST(DirectChunksTest, RunsLongerThanTheStagingBufferAreReadInParts) {
 TEST(DirectChunksTest, AFileThatShrankWhileBeingReadIsOneError) {
   const testing::TempDir temp("chunks_shrank");
   const std::string path = temp.str() + "/shrinks.h5";
-  const DatasetInfo info = write_columns(path, 2000, kFeatures, 500);
-  RowReader reader(info);
-  ASSERT_TRUE(reader.direct());
-  std::vector<float> row(kFeatures);
-  reader.copy_rows(1999, 1, row.data());
-  EXPECT_EQ(row[kFeatures - 1], value(1999, kFeatures - 1));
-  std::filesystem::resize_file(path, std::filesystem::file_size(path) / 2);
-  try {
+  for (const bool ring : {true, false}) {
+    const DatasetInfo info = write_columns(path, 2000, kFeatures, 500);
+    RowReader reader(info);
+    if (!ring) reader.read_without_ring();
+    SCOPED_TRACE(reader.batched() ? "io_uring" : "pread");
+    ASSERT_TRUE(reader.direct());
+    std::vector<float> row(kFeatures);
     reader.copy_rows(1999, 1, row.data());
-    FAIL() << "a row past the file's new end was read";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(path + ": reading X at byte "), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("shrank or was overwritten"), std::string::npos) << e.what();
+    EXPECT_EQ(row[kFeatures - 1], value(1999, kFeatures - 1));
+    std::filesystem::resize_file(path, std::filesystem::file_size(path) / 2);
+    try {
+      reader.copy_rows(1999, 1, row.data());
+      FAIL() << "a row past the file's new end was read";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(path + ": reading X at byte "), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("shrank or was overwritten"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// Where the kernel grants this process an io_uring, a reader of chunked X
+// reads each chunk row's pieces through one (a system call for all of them),
+// and reads the same bytes as with one pread a piece, long runs included.
+TEST(DirectChunksTest, ChunkedPiecesAreReadThroughIoUringWhereTheKernelHasIt) {
+  io_uring_params params{};
+  const long ring = syscall(__NR_io_uring_setup, 4, &params);
+  if (ring < 0) GTEST_SKIP() << "this kernel refuses io_uring (" << std::strerror(errno) << "): copy_rows uses pread";
+  close(static_cast<int>(ring));
+  const testing::TempDir temp("chunks_ring");
+  constexpr long kLongRows = 20000;
+  const DatasetInfo info = write_columns(temp.str() + "/ring.h5", kLongRows, 200, 3000);  // 200 chunk columns a row
+  RowReader reader(info), piece_by_piece(info);
+  piece_by_piece.read_without_ring();
+  EXPECT_TRUE(reader.batched());
+  EXPECT_FALSE(piece_by_piece.batched());
+  std::vector<float> a(static_cast<std::size_t>(kLongRows * 200)), b(a.size(), -1.0f);
+  for (const auto& [first, n] : {std::make_pair(0L, kLongRows), std::make_pair(2999L, 2L), std::make_pair(77L, 9000L)}) {
+    reader.copy_rows(first, n, a.data());
+    piece_by_piece.copy_rows(first, n, b.data());
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<std::size_t>(n * 200)))
+        << "rows " << first << ".." << first + n - 1;
+    EXPECT_EQ(a[static_cast<std::size_t>(n * 200) - 1], value(first + n - 1, 199));
   }
 }
 

@@ -250,7 +250,8 @@ std::unique_ptr<Minibatches> make_minibatches(const Communicator& comm, const Co
     const std::string how =
         !stream->direct()  ? "X copied through HDF5: filtered, converted or partly unwritten storage"
         : stream->chunks_a_row() == 1 ? "X read with pread, whole rows"
-                                      : "X read with pread, rows gathered from its chunks (" +
+                                      : std::string(stream->batched() ? "X read with io_uring" : "X read with pread") +
+                                            ", rows gathered from its chunks (" +
                                             std::to_string(stream->chunks_a_row()) + " a row)";
     std::printf("nn_dist: streaming: %.0f MiB of samples per rank at most, windows of %ld rows read in blocks of %ld "
                 "(%s) by %s\n",

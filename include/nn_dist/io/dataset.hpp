@@ -94,6 +94,11 @@ class RowReader {
   bool direct() const;
   long chunks_a_row() const;
   void copy_rows(long offset, long count, void* x) const;
+  // Whether copy_rows reads a chunked X's pieces through io_uring, a chunk
+  // row's pieces in one system call (else one pread each: kernels without
+  // io_uring, or where it is refused); read_without_ring() turns that off (tests).
+  bool batched() const;
+  void read_without_ring();
 
  private:
   struct Impl;

@@ -89,6 +89,7 @@ class StreamSource : public Minibatches {
   // rows, or gathered into the window from its chunks.
   bool direct() const { return reader_->direct(); }
   long chunks_a_row() const { return reader_->chunks_a_row(); }
+  bool batched() const { return reader_->batched(); }  // a chunk row's pieces in one system call (io_uring)
   long reads() const { return reads_; }  // windows read so far (tests)
   // Bytes of X and y read so far, and the seconds spent reading them.
   double read_bytes() const { return read_bytes_; }
