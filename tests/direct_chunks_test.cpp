@@ -267,25 +267,118 @@ long resident_kib(const std::string& path) {
   return kib;
 }
 
+// A file of float32 X (dims rows x features, given row-major) and y (y_rank
+// dimensions of y_dims, given as y_memory values, stored as y_type), each
+// in chunks of the shape given or contiguous (null).
+DatasetInfo write_xy(const std::string& path, const std::vector<float>& x, const hsize_t* dims, const hsize_t* chunk,
+                     hid_t y_type, hid_t y_memory, const void* y, int y_rank, const hsize_t* y_dims,
+                     const hsize_t* y_chunk) {
+  const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  const hid_t space = H5Screate_simple(2, dims, nullptr), yspace = H5Screate_simple(y_rank, y_dims, nullptr);
+  const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE), ydcpl = H5Pcreate(H5P_DATASET_CREATE);
+  if (chunk != nullptr) H5Pset_chunk(dcpl, 2, chunk);
+  if (y_chunk != nullptr) H5Pset_chunk(ydcpl, y_rank, y_chunk);
+  const hid_t xs = H5Dcreate2(file, "X", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  const hid_t ys = H5Dcreate2(file, "y", y_type, yspace, H5P_DEFAULT, ydcpl, H5P_DEFAULT);
+  H5Dwrite(xs, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x.data());
+  H5Dwrite(ys, y_memory, H5S_ALL, H5S_ALL, H5P_DEFAULT, y);
+  for (hid_t d : {xs, ys}) H5Dclose(d);
+  for (hid_t sp : {space, yspace}) H5Sclose(sp);
+  for (hid_t p : {dcpl, ydcpl}) H5Pclose(p);
+  H5Fclose(file);
+  return inspect_dataset(path, path, "X", "y");
+}
+
 // Float32 X (rows x features, given row-major) and int64 y (all 0), in
 // chunks of chunk[0] x chunk[1], or contiguous when chunk is null.
 DatasetInfo write_floats(const std::string& path, const std::vector<float>& x, long rows, long features,
                          const hsize_t* chunk) {
   const std::vector<int64_t> y(static_cast<std::size_t>(rows), 0);
   const hsize_t dims[2] = {static_cast<hsize_t>(rows), static_cast<hsize_t>(features)};
-  const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  const hid_t space = H5Screate_simple(2, dims, nullptr), yspace = H5Screate_simple(1, dims, nullptr);
-  const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-  if (chunk != nullptr) H5Pset_chunk(dcpl, 2, chunk);
-  const hid_t xs = H5Dcreate2(file, "X", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-  const hid_t ys = H5Dcreate2(file, "y", H5T_STD_I64LE, yspace, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  H5Dwrite(xs, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x.data());
-  H5Dwrite(ys, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, y.data());
-  for (hid_t d : {xs, ys}) H5Dclose(d);
-  for (hid_t sp : {space, yspace}) H5Sclose(sp);
-  H5Pclose(dcpl);
+  return write_xy(path, x, dims, chunk, H5T_STD_I64LE, H5T_NATIVE_INT64, y.data(), 1, dims, nullptr);
+}
+
+// A file of `rows` rows: X contiguous float32 (3 features) and y stored as
+// file_type, one-dimensional (width 0) or (rows, width), in chunks of
+// (chunk_rows, chunk_cols) or contiguous (chunk_rows 0); y(j, c) = (3 j + c)
+// % 100, plus 0.5 when `half`.
+DatasetInfo write_targets(const std::string& path, long rows, hid_t file_type, long width, hsize_t chunk_rows,
+                          hsize_t chunk_cols, bool half) {
+  const long w = std::max(width, 1L);
+  std::vector<float> x(static_cast<std::size_t>(rows * 3), 1.0f);
+  std::vector<double> y(static_cast<std::size_t>(rows * w));
+  for (long j = 0; j < rows; ++j) {
+    for (long c = 0; c < w; ++c) y[static_cast<std::size_t>(j * w + c)] = (3 * j + c) % 100 + (half ? 0.5 : 0.0);
+  }
+  const hsize_t dims[2] = {static_cast<hsize_t>(rows), 3};
+  const hsize_t y_dims[2] = {static_cast<hsize_t>(rows), static_cast<hsize_t>(w)};
+  const hsize_t y_chunk[2] = {chunk_rows, chunk_cols};
+  return write_xy(path, x, dims, nullptr, file_type, H5T_NATIVE_DOUBLE, y.data(), width > 0 ? 2 : 1, y_dims,
+                  chunk_rows > 0 ? y_chunk : nullptr);
+}
+
+// y read with pread (no HDF5 call) where it is stored unfiltered in a native
+// type, contiguously or in chunks of whole rows: the values HDF5 gives, for
+// every run of rows; other storage is read through HDF5, with the same values.
+TEST(DirectChunksTest, TargetsReadDirectlyAreHdf5sValues) {
+  const testing::TempDir temp("chunks_targets");
+  struct Case {
+    std::string name;
+    hid_t type;
+    long width;
+    hsize_t chunk_rows, chunk_cols;
+    bool half, direct;
+  };
+  const std::vector<Case> cases = {
+      {"int64, contiguous", H5T_STD_I64LE, 0, 0, 0, false, true},
+      {"int64, chunks of 25", H5T_STD_I64LE, 0, 25, 0, false, true},
+      {"int32, chunks of 7", H5T_STD_I32LE, 0, 7, 0, false, true},
+      {"uint8, contiguous", H5T_STD_U8LE, 0, 0, 0, false, true},
+      {"float32 (n, 3), chunks of (10, 3)", H5T_IEEE_F32LE, 3, 10, 3, true, true},
+      {"float64 (n, 3), contiguous", H5T_IEEE_F64LE, 3, 0, 0, true, true},
+      {"float32 (n, 3), chunks of (10, 1): a row in 3 chunks", H5T_IEEE_F32LE, 3, 10, 1, true, false},
+      {"int64 big-endian", H5T_STD_I64BE, 0, 0, 0, false, false},
+  };
+  constexpr long kRows = 230;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const DatasetInfo info = write_targets(temp.str() + "/y.h5", kRows, c.type, c.width, c.chunk_rows, c.chunk_cols,
+                                           c.half);
+    RowReader reader(info);
+    ASSERT_TRUE(reader.direct());
+    EXPECT_EQ(reader.targets_direct(), c.direct);
+    const long w = std::max(c.width, 1L);
+    std::vector<float> x(static_cast<std::size_t>(kRows * 3));
+    std::vector<double> hdf5(static_cast<std::size_t>(kRows * w)), y(hdf5.size() + 1, -1.0);
+    reader.read(0, kRows, false, x.data(), hdf5.data());
+    EXPECT_EQ(hdf5[static_cast<std::size_t>(w * 101 + w - 1)], (303 + w - 1) % 100 + (c.half ? 0.5 : 0.0));
+    for (const auto& [first, n] : {std::make_pair(0L, kRows), std::make_pair(24L, 2L), std::make_pair(99L, 131L)}) {
+      std::fill(y.begin(), y.end(), -1.0);
+      reader.read_targets(first, n, y.data());
+      EXPECT_TRUE(std::equal(y.begin(), y.begin() + n * w, hdf5.begin() + first * w)) << first << ".." << first + n - 1;
+      EXPECT_EQ(y[static_cast<std::size_t>(n * w)], -1.0) << "read_targets wrote past its rows";
+    }
+  }
+  // A file cut short inside y: one Error naming it and y.
+  const std::string path = temp.str() + "/cut.h5";
+  const DatasetInfo info = write_targets(path, kRows, H5T_STD_I64LE, 0, 0, 0, false);
+  RowReader reader(info);
+  ASSERT_TRUE(reader.targets_direct());
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  const hid_t ys = H5Dopen2(file, "y", H5P_DEFAULT);
+  const haddr_t y_at = H5Dget_offset(ys);
+  H5Dclose(ys);
   H5Fclose(file);
-  return inspect_dataset(path, path, "X", "y");
+  std::filesystem::resize_file(path, y_at + 8 * 10);  // y's first 10 rows
+  std::vector<double> y(2);
+  reader.read_targets(8, 2, y.data());
+  EXPECT_EQ(y[1], 27.0);
+  try {
+    reader.read_targets(kRows - 2, 2, y.data());
+    FAIL() << "rows of y past the file's new end were read";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(path + ": reading y at byte "), std::string::npos) << e.what();
+  }
 }
 
 // value(j, f) for rows x features, in chunks of (chunk_rows, 1): one column
@@ -391,7 +484,8 @@ TEST(DirectChunksTest, ChunkedPiecesAreReadThroughIoUringWhereTheKernelHasIt) {
   EXPECT_TRUE(reader.batched());
   EXPECT_FALSE(piece_by_piece.batched());
   std::vector<float> a(static_cast<std::size_t>(kLongRows * 200)), b(a.size(), -1.0f);
-  for (const auto& [first, n] : {std::make_pair(0L, kLongRows), std::make_pair(2999L, 2L), std::make_pair(77L, 9000L)}) {
+  for (const auto& [first, n] :
+       {std::make_pair(0L, kLongRows), std::make_pair(2999L, 2L), std::make_pair(77L, 9000L)}) {
     reader.copy_rows(first, n, a.data());
     piece_by_piece.copy_rows(first, n, b.data());
     EXPECT_EQ(0, std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<std::size_t>(n * 200)))

@@ -99,6 +99,10 @@ class RowReader {
   // io_uring, or where it is refused); read_without_ring() turns that off (tests).
   bool batched() const;
   void read_without_ring();
+  // Whether read_targets reads y with pread too (no HDF5 call): when X is
+  // read directly and every file stores y unfiltered as one native integer
+  // or float type, contiguously or in chunks of whole rows.
+  bool targets_direct() const;
 
  private:
   struct Impl;
