@@ -239,6 +239,12 @@ int target_kind(hid_t type) {
   return -1;
 }
 
+// Whether the open file `fd` is at least `end` bytes long.
+bool holds(int fd, std::size_t end) {
+  struct stat st {};
+  return fstat(fd, &st) == 0 && static_cast<std::size_t>(st.st_size) >= end;
+}
+
 std::size_t kind_bytes(int kind) {
   constexpr std::size_t kBytes[] = {1, 1, 2, 2, 4, 4, 8, 8, 4, 8};
   return kBytes[kind];
@@ -359,8 +365,7 @@ struct RowReader::Impl {
     }
     const int fd = ::open(part.path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
-    struct stat st {};
-    if (fstat(fd, &st) != 0 || static_cast<std::size_t>(st.st_size) < end) {
+    if (!holds(fd, end)) {
       close(fd);
       return false;
     }
@@ -376,11 +381,9 @@ struct RowReader::Impl {
       h5::Handle type(H5Dget_type(open.y.get()), H5Tclose);
       const int own = target_kind(type.get());
       std::size_t end = 0;
-      struct stat st {};
       if (own < 0 || (kind >= 0 && own != kind) ||
           !place(open, open.y.get(), part_info(k).samples, info.target_width, kind_bytes(own), &open.ys, &end) ||
-          open.ys.grid_width != 1 || open.ys.stride > kRawBytes || fstat(open.fd, &st) != 0 ||
-          static_cast<std::size_t>(st.st_size) < end) {
+          open.ys.grid_width != 1 || open.ys.stride > kRawBytes || !holds(open.fd, end)) {
         return;
       }
       kind = own;
@@ -463,10 +466,11 @@ struct RowReader::Impl {
   void read_pieces(const Open& open, const std::size_t* chunk, std::size_t from, std::size_t bytes,
                    unsigned char* out) {
     const auto n = static_cast<std::size_t>(open.xs.grid_width);
-    std::fill(done.begin(), done.begin() + static_cast<long>(n), std::size_t{0});
     if (ring != nullptr && ring->ok()) {
       for (std::size_t c = 0; c < n; ++c) requests[c] = {open.fd, chunk[c] + from, bytes, out + bytes * c};
-      ring->read(requests.data(), n, done.data());
+      ring->read(requests.data(), n, done.data());  // sets every done[c]
+    } else {
+      std::fill(done.begin(), done.begin() + static_cast<long>(n), std::size_t{0});
     }
     for (std::size_t c = 0; c < n; ++c) {
       if (done[c] < bytes) {
