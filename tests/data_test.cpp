@@ -218,6 +218,38 @@ TEST(StreamSourceTest, ReadInStepTheSameBatchesAtTheSameStepsOnEveryRank) {
   EXPECT_EQ(reads_at[0].back(), (count + in_step.window_rows - 1) / in_step.window_rows);
 }
 
+// A batch stays as loaded until the next load(), though the next batch is
+// prefetched meanwhile and windows are read again behind it (rows laid out in
+// the order the batches take them). Each column of x holds (j, -j) for label
+// j. Batches of 20 end where windows of 100 rows would (blocks of 6: the real
+// ones move), batches of 16 fall across.
+TEST(StreamSourceTest, ABatchStaysAsLoadedUntilTheNextLoad) {
+  const testing::TempDir temp("stream_views");
+  const DatasetInfo info = stream_file(temp.str(), 1003);
+  const long count = 950;
+  for (const long batch : {16L, 20L}) {
+    for (const bool in_step : {false, true}) {
+      StreamShape shape = small_windows(info, batch, count);
+      shape.in_step = in_step;
+      StreamSource source(info, 0, count, Loss::kSoftmax, {}, batch, true, 5, 1, shape);
+      ASSERT_TRUE(source.direct());
+      for (int64_t epoch = 0; epoch < 3; ++epoch) {
+        source.start_epoch(epoch);
+        for (long s = 0; s < source.steps(); ++s) {
+          const long n = source.load(s);
+          if (s + 1 < source.steps()) source.prefetch(s + 1);
+          for (long j = 0; j < n; ++j) {
+            const auto label = static_cast<float>(source.labels()[j]);
+            ASSERT_EQ(source.x()[2 * j], label) << "batch " << batch << (in_step ? ", in step" : ", thread")
+                                                << ", epoch " << epoch << ", step " << s << ", column " << j;
+            ASSERT_EQ(source.x()[2 * j + 1], -label);
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(StreamSourceTest, ReadInStepAFileCutShortIsOneErrorNamingIt) {
   const testing::TempDir temp("stream_in_step_cut");
   const DatasetInfo info = stream_file(temp.str(), 1003);

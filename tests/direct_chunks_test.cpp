@@ -15,6 +15,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
+#include <random>
 #include <sstream>
 
 #include "nn_dist/train/block_source.hpp"
@@ -440,6 +442,45 @@ TEST(DirectChunksTest, RunsLongerThanTheStagingBufferAreReadInParts) {
       }
     }
     EXPECT_EQ(rows.back(), -1.0f) << "copy_rows wrote past its rows";
+  }
+}
+
+// With `place`, copy_rows puts row i of a run at place[i] (StreamSource's
+// windows, laid out in the order the batches take them): whole rows
+// (contiguous X, a preadv a group of 1024 rows) and rows gathered from chunks
+// alike, each where place says and nothing past them; a file cut short is
+// still one Error naming it.
+TEST(DirectChunksTest, RowsGoWherePlaceSays) {
+  const testing::TempDir temp("chunks_placed");
+  constexpr long kManyRows = 2500, kColumns = 50, kFirst = 7, kCount = 2400;
+  std::vector<float> x(static_cast<std::size_t>(kManyRows * kColumns));
+  for (std::size_t k = 0; k < x.size(); ++k) x[k] = static_cast<float>(k);
+  std::vector<std::uint32_t> place(kCount);
+  std::iota(place.begin(), place.end(), 0u);
+  std::shuffle(place.begin(), place.end(), std::mt19937(3));
+  for (const bool chunked : {false, true}) {
+    SCOPED_TRACE(chunked ? "chunks (300, 16)" : "contiguous");
+    const std::string path = temp.str() + (chunked ? "/chunked.h5" : "/contiguous.h5");
+    const hsize_t chunk[2] = {300, 16};
+    const DatasetInfo info = write_floats(path, x, kManyRows, kColumns, chunked ? chunk : nullptr);
+    RowReader reader(info);
+    ASSERT_TRUE(reader.direct());
+    std::vector<float> out(static_cast<std::size_t>((kCount + 1) * kColumns), -1.0f);  // a row more: never written
+    reader.copy_rows(kFirst, kCount, out.data(), place.data());
+    for (long i = 0; i < kCount; ++i) {
+      ASSERT_EQ(0, std::memcmp(out.data() + place[i] * kColumns, x.data() + (kFirst + i) * kColumns,
+                               kColumns * sizeof(float)))
+          << "row " << kFirst + i << " at " << place[i];
+    }
+    EXPECT_EQ(out.back(), -1.0f) << "copy_rows wrote past its rows";
+    std::filesystem::resize_file(path, std::filesystem::file_size(path) / 2);
+    try {
+      reader.copy_rows(kFirst, kCount, out.data(), place.data());
+      FAIL() << "rows past the file's new end were read";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(path + ": reading X at byte "), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("shrank or was overwritten"), std::string::npos) << e.what();
+    }
   }
 }
 

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -204,6 +205,32 @@ void copy_streaming(unsigned char* d, const unsigned char* s, std::size_t n) {
   std::memcpy(d, s, n);
 }
 
+// Whole rows placed out of order (copy_rows' `place`) are read with one
+// preadv a group of this many rows (Linux's IOV_MAX).
+constexpr long kPlacedRows = 1024;
+
+// `rows` rows of row_bytes from byte `at` of the file, row i to out +
+// row_bytes * place[i], with preadv (iov: kPlacedRows entries); what a read
+// leaves short (or fails) read_exactly reads again, naming the error.
+void read_rows_placed(int fd, std::size_t at, std::size_t row_bytes, long rows, unsigned char* out,
+                      const std::uint32_t* place, iovec* iov, const std::string& what, const std::string& dataset) {
+  for (long first = 0; first < rows; first += kPlacedRows) {
+    const long n = std::min(kPlacedRows, rows - first);
+    for (long i = 0; i < n; ++i) iov[i] = {out + row_bytes * place[first + i], row_bytes};
+    const std::size_t start = at + row_bytes * static_cast<std::size_t>(first);
+    ssize_t got = 0;
+    do {
+      got = preadv(fd, iov, static_cast<int>(n), static_cast<off_t>(start));
+    } while (got < 0 && errno == EINTR);
+    const std::size_t done = got > 0 ? static_cast<std::size_t>(got) : 0;
+    for (auto i = static_cast<long>(done / row_bytes); i < n; ++i) {
+      const std::size_t have = i == static_cast<long>(done / row_bytes) ? done % row_bytes : 0;
+      read_exactly(fd, start + row_bytes * static_cast<std::size_t>(i) + have, row_bytes - have,
+                   static_cast<unsigned char*>(iov[i].iov_base) + have, what, dataset);
+    }
+  }
+}
+
 // copy_rows reads the pieces of all chunk columns for up to this many bytes
 // of rows at a time: a streamed block's run of rows in one pread a chunk
 // column (--cache-mb 64: 663 rows, 2.1 MB). On a 2-vCPU Zen 5 guest,
@@ -295,6 +322,7 @@ struct RowReader::Impl {
   std::unique_ptr<ReadRing> ring;
   std::vector<ReadRequest> requests;
   std::vector<std::size_t> done;
+  std::vector<iovec> iov;  // copy_rows' whole rows placed out of order (read_rows_placed)
   // y read with pread too (read_targets: no HDF5 call, nothing allocated), when
   // X is and every file stores y unfiltered, as one kind (target_kind), each
   // chunk holding whole rows; y_raw holds the values as stored on their way.
@@ -342,6 +370,7 @@ struct RowReader::Impl {
     }
     requests.resize(static_cast<std::size_t>(chunks_a_row));
     done.resize(static_cast<std::size_t>(chunks_a_row));
+    if (direct) iov.resize(kPlacedRows);
     if (chunks_a_row > 1) {
       ring = std::make_unique<ReadRing>();
       if (!ring->ok()) ring.reset();
@@ -479,6 +508,17 @@ struct RowReader::Impl {
       }
     }
   }
+  // `rows` whole rows of X from byte `at` of the file into x's rows from
+  // out_row on: in order, or row i to place[out_row + i] (copy_rows).
+  void read_whole_rows(const Open& open, std::size_t at, long rows, unsigned char* x, long out_row,
+                       const std::uint32_t* place) {
+    if (place != nullptr) {
+      read_rows_placed(open.fd, at, row_bytes, rows, x, place + out_row, iov.data(), open.what, info.x_name);
+    } else {
+      read_exactly(open.fd, at, row_bytes * static_cast<std::size_t>(rows),
+                   x + row_bytes * static_cast<std::size_t>(out_row), open.what, info.x_name);
+    }
+  }
   // Rows [offset, offset + count) of y as double, read directly (y_kind >= 0).
   void read_targets(long offset, long count, double* y) {
     const auto width = static_cast<std::size_t>(info.target_width);
@@ -538,7 +578,7 @@ bool RowReader::batched() const { return impl_->ring != nullptr && impl_->ring->
 void RowReader::read_without_ring() { impl_->ring.reset(); }
 long RowReader::chunks_a_row() const { return impl_->chunks_a_row; }
 
-void RowReader::copy_rows(long offset, long count, void* x) const {
+void RowReader::copy_rows(long offset, long count, void* x, const std::uint32_t* place) const {
   const std::size_t row_bytes = impl_->row_bytes;
   unsigned char* const out = static_cast<unsigned char*>(x);
   // The pieces of every chunk column for up to kStagingBytes of rows are read
@@ -553,11 +593,20 @@ void RowReader::copy_rows(long offset, long count, void* x) const {
   auto& staging = impl_->staging;
   auto& assembled = impl_->tile_rows;
   assembled.resize(static_cast<std::size_t>(tile) * row_bytes);
+  // Rows [first, first + m) of the `count`, assembled, streamed to where they go.
+  const auto put = [&](long first, long m, const unsigned char* rows) {
+    if (place == nullptr) {
+      copy_streaming(out + row_bytes * static_cast<std::size_t>(first), rows, row_bytes * static_cast<std::size_t>(m));
+      return;
+    }
+    for (long k = 0; k < m; ++k) {
+      copy_streaming(out + row_bytes * place[first + k], rows + row_bytes * static_cast<std::size_t>(k), row_bytes);
+    }
+  };
   const auto copy_run = [&](const Impl::Open& open, const std::size_t* chunk, std::size_t from, long rows,
                             long out_row) {
-    if (open.xs.grid_width == 1 && open.xs.stride == row_bytes) {  // whole rows in file order: read straight into x
-      read_exactly(open.fd, chunk[0] + from, row_bytes * static_cast<std::size_t>(rows),
-                   out + row_bytes * static_cast<std::size_t>(out_row), open.what, impl_->info.x_name);
+    if (open.xs.grid_width == 1 && open.xs.stride == row_bytes) {  // whole rows: read straight into x
+      impl_->read_whole_rows(open, chunk[0] + from, rows, out, out_row, place);
       return;
     }
     const std::size_t width = open.xs.stride * static_cast<std::size_t>(open.xs.grid_width);  // a row's pieces
@@ -576,8 +625,7 @@ void RowReader::copy_rows(long offset, long count, void* x) const {
           copy_pieces(staging.data() + run * static_cast<std::size_t>(c) + open.xs.stride * t, open.xs.stride,
                       assembled.data() + column, row_bytes, bytes, m);
         }
-        copy_streaming(out + row_bytes * static_cast<std::size_t>(out_row + first + t), assembled.data(),
-                       row_bytes * static_cast<std::size_t>(m));
+        put(out_row + first + t, m, assembled.data());
       }
     }
   };

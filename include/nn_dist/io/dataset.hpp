@@ -90,10 +90,11 @@ class RowReader {
   // straight into x when a chunk spans every feature (contiguous X), else a
   // row's pieces from each of the chunks_a_row() chunks it spans. A file that
   // shrinks meanwhile is an Error naming it. Not thread-safe (one reader per
-  // loader).
+  // loader). With `place`, row i goes to x + row_bytes * place[i] instead
+  // (rows laid out in the order batches take them: StreamSource's windows).
   bool direct() const;
   long chunks_a_row() const;
-  void copy_rows(long offset, long count, void* x) const;
+  void copy_rows(long offset, long count, void* x, const std::uint32_t* place = nullptr) const;
   // Whether copy_rows reads a chunked X's pieces through io_uring, a chunk
   // row's pieces in one system call (else one pread each: kernels without
   // io_uring, or where it is refused); read_without_ring() turns that off (tests).

@@ -107,6 +107,11 @@ class StreamSource : public Minibatches {
     std::vector<int32_t> labels;
     std::vector<float> values;     // (width, rows)
     std::vector<uint32_t> order;   // the window's shuffled row order
+    // X read directly (RowReader::direct) and shuffled: row order[p] of x is
+    // stored at position p (place: order's inverse), so the batches gather it
+    // in sequence.
+    std::vector<uint32_t> place;
+    bool in_order = false;
   };
   struct Slot {
     Matrix<float> x;
@@ -114,7 +119,8 @@ class StreamSource : public Minibatches {
     Matrix<float> values;
   };
   void size_window(Window& w) const;                        // every buffer at a whole window's size
-  void read_window(Window& w, long index, int64_t epoch);  // in either thread
+  void order_window(Window& w, long index, int64_t epoch) const;  // w.order (and w.place) for w.rows rows
+  void read_window(Window& w, long index, int64_t epoch);         // in either thread
   Window& ensure(long index);                               // the window, read if need be (main thread)
   void request(long index);                                 // read it in the background (in step: now)
   void gather(long step, Slot& slot);
