@@ -19,6 +19,7 @@
 #include <random>
 #include <sstream>
 
+#include "nn_dist/common/cpu.hpp"
 #include "nn_dist/train/block_source.hpp"
 #include "nn_dist/train/stream.hpp"
 #include "test_util.hpp"
@@ -480,6 +481,51 @@ TEST(DirectChunksTest, RowsGoWherePlaceSays) {
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find(path + ": reading X at byte "), std::string::npos) << e.what();
       EXPECT_NE(std::string(e.what()).find("shrank or was overwritten"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// Rows of whole 64-byte lines (32 and 16 float32 here) are assembled a line
+// at a time from their pieces (AVX-512, into 64-byte aligned rows), else a
+// tile at a time: pieces narrower than a line, wider than one, and a last
+// chunk passing the last feature give HDF5's rows either way, in order and
+// placed, and nothing past them.
+TEST(DirectChunksTest, RowsOfWholeCacheLinesAreTheStoredRowsBitForBit) {
+  const testing::TempDir temp("chunks_lines");
+  constexpr long kLineRows = 300;
+  std::vector<std::uint32_t> place(kLineRows);
+  std::iota(place.begin(), place.end(), 0u);
+  std::shuffle(place.begin(), place.end(), std::mt19937(5));
+  for (const long features : {32L, 16L}) {
+    std::vector<float> x(static_cast<std::size_t>(kLineRows * features));
+    for (std::size_t k = 0; k < x.size(); ++k) x[k] = static_cast<float>(k) + 0.25f;
+    for (const hsize_t width : {5, 13, 20, 24, 3}) {
+      if (width > static_cast<hsize_t>(features)) continue;  // (HDF5: a chunk within the dataset's dimensions)
+      const std::string what = std::to_string(features) + " features, chunks (7, " + std::to_string(width) + ")";
+      const hsize_t chunk[2] = {7, width};
+      const DatasetInfo info =
+          write_floats(temp.str() + "/lines_" + std::to_string(features) + "_" + std::to_string(width) + ".h5", x,
+                       kLineRows, features, chunk);
+      RowReader reader(info);
+      ASSERT_TRUE(reader.direct()) << what;
+      EXPECT_EQ(reader.by_lines(), cpu_has_avx512()) << what;
+      const std::size_t row_bytes = static_cast<std::size_t>(features) * sizeof(float);
+      // 64-byte aligned (lines), then 16 bytes off (tiles); one row more: never written
+      std::vector<unsigned char> buffer((kLineRows + 1) * row_bytes + 64);
+      unsigned char* const aligned = buffer.data() + (64 - reinterpret_cast<std::uintptr_t>(buffer.data()) % 64) % 64;
+      for (unsigned char* out : {aligned, aligned + 16}) {
+        const std::uint32_t* const placed = place.data();
+        for (const std::uint32_t* where : {static_cast<const std::uint32_t*>(nullptr), placed}) {
+          std::fill(buffer.begin(), buffer.end(), 0xee);
+          reader.copy_rows(0, kLineRows, out, where);
+          for (long j = 0; j < kLineRows; ++j) {
+            const std::size_t at = where != nullptr ? where[j] : static_cast<std::size_t>(j);
+            ASSERT_EQ(0, std::memcmp(out + at * row_bytes, x.data() + j * features, row_bytes))
+                << what << (out == aligned ? ", lines" : ", tiles") << (where ? ", placed" : "") << ": row " << j;
+          }
+          EXPECT_EQ(out[kLineRows * row_bytes], 0xee) << what << ": copy_rows wrote past its rows";
+        }
+      }
     }
   }
 }

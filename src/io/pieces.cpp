@@ -9,6 +9,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "nn_dist/common/cpu.hpp"
@@ -51,6 +52,43 @@ __attribute__((target("avx512f,avx512bw"))) void copy_pieces_avx512(const unsign
     unsigned char* d = dst + k * dst_stride;
     for (std::size_t o = 0; o < whole; o += 64) _mm512_storeu_si512(d + o, _mm512_loadu_si512(s + o));
     _mm512_mask_storeu_epi8(d + whole, tail, _mm512_maskz_loadu_epi8(tail, s + whole));
+  }
+}
+
+LinePlan plan_lines(std::size_t row_bytes, std::size_t stride) {
+  LinePlan plan;
+  plan.line_begin.push_back(0);
+  for (std::size_t line = 0; line < row_bytes; line += 64) {
+    for (std::size_t c = line / stride; c * stride < std::min(line + 64, row_bytes); ++c) {
+      const std::size_t lo = std::max(line, c * stride), hi = std::min({line + 64, c * stride + stride, row_bytes});
+      const std::uint64_t bits = hi - lo == 64 ? ~0ULL : ((1ULL << (hi - lo)) - 1);
+      plan.parts.push_back({static_cast<std::uint32_t>(c),
+                            static_cast<std::int32_t>(static_cast<long>(line) - static_cast<long>(c * stride)),
+                            bits << (lo - line)});
+    }
+    plan.line_begin.push_back(static_cast<std::uint32_t>(plan.parts.size()));
+  }
+  return plan;
+}
+
+__attribute__((target("avx512f,avx512bw"))) void assemble_lines_avx512(const unsigned char* src, std::size_t run,
+                                                                         std::size_t stride, long count,
+                                                                         const LinePlan& plan, std::size_t row_bytes,
+                                                                         unsigned char* dst,
+                                                                         const std::uint32_t* place) {
+  const std::size_t lines = row_bytes / 64;
+  const LinePart* parts = plan.parts.data();
+  const std::uint32_t* begin = plan.line_begin.data();
+  for (long k = 0; k < count; ++k) {
+    const unsigned char* row = src + stride * static_cast<std::size_t>(k);
+    unsigned char* out = dst + row_bytes * (place != nullptr ? place[k] : static_cast<std::size_t>(k));
+    for (std::size_t line = 0; line < lines; ++line) {
+      __m512i v = _mm512_setzero_si512();
+      for (std::uint32_t p = begin[line]; p < begin[line + 1]; ++p) {
+        v = _mm512_mask_loadu_epi8(v, parts[p].mask, row + run * parts[p].column + parts[p].shift);
+      }
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(out + 64 * line), v);
+    }
   }
 }
 

@@ -100,6 +100,9 @@ class RowReader {
   // io_uring, or where it is refused); read_without_ring() turns that off (tests).
   bool batched() const;
   void read_without_ring();
+  // Whether copy_rows assembles chunked rows a 64-byte line at a time (rows of
+  // whole lines, AVX-512) when x is 64-byte aligned; else a tile at a time.
+  bool by_lines() const;
   // Whether read_targets reads y with pread too (no HDF5 call): when X is
   // read directly and every file stores y unfiltered as one native integer
   // or float type, contiguously or in chunks of whole rows.

@@ -102,7 +102,9 @@ class StreamSource : public Minibatches {
     int64_t epoch = -1;
     bool ready = false, requested = false;
     long rows = 0;
-    std::vector<unsigned char> x;  // (features, rows) as stored (compact) or float32
+    // (features, rows) as stored (compact) or float32; 64-byte aligned, so rows
+    // of whole cache lines are assembled a line at a time (RowReader::copy_rows)
+    std::vector<unsigned char, Eigen::aligned_allocator<unsigned char>> x;
     std::vector<double> y;         // (width, rows) as read
     std::vector<int32_t> labels;
     std::vector<float> values;     // (width, rows)
