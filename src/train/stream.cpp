@@ -152,8 +152,7 @@ void StreamSource::order_window(Window& w, long index, int64_t epoch) const {
   // by side: 1.015-1.051x the samples/s of rows in file order in h5py's
   // chunks, 1.007-1.080x contiguous (--profile's data: 0.17 -> 0.145 ms a
   // step, and 0.14 -> 0.10).
-  w.in_order = reader_->direct() && shuffle_;
-  if (w.in_order) {
+  if (placed()) {
     for (long p = 0; p < w.rows; ++p) w.place[w.order[static_cast<std::size_t>(p)]] = static_cast<uint32_t>(p);
   }
 }
@@ -176,19 +175,23 @@ void StreamSource::read_window(Window& w, long index, int64_t epoch) {
   for (long k = first_block; k < end_block; ++k) {
     const auto [first, n] = block_rows(k);
     unsigned char* x = w.x.data() + value_bytes_ * static_cast<std::size_t>(at * features_);
-    if (w.in_order) {
-      reader_->copy_rows(offset_ + first, n, w.x.data(), w.place.data() + at);
-    } else if (reader_->direct()) {
+    double* y = w.y.data() + at * width;
+    if (reader_->direct()) {
       // With pread into the window: whole rows straight in, chunked rows
-      // gathered from their pieces. Reading contiguous X in place from a
-      // mapping of the file (its pages made resident for the window, then
-      // given back) ran at 0.79-0.84 of in-memory speed on a Zen 5 guest
-      // whose page-table changes are costly, against 0.90-0.97.
-      reader_->copy_rows(offset_ + first, n, x);
+      // gathered from their pieces; placed, each where order_window put it.
+      // Reading contiguous X in place from a mapping of the file (its pages
+      // made resident for the window, then given back) ran at 0.79-0.84 of
+      // in-memory speed on a Zen 5 guest whose page-table changes are
+      // costly, against 0.90-0.97.
+      if (placed()) {
+        reader_->copy_rows(offset_ + first, n, w.x.data(), w.place.data() + at);
+      } else {
+        reader_->copy_rows(offset_ + first, n, x);
+      }
+      reader_->read_targets(offset_ + first, n, y);
     } else {
-      reader_->read(offset_ + first, n, /*compact=*/true, x, w.y.data() + at * width);
+      reader_->read(offset_ + first, n, /*compact=*/true, x, y);
     }
-    if (reader_->direct()) reader_->read_targets(offset_ + first, n, w.y.data() + at * width);
     at += n;
   }
   // Labels and values were checked at setup (scan_shard): only converted here.
@@ -286,7 +289,8 @@ void StreamSource::gather(long step, Slot& slot) {
     }
     const uint32_t row = win->order[p - window_start_[w]];
     const long j = p - begin;
-    const unsigned char* values = win->x.data() + column * (win->in_order ? p - window_start_[w] : row);
+    // Read directly, position p holds row order[p] (placed), or row p itself (in file order, no shuffle).
+    const unsigned char* values = win->x.data() + column * (reader_->direct() ? p - window_start_[w] : row);
     convert_column(values, static_cast<int>(width_), features_, transform_, table_, slot.x.col(j).data());
     if (has_labels_) {
       slot.labels[j] = win->labels[row];

@@ -109,17 +109,18 @@ class StreamSource : public Minibatches {
     std::vector<int32_t> labels;
     std::vector<float> values;     // (width, rows)
     std::vector<uint32_t> order;   // the window's shuffled row order
-    // X read directly (RowReader::direct) and shuffled: row order[p] of x is
-    // stored at position p (place: order's inverse), so the batches gather it
-    // in sequence.
+    // Where placed(), row order[p] of x is stored at position p (place:
+    // order's inverse), so the batches gather it in sequence.
     std::vector<uint32_t> place;
-    bool in_order = false;
   };
   struct Slot {
     Matrix<float> x;
     std::vector<int32_t> labels;
     Matrix<float> values;
   };
+  // Whether a window's rows are read into the order the batches take them:
+  // X read directly (RowReader::direct) and shuffled.
+  bool placed() const { return reader_->direct() && shuffle_; }
   void size_window(Window& w) const;                        // every buffer at a whole window's size
   void order_window(Window& w, long index, int64_t epoch) const;  // w.order (and w.place) for w.rows rows
   void read_window(Window& w, long index, int64_t epoch);         // in either thread
