@@ -4,7 +4,8 @@
 # epochs in memory and streamed (--cache-mb), from float32 and from uint8
 # files, and (variants *-chunked) from the float32 data written by h5py with
 # chunks=True (X and y chunked, unfiltered). Runs are interleaved (one of
-# each variant per round); prints the median samples/s of the epochs after
+# each variant per round, the base first and the others' order reversed
+# every second round); prints the median samples/s of the epochs after
 # the first, their ratio to in-memory float32 (of the medians, and the median
 # of each round's ratio: steadier on a shared machine), the best round's
 # ratio to the best in-memory round, each rank's peak RSS, and the streaming reader's
@@ -66,7 +67,12 @@ train=(--hidden 512,256 --batch-size 128 --epochs "$EPOCHS" --quiet --profile --
                         --warmup-steps 50)
 declare -A rate rss readrate ratio
 for ((r = 1; r <= REPEATS; r++)); do
-  for v in "${variants[@]}"; do
+  # The base first, the others in reverse order every second round: a run right after the in-memory one ran
+  # slower on the Zen 5 guest (the same binary 0.919 there against 0.946 one run later, 2026-12-07), so no
+  # variant always takes that place.
+  order=("${variants[@]}")
+  ((r % 2)) || mapfile -t order < <(echo "${variants[0]}"; printf '%s\n' "${variants[@]:1}" | tac)
+  for v in "${order[@]}"; do
     data=$DATA flags=()
     [[ $v == *u8 ]] && data=$U8 flags+=(--scale 1/255)
     [[ $v == *chunked ]] && data=$CHUNKED
@@ -108,4 +114,5 @@ done
 seq_rate=$(dd if="$DATA" of=/dev/null bs=4M 2>&1 | grep -o '[0-9.]* [GM]B/s')
 echo "plain sequential read of $(basename "$DATA") (dd, page cache): $seq_rate"
 runs="$EPOCHS epochs" && ((STEPS > 0)) && runs="$STEPS steps"
-echo "($SAMPLES samples, $RANKS ranks, $runs a run, --cache-mb $CACHE, $REPEATS interleaved rounds, binding: ${BIND[1]:-as mpirun chooses})"
+rounds="$REPEATS interleaved rounds, the order after the base reversed in every second"
+echo "($SAMPLES samples, $RANKS ranks, $runs a run, --cache-mb $CACHE, $rounds, binding: ${BIND[1]:-as mpirun chooses})"
