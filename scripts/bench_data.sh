@@ -15,15 +15,19 @@
 # Usage: scripts/bench_data.sh [--ranks 2] [--epochs 4 | --steps N] [--repeats 5] [--cache-mb 64] [--samples 60000]
 #          [--bind-to core|none|...] (passed to mpirun; without it mpirun binds the ranks as it binds users' runs)
 #          [--variants memory-f32,stream-f32,memory-u8,stream-u8] (also memory-f32-chunked, stream-f32-chunked)
+#          [--settle 10] (seconds idle after each run: on the Zen 5 guest the runs in the 10-20 s after an
+#          in-memory run were slower, 2026-12-07; 0 for none)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 RANKS=2 EPOCHS=4 STEPS=0 REPEATS=5 CACHE=64 SAMPLES=60000 VARIANTS=memory-f32,stream-f32,memory-u8,stream-u8 BIND=()
+SETTLE=10
 while [[ $# -gt 0 ]]; do
   case $1 in
     --ranks) RANKS=$2; shift 2 ;;
     --epochs) EPOCHS=$2; shift 2 ;;
     --steps) STEPS=$2; shift 2 ;;
     --repeats) REPEATS=$2; shift 2 ;;
+    --settle) SETTLE=$2; shift 2 ;;
     --cache-mb) CACHE=$2; shift 2 ;;
     --samples) SAMPLES=$2; shift 2 ;;
     --variants) VARIANTS=$2; shift 2 ;;
@@ -92,6 +96,7 @@ for ((r = 1; r <= REPEATS; r++)); do
     ratio[$v]+="$(echo "scale=4; $this / $base_now" | bc) "  # against this round's in-memory run
     rss[$v]+="$(cat "$WORK"/rss.* | sort -g | tail -1) "
     readrate[$v]+="$(grep -o '([0-9]* MB/s)' <<<"$out" | tr -dc '0-9' || true) "
+    sleep "$SETTLE"
   done
   echo "round $r/$REPEATS done" >&2
 done
@@ -114,5 +119,5 @@ done
 seq_rate=$(dd if="$DATA" of=/dev/null bs=4M 2>&1 | grep -o '[0-9.]* [GM]B/s')
 echo "plain sequential read of $(basename "$DATA") (dd, page cache): $seq_rate"
 runs="$EPOCHS epochs" && ((STEPS > 0)) && runs="$STEPS steps"
-rounds="$REPEATS interleaved rounds, the order after the base reversed in every second"
+rounds="$REPEATS interleaved rounds, the order after the base reversed in every second, ${SETTLE} s idle after each run"
 echo "($SAMPLES samples, $RANKS ranks, $runs a run, --cache-mb $CACHE, $rounds, binding: ${BIND[1]:-as mpirun chooses})"
