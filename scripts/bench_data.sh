@@ -15,7 +15,7 @@
 # Usage: scripts/bench_data.sh [--ranks 2] [--epochs 4 | --steps N] [--repeats 5] [--cache-mb 64] [--samples 60000]
 #          [--bind-to core|none|...] (passed to mpirun; without it mpirun binds the ranks as it binds users' runs)
 #          [--variants memory-f32,stream-f32,memory-u8,stream-u8] (also memory-f32-chunked, stream-f32-chunked)
-#          [--settle 10] (seconds idle after each run: on the Zen 5 guest the runs in the 10-20 s after an
+#          [--settle 10] (seconds idle between runs: on the Zen 5 guest the runs in the 10-20 s after an
 #          in-memory run were slower, 2026-12-07; 0 for none)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -81,6 +81,7 @@ for ((r = 1; r <= REPEATS; r++)); do
     [[ $v == *u8 ]] && data=$U8 flags+=(--scale 1/255)
     [[ $v == *chunked ]] && data=$CHUNKED
     [[ $v == stream* ]] && flags+=(--cache-mb "$CACHE")
+    [[ -z ${rate[*]} ]] || sleep "$SETTLE"  # idle before every run but the first
     rm -f "$WORK"/rss.*
     # Each rank's peak RSS into its own file (/usr/bin/time -v's "Maximum resident set size").
     out=$(mpirun "${MPIRUN_FLAGS[@]}" "${BIND[@]}" sh -c '/usr/bin/time -f "%M" -o "$0.$OMPI_COMM_WORLD_RANK" "$@"' \
@@ -96,7 +97,6 @@ for ((r = 1; r <= REPEATS; r++)); do
     ratio[$v]+="$(echo "scale=4; $this / $base_now" | bc) "  # against this round's in-memory run
     rss[$v]+="$(cat "$WORK"/rss.* | sort -g | tail -1) "
     readrate[$v]+="$(grep -o '([0-9]* MB/s)' <<<"$out" | tr -dc '0-9' || true) "
-    sleep "$SETTLE"
   done
   echo "round $r/$REPEATS done" >&2
 done
@@ -119,5 +119,5 @@ done
 seq_rate=$(dd if="$DATA" of=/dev/null bs=4M 2>&1 | grep -o '[0-9.]* [GM]B/s')
 echo "plain sequential read of $(basename "$DATA") (dd, page cache): $seq_rate"
 runs="$EPOCHS epochs" && ((STEPS > 0)) && runs="$STEPS steps"
-rounds="$REPEATS interleaved rounds, the order after the base reversed in every second, ${SETTLE} s idle after each run"
+rounds="$REPEATS interleaved rounds, the order after the base reversed in every second, ${SETTLE} s idle between runs"
 echo "($SAMPLES samples, $RANKS ranks, $runs a run, --cache-mb $CACHE, $rounds, binding: ${BIND[1]:-as mpirun chooses})"
