@@ -376,9 +376,9 @@ struct RowReader::Impl {
     requests.resize(static_cast<std::size_t>(chunks_a_row));
     done.resize(static_cast<std::size_t>(chunks_a_row));
     if (direct) iov.resize(kPlacedRows);
-    for (Open& open : parts) {
-      if (direct && open.xs.grid_width > 1 && row_bytes % 64 == 0 && cpu_has_avx512()) {
-        open.lines = plan_lines(row_bytes, open.xs.stride);
+    if (direct && row_bytes % 64 == 0 && cpu_has_avx512()) {
+      for (Open& open : parts) {
+        if (open.xs.grid_width > 1) open.lines = plan_lines(row_bytes, open.xs.stride);
       }
     }
     if (chunks_a_row > 1) {
